@@ -1,0 +1,68 @@
+"""Durably: durable execution for Python, with Restate's programming model.
+
+```python
+import durably
+
+greeter = durably.Service("Greeter")
+
+@greeter.handler()
+async def greet(ctx: durably.Context, name: str) -> str:
+    return await ctx.run_typed("hello", lambda: f"Hello {name}!")
+
+app = durably.app(services=[greeter])
+```
+
+Serve it with `durably serve module:app`.
+"""
+
+from durably.sdk.context import (
+    Context,
+    DurableFuture,
+    ObjectContext,
+    ObjectSharedContext,
+    Request,
+    RunFuture,
+    SleepFuture,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
+from durably.sdk.errors import (
+    RetryableError,
+    SdkInternalBaseException,
+    TerminalError,
+    is_internal_exception,
+)
+from durably.sdk.options import InvocationRetryPolicy, RunOptions
+from durably.sdk.serde import BytesSerde, DefaultSerde, JsonSerde, PydanticJsonSerde, Serde
+from durably.sdk.service import App, Service, VirtualObject, Workflow, app
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "BytesSerde",
+    "Context",
+    "DefaultSerde",
+    "DurableFuture",
+    "InvocationRetryPolicy",
+    "JsonSerde",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "PydanticJsonSerde",
+    "Request",
+    "RetryableError",
+    "RunFuture",
+    "RunOptions",
+    "SdkInternalBaseException",
+    "Serde",
+    "Service",
+    "SleepFuture",
+    "TerminalError",
+    "VirtualObject",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowSharedContext",
+    "__version__",
+    "app",
+    "is_internal_exception",
+]

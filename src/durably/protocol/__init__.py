@@ -1,0 +1,1 @@
+"""The Restate service protocol: messages, codec, framing and ids. Pure; no I/O."""

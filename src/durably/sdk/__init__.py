@@ -1,0 +1,1 @@
+"""What a handler author touches; everything here is re-exported from `durably`."""

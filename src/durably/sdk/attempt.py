@@ -1,0 +1,295 @@
+"""The driver of one attempt: runs the handler over a VM and a transport.
+
+The transport is how the VM talks to the runtime. In process it is the engine itself (messages are handed
+over as objects); for a remote deployment it is an HTTP stream of frames. Either way the runtime calls
+`deliver` with notifications and `close_input` when it will send nothing more, and receives every message
+the VM writes through `Transport.send`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from google.protobuf.message import Message
+
+from durably.protocol import protocol_pb2 as pb
+from durably.sdk.errors import (
+    JOURNAL_MISMATCH,
+    AttemptEndedException,
+    RetryableError,
+    SdkInternalBaseException,
+    SuspendedException,
+    TerminalError,
+    VMError,
+)
+from durably.sdk.options import RunOptions
+from durably.sdk.service import Handler
+from durably.sdk.vm import VM, failure
+
+log = logging.getLogger("durably.attempt")
+
+# Set while a ctx.run closure executes, so ctx calls made from inside it can be refused.
+IN_RUN: contextvars.ContextVar[str | None] = contextvars.ContextVar("durably_in_run", default=None)
+
+
+class Transport(Protocol):
+    """Where the VM's messages go."""
+
+    def send(self, messages: list[tuple[int, Message]]) -> None:
+        """Take the messages the VM wrote, in order."""
+
+
+class _PendingRun:
+    __slots__ = ("action", "args", "kwargs", "name", "options", "serde", "task")
+
+    def __init__(self, name: str, action: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 options: RunOptions[Any], serde: Any) -> None:
+        self.name = name
+        self.action = action
+        self.args = args
+        self.kwargs = kwargs
+        self.options = options
+        self.serde = serde
+        self.task: asyncio.Future[Any] | None = None
+
+
+class Attempt:
+    """Runs one attempt of a handler. Create it, then `await attempt.run(ctx_factory)`."""
+
+    def __init__(self, handler: Handler, vm: VM, transport: Transport,
+                 attempt_headers: dict[str, str] | None = None) -> None:
+        self.handler = handler
+        self.vm = vm
+        self.transport = transport
+        self.attempt_headers = attempt_headers or {}
+        self._progress = asyncio.Event()
+        self._runs: dict[int, _PendingRun] = {}
+        self._ended: BaseException | None = None
+        self._replayed_run_pending = False
+        self.started_at = time.monotonic()
+
+    # ---- runtime side ----
+
+    def deliver(self, type_id: int, msg: Message) -> None:
+        """A notification for this attempt (already durable)."""
+        self.vm.notify(type_id, msg)
+        self._progress.set()
+
+    def close_input(self) -> None:
+        """The runtime asks the attempt to suspend as soon as it waits on anything missing."""
+        self.vm.notify_input_closed()
+        self._progress.set()
+
+    def abort(self) -> None:
+        """End the attempt now without writing anything more (abort timeout, kill, shutdown)."""
+        if self._ended is None:
+            self._ended = AttemptEndedException("aborted")
+            self.vm.closed = True
+        self._progress.set()
+        for run in self._runs.values():
+            if run.task is not None and not run.task.done():
+                run.task.cancel()
+
+    # ---- handler side ----
+
+    def flush(self) -> None:
+        """Hand whatever the VM wrote to the transport."""
+        if self.vm.output:
+            self.transport.send(self.vm.take_output())
+
+    def fail(self, e: VMError) -> BaseException:
+        """End the attempt with a VM error; returns the exception that unwinds the handler."""
+        if not self.vm.closed:
+            self.vm.sys_error(e.code, e.message, "",
+                              related=(e.related_index, e.related_type, e.related_name or "")
+                              if e.related_index is not None else None)
+            self.flush()
+        self._ended = AttemptEndedException(e.message)
+        return self._ended
+
+    def register_run(self, handle: int, name: str, action: Callable[..., Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any], options: RunOptions[Any], serde: Any, replayed: bool) -> None:
+        """A run whose result is not in the journal: it executes when first awaited."""
+        self._runs[handle] = _PendingRun(name, action, args, kwargs, options, serde)
+        if replayed:
+            # Its RunCommand came from the journal, so retry counters from Start apply to it (reference §4).
+            self._replayed_run_pending = handle  # type: ignore[assignment]
+
+    async def wait_for(self, handles: list[int], all_of: bool = False) -> None:
+        """Wait until one (or all) of the handles is completed; suspends or ends the attempt if it must."""
+        vm = self.vm
+        while True:
+            self._progress.clear()
+            if self._ended is not None:
+                raise self._ended
+            self.flush()
+            done = [h for h in handles if vm.is_completed(h)]
+            if (all_of and len(done) == len(handles)) or (not all_of and done):
+                return
+            executing = False
+            for h in handles:
+                run = self._runs.get(h)
+                if run is not None and not vm.is_completed(h):
+                    if run.task is None:
+                        self._start_run(h, run)
+                    # A finished closure's proposal is on its way; only a running one keeps us from suspending.
+                    executing = executing or not run.task.done()
+            if not executing:
+                if vm.replaying:
+                    raise self.fail(VMError(
+                        JOURNAL_MISMATCH,
+                        "'await' could not be replayed: the journal holds no result for what the handler "
+                        "awaits now, but has more recorded steps after it. The handler took a different "
+                        "path than in the previous execution.", vm.command_index))
+                if vm.input_closed:
+                    vm.sys_suspend([h for h in handles if not vm.is_completed(h)])
+                    self.flush()
+                    self._ended = SuspendedException()
+                    raise self._ended
+            await self._progress.wait()
+
+    # ---- runs ----
+
+    def _start_run(self, handle: int, run: _PendingRun) -> None:
+        action = run.action
+        token = IN_RUN.set(run.name)
+        try:
+            ctx = contextvars.copy_context()
+        finally:
+            IN_RUN.reset(token)
+        started = time.monotonic()
+        if asyncio.iscoroutinefunction(action) or asyncio.iscoroutinefunction(getattr(action, "__call__", None)):
+            task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(
+                action(*run.args, **run.kwargs), context=ctx)
+        else:
+            task = asyncio.get_running_loop().run_in_executor(
+                None, ctx.run, _call_sync, action, run.args, run.kwargs)
+        run.task = task
+        task.add_done_callback(lambda t: self._run_finished(handle, run, t, started))
+
+    def _run_finished(self, handle: int, run: _PendingRun, task: asyncio.Future[Any], started: float) -> None:
+        if self._ended is not None or self.vm.closed:
+            return  # late result of an aborted attempt: ignored
+        self._progress.set()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            try:
+                value = run.serde.serialize(task.result())
+            except Exception as e:
+                self.vm.propose_run_completion(
+                    handle, failure=failure(500, f"the result of run '{run.name}' cannot be serialized: {e!r}"))
+            else:
+                self.vm.propose_run_completion(handle, value=value)
+            self.flush()
+            return
+        if isinstance(exc, TerminalError):
+            self.vm.propose_run_completion(handle, failure=failure(exc.status_code, exc.message, exc.metadata))
+            self.flush()
+            return
+        if isinstance(exc, SdkInternalBaseException):
+            return
+        self._run_failed_retryably(handle, run, exc, time.monotonic() - started)
+
+    def _run_failed_retryably(self, handle: int, run: _PendingRun, exc: BaseException, took: float) -> None:
+        opts = run.options
+        retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
+        message = exc.message if isinstance(exc, RetryableError) else repr(exc)
+        stack = "".join(traceback.format_exception(exc))
+        related = (self.vm.command_index, 0x0411, run.name)
+        if not opts.has_retry_policy:
+            # No limits given: the invocation's own retry policy takes over.
+            delay = int(retry_after.total_seconds() * 1000) if retry_after is not None else None
+            self.vm.sys_error(500, message, stack, delay, related)
+        else:
+            count, duration_ms = 0, 0.0
+            if self._replayed_run_pending == handle:
+                count = self.vm.start.retry_count_since_last_stored_entry
+                if count > 0:
+                    duration_ms = float(self.vm.start.duration_since_last_stored_entry)
+            count += 1
+            duration_ms += took * 1000
+            spent = (opts.max_attempts is not None and count >= opts.max_attempts) or (
+                opts.max_duration is not None and duration_ms >= opts.max_duration.total_seconds() * 1000)
+            if spent:
+                self.vm.propose_run_completion(handle, failure=failure(500, message))
+                self.flush()
+                return
+            delay_td = retry_after if retry_after is not None else opts.retry_delay(count)
+            self.vm.sys_error(500, message, stack, int(delay_td.total_seconds() * 1000), related)
+        self.flush()
+        self._ended = AttemptEndedException(message)
+        self._progress.set()
+
+    # ---- the handler ----
+
+    async def run(self, ctx: Any) -> None:
+        """Run the handler until the attempt ends (output, suspension or error)."""
+        vm = self.vm
+        h = self.handler
+        try:
+            try:
+                if h.takes_input:
+                    raw = vm.input().value.content
+                    try:
+                        arg = h.input_serde.deserialize(raw)
+                    except Exception as e:
+                        raise TerminalError(f"Unable to parse an input argument. {e}", 400) from None
+                    result = await h.fn(ctx, arg)
+                else:
+                    result = await h.fn(ctx)
+                out = h.output_serde.serialize(result) if h.returns_output else b""
+                vm.sys_output(value=out)
+            except TerminalError as e:
+                vm.sys_output(failure=failure(e.status_code, e.message, e.metadata))
+            vm.sys_end()
+        except SdkInternalBaseException:
+            pass
+        except VMError as e:
+            self.fail(e)
+        except asyncio.CancelledError:
+            if self._ended is None:
+                raise
+        except RetryableError as e:
+            if not vm.closed:
+                delay = int(e.retry_after.total_seconds() * 1000) if e.retry_after is not None else None
+                vm.sys_error(e.status_code, e.message, "".join(traceback.format_exception(e)), delay)
+        except Exception as e:
+            cause = _find_cause(e)
+            if isinstance(cause, TerminalError) and not vm.closed:
+                vm.sys_output(failure=failure(cause.status_code, cause.message, cause.metadata))
+                vm.sys_end()
+            elif not vm.closed:
+                vm.sys_error(500, repr(e), "".join(traceback.format_exception(e)))
+        finally:
+            if not (isinstance(self._ended, AttemptEndedException) and str(self._ended) == "aborted"):
+                self.flush()
+            for run in self._runs.values():
+                if run.task is not None and not run.task.done() and isinstance(run.task, asyncio.Task):
+                    run.task.cancel()
+
+
+def _call_sync(action: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return action(*args, **kwargs)
+
+
+def _find_cause(e: BaseException) -> BaseException:
+    seen = e
+    while seen is not None:
+        if isinstance(seen, TerminalError | SdkInternalBaseException):
+            return seen
+        seen = seen.__cause__  # type: ignore[assignment]
+    return e
+
+
+def pb_failure_to_error(f: pb.Failure) -> TerminalError:
+    """A journaled Failure as the TerminalError a handler catches."""
+    md = {x.key: x.value for x in f.metadata} or None
+    return TerminalError(f.message, f.code, md)

@@ -1,0 +1,170 @@
+"""Serializers for handler inputs and outputs, run results and state values.
+
+The default is JSON. When a type hint names a pydantic model or a dataclass, values are converted to and
+from it; anything else goes through `json`. `None` is always the empty byte string, as in Restate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+try:  # pydantic is optional: only users who annotate with models need it.
+    import pydantic as _pydantic
+except ImportError:  # pragma: no cover - exercised only without pydantic installed
+    _pydantic = None
+
+
+class Serde(ABC, Generic[T]):
+    """Turns values into bytes and back. Subclass it for a custom wire format."""
+
+    @abstractmethod
+    def serialize(self, obj: T | None) -> bytes:
+        """Encode a value."""
+
+    @abstractmethod
+    def deserialize(self, buf: bytes) -> T | None:
+        """Decode bytes produced by `serialize`."""
+
+
+class BytesSerde(Serde[bytes]):
+    """Passes bytes through unchanged."""
+
+    def serialize(self, obj: bytes | None) -> bytes:
+        """Return the bytes as they are (None becomes b"")."""
+        return b"" if obj is None else bytes(obj)
+
+    def deserialize(self, buf: bytes) -> bytes:
+        """Return the bytes as they are."""
+        return buf
+
+
+class JsonSerde(Serde[Any]):
+    """Plain `json.dumps`/`json.loads`."""
+
+    def serialize(self, obj: Any) -> bytes:
+        """Encode with json.dumps (None becomes b"")."""
+        if obj is None:
+            return b""
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    def deserialize(self, buf: bytes) -> Any:
+        """Decode with json.loads (b"" becomes None)."""
+        if not buf:
+            return None
+        return json.loads(buf)
+
+
+def _unwrap_optional(hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _is_pydantic_model(hint: Any) -> bool:
+    return _pydantic is not None and isinstance(hint, type) and issubclass(hint, _pydantic.BaseModel)
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if _pydantic is not None and isinstance(obj, _pydantic.BaseModel):
+        return obj.model_dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return obj
+
+
+def _dataclass_from(hint: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object for {hint.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(hint)
+    kwargs = {}
+    for f in dataclasses.fields(hint):
+        if f.name in data:
+            kwargs[f.name] = _from_jsonable(hints.get(f.name, Any), data[f.name])
+    return hint(**kwargs)
+
+
+def _from_jsonable(hint: Any, data: Any) -> Any:
+    hint = _unwrap_optional(hint)
+    if data is None:
+        return None
+    if _is_pydantic_model(hint):
+        return hint.model_validate(data)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _dataclass_from(hint, data)
+    origin = typing.get_origin(hint)
+    if origin is list and isinstance(data, list):
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_from_jsonable(item, x) for x in data]
+    return data
+
+
+class DefaultSerde(Serde[T]):
+    """JSON, with pydantic models and dataclasses built from the type hint when one is given."""
+
+    def __init__(self, type_hint: Any = None) -> None:
+        self.type_hint = _unwrap_optional(type_hint) if type_hint is not None else None
+        self._pydantic = _is_pydantic_model(self.type_hint)
+
+    def with_maybe_type(self, type_hint: Any) -> DefaultSerde[Any]:
+        """A DefaultSerde for `type_hint` (this one if no hint is given)."""
+        if type_hint is None or type_hint is self.type_hint:
+            return self
+        return DefaultSerde(type_hint)
+
+    def serialize(self, obj: T | None) -> bytes:
+        """Encode as JSON (pydantic models through model_dump_json)."""
+        if obj is None:
+            return b""
+        if _pydantic is not None and isinstance(obj, _pydantic.BaseModel):
+            return obj.model_dump_json().encode()
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return json.dumps(dataclasses.asdict(obj), separators=(",", ":")).encode()
+        return json.dumps(obj, separators=(",", ":"), default=_to_jsonable).encode()
+
+    def deserialize(self, buf: bytes) -> T | None:
+        """Decode JSON, building the hinted model or dataclass if there is one."""
+        if not buf:
+            return None
+        if self._pydantic:
+            return self.type_hint.model_validate_json(buf)  # type: ignore[union-attr]
+        data = json.loads(buf)
+        if self.type_hint is None:
+            return data
+        return _from_jsonable(self.type_hint, data)
+
+
+class PydanticJsonSerde(Serde[T]):
+    """JSON through a pydantic model class."""
+
+    def __init__(self, model: type[T]) -> None:
+        self.model = model
+
+    def serialize(self, obj: T | None) -> bytes:
+        """Encode with model_dump_json."""
+        if obj is None:
+            return b""
+        return obj.model_dump_json().encode()  # type: ignore[attr-defined]
+
+    def deserialize(self, buf: bytes) -> T | None:
+        """Validate and build the model."""
+        if not buf:
+            return None
+        return self.model.model_validate_json(buf)  # type: ignore[attr-defined]
+
+
+def serde_for(serde: Serde[Any] | None, type_hint: Any) -> Serde[Any]:
+    """The serde to use for a value: the explicit one, narrowed by a type hint when it is the default."""
+    if serde is None:
+        return DefaultSerde(type_hint)
+    if isinstance(serde, DefaultSerde) and type_hint is not None:
+        return serde.with_maybe_type(type_hint)
+    return serde

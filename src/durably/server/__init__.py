@@ -1,0 +1,1 @@
+"""The runtime: store, engine, invokers, ingress."""

@@ -1,0 +1,69 @@
+"""The storage interface the engine writes through, one batch (one transaction) at a time."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Columns of the invocations table, in order; rows travel as tuples in this order.
+INVOCATION_COLUMNS = (
+    "id", "service", "handler", "key", "status", "idempotency_key", "created_at", "modified_at",
+    "execution_time", "attempts", "retry_count", "last_entry_at", "next_retry_at", "last_error",
+    "journal_length", "waiting", "output", "failure_code", "failure_message", "failure_metadata",
+    "completed_at", "retention_until",
+)
+COL = {name: i for i, name in enumerate(INVOCATION_COLUMNS)}
+
+
+@dataclass
+class Batch:
+    """Everything one group commit writes. Callbacks run on the event loop after the commit."""
+
+    invocations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    journal: list[tuple[str, int, int, bytes, int]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        """Nothing to write and nobody waiting."""
+        return not (self.invocations or self.journal or self.deleted or self.callbacks)
+
+
+class Store(ABC):
+    """Durable storage of invocations and journals.
+
+    `commit` may run on a writer thread; every other method runs on the event loop. The engine only
+    reads what it has already committed, so readers never see half a batch.
+    """
+
+    #: Whether commit blocks on I/O and should run off the event loop.
+    threaded: bool = False
+
+    @abstractmethod
+    def commit(self, batch: Batch) -> None:
+        """Write a batch atomically (and durably, if the store is durable)."""
+
+    @abstractmethod
+    def load_invocation(self, invocation_id: str) -> tuple[Any, ...] | None:
+        """One invocation row, or None."""
+
+    @abstractmethod
+    def load_journal(self, invocation_id: str) -> list[tuple[int, bytes]]:
+        """An invocation's journal as (type id, encoded entry), in order."""
+
+    @abstractmethod
+    def unfinished(self) -> list[tuple[Any, ...]]:
+        """Rows of every invocation that is not completed."""
+
+    @abstractmethod
+    def list_invocations(self, status: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
+        """Invocation rows, newest first, optionally of one status."""
+
+    @abstractmethod
+    def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
+        """Ids of completed invocations whose retention has passed."""
+
+    def close(self) -> None:
+        """Release resources."""

@@ -1,0 +1,156 @@
+"""The embedded store: one SQLite file in WAL mode, fsync on every commit unless told otherwise."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from durably.server.store.base import INVOCATION_COLUMNS, Batch, Store
+
+SCHEMA_VERSION = 1
+
+# Each entry migrates the schema from version i to i + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE invocations (
+        id TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        handler TEXT NOT NULL,
+        key TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,           -- scheduled, inboxed, invoked, suspended, backing-off, paused, completed
+        idempotency_key TEXT,
+        created_at INTEGER NOT NULL,    -- ms since the epoch, like every time column here
+        modified_at INTEGER NOT NULL,
+        execution_time INTEGER,         -- when a delayed send may start
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_count INTEGER NOT NULL DEFAULT 0,  -- failed attempts since the last journal append
+        last_entry_at INTEGER,
+        next_retry_at INTEGER,
+        last_error TEXT,                -- JSON {"code", "message"} of the last failed attempt
+        journal_length INTEGER NOT NULL DEFAULT 0,
+        waiting TEXT,                   -- JSON list of completion/signal handles a suspension waits for
+        output BLOB,
+        failure_code INTEGER,
+        failure_message TEXT,
+        failure_metadata TEXT,          -- JSON object
+        completed_at INTEGER,
+        retention_until INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX invocations_status ON invocations(status, created_at);
+    CREATE INDEX invocations_retention ON invocations(retention_until) WHERE status = 'completed';
+    CREATE TABLE journal (
+        invocation_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        type INTEGER NOT NULL,          -- protocol message type id (0x0411 run, 0x8011 run completion, ...)
+        entry BLOB NOT NULL,            -- the protobuf-encoded command or notification
+        appended_at INTEGER NOT NULL,
+        PRIMARY KEY (invocation_id, idx)
+    ) WITHOUT ROWID;
+    """,
+]
+
+_UPSERT = (
+    f"INSERT OR REPLACE INTO invocations ({', '.join(INVOCATION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)})"
+)
+_SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
+
+
+class SQLiteStore(Store):
+    """Durable storage in `<data_dir>/durably.sqlite3`.
+
+    Writes go through one connection owned by the writer thread; reads use a second connection on the
+    event loop, which WAL lets proceed while a commit is in flight.
+    """
+
+    threaded = True
+
+    def __init__(self, data_dir: str | Path, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL, EXTRA or OFF")
+        self.path = Path(data_dir) / "durably.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._writer = self._connect(check_same_thread=False)
+        self._writer.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._migrate()
+        self._reader = self._connect(check_same_thread=False)
+
+    def _connect(self, check_same_thread: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=check_same_thread)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._writer
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} was written by a newer durably (schema {version}, this one knows {SCHEMA_VERSION}); "
+                "upgrade durably or use another --data-dir")
+        for target in range(version, SCHEMA_VERSION):
+            # One script per step so the DDL and the version bump commit together.
+            conn.executescript(
+                "BEGIN IMMEDIATE;" + MIGRATIONS[target]
+                + f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{target + 1}'); COMMIT;"
+            )
+
+    def commit(self, batch: Batch) -> None:
+        """Write the batch in one transaction."""
+        with self._lock:
+            c = self._writer
+            c.execute("BEGIN")
+            try:
+                if batch.journal:
+                    c.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?)", batch.journal)
+                if batch.invocations:
+                    c.executemany(_UPSERT, batch.invocations.values())
+                if batch.deleted:
+                    ids = [(i,) for i in batch.deleted]
+                    c.executemany("DELETE FROM journal WHERE invocation_id = ?", ids)
+                    c.executemany("DELETE FROM invocations WHERE id = ?", ids)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def load_invocation(self, invocation_id: str) -> tuple[Any, ...] | None:
+        """One row or None."""
+        return self._reader.execute(_SELECT + " WHERE id = ?", (invocation_id,)).fetchone()
+
+    def load_journal(self, invocation_id: str) -> list[tuple[int, bytes]]:
+        """The journal, in order."""
+        return self._reader.execute(
+            "SELECT type, entry FROM journal WHERE invocation_id = ? ORDER BY idx", (invocation_id,)
+        ).fetchall()
+
+    def unfinished(self) -> list[tuple[Any, ...]]:
+        """Rows not completed."""
+        return self._reader.execute(_SELECT + " WHERE status != 'completed'").fetchall()
+
+    def list_invocations(self, status: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
+        """Newest first."""
+        if status is None:
+            return self._reader.execute(_SELECT + " ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return self._reader.execute(
+            _SELECT + " WHERE status = ? ORDER BY created_at DESC LIMIT ?", (status, limit)
+        ).fetchall()
+
+    def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
+        """Completed rows past retention."""
+        rows = self._reader.execute(
+            "SELECT id FROM invocations WHERE status = 'completed' AND retention_until <= ? LIMIT ?",
+            (now_ms, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        """Close both connections."""
+        with self._lock:
+            self._writer.close()
+        self._reader.close()
