@@ -164,6 +164,17 @@ class Engine:
             self._schedule_flush()
             await self._idle.wait()
 
+    def barrier(self) -> asyncio.Future[None]:
+        """A future that resolves once everything written so far is committed."""
+        fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
+
+        def done() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self._after_commit(done)
+        return fut
+
     # ---- group commit ----
 
     def _mark(self, inv: Invocation) -> None:

@@ -1,0 +1,76 @@
+"""Small helpers shared by the ingress and admin ASGI apps."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+JSON = b"application/json"
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the configured limit."""
+
+
+async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:
+    """The whole request body; raises BodyTooLarge past `limit` bytes without buffering the rest."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    raise BodyTooLarge
+            except ValueError:
+                pass
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            break
+        chunk = msg.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        if not msg.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def respond(send: Send, status: int, body: bytes = b"", content_type: bytes | None = JSON,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send a complete response."""
+    hdrs = list(headers or ())
+    if content_type is not None and body:
+        hdrs.append((b"content-type", content_type))
+    hdrs.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_json(send: Send, status: int, payload: Any,
+                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send a JSON response."""
+    await respond(send, status, json.dumps(payload).encode(), JSON, headers)
+
+
+async def error(send: Send, status: int, message: str, source: str = "ingress") -> None:
+    """Send an error in Restate's shape: `{"code", "message"}` with `x-restate-error-source`."""
+    await respond_json(send, status, {"code": status, "message": message},
+                       [(b"x-restate-error-source", source.encode())])
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge ASGI lifespan events; the server object owns startup and shutdown."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

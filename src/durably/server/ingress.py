@@ -1,0 +1,219 @@
+"""HTTP ingress with Restate's paths, status codes and error bodies.
+
+    POST /{Service}/{handler}[/send]              call (wait for the result) or send (202)
+    POST /{Object}/{key}/{handler}[/send]         the same on a keyed service
+    GET  /restate/invocation/{id}/attach|output   wait for / peek at an invocation's result
+    GET  /restate/invocation/{Service}[/{key}]/{handler}/{idempotencyKey}/attach|output
+    GET  /restate/health
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from durably.protocol.ids import InvocationId
+from durably.sdk.service import Handler
+from durably.server.delay import parse_delay
+from durably.server.engine import Engine, EngineStopped
+from durably.server.http import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.server.invocation import Outcome
+
+log = logging.getLogger("durably.ingress")
+
+DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
+# Hop-by-hop and idempotency headers stay out of the journaled request headers, as in Restate.
+_DROPPED_HEADERS = frozenset({"connection", "host", "idempotency-key", "idempotency-expires", "content-length",
+                              "transfer-encoding", "keep-alive"})
+_OK_HEALTH = json.dumps({"status": "ok"}).encode()
+
+
+class Ingress:
+    """The ingress ASGI app over one engine."""
+
+    def __init__(self, engine: Engine, body_limit: int = DEFAULT_BODY_LIMIT) -> None:
+        self.engine = engine
+        self.body_limit = body_limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            await self._route(scope, receive, send)
+        except BodyTooLarge:
+            await error(send, 413, f"request body exceeds the limit of {self.body_limit} bytes")
+        except EngineStopped as e:
+            await error(send, 503, str(e))
+
+    async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") or scope["path"].encode()
+        segments = [unquote(s) for s in raw.decode("latin-1").split("?", 1)[0].strip("/").split("/")]
+        method = scope["method"]
+        if not segments or segments == [""]:
+            await error(send, 404, "no service in the path: call /{Service}/{handler}")
+            return
+        if segments[0] == "restate":
+            await self._restate_path(segments[1:], method, send)
+            return
+        if method not in ("POST", "GET"):
+            await error(send, 405, f"method {method} not allowed: use POST")
+            return
+        svc = self.engine.app.services.get(segments[0])
+        if svc is None:
+            await error(send, 404, f"service '{segments[0]}' not found")
+            return
+        rest = segments[1:]
+        is_send = len(rest) >= 2 and rest[-1] == "send"
+        if is_send:
+            rest = rest[:-1]
+        keyed = svc.kind != "service"
+        if keyed and len(rest) != 2:
+            await error(send, 400, f"'{svc.name}' is keyed: call /{svc.name}/{{key}}/{{handler}}")
+            return
+        if not keyed and len(rest) != 1:
+            await error(send, 400 if len(rest) > 1 else 404,
+                        f"bad path for service '{svc.name}': call /{svc.name}/{{handler}}")
+            return
+        key, hname = (rest[0], rest[1]) if keyed else ("", rest[0])
+        handler = svc.handlers.get(hname)
+        if handler is None:
+            await error(send, 404, f"handler '{svc.name}/{hname}' not found")
+            return
+        if handler.is_private:
+            await error(send, 400, f"handler '{svc.name}/{hname}' is private: only other handlers may call it")
+            return
+        await self._invoke(scope, receive, send, handler, key, is_send)
+
+    async def _invoke(self, scope: dict[str, Any], receive: Receive, send: Send, handler: Handler, key: str,
+                      is_send: bool) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if "delay" in query:
+            if not is_send:
+                await error(send, 400, "'delay' is only allowed on /send requests")
+                return
+            try:
+                parse_delay(query["delay"][0])
+            except ValueError as e:
+                await error(send, 400, str(e))
+                return
+            await error(send, 400, "delayed sends are not supported by this server yet")
+            return
+        body = await read_body(scope, receive, self.body_limit)
+        headers: list[tuple[str, str]] = []
+        idem: str | None = None
+        for name, value in scope["headers"]:
+            n = name.decode("latin-1").lower()
+            if n == "idempotency-key":
+                idem = value.decode("latin-1")
+                continue
+            if n not in _DROPPED_HEADERS:
+                headers.append((n, value.decode("latin-1")))
+        path = scope.get("raw_path") or scope["path"].encode()
+        qs = scope.get("query_string", b"")
+        headers.append(("x-restate-ingress-path", path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")))
+        if idem is not None and not idem:
+            await error(send, 400, "the idempotency-key header must not be empty")
+            return
+        problem = _validate_input(handler, body)
+        if problem is not None:
+            await error(send, 400, problem)
+            return
+        inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem)
+        if is_send:
+            await self.engine.barrier()
+            await respond_json(send, 202, {"invocationId": inv_id,
+                                           "status": "Accepted" if created else "PreviouslyAccepted"})
+            return
+        outcome = await self.engine.wait_outcome(inv_id)
+        assert outcome is not None
+        await respond_outcome(send, inv_id, outcome, handler)
+
+    async def _restate_path(self, segs: list[str], method: str, send: Send) -> None:
+        if segs == ["health"]:
+            await respond(send, 200, _OK_HEALTH)
+            return
+        if len(segs) >= 3 and segs[0] == "invocation" and segs[-1] in ("attach", "output"):
+            if method != "GET":
+                await error(send, 405, f"method {method} not allowed: use GET")
+                return
+            target = segs[1:-1]
+            if len(target) == 1:
+                try:
+                    inv_id = str(InvocationId.parse(target[0]))
+                except ValueError as e:
+                    await error(send, 400, f"malformed invocation id: {e}")
+                    return
+            else:
+                resolved = self._idempotent_target(target)
+                if isinstance(resolved, tuple):
+                    await error(send, *resolved)
+                    return
+                inv_id = resolved
+            await self._attach_or_output(send, inv_id, segs[-1] == "attach")
+            return
+        await error(send, 404, "unknown /restate path")
+
+    def _idempotent_target(self, target: list[str]) -> str | tuple[int, str]:
+        svc = self.engine.app.services.get(target[0])
+        if svc is None:
+            return 404, f"service '{target[0]}' not found"
+        keyed = svc.kind != "service"
+        if len(target) != (4 if keyed else 3):
+            shape = "{Service}/{key}/{handler}/{idempotencyKey}" if keyed else "{Service}/{handler}/{idempotencyKey}"
+            return 400, f"bad path: use /restate/invocation/{shape}/attach|output"
+        key = target[1] if keyed else None
+        hname, idem = target[-2], target[-1]
+        if hname not in svc.handlers:
+            return 404, f"handler '{svc.name}/{hname}' not found"
+        return str(InvocationId.for_idempotent_request(svc.name, hname, idem, key))
+
+    async def _attach_or_output(self, send: Send, inv_id: str, attach: bool) -> None:
+        if attach:
+            outcome = await self.engine.wait_outcome(inv_id)
+            if outcome is None:
+                await error(send, 404, f"invocation {inv_id} not found")
+                return
+        else:
+            exists, outcome = self.engine.peek_outcome(inv_id)
+            if not exists:
+                await error(send, 404, f"invocation {inv_id} not found")
+                return
+            if outcome is None:
+                await error(send, 470, f"invocation {inv_id} has not completed yet")
+                return
+        await respond_outcome(send, inv_id, outcome, None)
+
+
+def _validate_input(handler: Handler, body: bytes) -> str | None:
+    if not handler.takes_input:
+        if body:
+            return f"handler '{handler.service.name}/{handler.name}' takes no input, but the request has a body"
+        return None
+    if not body:
+        return None
+    try:
+        handler.input_serde.deserialize(body)
+    except Exception as e:
+        return f"cannot parse the request body for '{handler.service.name}/{handler.name}': {e}"
+    return None
+
+
+async def respond_outcome(send: Send, inv_id: str, outcome: Outcome, handler: Handler | None) -> None:
+    """Answer with an invocation's result: 200 and the output, or the failure in Restate's shape."""
+    id_header = (b"x-restate-id", inv_id.encode())
+    if outcome.failure_code is None:
+        body = outcome.value or b""
+        ctype = (handler.content_type if handler is not None else "application/json").encode()
+        await respond(send, 200, body, ctype if body else None, [id_header])
+        return
+    code = outcome.failure_code
+    status = code if 400 <= code <= 599 else 500
+    payload: dict[str, Any] = {"code": code, "message": outcome.failure_message or ""}
+    if outcome.failure_metadata:
+        payload["metadata"] = outcome.failure_metadata
+    await respond_json(send, status, payload, [id_header, (b"x-restate-error-source", b"invocation")])

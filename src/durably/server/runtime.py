@@ -1,0 +1,105 @@
+"""`durably serve`: the engine, the ingress and the admin API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from durably.sdk.service import App
+from durably.server.admin import Admin
+from durably.server.engine import Engine, EngineOptions
+from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.store import MemoryStore, SQLiteStore, Store
+
+log = logging.getLogger("durably.server")
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us (we run two of them and the engine)."""
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        pass
+
+    def capture_signals(self):  # type: ignore[no-untyped-def]  # newer uvicorn
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+@dataclass
+class ServerConfig:
+    """Settings of `durably serve`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_port: int = 9070
+    data_dir: Path = field(default_factory=lambda: Path("durably-data"))
+    synchronous: str = "FULL"
+    in_memory: bool = False
+    always_replay: bool = False
+    body_limit: int = DEFAULT_BODY_LIMIT
+    log_level: str = "info"
+
+
+class DurablyServer:
+    """Runs an app embedded: SQLite store, engine, ingress and admin API on one event loop."""
+
+    def __init__(self, app: App, config: ServerConfig) -> None:
+        self.app = app
+        self.config = config
+        self.engine: Engine | None = None
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Begin a clean shutdown."""
+        self._stop.set()
+
+    async def serve(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until SIGTERM/SIGINT or `request_stop`."""
+        cfg = self.config
+        store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
+        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay))
+        self.engine = engine
+        await engine.start()
+        servers = [
+            _QuietServer(uvicorn.Config(Ingress(engine, cfg.body_limit), host=cfg.host, port=cfg.port,
+                                        lifespan="off", log_level="warning", access_log=False,
+                                        timeout_graceful_shutdown=5)),
+            _QuietServer(uvicorn.Config(Admin(engine), host=cfg.host, port=cfg.admin_port, lifespan="off",
+                                        log_level="warning", access_log=False, timeout_graceful_shutdown=5)),
+        ]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not Unix
+                pass
+        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        while not all(s.started for s in servers):
+            done = [t for t in tasks if t.done()]
+            if done:  # a server failed to start (port in use): report it
+                await engine.stop()
+                for t in tasks:
+                    t.cancel()
+                done[0].result()
+                raise RuntimeError("the HTTP server stopped during startup")
+            await asyncio.sleep(0.01)
+        log.info("durably is serving %s on http://%s:%d (admin on port %d), data in %s",
+                 ", ".join(self.app.services), cfg.host, cfg.port, cfg.admin_port,
+                 "memory" if cfg.in_memory else cfg.data_dir)
+        if ready is not None:
+            ready.set()
+        stop_wait = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutting down")
+        for s in servers:
+            s.should_exit = True
+        # Stopping the engine answers waiting callers (503) so their connections can close.
+        await engine.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stop_wait.cancel()
