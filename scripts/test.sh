@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with everything the tests need, then run the whole suite (lint included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+.venv/bin/ruff check src tests bench examples scripts
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,133 @@
+"""The in-process runtime users write their tests with."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from durably.sdk.errors import TerminalError
+from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
+from durably.sdk.service import App, Handler
+from durably.server.engine import Engine, EngineOptions
+from durably.server.ingress import Ingress
+from durably.server.invocation import Outcome
+from durably.server.store import MemoryStore, SQLiteStore, Store
+
+
+class TestRuntime:
+    """An engine with the app's handlers, no sockets.
+
+    - `store`: "memory" (default), "sqlite" (a fresh temporary data directory unless `data_dir` is given),
+      or a Store instance.
+    - `always_replay`: suspend after every journal append, so every step is replayed from the store on the
+      next attempt. Handlers that pass with it are deterministic.
+    - `retry_policy`: the runtime's default invocation retry policy (tests usually want fast retries).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, app: App, store: str | Store = "memory", *, always_replay: bool = False,
+                 data_dir: str | Path | None = None, retry_policy: InvocationRetryPolicy | None = None) -> None:
+        self.app = app
+        self._store_spec = store
+        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        policy = DEFAULT_INVOCATION_RETRY_POLICY if retry_policy is None else retry_policy.merged_over(
+            DEFAULT_INVOCATION_RETRY_POLICY)
+        self.options = EngineOptions(always_replay=always_replay, default_retry_policy=policy)
+        self.engine: Engine | None = None
+        self.store: Store | None = None
+
+    def _make_store(self) -> Store:
+        spec = self._store_spec
+        if isinstance(spec, Store):
+            return spec
+        if spec == "memory":
+            return MemoryStore()
+        if spec == "sqlite":
+            if self._data_dir is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="durably-test-")
+                self._data_dir = Path(self._tmp.name)
+            return SQLiteStore(self._data_dir)
+        raise ValueError(f"unknown store {spec!r}: use 'memory', 'sqlite' or a Store")
+
+    async def start(self) -> TestRuntime:
+        """Start the engine (resuming whatever the store holds)."""
+        self.store = self._make_store()
+        self.engine = Engine(self.app, self.store, self.options)
+        await self.engine.start()
+        return self
+
+    async def stop(self) -> None:
+        """Stop the engine; unfinished invocations stay in the store."""
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+
+    async def __aenter__(self) -> TestRuntime:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def _handler(self, target: str) -> tuple[Handler, str]:
+        parts = target.strip("/").split("/")
+        svc = self.app.services.get(parts[0])
+        if svc is None:
+            raise KeyError(f"no service {parts[0]!r}")
+        keyed = svc.kind != "service"
+        if len(parts) != (3 if keyed else 2):
+            raise ValueError(f"target must be '{svc.name}/{{key}}/{{handler}}'" if keyed
+                             else f"target must be '{svc.name}/{{handler}}'")
+        key = parts[1] if keyed else ""
+        h = svc.handlers.get(parts[-1])
+        if h is None:
+            raise KeyError(f"no handler {target!r}")
+        return h, key
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("the runtime is not started: use `async with TestRuntime(app) as rt`")
+        return self.engine
+
+    async def send(self, target: str, arg: Any = None, *, idempotency_key: str | None = None) -> str:
+        """Start an invocation and return its id once it is durably accepted."""
+        h, key = self._handler(target)
+        body = h.input_serde.serialize(arg) if h.takes_input else b""
+        engine = self._engine()
+        _, inv_id, _ = engine.invoke(h, body, [], key, idempotency_key)
+        await engine.barrier()
+        return inv_id
+
+    async def call(self, target: str, arg: Any = None, *, idempotency_key: str | None = None) -> Any:
+        """Invoke and wait; returns the handler's output or raises its TerminalError."""
+        inv_id = await self.send(target, arg, idempotency_key=idempotency_key)
+        return await self.attach(inv_id, target)
+
+    async def attach(self, inv_id: str, target: str | None = None) -> Any:
+        """Wait for an invocation's result (decoded with the target handler's serde when given)."""
+        outcome = await self._engine().wait_outcome(inv_id)
+        if outcome is None:
+            raise KeyError(f"no invocation {inv_id}")
+        return self._decode(outcome, target)
+
+    def _decode(self, outcome: Outcome, target: str | None) -> Any:
+        if outcome.failure_code is not None:
+            raise TerminalError(outcome.failure_message or "", outcome.failure_code, outcome.failure_metadata)
+        if target is None:
+            return outcome.value
+        h, _ = self._handler(target)
+        return h.output_serde.deserialize(outcome.value or b"")
+
+    def http(self, body_limit: int | None = None) -> httpx.AsyncClient:
+        """An HTTP client talking to this runtime's ingress in process (no sockets)."""
+        ingress = Ingress(self._engine()) if body_limit is None else Ingress(self._engine(), body_limit)
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=ingress),
+                                 base_url="http://durably.test")
