@@ -17,7 +17,7 @@ FAST_RETRIES = InvocationRetryPolicy(initial_interval=timedelta(milliseconds=5),
 
 
 @pytest.fixture(params=["memory-normal", "memory-replay", "sqlite-normal", "sqlite-replay"])
-def runtime(request: pytest.FixtureRequest, tmp_path) -> Callable[..., object]:  # noqa: ANN001
+def runtime(request: pytest.FixtureRequest, tmp_path) -> Callable[..., object]:
     """A factory: `async with runtime(app) as rt:` in each store and replay mode."""
     store, mode = request.param.split("-")
 

@@ -82,6 +82,8 @@ async def test_terminal_error_maps_to_status_and_body(client) -> None:
         ("POST", "/Greeter/greet", b"x" * 2048, 413),
         ("POST", "/Greeter/internal", b"", 400),
         ("POST", "/Greeter/greet?delay=10s", b'"x"', 400),
+        ("POST", "/Greeter/greet/send?delay=10years", b'"x"', 400),
+        ("POST", "/Greeter/greet/send?delay=P1Y", b'"x"', 400),
         ("GET", "/restate/invocation/inv_123/output", b"", 400),
         ("GET", "/restate/invocation/not-an-id/attach", b"", 400),
         ("GET", f"/restate/invocation/{InvocationId(1, 2)}/output", b"", 404),

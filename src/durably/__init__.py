@@ -15,6 +15,7 @@ app = durably.app(services=[greeter])
 Serve it with `durably serve module:app`.
 """
 
+from durably.sdk.combinators import as_completed, gather, select, wait_completed
 from durably.sdk.context import (
     Context,
     DurableFuture,
@@ -64,5 +65,9 @@ __all__ = [
     "WorkflowSharedContext",
     "__version__",
     "app",
+    "as_completed",
+    "gather",
     "is_internal_exception",
+    "select",
+    "wait_completed",
 ]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
@@ -63,11 +65,15 @@ class Attempt:
     """Runs one attempt of a handler. Create it, then `await attempt.run(ctx_factory)`."""
 
     def __init__(self, handler: Handler, vm: VM, transport: Transport,
-                 attempt_headers: dict[str, str] | None = None) -> None:
+                 attempt_headers: dict[str, str] | None = None, executor: Executor | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.handler = handler
         self.vm = vm
         self.transport = transport
         self.attempt_headers = attempt_headers or {}
+        self.executor = executor
+        # Where ctx.sleep reads "now" (the runtime's clock, virtual in tests).
+        self.clock = clock
         self._progress = asyncio.Event()
         self._runs: dict[int, _PendingRun] = {}
         self._ended: BaseException | None = None
@@ -129,13 +135,19 @@ class Attempt:
             if self._ended is not None:
                 raise self._ended
             self.flush()
-            done = [h for h in handles if vm.is_completed(h)]
-            if (all_of and len(done) == len(handles)) or (not all_of and done):
+            if self._satisfied(handles, all_of):
+                return
+            revealed = False
+            while vm.reveal_next() is not None:
+                if self._satisfied(handles, all_of):
+                    revealed = True
+                    break
+            if revealed:
                 return
             executing = False
             for h in handles:
                 run = self._runs.get(h)
-                if run is not None and not vm.is_completed(h):
+                if run is not None and not vm.has_notification(h):
                     if run.task is None:
                         self._start_run(h, run)
                     # A finished closure's proposal is on its way; only a running one keeps us from suspending.
@@ -154,6 +166,12 @@ class Attempt:
                     raise self._ended
             await self._progress.wait()
 
+    def _satisfied(self, handles: list[int], all_of: bool) -> bool:
+        done = self.vm.is_completed
+        if all_of:
+            return all(done(h) for h in handles)
+        return any(done(h) for h in handles)
+
     # ---- runs ----
 
     def _start_run(self, handle: int, run: _PendingRun) -> None:
@@ -164,12 +182,12 @@ class Attempt:
         finally:
             IN_RUN.reset(token)
         started = time.monotonic()
-        if asyncio.iscoroutinefunction(action) or asyncio.iscoroutinefunction(getattr(action, "__call__", None)):
+        if inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(getattr(action, "__call__", None)):  # noqa: B004
             task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(
                 action(*run.args, **run.kwargs), context=ctx)
         else:
             task = asyncio.get_running_loop().run_in_executor(
-                None, ctx.run, _call_sync, action, run.args, run.kwargs)
+                self.executor, ctx.run, _call_sync, action, run.args, run.kwargs)
         run.task = task
         task.add_done_callback(lambda t: self._run_finished(handle, run, t, started))
 

@@ -8,7 +8,6 @@ outside a workflow).
 from __future__ import annotations
 
 import random as _random
-import time as _time
 import typing
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Generator
@@ -140,7 +139,7 @@ class Context:
 
     def time(self) -> RunFuture[float]:
         """The current time in seconds since the epoch, journaled so every attempt sees the same value."""
-        return self.run_typed("timestamp", _time.time)
+        return self.run_typed("timestamp", self._attempt.clock)
 
     # ---- run ----
 
@@ -158,7 +157,7 @@ class Context:
         vm = self._attempt.vm
         was_replaying = vm.replaying
         handle = self._vm_call(vm.sys_run, name)
-        if not vm.is_completed(handle):
+        if not vm.has_notification(handle):
             self._attempt.register_run(handle, name, action, args, kwargs, options, serde, was_replaying)
         return RunFuture(self, handle, serde.deserialize)
 
@@ -176,7 +175,7 @@ class Context:
     def sleep(self, delta: timedelta, name: str | None = None) -> SleepFuture:
         """A durable timer: survives restarts and never starts over from zero."""
         self._check_not_in_run("use ctx.sleep")
-        wake = int(_time.time() * 1000 + delta.total_seconds() * 1000)
+        wake = int(self._attempt.clock() * 1000 + delta.total_seconds() * 1000)
         handle = self._vm_call(self._attempt.vm.sys_sleep, wake, name or "")
         return SleepFuture(self, handle, lambda _: None)
 

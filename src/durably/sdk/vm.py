@@ -33,8 +33,12 @@ def signal_handle(signal_id: int) -> int:
     return SIGNAL_HANDLE_BASE + signal_id
 
 
+def _entry_name(type_id: int, msg: Message) -> str:
+    return getattr(msg, "name", "") if type_id != m.SEND_SIGNAL else msg.entry_name  # type: ignore[attr-defined]
+
+
 def _describe(type_id: int, msg: Message, index: int) -> str:
-    name = getattr(msg, "name", "") if type_id != m.SEND_SIGNAL else msg.entry_name  # type: ignore[attr-defined]
+    name = _entry_name(type_id, msg)
     text = f"'{m.type_name(type_id)}' (index '{index}'"
     if name:
         text += f", name '{name}'"
@@ -59,7 +63,12 @@ class VM:
             raise VMError(PROTOCOL_VIOLATION, "the journal must start with the input command")
         self.start = start
         self._commands: deque[tuple[int, Message]] = deque()
-        # completion handle -> (arrival order, type id, notification)
+        # Notifications become visible one at a time, in journal order, and only when an await cannot be
+        # satisfied by what is visible already. Live and on replay the same awaits then see the same
+        # notifications, which is what makes select/wait_completed deterministic.
+        self._pending: deque[tuple[int, int, int, Message]] = deque()  # (handle, arrival, type, message)
+        self._known: set[int] = set()
+        # Visible: handle -> (arrival order, type id, notification)
         self._notifications: dict[int, tuple[int, int, Message]] = {}
         self._arrivals = 0
         self._input: pb.InputCommandMessage = known[0][1]  # type: ignore[assignment]
@@ -98,20 +107,35 @@ class VM:
         elif which == "signal_id":
             handle = signal_handle(msg.signal_id)  # type: ignore[attr-defined]
         else:
-            handle = -1  # named signals are a preview feature; kept out of the handle space
+            return  # named signals are a preview feature this VM does not support
+        if handle in self._known:
+            return  # a duplicate delivery; the first one counts
         self._arrivals += 1
-        self._notifications.setdefault(handle, (self._arrivals, type_id, msg))
+        self._known.add(handle)
+        self._pending.append((handle, self._arrivals, type_id, msg))
 
     def notify(self, type_id: int, msg: Message) -> None:
-        """Deliver a notification from the runtime."""
+        """Deliver a notification from the runtime (it becomes visible when an await needs it)."""
         self._add_notification(type_id, msg)
 
     def notify_input_closed(self) -> None:
         """The runtime will send nothing more in this attempt; awaiting anything missing suspends."""
         self.input_closed = True
 
+    def reveal_next(self) -> int | None:
+        """Make the next notification visible; returns its handle, or None if none is waiting."""
+        if not self._pending:
+            return None
+        handle, arrival, type_id, msg = self._pending.popleft()
+        self._notifications[handle] = (arrival, type_id, msg)
+        return handle
+
+    def has_notification(self, handle: int) -> bool:
+        """Whether a notification for the handle was received, visible or not yet."""
+        return handle in self._known or handle in self._notifications
+
     def is_completed(self, handle: int) -> bool:
-        """Whether the notification for a handle is here."""
+        """Whether the notification for a handle is visible."""
         return handle in self._notifications
 
     def arrival(self, handle: int) -> int:
@@ -159,7 +183,8 @@ class VM:
                 f"current execution attempts to perform the following: {_describe(type_id, msg, idx)} "
                 f"with {_fields(msg)}"
             )
-            raise VMError(JOURNAL_MISMATCH, text, idx, rec_type, getattr(rec, "name", None))
+            # Like Restate's VM, the error relates to the command the handler attempts (its type and name).
+            raise VMError(JOURNAL_MISMATCH, text, idx, type_id, _entry_name(type_id, msg) or None)
 
     def _completion(self) -> int:
         cid = self._next_completion

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import json
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,11 +28,13 @@ from durably.sdk.errors import VMError
 from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.sdk.service import App, Handler
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, VM
+from durably.server.clock import Clock, TimerHandle
 from durably.server.invocation import (
     BACKING_OFF,
     COMPLETED,
     INVOKED,
     PAUSED,
+    SCHEDULED,
     SUSPENDED,
     Invocation,
     Outcome,
@@ -57,6 +59,11 @@ class EngineOptions:
     default_retry_policy: InvocationRetryPolicy = DEFAULT_INVOCATION_RETRY_POLICY
     retention: timedelta = timedelta(days=1)
     jitter: float = 0.3
+    inactivity_timeout: timedelta = timedelta(minutes=1)
+    abort_timeout: timedelta = timedelta(minutes=10)
+    # Timers due within this window are kept in memory; later ones wait in the store.
+    timer_window: timedelta = timedelta(minutes=1)
+    run_threads: int = 64
 
 
 class _LocalTransport:
@@ -77,11 +84,22 @@ class Engine:
     """Runs invocations of an app's handlers against a store. Use from one event loop."""
 
     def __init__(self, app: App, store: Store, options: EngineOptions | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Clock | None = None) -> None:
         self.app = app
         self.store = store
         self.options = options or EngineOptions()
-        self.clock = clock
+        self.clock = clock or Clock()
+        # Sync ctx.run closures run here; a closure abandoned by the abort timeout keeps its thread.
+        self.run_executor = concurrent.futures.ThreadPoolExecutor(self.options.run_threads, "durably-run")
+        self._timers: list[tuple[int, int, str, str, int]] = []
+        self._timer_keys: set[tuple[str, str, int]] = set()
+        self._timer_seq = 0
+        self._timer_handle: TimerHandle | None = None
+        self._timer_handle_at: int | None = None
+        self._window_end = 0
+        self._window_task: asyncio.Task[None] | None = None
+        self.appends = 0
+        self._barriers: set[asyncio.Future[None]] = set()
         self._active: dict[str, Invocation] = {}
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._batch = Batch()
@@ -100,7 +118,7 @@ class Engine:
 
     def now_ms(self) -> int:
         """The engine's clock in ms since the epoch."""
-        return int(self.clock() * 1000)
+        return int(self.clock.now() * 1000)
 
     # ---- lifecycle ----
 
@@ -112,6 +130,7 @@ class Engine:
         for row in self.store.unfinished():
             inv = Invocation.from_row(row)
             self._recover(inv)
+        self._load_timer_window()
         self._cleanup_task = self._loop.create_task(self._cleanup_loop())
 
     def _recover(self, inv: Invocation) -> None:
@@ -120,28 +139,24 @@ class Engine:
             self._start_attempt(inv)
         elif inv.status == BACKING_OFF:
             self._active[inv.id] = inv
-            delay = max(0.0, ((inv.next_retry_at or 0) - self.now_ms()) / 1000)
-            inv.retry_timer = self._loop.call_later(delay, self._retry_now, inv)  # type: ignore[union-attr]
-        elif inv.status == SUSPENDED:
-            self._load_journal(inv)
-            if inv.waiting and any(h in inv.completed_handles for h in inv.waiting):
-                self._active[inv.id] = inv
-                self._start_attempt(inv)
-            else:
-                inv.journal = None
-                inv.completed_handles = set()
-        # paused: waits for an operator; nothing to do.
+            inv.retry_timer = self.clock.call_at((inv.next_retry_at or 0) / 1000, lambda: self._retry_now(inv))
+        # Suspended and scheduled invocations wait in the store for their timers or notifications (a
+        # notification that arrived before a crash already moved its invocation back to invoked); paused
+        # ones wait for an operator.
 
-    async def stop(self) -> None:
+    async def stop(self, close_store: bool = True) -> None:
         """Stop running attempts (they resume on the next start), write what is pending, close."""
         self._stopping = True
-        if self._cleanup_task is not None:
-            self._cleanup_task.cancel()
+        for bg in (self._cleanup_task, self._window_task):
+            if bg is not None:
+                bg.cancel()
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
         for inv in list(self._active.values()):
-            if inv.retry_timer is not None:
-                inv.retry_timer.cancel()
-            if inv.attempt is not None:
-                inv.attempt.abort()
+            for handle in (inv.retry_timer, inv.watchdog):
+                if handle is not None:
+                    handle.cancel()
+            self._abort_attempt(inv)
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -154,7 +169,10 @@ class Engine:
                     w.set_exception(EngineStopped("the server is shutting down"))
         if self._writer is not None:
             self._writer.shutdown(wait=True)
-        self.store.close()
+        # Abandoned sync closures may still run; do not wait for them.
+        self.run_executor.shutdown(wait=False, cancel_futures=True)
+        if close_store:
+            self.store.close()
 
     async def flushed(self) -> None:
         """Wait until everything written so far is committed."""
@@ -167,8 +185,13 @@ class Engine:
     def barrier(self) -> asyncio.Future[None]:
         """A future that resolves once everything written so far is committed."""
         fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
+        if self._failed is not None:
+            fut.set_exception(EngineStopped(self._stop_reason()))
+            return fut
+        self._barriers.add(fut)
 
         def done() -> None:
+            self._barriers.discard(fut)
             if not fut.done():
                 fut.set_result(None)
 
@@ -241,13 +264,16 @@ class Engine:
         self._failed = exc
         self._stopping = True
         for inv in list(self._active.values()):
-            if inv.attempt is not None:
-                inv.attempt.abort()
+            self._abort_attempt(inv)
         for waiters in self._waiters.values():
             for w in waiters:
                 if not w.done():
                     w.set_exception(EngineStopped(f"the store failed: {exc!r}"))
         self._waiters.clear()
+        for fut in self._barriers:
+            if not fut.done():
+                fut.set_exception(EngineStopped(f"the store failed: {exc!r}"))
+        self._barriers.clear()
         if self._idle is not None:
             self._idle.set()
 
@@ -259,6 +285,7 @@ class Engine:
         if inv.journal is not None:
             inv.journal.append((type_id, msg))
         inv.journal_length += 1
+        self.appends += 1
         inv.retry_count = 0
         inv.last_entry_at = now
         if m.is_notification(type_id):
@@ -291,11 +318,12 @@ class Engine:
         return self.app.handler(service, handler)
 
     def invoke(self, handler: Handler, body: bytes, headers: list[tuple[str, str]], key: str = "",
-               idempotency_key: str | None = None) -> tuple[Invocation | None, str, bool]:
+               idempotency_key: str | None = None, delay_ms: int = 0) -> tuple[Invocation | None, str, bool]:
         """Start an invocation; returns (in-memory invocation or None, id, created).
 
         With an idempotency key the id is derived from it: a second request finds the first invocation
         (running, or completed and still retained) and is attached to it instead (`created` is False).
+        With `delay_ms` the invocation is scheduled: it starts when a durable timer fires.
         """
         if self._stopping:
             raise EngineStopped(self._stop_reason())
@@ -317,8 +345,21 @@ class Engine:
         inp.value.content = body
         self._active[inv_id] = inv
         self._append(inv, m.INPUT, inp)
+        if delay_ms > 0:
+            inv.status = SCHEDULED
+            inv.execution_time = now + delay_ms
+            self._add_timer(inv.id, "start", 0, inv.execution_time)
+            self._after_commit(lambda: self._evict_if(inv, SCHEDULED))
+            return inv, inv_id, True
         self._start_attempt(inv)
         return inv, inv_id, True
+
+    def _evict_if(self, inv: Invocation, status: str) -> None:
+        # Invariant 6: what waits on a timer or a notification is not kept in memory.
+        if inv.status == status and inv.attempt is None:
+            inv.journal = None
+            inv.completed_handles = set()
+            self._active.pop(inv.id, None)
 
     def _stop_reason(self) -> str:
         if self._failed is not None:
@@ -388,15 +429,70 @@ class Engine:
         except VMError as e:
             self._attempt_failed(inv, pb.ErrorMessage(code=e.code, message=e.message))
             return
-        attempt = Attempt(handler, vm, transport)
+        attempt = Attempt(handler, vm, transport, executor=self.run_executor, clock=self.clock.now)
         transport.attempt = attempt
         inv.attempt = attempt
+        inv.input_closed = False
+        inv.last_activity = inv.last_from_attempt = self.clock.now()
         if self.options.always_replay:
             attempt.close_input()
+            inv.input_closed = True
         ctx = InvocationContext(attempt, inv.id, inv.key)
         task = self._loop.create_task(self._run_attempt(inv, attempt, ctx))  # type: ignore[union-attr]
+        inv.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._arm_watchdog(inv, attempt, handler)
+
+    # ---- inactivity and abort timeouts ----
+
+    def _timeouts(self, handler: Handler) -> tuple[float, float]:
+        inactivity = handler.effective_inactivity_timeout() or self.options.inactivity_timeout
+        abort = handler.effective_abort_timeout() or self.options.abort_timeout
+        return inactivity.total_seconds(), abort.total_seconds()
+
+    def _arm_watchdog(self, inv: Invocation, attempt: Attempt, handler: Handler) -> None:
+        inactivity, abort = self._timeouts(handler)
+        if inv.input_closed:
+            due = inv.last_from_attempt + abort
+        else:
+            due = inv.last_activity + inactivity
+        inv.watchdog = self.clock.call_at(due, lambda: self._watchdog_fired(inv, attempt, handler))
+
+    def _watchdog_fired(self, inv: Invocation, attempt: Attempt, handler: Handler) -> None:
+        inv.watchdog = None
+        if inv.attempt is not attempt or self._stopping:
+            return
+        inactivity, abort = self._timeouts(handler)
+        now = self.clock.now()
+        if not inv.input_closed:
+            if now >= inv.last_activity + inactivity:
+                # Nothing flowed for the inactivity timeout: ask the attempt to suspend at its next wait.
+                inv.input_closed = True
+                inv.last_from_attempt = now
+                attempt.close_input()
+        elif now >= inv.last_from_attempt + abort:
+            log.warning("invocation %s: no progress for %.0f s after the inactivity timeout; aborting the attempt",
+                        inv.id, abort)
+            self._abort_attempt(inv)
+            self._attempt_failed(inv, pb.ErrorMessage(
+                code=500, message=f"the attempt was aborted: no journal entry for {inactivity:g} s of inactivity "
+                f"plus {abort:g} s of abort timeout (raise the handler's inactivity_timeout/abort_timeout for "
+                "long steps)"))
+            return
+        self._arm_watchdog(inv, attempt, handler)
+
+    def _abort_attempt(self, inv: Invocation) -> None:
+        attempt, task = inv.attempt, inv.task
+        inv.attempt = None
+        inv.task = None
+        if inv.watchdog is not None:
+            inv.watchdog.cancel()
+            inv.watchdog = None
+        if attempt is not None:
+            attempt.abort()
+        if task is not None and not task.done():
+            task.cancel()
 
     async def _run_attempt(self, inv: Invocation, attempt: Attempt, ctx: InvocationContext) -> None:
         try:
@@ -414,13 +510,18 @@ class Engine:
     def on_attempt_messages(self, inv: Invocation, attempt: Attempt | None,
                             msgs: list[tuple[int, Message]]) -> None:
         """Process what an attempt wrote, in order."""
+        if inv.attempt is not attempt or attempt is None:
+            return
+        inv.last_activity = inv.last_from_attempt = self.clock.now()
         for type_id, msg in msgs:
-            if inv.attempt is not attempt or attempt is None:
+            if inv.attempt is not attempt:
                 return  # a stale attempt (aborted, superseded): its writes are ignored
             if m.is_command(type_id):
                 self._append(inv, type_id, msg)
                 if type_id == m.OUTPUT:
                     inv.output_command = msg
+                elif type_id == m.SLEEP:
+                    self._add_timer(inv.id, "sleep", msg.result_completion_id, msg.wake_up_time)  # type: ignore[attr-defined]
             elif type_id == m.PROPOSE_RUN_COMPLETION:
                 self._run_completed(inv, attempt, msg)  # type: ignore[arg-type]
             elif type_id == m.END:
@@ -442,6 +543,7 @@ class Engine:
 
         def deliver() -> None:
             if inv.attempt is attempt:
+                inv.last_activity = self.clock.now()
                 attempt.deliver(m.RUN_COMPLETION, note)
 
         self._after_commit(deliver)
@@ -459,9 +561,16 @@ class Engine:
             outcome = Outcome(value=out.value.content)  # type: ignore[attr-defined]
         self._complete(inv, outcome)
 
+    def _detach(self, inv: Invocation) -> None:
+        inv.attempt = None
+        inv.task = None
+        if inv.watchdog is not None:
+            inv.watchdog.cancel()
+            inv.watchdog = None
+
     def _complete(self, inv: Invocation, outcome: Outcome) -> None:
         now = self.now_ms()
-        inv.attempt = None
+        self._detach(inv)
         inv.status = COMPLETED
         inv.outcome = outcome
         inv.completed_at = now
@@ -479,7 +588,7 @@ class Engine:
         self._after_commit(release)
 
     def _suspend(self, inv: Invocation, msg: pb.SuspensionMessage) -> None:
-        inv.attempt = None
+        self._detach(inv)
         waiting = list(msg.waiting_completions) + [SIGNAL_HANDLE_BASE + s for s in msg.waiting_signals]
         inv.waiting = waiting
         inv.status = SUSPENDED
@@ -500,7 +609,7 @@ class Engine:
         self._after_commit(after)
 
     def _attempt_failed(self, inv: Invocation, err: pb.ErrorMessage) -> None:
-        inv.attempt = None
+        self._detach(inv)
         inv.retry_count += 1
         inv.last_error = json.dumps({"code": err.code, "message": err.message})
         handler = self.app.handler(inv.service, inv.handler)
@@ -540,7 +649,8 @@ class Engine:
         def schedule() -> None:
             if inv.status == BACKING_OFF and not self._stopping:
                 inv.journal = None
-                inv.retry_timer = self._loop.call_later(delay_ms / 1000, self._retry_now, inv)  # type: ignore[union-attr]
+                inv.retry_timer = self.clock.call_at(inv.next_retry_at / 1000,  # type: ignore[operator]
+                                                     lambda: self._retry_now(inv))
 
         self._after_commit(schedule)
 
@@ -548,6 +658,133 @@ class Engine:
         inv.retry_timer = None
         if inv.status == BACKING_OFF and not self._stopping:
             self._start_attempt(inv)
+
+    # ---- notifications from outside the attempt ----
+
+    def notify(self, inv_id: str, type_id: int, note: pb.NotificationMessage) -> bool:
+        """Journal a notification for an invocation and wake it if it waits for it.
+
+        Returns False if the invocation does not exist or has completed (the notification is dropped).
+        """
+        inv = self._active.get(inv_id)
+        if inv is None:
+            row = self.store.load_invocation(inv_id)
+            if row is None:
+                return False
+            inv = Invocation.from_row(row)
+            if inv.status == COMPLETED:
+                return False
+            self._active[inv_id] = inv
+        if inv.status == COMPLETED:
+            return False
+        self._append(inv, type_id, note)
+        which = note.WhichOneof("id")
+        handle = note.completion_id if which == "completion_id" else SIGNAL_HANDLE_BASE + note.signal_id
+        attempt = inv.attempt
+        if attempt is not None:
+            def deliver() -> None:
+                if inv.attempt is attempt:
+                    inv.last_activity = self.clock.now()
+                    attempt.deliver(type_id, note)
+
+            self._after_commit(deliver)
+        elif inv.status == SUSPENDED:
+            if inv.waiting is not None and handle in inv.waiting:
+                # Durably mark the resumption with the notification, so a crash in between resumes too.
+                inv.status = INVOKED
+                inv.waiting = None
+                self._mark(inv)
+
+                def resume() -> None:
+                    if inv.status == INVOKED and inv.attempt is None:
+                        inv.journal = None
+                        self._start_attempt(inv)
+
+                self._after_commit(resume)
+            else:
+                self._after_commit(lambda: self._evict_if(inv, SUSPENDED))
+        return True
+
+    # ---- durable timers ----
+
+    def _add_timer(self, inv_id: str, kind: str, cid: int, fire_at: int) -> None:
+        self._batch.timers_add.append((fire_at, inv_id, kind, cid))
+        self._schedule_flush()
+        if fire_at <= self._window_end:
+            self._push_timer(fire_at, inv_id, kind, cid)
+
+    def _push_timer(self, fire_at: int, inv_id: str, kind: str, cid: int) -> None:
+        key = (inv_id, kind, cid)
+        if key in self._timer_keys:
+            return
+        self._timer_keys.add(key)
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (fire_at, self._timer_seq, inv_id, kind, cid))
+        self._arm_timers()
+
+    def _arm_timers(self) -> None:
+        if not self._timers or self._stopping:
+            return
+        first = self._timers[0][0]
+        if self._timer_handle is not None:
+            if self._timer_handle_at is not None and self._timer_handle_at <= first:
+                return
+            self._timer_handle.cancel()
+        self._timer_handle_at = first
+        self._timer_handle = self.clock.call_at(first / 1000, self._fire_timers)
+
+    def _fire_timers(self) -> None:
+        self._timer_handle = None
+        self._timer_handle_at = None
+        if self._stopping:
+            return
+        now = self.now_ms()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, inv_id, kind, cid = heapq.heappop(self._timers)
+            self._timer_keys.discard((inv_id, kind, cid))
+            self._timer_fired(inv_id, kind, cid)
+        self._arm_timers()
+
+    def _timer_fired(self, inv_id: str, kind: str, cid: int) -> None:
+        self._batch.timers_del.append((inv_id, kind, cid))
+        self._schedule_flush()
+        if kind == "sleep":
+            note = pb.NotificationMessage(completion_id=cid)
+            note.void.SetInParent()
+            self.notify(inv_id, m.SLEEP_COMPLETION, note)
+        elif kind == "start":
+            inv = self._active.get(inv_id)
+            if inv is None:
+                row = self.store.load_invocation(inv_id)
+                if row is None:
+                    return
+                inv = Invocation.from_row(row)
+            if inv.status == SCHEDULED:
+                self._active[inv_id] = inv
+                inv.journal = None
+                self._start_attempt(inv)
+
+    def _load_timer_window(self) -> None:
+        """Keep timers due within the window in memory; the rest wait in the store."""
+        window_ms = int(self.options.timer_window.total_seconds() * 1000)
+        end = self.now_ms() + window_ms
+        for fire_at, inv_id, kind, cid in self.store.load_timers(end):
+            self._push_timer(fire_at, inv_id, kind, cid)
+        self._window_end = end
+        self._arm_timers()
+        self._window_task = self._loop.create_task(self._next_window(end - window_ms // 2))  # type: ignore[union-attr]
+
+    async def _next_window(self, at_ms: int) -> None:
+        fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
+        handle = self.clock.call_at(at_ms / 1000, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            handle.cancel()
+        # Timers added since the last load are in memory or in the store once this returns.
+        await self.flushed()
+        if not self._stopping:
+            self._load_timer_window()
 
     # ---- housekeeping ----
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -92,17 +93,16 @@ class Ingress:
     async def _invoke(self, scope: dict[str, Any], receive: Receive, send: Send, handler: Handler, key: str,
                       is_send: bool) -> None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        delay_ms = 0
         if "delay" in query:
             if not is_send:
                 await error(send, 400, "'delay' is only allowed on /send requests")
                 return
             try:
-                parse_delay(query["delay"][0])
+                delay_ms = int(parse_delay(query["delay"][0]).total_seconds() * 1000)
             except ValueError as e:
                 await error(send, 400, str(e))
                 return
-            await error(send, 400, "delayed sends are not supported by this server yet")
-            return
         body = await read_body(scope, receive, self.body_limit)
         headers: list[tuple[str, str]] = []
         idem: str | None = None
@@ -123,11 +123,13 @@ class Ingress:
         if problem is not None:
             await error(send, 400, problem)
             return
-        inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem)
+        inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem, delay_ms)
         if is_send:
             await self.engine.barrier()
-            await respond_json(send, 202, {"invocationId": inv_id,
-                                           "status": "Accepted" if created else "PreviouslyAccepted"})
+            reply = {"invocationId": inv_id, "status": "Accepted" if created else "PreviouslyAccepted"}
+            if created and inv is not None and inv.execution_time is not None:
+                reply["executionTime"] = _rfc3339(inv.execution_time)
+            await respond_json(send, 202, reply)
             return
         outcome = await self.engine.wait_outcome(inv_id)
         assert outcome is not None
@@ -187,6 +189,10 @@ class Ingress:
                 await error(send, 470, f"invocation {inv_id} has not completed yet")
                 return
         await respond_outcome(send, inv_id, outcome, None)
+
+
+def _rfc3339(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _validate_input(handler: Handler, body: bytes) -> str | None:

@@ -64,6 +64,12 @@ class Invocation:
     attempt: Any = None
     output_command: Message | None = None
     retry_timer: Any = None
+    task: Any = None
+    # Inactivity/abort watchdog of the running attempt (engine clock seconds).
+    last_activity: float = 0.0
+    last_from_attempt: float = 0.0
+    input_closed: bool = False
+    watchdog: Any = None
 
     @property
     def id_bytes(self) -> bytes:

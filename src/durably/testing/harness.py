@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -12,10 +14,12 @@ import httpx
 from durably.sdk.errors import TerminalError
 from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.sdk.service import App, Handler
+from durably.server.clock import Clock, VirtualClock
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import Ingress
 from durably.server.invocation import Outcome
 from durably.server.store import MemoryStore, SQLiteStore, Store
+from durably.testing.faults import FaultyStore
 
 
 class TestRuntime:
@@ -26,12 +30,19 @@ class TestRuntime:
     - `always_replay`: suspend after every journal append, so every step is replayed from the store on the
       next attempt. Handlers that pass with it are deterministic.
     - `retry_policy`: the runtime's default invocation retry policy (tests usually want fast retries).
+    - `virtual_clock`: time stands still until `advance` moves it, firing every timer on the way (sleeps,
+      delayed sends, retry backoff, inactivity and abort timeouts), so a test can skip a day at once.
+    - `crash_after_appends`: the commit holding the Nth journal append succeeds and then the "process
+      dies" (nothing of that commit is acknowledged). `restart()` brings up a new engine on the same store.
+    - `inactivity_timeout`, `abort_timeout`: the runtime defaults (1 min and 10 min otherwise).
     """
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, app: App, store: str | Store = "memory", *, always_replay: bool = False,
-                 data_dir: str | Path | None = None, retry_policy: InvocationRetryPolicy | None = None) -> None:
+                 data_dir: str | Path | None = None, retry_policy: InvocationRetryPolicy | None = None,
+                 virtual_clock: bool = False, crash_after_appends: int | None = None,
+                 inactivity_timeout: timedelta | None = None, abort_timeout: timedelta | None = None) -> None:
         self.app = app
         self._store_spec = store
         self._data_dir = Path(data_dir) if data_dir is not None else None
@@ -39,8 +50,15 @@ class TestRuntime:
         policy = DEFAULT_INVOCATION_RETRY_POLICY if retry_policy is None else retry_policy.merged_over(
             DEFAULT_INVOCATION_RETRY_POLICY)
         self.options = EngineOptions(always_replay=always_replay, default_retry_policy=policy)
+        if inactivity_timeout is not None:
+            self.options.inactivity_timeout = inactivity_timeout
+        if abort_timeout is not None:
+            self.options.abort_timeout = abort_timeout
+        self.clock: Clock = VirtualClock() if virtual_clock else Clock()
+        self._crash_after = crash_after_appends
         self.engine: Engine | None = None
         self.store: Store | None = None
+        self._inner: Store | None = None
 
     def _make_store(self) -> Store:
         spec = self._store_spec
@@ -57,8 +75,9 @@ class TestRuntime:
 
     async def start(self) -> TestRuntime:
         """Start the engine (resuming whatever the store holds)."""
-        self.store = self._make_store()
-        self.engine = Engine(self.app, self.store, self.options)
+        self._inner = self._make_store()
+        self.store = FaultyStore(self._inner, self._crash_after) if self._crash_after else self._inner
+        self.engine = Engine(self.app, self.store, self.options, self.clock)
         await self.engine.start()
         return self
 
@@ -67,6 +86,45 @@ class TestRuntime:
         if self.engine is not None:
             await self.engine.stop()
             self.engine = None
+        if self._inner is not None and self._inner is not self.store:
+            self._inner.close()
+
+    @property
+    def crashed(self) -> bool:
+        """Whether the injected crash has happened."""
+        return isinstance(self.store, FaultyStore) and self.store.crashed
+
+    async def restart(self) -> None:
+        """Stop the engine as a crash would and start a new one on the same store, without faults."""
+        assert self._inner is not None
+        if self.engine is not None:
+            await self.engine.stop(close_store=False)
+        self.store = self._inner
+        self.engine = Engine(self.app, self.store, self.options, self.clock)
+        await self.engine.start()
+
+    async def settle(self) -> None:
+        """Let the runtime run until nothing moves: attempts blocked, everything committed."""
+        engine = self._engine()
+        while True:
+            before = engine.appends
+            for _ in range(20):
+                await asyncio.sleep(0)
+            await engine.flushed()
+            if engine.appends == before:
+                return
+
+    async def advance(self, delta: timedelta) -> None:
+        """Move the virtual clock forward, firing every timer due on the way in order."""
+        if not isinstance(self.clock, VirtualClock):
+            raise RuntimeError("advance needs TestRuntime(..., virtual_clock=True)")
+        target = self.clock.now() + delta.total_seconds()
+        await self.settle()
+        while (cb := self.clock.pop_due(target)) is not None:
+            cb()
+            await self.settle()
+        self.clock.set(target)
+        await self.settle()
 
     async def __aenter__(self) -> TestRuntime:
         return await self.start()

@@ -24,11 +24,15 @@ class Batch:
     invocations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     journal: list[tuple[str, int, int, bytes, int]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    # (fire_at ms, invocation id, kind, completion id) to add; (invocation id, kind, completion id) to drop.
+    timers_add: list[tuple[int, str, str, int]] = field(default_factory=list)
+    timers_del: list[tuple[str, str, int]] = field(default_factory=list)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
 
     def empty(self) -> bool:
         """Nothing to write and nobody waiting."""
-        return not (self.invocations or self.journal or self.deleted or self.callbacks)
+        return not (self.invocations or self.journal or self.deleted or self.callbacks or self.timers_add
+                    or self.timers_del)
 
 
 class Store(ABC):
@@ -65,5 +69,9 @@ class Store(ABC):
     def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
         """Ids of completed invocations whose retention has passed."""
 
-    def close(self) -> None:
+    @abstractmethod
+    def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
+        """Timers due by `until_ms`, earliest first, as (fire_at, invocation id, kind, completion id)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

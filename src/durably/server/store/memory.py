@@ -16,6 +16,7 @@ class MemoryStore(Store):
         self.invocations: dict[str, tuple[Any, ...]] = {}
         self.journals: dict[str, list[tuple[int, bytes]]] = {}
         self.commits = 0
+        self.timers: dict[tuple[str, str, int], int] = {}
 
     def commit(self, batch: Batch) -> None:
         """Apply the batch to the dicts."""
@@ -26,9 +27,15 @@ class MemoryStore(Store):
                 raise RuntimeError(f"journal gap for {inv_id}: writing {idx}, have {len(journal)}")
             journal.append((type_id, entry))
         self.invocations.update(batch.invocations)
+        for fire_at, inv_id, kind, cid in batch.timers_add:
+            self.timers[(inv_id, kind, cid)] = fire_at
+        for t in batch.timers_del:
+            self.timers.pop(t, None)
         for inv_id in batch.deleted:
             self.invocations.pop(inv_id, None)
             self.journals.pop(inv_id, None)
+            for t in [t for t in self.timers if t[0] == inv_id]:
+                del self.timers[t]
 
     def load_invocation(self, invocation_id: str) -> tuple[Any, ...] | None:
         """One row or None."""
@@ -56,3 +63,8 @@ class MemoryStore(Store):
             if r[COL["status"]] == "completed" and until is not None and until <= now_ms:
                 out.append(r[COL["id"]])
         return out[:limit]
+
+    def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
+        """Timers due by `until_ms`, earliest first."""
+        due = [(at, i, k, c) for (i, k, c), at in self.timers.items() if at <= until_ms]
+        return sorted(due)

@@ -9,7 +9,7 @@ from typing import Any
 
 from durably.server.store.base import INVOCATION_COLUMNS, Batch, Store
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -48,6 +48,16 @@ MIGRATIONS: list[str] = [
         appended_at INTEGER NOT NULL,
         PRIMARY KEY (invocation_id, idx)
     ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE timers (
+        invocation_id TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- sleep (a ctx.sleep), start (a delayed send), retry (backoff)
+        completion_id INTEGER NOT NULL, -- the sleep's completion id; 0 for start and retry
+        fire_at INTEGER NOT NULL,       -- ms since the epoch
+        PRIMARY KEY (invocation_id, kind, completion_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_fire_at ON timers(fire_at);
     """,
 ]
 
@@ -110,8 +120,15 @@ class SQLiteStore(Store):
                     c.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?)", batch.journal)
                 if batch.invocations:
                     c.executemany(_UPSERT, batch.invocations.values())
+                if batch.timers_add:
+                    c.executemany("INSERT OR REPLACE INTO timers (fire_at, invocation_id, kind, completion_id) "
+                                  "VALUES (?, ?, ?, ?)", batch.timers_add)
+                if batch.timers_del:
+                    c.executemany("DELETE FROM timers WHERE invocation_id = ? AND kind = ? AND completion_id = ?",
+                                  batch.timers_del)
                 if batch.deleted:
                     ids = [(i,) for i in batch.deleted]
+                    c.executemany("DELETE FROM timers WHERE invocation_id = ?", ids)
                     c.executemany("DELETE FROM journal WHERE invocation_id = ?", ids)
                     c.executemany("DELETE FROM invocations WHERE id = ?", ids)
                 c.execute("COMMIT")
@@ -148,6 +165,13 @@ class SQLiteStore(Store):
             (now_ms, limit),
         ).fetchall()
         return [r[0] for r in rows]
+
+    def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
+        """Timers due by `until_ms`, earliest first."""
+        return self._reader.execute(
+            "SELECT fire_at, invocation_id, kind, completion_id FROM timers WHERE fire_at <= ? ORDER BY fire_at",
+            (until_ms,),
+        ).fetchall()
 
     def close(self) -> None:
         """Close both connections."""

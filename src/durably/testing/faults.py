@@ -1,0 +1,58 @@
+"""Fault injection: a store that "crashes the process" right after a chosen journal append is committed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durably.server.store.base import Batch, Store
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by a FaultyStore once it has crashed: nothing more is written."""
+
+
+class FaultyStore(Store):
+    """Wraps a store; the commit that holds the Nth journal append succeeds, then everything fails.
+
+    The engine sees the failure as a dead disk and stops without acknowledging anything of that commit,
+    which is what a process killed right after its fsync looks like from the outside. Restart on the inner
+    store to see what a real restart would see.
+    """
+
+    def __init__(self, inner: Store, crash_after_appends: int) -> None:
+        self.inner = inner
+        self.threaded = inner.threaded
+        self.crash_after = crash_after_appends
+        self.appended = 0
+        self.crashed = False
+
+    def commit(self, batch: Batch) -> None:
+        """Commit, then crash if the Nth append was in this batch."""
+        if self.crashed:
+            raise SimulatedCrash("the process has crashed")
+        self.inner.commit(batch)
+        self.appended += len(batch.journal)
+        if self.appended >= self.crash_after:
+            self.crashed = True
+            raise SimulatedCrash(f"simulated crash after journal append {self.appended}")
+
+    def load_invocation(self, invocation_id: str) -> tuple[Any, ...] | None:
+        return self.inner.load_invocation(invocation_id)
+
+    def load_journal(self, invocation_id: str) -> list[tuple[int, bytes]]:
+        return self.inner.load_journal(invocation_id)
+
+    def unfinished(self) -> list[tuple[Any, ...]]:
+        return self.inner.unfinished()
+
+    def list_invocations(self, status: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
+        return self.inner.list_invocations(status, limit)
+
+    def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
+        return self.inner.expired(now_ms, limit)
+
+    def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
+        return self.inner.load_timers(until_ms)
+
+    def close(self) -> None:
+        """Keep the inner store open: the test restarts on it."""
