@@ -17,12 +17,15 @@ Serve it with `durably serve module:app`.
 
 from durably.sdk.combinators import as_completed, gather, select, wait_completed
 from durably.sdk.context import (
+    CallFuture,
     Context,
     DurableFuture,
+    DurablePromise,
     ObjectContext,
     ObjectSharedContext,
     Request,
     RunFuture,
+    SendHandle,
     SleepFuture,
     WorkflowContext,
     WorkflowSharedContext,
@@ -42,9 +45,11 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "BytesSerde",
+    "CallFuture",
     "Context",
     "DefaultSerde",
     "DurableFuture",
+    "DurablePromise",
     "InvocationRetryPolicy",
     "JsonSerde",
     "ObjectContext",
@@ -55,6 +60,7 @@ __all__ = [
     "RunFuture",
     "RunOptions",
     "SdkInternalBaseException",
+    "SendHandle",
     "Serde",
     "Service",
     "SleepFuture",

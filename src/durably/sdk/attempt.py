@@ -32,7 +32,7 @@ from durably.sdk.errors import (
 )
 from durably.sdk.options import RunOptions
 from durably.sdk.service import Handler
-from durably.sdk.vm import VM, failure
+from durably.sdk.vm import VM, failure, notification_value
 
 log = logging.getLogger("durably.attempt")
 
@@ -128,22 +128,31 @@ class Attempt:
             self._replayed_run_pending = handle  # type: ignore[assignment]
 
     async def wait_for(self, handles: list[int], all_of: bool = False) -> None:
-        """Wait until one (or all) of the handles is completed; suspends or ends the attempt if it must."""
+        """Wait until one (or all) of the handles is completed; suspends or ends the attempt if it must.
+
+        A cancellation that arrives meanwhile is passed on to the calls made so far and raised here as
+        TerminalError("cancelled", 409), so the handler can run compensations.
+        """
+        await self._wait(handles, all_of, cancellable=True)
+
+    async def _wait(self, handles: list[int], all_of: bool, cancellable: bool) -> None:
         vm = self.vm
         while True:
             self._progress.clear()
             if self._ended is not None:
                 raise self._ended
             self.flush()
+            if cancellable and vm.cancel_pending():
+                await self._cancelled()
             if self._satisfied(handles, all_of):
                 return
             revealed = False
             while vm.reveal_next() is not None:
-                if self._satisfied(handles, all_of):
+                if self._satisfied(handles, all_of) or (cancellable and vm.cancel_pending()):
                     revealed = True
                     break
             if revealed:
-                return
+                continue
             executing = False
             for h in handles:
                 run = self._runs.get(h)
@@ -151,7 +160,7 @@ class Attempt:
                     if run.task is None:
                         self._start_run(h, run)
                     # A finished closure's proposal is on its way; only a running one keeps us from suspending.
-                    executing = executing or not run.task.done()
+                    executing = executing or not run.task.done()  # type: ignore[union-attr]
             if not executing:
                 if vm.replaying:
                     raise self.fail(VMError(
@@ -165,6 +174,25 @@ class Attempt:
                     self._ended = SuspendedException()
                     raise self._ended
             await self._progress.wait()
+
+    async def _cancelled(self) -> None:
+        vm = self.vm
+        vm.cancel_consumed = True
+        # Pass the cancellation down the call tree: every call made so far gets the cancel signal.
+        ids = list(vm.call_id_handles)
+        if ids:
+            await self._wait(ids, all_of=True, cancellable=False)
+        for h in ids:
+            target = notification_value(vm.result(h))
+            if isinstance(target, str) and target:
+                cmd = pb.SendSignalCommandMessage(target_invocation_id=target, idx=1)
+                cmd.void.SetInParent()
+                try:
+                    vm.sys_send_signal(cmd)
+                except VMError as e:
+                    raise self.fail(e) from None
+        self.flush()
+        raise TerminalError("cancelled", 409)
 
     def _satisfied(self, handles: list[int], all_of: bool) -> bool:
         done = self.vm.is_completed

@@ -17,11 +17,13 @@ from typing import Any, Generic, TypeVar
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
+from durably.protocol.ids import awakeable_id
 from durably.sdk.attempt import IN_RUN, Attempt, pb_failure_to_error
 from durably.sdk.errors import TerminalError, VMError
 from durably.sdk.options import RunOptions
 from durably.sdk.serde import BytesSerde, DefaultSerde, Serde, serde_for
-from durably.sdk.vm import notification_value
+from durably.sdk.service import Handler, handler_of
+from durably.sdk.vm import notification_value, signal_handle
 
 T = TypeVar("T")
 
@@ -65,6 +67,81 @@ class DurableFuture(Generic[T]):
 
 class RunFuture(DurableFuture[T]):
     """The future of a `ctx.run` step."""
+
+
+class CallFuture(DurableFuture[T]):
+    """The result of a call to another handler; also knows the callee's invocation id."""
+
+    def __init__(self, ctx: Context, handle: int, decode: Callable[[Any], T], id_handle: int) -> None:
+        super().__init__(ctx, handle, decode)
+        self._id = DurableFuture(ctx, id_handle, lambda v: v)
+
+    async def invocation_id(self) -> str:
+        """The callee's invocation id (known once the runtime accepted the call)."""
+        return await self._id
+
+    async def cancel_invocation(self) -> None:
+        """Cancel the callee."""
+        self._ctx.cancel_invocation(await self.invocation_id())
+
+
+class SendHandle:
+    """A one-way call: the callee runs on its own; this only knows its invocation id."""
+
+    def __init__(self, ctx: Context, id_handle: int) -> None:
+        self._ctx = ctx
+        self._id = DurableFuture(ctx, id_handle, lambda v: v)
+
+    async def invocation_id(self) -> str:
+        """The callee's invocation id."""
+        return await self._id
+
+    async def cancel_invocation(self) -> None:
+        """Cancel the callee."""
+        self._ctx.cancel_invocation(await self.invocation_id())
+
+
+class DurablePromise(Generic[T]):
+    """A workflow's durable promise: any handler of the workflow may await, peek, resolve or reject it."""
+
+    def __init__(self, ctx: Context, name: str, serde: Serde[T]) -> None:
+        self._ctx = ctx
+        self.name = name
+        self._serde = serde
+
+    def value(self) -> DurableFuture[T]:
+        """Wait for the promise's value (raises TerminalError if it was rejected)."""
+        self._ctx._check_not_in_run("await a promise")
+        cmd = pb.GetPromiseCommandMessage(key=self.name)
+        handle = self._ctx._vm_call(self._ctx._attempt.vm.sys_completable, m.GET_PROMISE, cmd)
+        return DurableFuture(self._ctx, handle, self._serde.deserialize)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.value().__await__()
+
+    async def peek(self) -> T | None:
+        """The value if the promise is resolved, None if it is not yet (raises if it was rejected)."""
+        self._ctx._check_not_in_run("peek a promise")
+        cmd = pb.PeekPromiseCommandMessage(key=self.name)
+        handle = self._ctx._vm_call(self._ctx._attempt.vm.sys_completable, m.PEEK_PROMISE, cmd)
+        return await DurableFuture(self._ctx, handle, lambda v: None if v is None else self._serde.deserialize(v))
+
+    def resolve(self, value: T) -> DurableFuture[None]:
+        """Resolve the promise; awaiting the result raises TerminalError 409 if it was already completed."""
+        self._ctx._check_not_in_run("resolve a promise")
+        cmd = pb.CompletePromiseCommandMessage(key=self.name)
+        cmd.completion_value.content = self._serde.serialize(value)
+        handle = self._ctx._vm_call(self._ctx._attempt.vm.sys_completable, m.COMPLETE_PROMISE, cmd)
+        return DurableFuture(self._ctx, handle, lambda _: None)
+
+    def reject(self, message: str, code: int = 500) -> DurableFuture[None]:
+        """Reject the promise: whoever awaits it gets TerminalError(message, code)."""
+        self._ctx._check_not_in_run("reject a promise")
+        cmd = pb.CompletePromiseCommandMessage(key=self.name)
+        cmd.completion_failure.code = code
+        cmd.completion_failure.message = message
+        handle = self._ctx._vm_call(self._ctx._attempt.vm.sys_completable, m.COMPLETE_PROMISE, cmd)
+        return DurableFuture(self._ctx, handle, lambda _: None)
 
 
 class SleepFuture(DurableFuture[None]):
@@ -180,6 +257,135 @@ class Context:
         return SleepFuture(self, handle, lambda _: None)
 
 
+    # ---- calling other handlers ----
+
+    def _call(self, service: str, handler: str, param: bytes, key: str, idempotency_key: str | None,
+              headers: dict[str, str] | None, decode: Callable[[Any], T]) -> CallFuture[T]:
+        self._check_not_in_run("call another handler")
+        cmd = pb.CallCommandMessage(service_name=service, handler_name=handler, parameter=param, key=key)
+        if idempotency_key:
+            cmd.idempotency_key = idempotency_key
+        for k, v in (headers or {}).items():
+            cmd.headers.add(key=k, value=v)
+        id_handle, handle = self._vm_call(self._attempt.vm.sys_call, cmd)
+        return CallFuture(self, handle, decode, id_handle)
+
+    def _send(self, service: str, handler: str, param: bytes, key: str, send_delay: timedelta | None,
+              idempotency_key: str | None, headers: dict[str, str] | None) -> SendHandle:
+        self._check_not_in_run("send to another handler")
+        cmd = pb.OneWayCallCommandMessage(service_name=service, handler_name=handler, parameter=param, key=key)
+        if send_delay:
+            cmd.invoke_time = int(self._attempt.clock() * 1000 + send_delay.total_seconds() * 1000)
+        if idempotency_key:
+            cmd.idempotency_key = idempotency_key
+        for k, v in (headers or {}).items():
+            cmd.headers.add(key=k, value=v)
+        return SendHandle(self, self._vm_call(self._attempt.vm.sys_send, cmd))
+
+    def service_call(self, tpe: Callable[..., Awaitable[T]], arg: Any = None, idempotency_key: str | None = None,
+                     headers: dict[str, str] | None = None) -> CallFuture[T]:
+        """Call a handler of a service and get a future of its result (exactly once, journaled)."""
+        h = handler_of(tpe)
+        return self._call(h.service.name, h.name, _encode_arg(h, arg), "", idempotency_key, headers,
+                          _decoder(h))
+
+    def object_call(self, tpe: Callable[..., Awaitable[T]], key: str, arg: Any = None,
+                    idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[T]:
+        """Call a handler of a virtual object on `key`."""
+        h = handler_of(tpe)
+        return self._call(h.service.name, h.name, _encode_arg(h, arg), key, idempotency_key, headers, _decoder(h))
+
+    def workflow_call(self, tpe: Callable[..., Awaitable[T]], key: str, arg: Any = None,
+                      idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[T]:
+        """Call a handler of a workflow on `key`."""
+        return self.object_call(tpe, key, arg, idempotency_key, headers)
+
+    def service_send(self, tpe: Callable[..., Awaitable[Any]], arg: Any = None, send_delay: timedelta | None = None,
+                     idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> SendHandle:
+        """Start a handler of a service without waiting for it (optionally after `send_delay`)."""
+        h = handler_of(tpe)
+        return self._send(h.service.name, h.name, _encode_arg(h, arg), "", send_delay, idempotency_key, headers)
+
+    def object_send(self, tpe: Callable[..., Awaitable[Any]], key: str, arg: Any = None,
+                    send_delay: timedelta | None = None, idempotency_key: str | None = None,
+                    headers: dict[str, str] | None = None) -> SendHandle:
+        """Start a handler of a virtual object on `key` without waiting for it."""
+        h = handler_of(tpe)
+        return self._send(h.service.name, h.name, _encode_arg(h, arg), key, send_delay, idempotency_key, headers)
+
+    def workflow_send(self, tpe: Callable[..., Awaitable[Any]], key: str, arg: Any = None,
+                      send_delay: timedelta | None = None, idempotency_key: str | None = None,
+                      headers: dict[str, str] | None = None) -> SendHandle:
+        """Start a handler of a workflow on `key` without waiting for it."""
+        return self.object_send(tpe, key, arg, send_delay, idempotency_key, headers)
+
+    def generic_call(self, service: str, handler: str, arg: bytes, key: str | None = None,
+                     idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[bytes]:
+        """Call any handler by name with raw bytes; the result is raw bytes."""
+        return self._call(service, handler, arg, key or "", idempotency_key, headers, lambda v: v or b"")
+
+    def generic_send(self, service: str, handler: str, arg: bytes, key: str | None = None,
+                     send_delay: timedelta | None = None, idempotency_key: str | None = None,
+                     headers: dict[str, str] | None = None) -> SendHandle:
+        """Start any handler by name with raw bytes, without waiting for it."""
+        return self._send(service, handler, arg, key or "", send_delay, idempotency_key, headers)
+
+    # ---- awakeables, cancellation, attaching ----
+
+    def awakeable(self, serde: Serde[T] | None = None,
+                  type_hint: type[T] | None = None) -> tuple[str, DurableFuture[T]]:
+        """An id to hand to the outside world and a future completed when someone resolves that id.
+
+        Resolve it from another handler (`ctx.resolve_awakeable`) or over HTTP
+        (`POST /restate/awakeables/{id}/resolve` with the value as the body).
+        """
+        self._check_not_in_run("create an awakeable")
+        s = serde_for(serde, type_hint)
+        sid = self._attempt.vm.sys_awakeable()
+        return (awakeable_id(self._attempt.vm.start.id, sid),
+                DurableFuture(self, signal_handle(sid), lambda v: None if v is None else s.deserialize(v)))
+
+    def resolve_awakeable(self, name: str, value: Any, serde: Serde[Any] | None = None) -> None:
+        """Complete someone's awakeable with a value."""
+        self._check_not_in_run("resolve an awakeable")
+        s = serde if serde is not None else DefaultSerde(type(value))
+        cmd = pb.CompleteAwakeableCommandMessage(awakeable_id=name)
+        cmd.value.content = s.serialize(value)
+        self._vm_call(self._attempt.vm.sys_complete_awakeable, cmd)
+
+    def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
+        """Complete someone's awakeable with a failure (they get a TerminalError)."""
+        self._check_not_in_run("reject an awakeable")
+        cmd = pb.CompleteAwakeableCommandMessage(awakeable_id=name)
+        cmd.failure.code = failure_code
+        cmd.failure.message = failure_message
+        self._vm_call(self._attempt.vm.sys_complete_awakeable, cmd)
+
+    def cancel_invocation(self, invocation_id: str) -> None:
+        """Cancel another invocation: it gets TerminalError 409 at its next await and may compensate."""
+        self._check_not_in_run("cancel an invocation")
+        cmd = pb.SendSignalCommandMessage(target_invocation_id=invocation_id, idx=1)
+        cmd.void.SetInParent()
+        self._vm_call(self._attempt.vm.sys_send_signal, cmd)
+
+    def attach_invocation(self, invocation_id: str, serde: Serde[T] | None = None,
+                          type_hint: type[T] | None = None) -> DurableFuture[T]:
+        """Wait for another invocation's result."""
+        self._check_not_in_run("attach to an invocation")
+        s = serde_for(serde, type_hint)
+        cmd = pb.AttachInvocationCommandMessage(invocation_id=invocation_id)
+        handle = self._vm_call(self._attempt.vm.sys_completable, m.ATTACH_INVOCATION, cmd)
+        return DurableFuture(self, handle, lambda v: None if v is None else s.deserialize(v))
+
+
+def _encode_arg(h: Handler, arg: Any) -> bytes:
+    return h.input_serde.serialize(arg) if h.takes_input else b""
+
+
+def _decoder(h: Handler) -> Callable[[Any], Any]:
+    return lambda v: h.output_serde.deserialize(v or b"")
+
+
 class ObjectSharedContext(Context):
     """The context of a shared virtual-object handler: the key and read-only state."""
 
@@ -226,6 +432,10 @@ class ObjectContext(ObjectSharedContext):
 class WorkflowSharedContext(ObjectSharedContext):
     """The context of a workflow's shared handlers."""
 
+    def promise(self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None) -> DurablePromise[T]:
+        """The workflow's durable promise called `name`."""
+        return DurablePromise(self, name, serde_for(serde, type_hint))
+
 
 class WorkflowContext(ObjectContext, WorkflowSharedContext):
     """The context of a workflow's main handler."""
@@ -237,13 +447,16 @@ class InvocationContext(WorkflowContext):
 
 __all__ = [
     "BytesSerde",
+    "CallFuture",
     "Context",
     "DurableFuture",
+    "DurablePromise",
     "InvocationContext",
     "ObjectContext",
     "ObjectSharedContext",
     "Request",
     "RunFuture",
+    "SendHandle",
     "SleepFuture",
     "WorkflowContext",
     "WorkflowSharedContext",

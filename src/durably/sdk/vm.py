@@ -80,6 +80,9 @@ class VM:
         self.command_index = 0  # index of the last command consumed or written; Input is 0
         self._next_completion = 1
         self._next_signal = FIRST_AWAKEABLE_SIGNAL
+        # Invocation-id handles of the calls made so far: a cancellation is passed on to them.
+        self.call_id_handles: list[int] = []
+        self.cancel_consumed = False
         self.output: list[tuple[int, Message]] = []
         self.input_closed = False
         self.closed = False
@@ -137,6 +140,10 @@ class VM:
     def is_completed(self, handle: int) -> bool:
         """Whether the notification for a handle is visible."""
         return handle in self._notifications
+
+    def cancel_pending(self) -> bool:
+        """Whether a cancellation is visible and the handler has not been told yet."""
+        return not self.cancel_consumed and signal_handle(CANCEL_SIGNAL) in self._notifications
 
     def arrival(self, handle: int) -> int:
         """The order in which a handle's notification arrived (journal order; smaller is earlier)."""
@@ -297,6 +304,7 @@ class VM:
         cmd.invocation_id_notification_idx = self._completion()
         cmd.result_completion_id = self._completion()
         self._emit(m.CALL, cmd)
+        self.call_id_handles.append(cmd.invocation_id_notification_idx)
         return cmd.invocation_id_notification_idx, cmd.result_completion_id
 
     def sys_send(self, cmd: pb.OneWayCallCommandMessage) -> int:

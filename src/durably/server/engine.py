@@ -41,6 +41,7 @@ from durably.server.invocation import (
     outcome_of_row,
 )
 from durably.server.store.base import Batch, Store
+from durably.server.threads import DaemonThreadPool
 
 log = logging.getLogger("durably.engine")
 
@@ -90,7 +91,7 @@ class Engine:
         self.options = options or EngineOptions()
         self.clock = clock or Clock()
         # Sync ctx.run closures run here; a closure abandoned by the abort timeout keeps its thread.
-        self.run_executor = concurrent.futures.ThreadPoolExecutor(self.options.run_threads, "durably-run")
+        self.run_executor = DaemonThreadPool(self.options.run_threads)
         self._timers: list[tuple[int, int, str, str, int]] = []
         self._timer_keys: set[tuple[str, str, int]] = set()
         self._timer_seq = 0

@@ -10,6 +10,7 @@ The test and the handler talk only through those files.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -44,13 +45,11 @@ def do_step(directory: str, i: int, block: bool) -> str:
 
 async def do_step_async(directory: str, i: int, block: bool) -> str:
     """Like do_step, but as a coroutine (runs on the event loop, so a shutdown can cancel it)."""
-    import asyncio
-
     d = Path(directory)
     append_line(d / "effects.log", f"step {i} {os.getpid()}")
     if block:
         gate = d / "gate"
-        while not gate.exists():
+        while not gate.exists():  # noqa: ASYNC110 - the signal is a file created by another process
             await asyncio.sleep(GATE_POLL_S)
     return f"value-{i}"
 
