@@ -1,37 +1,38 @@
-"""The engine: the one writer of every invocation, journal and state change.
+"""The engine: the one writer of every invocation, journal, state, timer and inbox change.
 
-Everything that changes durable state goes into the current batch; the batch is committed as one
-transaction (group commit) and only then are acknowledgements released: run results to handlers,
-results to HTTP callers, resumptions. While one batch commits on the writer thread the next one fills.
+Everything that changes durable state goes into the current batch of the group committer; the batch is
+committed as one transaction and only then are acknowledgements released: run results to handlers,
+results to callers, resumptions. The engine decides what to start, queue, retry, resume, complete or purge.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import heapq
 import json
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from google.protobuf.message import Message
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
-from durably.protocol.ids import InvocationId, random_seed
+from durably.protocol.ids import InvocationId, parse_awakeable_id, random_seed
 from durably.sdk.attempt import Attempt
 from durably.sdk.context import InvocationContext
 from durably.sdk.errors import VMError
 from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.sdk.service import App, Handler
-from durably.sdk.vm import SIGNAL_HANDLE_BASE, VM
-from durably.server.clock import Clock, TimerHandle
+from durably.sdk.vm import CANCEL_SIGNAL, SIGNAL_HANDLE_BASE, VM
+from durably.server.clock import Clock
+from durably.server.committer import GroupCommitter
 from durably.server.invocation import (
     BACKING_OFF,
     COMPLETED,
+    INBOXED,
     INVOKED,
     PAUSED,
     SCHEDULED,
@@ -40,16 +41,27 @@ from durably.server.invocation import (
     Outcome,
     outcome_of_row,
 )
-from durably.server.store.base import Batch, Store
+from durably.server.keys import KeyTable
+from durably.server.store.base import COL, Store
 from durably.server.threads import DaemonThreadPool
+from durably.server.timers import TimerService
 
 log = logging.getLogger("durably.engine")
 
-DAY_MS = 24 * 3600 * 1000
+# Statuses in which an exclusive invocation holds its key's lock.
+_HOLDING = frozenset({INVOKED, SUSPENDED, BACKING_OFF, PAUSED})
 
 
 class EngineStopped(RuntimeError):
     """The engine is shutting down or failed to write to its store."""
+
+
+class WorkflowAlreadyInvoked(Exception):
+    """The workflow's main handler already ran (or runs) for this key."""
+
+    def __init__(self, inv_id: str) -> None:
+        super().__init__("the workflow method was already invoked")
+        self.invocation_id = inv_id
 
 
 @dataclass
@@ -81,6 +93,29 @@ class _LocalTransport:
         self.engine.on_attempt_messages(self.inv, self.attempt, messages)
 
 
+def _note(cid: int) -> pb.NotificationMessage:
+    return pb.NotificationMessage(completion_id=cid)
+
+
+def _outcome_note(cid: int, outcome: Outcome) -> pb.NotificationMessage:
+    note = _note(cid)
+    if outcome.failure_code is not None:
+        note.failure.code = outcome.failure_code
+        note.failure.message = outcome.failure_message or ""
+        for k, v in (outcome.failure_metadata or {}).items():
+            note.failure.metadata.add(key=k, value=v)
+    else:
+        note.value.content = outcome.value or b""
+    return note
+
+
+def _failure_note(cid: int, code: int, message: str) -> pb.NotificationMessage:
+    note = _note(cid)
+    note.failure.code = code
+    note.failure.message = message
+    return note
+
+
 class Engine:
     """Runs invocations of an app's handlers against a store. Use from one event loop."""
 
@@ -90,28 +125,22 @@ class Engine:
         self.store = store
         self.options = options or EngineOptions()
         self.clock = clock or Clock()
+        self.committer = GroupCommitter(store, self._store_failed)
+        self.timers = TimerService(store, self.committer, self.clock,
+                                   int(self.options.timer_window.total_seconds() * 1000), self._timer_fired)
         # Sync ctx.run closures run here; a closure abandoned by the abort timeout keeps its thread.
         self.run_executor = DaemonThreadPool(self.options.run_threads)
-        self._timers: list[tuple[int, int, str, str, int]] = []
-        self._timer_keys: set[tuple[str, str, int]] = set()
-        self._timer_seq = 0
-        self._timer_handle: TimerHandle | None = None
-        self._timer_handle_at: int | None = None
-        self._window_end = 0
-        self._window_task: asyncio.Task[None] | None = None
+        self.keys = KeyTable()
         self.appends = 0
-        self._barriers: set[asyncio.Future[None]] = set()
         self._active: dict[str, Invocation] = {}
-        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
-        self._batch = Batch()
-        self._dirty: dict[str, Invocation] = {}
-        self._flush_scheduled = False
-        self._committing = False
-        self._idle: asyncio.Event | None = None
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, "durably-writer") if store.threaded else None
+        self._outcome_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        # target -> [(waiting invocation, completion id, notification type)], mirrored in the waiters table.
+        self._waiters: dict[str, list[tuple[str, int, int]]] = {}
+        # Promises completed but maybe not committed yet: (service, key, name) -> outcome.
+        self._promises: dict[tuple[str, str, str], Outcome] = {}
+        self._inbox_seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._failed: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
 
@@ -126,12 +155,27 @@ class Engine:
     async def start(self) -> None:
         """Resume every unfinished invocation found in the store."""
         self._loop = asyncio.get_running_loop()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        for row in self.store.unfinished():
-            inv = Invocation.from_row(row)
+        self.committer.start()
+        for target, inv_id, cid, type_id in self.store.load_waiters():
+            self._waiters.setdefault(target, []).append((inv_id, cid, type_id))
+        rows = [Invocation.from_row(r) for r in self.store.unfinished()]
+        inboxed = sorted((i for i in rows if i.status == INBOXED), key=lambda i: i.inbox_seq or 0)
+        self._inbox_seq = max((i.inbox_seq or 0 for i in inboxed), default=0)
+        for inv in rows:
+            if inv.status in _HOLDING and self._is_exclusive(inv):
+                self.keys.hold(inv.service, inv.key, inv.id)
+        for inv in inboxed:
+            self.keys.enqueue(inv.service, inv.key, inv.id)
+        for inv in rows:
             self._recover(inv)
-        self._load_timer_window()
+        # Inboxed invocations whose key has no holder any more (their holder completed just before a crash).
+        for inv in inboxed:
+            entry = self.keys.get(inv.service, inv.key)
+            if entry is not None and entry.holder is None and entry.inbox and entry.inbox[0] == inv.id:
+                nxt = entry.inbox.popleft()
+                entry.holder = nxt
+                self._run_queued(nxt)
+        self.timers.start()
         self._cleanup_task = self._loop.create_task(self._cleanup_loop())
 
     def _recover(self, inv: Invocation) -> None:
@@ -142,181 +186,112 @@ class Engine:
             self._active[inv.id] = inv
             inv.retry_timer = self.clock.call_at((inv.next_retry_at or 0) / 1000, lambda: self._retry_now(inv))
         # Suspended and scheduled invocations wait in the store for their timers or notifications (a
-        # notification that arrived before a crash already moved its invocation back to invoked); paused
-        # ones wait for an operator.
+        # notification that arrived before a crash already moved its invocation back to invoked); inboxed
+        # ones wait for their key; paused ones wait for an operator.
 
     async def stop(self, close_store: bool = True) -> None:
         """Stop running attempts (they resume on the next start), write what is pending, close."""
         self._stopping = True
-        for bg in (self._cleanup_task, self._window_task):
-            if bg is not None:
-                bg.cancel()
-        if self._timer_handle is not None:
-            self._timer_handle.cancel()
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+        self.timers.stop()
         for inv in list(self._active.values()):
-            for handle in (inv.retry_timer, inv.watchdog):
-                if handle is not None:
-                    handle.cancel()
+            if inv.retry_timer is not None:
+                inv.retry_timer.cancel()
             self._abort_attempt(inv)
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        await self.flushed()
-        for waiters in self._waiters.values():
-            for w in waiters:
-                if not w.done():
-                    w.set_exception(EngineStopped("the server is shutting down"))
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
+        await self.committer.flushed()
+        self._fail_outcome_waiters(EngineStopped(self._stop_reason()))
+        self.committer.close()
         # Abandoned sync closures may still run; do not wait for them.
         self.run_executor.shutdown(wait=False, cancel_futures=True)
         if close_store:
             self.store.close()
 
-    async def flushed(self) -> None:
-        """Wait until everything written so far is committed."""
-        while not self._batch.empty() or self._committing or self._flush_scheduled:
-            assert self._idle is not None
-            self._idle.clear()
-            self._schedule_flush()
-            await self._idle.wait()
-
-    def barrier(self) -> asyncio.Future[None]:
-        """A future that resolves once everything written so far is committed."""
-        fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
-        if self._failed is not None:
-            fut.set_exception(EngineStopped(self._stop_reason()))
-            return fut
-        self._barriers.add(fut)
-
-        def done() -> None:
-            self._barriers.discard(fut)
-            if not fut.done():
-                fut.set_result(None)
-
-        self._after_commit(done)
-        return fut
-
-    # ---- group commit ----
-
-    def _mark(self, inv: Invocation) -> None:
-        inv.modified_at = self.now_ms()
-        self._dirty[inv.id] = inv
-        self._schedule_flush()
-
-    def _after_commit(self, cb: Callable[[], None]) -> None:
-        self._batch.callbacks.append(cb)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            assert self._loop is not None
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._committing:
-            return  # the commit in flight starts the next one when it is done
-        if self._dirty:
-            self._batch.invocations = {i: inv.to_row() for i, inv in self._dirty.items()}
-            self._dirty = {}
-        batch = self._batch
-        if batch.empty():
-            if self._idle is not None:
-                self._idle.set()
-            return
-        self._batch = Batch()
-        if self._writer is None:
-            try:
-                self.store.commit(batch)
-            except BaseException as e:  # a broken store must not leave callers hanging
-                self._store_failed(e)
-                return
-            self._committed(batch)
-            return
-        self._committing = True
-        fut = self._loop.run_in_executor(self._writer, self.store.commit, batch)  # type: ignore[union-attr]
-        fut.add_done_callback(lambda f: self._commit_done(batch, f))
-
-    def _commit_done(self, batch: Batch, fut: asyncio.Future[None]) -> None:
-        self._committing = False
-        exc = fut.exception()
-        if exc is not None:
-            self._store_failed(exc)
-            return
-        self._committed(batch)
-        self._schedule_flush()
-
-    def _committed(self, batch: Batch) -> None:
-        for cb in batch.callbacks:
-            try:
-                cb()
-            except Exception:
-                log.exception("post-commit callback failed")
-        if self._batch.empty() and not self._dirty and self._idle is not None:
-            self._idle.set()
+    def _fail_outcome_waiters(self, exc: BaseException) -> None:
+        for waiters in self._outcome_waiters.values():
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(exc)
+        self._outcome_waiters.clear()
 
     def _store_failed(self, exc: BaseException) -> None:
         # Nothing of the failed batch may be acknowledged; stop taking work rather than guess.
-        log.critical("the store failed to commit; the engine stops: %r", exc)
-        self._failed = exc
         self._stopping = True
+        self.timers.stop()
         for inv in list(self._active.values()):
             self._abort_attempt(inv)
-        for waiters in self._waiters.values():
-            for w in waiters:
-                if not w.done():
-                    w.set_exception(EngineStopped(f"the store failed: {exc!r}"))
-        self._waiters.clear()
-        for fut in self._barriers:
-            if not fut.done():
-                fut.set_exception(EngineStopped(f"the store failed: {exc!r}"))
-        self._barriers.clear()
-        if self._idle is not None:
-            self._idle.set()
+        self._fail_outcome_waiters(EngineStopped(f"the store failed: {exc!r}"))
+
+    def _stop_reason(self) -> str:
+        if self.committer.failed is not None:
+            return f"the store failed: {self.committer.failed!r}"
+        return "the server is shutting down"
+
+    async def flushed(self) -> None:
+        """Wait until everything written so far is committed."""
+        await self.committer.flushed()
+
+    async def barrier(self) -> None:
+        """Wait until everything written so far is committed; raises EngineStopped if the store failed."""
+        try:
+            await self.committer.barrier()
+        except Exception as e:
+            raise EngineStopped(self._stop_reason()) from e
 
     # ---- journal ----
 
+    def _mark(self, inv: Invocation) -> None:
+        inv.modified_at = self.now_ms()
+        self.committer.mark(inv)
+
+    def _after_commit(self, cb: Callable[[], None]) -> None:
+        self.committer.after_commit(cb)
+
     def _append(self, inv: Invocation, type_id: int, msg: Message) -> None:
         now = self.now_ms()
-        self._batch.journal.append((inv.id, inv.journal_length, type_id, msg.SerializeToString(), now))
+        self.committer.batch.journal.append((inv.id, inv.journal_length, type_id, msg.SerializeToString(), now))
         if inv.journal is not None:
             inv.journal.append((type_id, msg))
         inv.journal_length += 1
         self.appends += 1
         inv.retry_count = 0
         inv.last_entry_at = now
-        if m.is_notification(type_id):
-            which = msg.WhichOneof("id")  # type: ignore[attr-defined]
-            if which == "completion_id":
-                inv.completed_handles.add(msg.completion_id)  # type: ignore[attr-defined]
-            elif which == "signal_id":
-                inv.completed_handles.add(SIGNAL_HANDLE_BASE + msg.signal_id)  # type: ignore[attr-defined]
         self._mark(inv)
 
     def _load_journal(self, inv: Invocation) -> None:
-        entries: list[tuple[int, Message]] = []
-        done: set[int] = set()
-        for type_id, raw in self.store.load_journal(inv.id):
-            msg = m.decode(type_id, raw)
-            entries.append((type_id, msg))
-            if m.is_notification(type_id):
-                which = msg.WhichOneof("id")  # type: ignore[attr-defined]
-                if which == "completion_id":
-                    done.add(msg.completion_id)  # type: ignore[attr-defined]
-                elif which == "signal_id":
-                    done.add(SIGNAL_HANDLE_BASE + msg.signal_id)  # type: ignore[attr-defined]
-        inv.journal = entries
-        inv.completed_handles = done
+        inv.journal = [(t, m.decode(t, raw)) for t, raw in self.store.load_journal(inv.id)]
 
-    # ---- ingress ----
+    def _load(self, inv_id: str) -> Invocation | None:
+        """The invocation, from memory or (made active) from the store."""
+        inv = self._active.get(inv_id)
+        if inv is not None:
+            return inv
+        row = self.store.load_invocation(inv_id)
+        if row is None:
+            return None
+        inv = Invocation.from_row(row)
+        if inv.status != COMPLETED:
+            self._active[inv_id] = inv
+        return inv
 
-    def lookup_handler(self, service: str, handler: str) -> Handler | None:
-        """The handler for a target, if the app has it."""
-        return self.app.handler(service, handler)
+    def _evict_if(self, inv: Invocation, status: str) -> None:
+        # Invariant 6: what waits on a timer, a notification or its key is not kept in memory.
+        if inv.status == status and inv.attempt is None:
+            inv.journal = None
+            self._active.pop(inv.id, None)
+
+    # ---- creating invocations ----
+
+    def _is_exclusive(self, inv: Invocation) -> bool:
+        handler = self.app.handler(inv.service, inv.handler)
+        if handler is None:
+            return bool(inv.key)  # be safe: a keyed invocation of an unknown handler keeps its lock
+        return handler.service.kind != "service" and not handler.is_shared
 
     def invoke(self, handler: Handler, body: bytes, headers: list[tuple[str, str]], key: str = "",
                idempotency_key: str | None = None, delay_ms: int = 0) -> tuple[Invocation | None, str, bool]:
@@ -324,19 +299,23 @@ class Engine:
 
         With an idempotency key the id is derived from it: a second request finds the first invocation
         (running, or completed and still retained) and is attached to it instead (`created` is False).
+        A workflow's main handler runs once per key: a second request gets `created` False too.
         With `delay_ms` the invocation is scheduled: it starts when a durable timer fires.
         """
         if self._stopping:
             raise EngineStopped(self._stop_reason())
         svc = handler.service.name
-        if idempotency_key is not None:
+        if handler.kind == "workflow":
+            inv_id = str(InvocationId.for_workflow(svc, key))
+        elif idempotency_key is not None:
             inv_id = str(InvocationId.for_idempotent_request(svc, handler.name, idempotency_key, key or None))
-            if inv_id in self._active or self.store.load_invocation(inv_id) is not None:
-                return self._active.get(inv_id), inv_id, False
         elif key:
             inv_id = str(InvocationId.for_keyed(svc, key))
         else:
             inv_id = str(InvocationId.random())
+        if (handler.kind == "workflow" or idempotency_key is not None) and (
+                inv_id in self._active or self.store.load_invocation(inv_id) is not None):
+            return self._active.get(inv_id), inv_id, False
         now = self.now_ms()
         inv = Invocation(id=inv_id, service=svc, handler=handler.name, key=key, status=INVOKED,
                          idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[])
@@ -349,23 +328,47 @@ class Engine:
         if delay_ms > 0:
             inv.status = SCHEDULED
             inv.execution_time = now + delay_ms
-            self._add_timer(inv.id, "start", 0, inv.execution_time)
+            self.timers.add(inv.id, "start", 0, inv.execution_time)
             self._after_commit(lambda: self._evict_if(inv, SCHEDULED))
-            return inv, inv_id, True
-        self._start_attempt(inv)
+        else:
+            self._begin(inv, handler)
         return inv, inv_id, True
 
-    def _evict_if(self, inv: Invocation, status: str) -> None:
-        # Invariant 6: what waits on a timer or a notification is not kept in memory.
-        if inv.status == status and inv.attempt is None:
-            inv.journal = None
-            inv.completed_handles = set()
-            self._active.pop(inv.id, None)
+    def _begin(self, inv: Invocation, handler: Handler) -> None:
+        """Run a new (or newly due) invocation now, or queue it behind its key's lock."""
+        if handler.service.kind != "service" and not handler.is_shared:
+            if not self.keys.acquire(inv.service, inv.key, inv.id):
+                self._inbox_seq += 1
+                inv.status = INBOXED
+                inv.inbox_seq = self._inbox_seq
+                self._mark(inv)
+                self._after_commit(lambda: self._evict_if(inv, INBOXED))
+                return
+        self._start_attempt(inv)
 
-    def _stop_reason(self) -> str:
-        if self._failed is not None:
-            return f"the store failed: {self._failed!r}"
-        return "the server is shutting down"
+    def _run_queued(self, inv_id: str) -> None:
+        """The key's lock passed to an inboxed invocation: start it."""
+        inv = self._load(inv_id)
+        if inv is None or inv.status != INBOXED:
+            # Gone (killed, purged): pass the lock on.
+            if inv is not None:
+                self._release_key(inv)
+            return
+        inv.inbox_seq = None
+        inv.journal = None if inv.attempt is None and inv.journal == [] else inv.journal
+        self._start_attempt(inv)
+
+    def _release_key(self, inv: Invocation) -> None:
+        if not inv.key or not self._is_exclusive(inv):
+            return
+        nxt = self.keys.release(inv.service, inv.key, inv.id)
+        if nxt is not None:
+            self._run_queued(nxt)
+        else:
+            svc, key = inv.service, inv.key
+            self._after_commit(lambda: self.keys.drop_if_idle(svc, key))
+
+    # ---- outcomes ----
 
     async def wait_outcome(self, inv_id: str) -> Outcome | None:
         """Wait until an invocation completes; None if there is no such invocation."""
@@ -374,26 +377,22 @@ class Engine:
             row = self.store.load_invocation(inv_id)
             if row is None:
                 return None
-            if row[4] == COMPLETED:
+            if row[COL["status"]] == COMPLETED:
                 return outcome_of_row(row)
-        elif inv.status == COMPLETED and inv.outcome is not None:
-            # Completed but the commit may still be in flight: wait for it before answering.
-            pass
         if self._stopping:
             raise EngineStopped(self._stop_reason())
         fut: asyncio.Future[Outcome] = self._loop.create_future()  # type: ignore[union-attr]
-        self._waiters.setdefault(inv_id, []).append(fut)
+        self._outcome_waiters.setdefault(inv_id, []).append(fut)
         return await fut
 
     def peek_outcome(self, inv_id: str) -> tuple[bool, Outcome | None]:
         """(exists, outcome if completed and committed)."""
-        inv = self._active.get(inv_id)
-        if inv is not None:
+        if inv_id in self._active:
             return True, None
         row = self.store.load_invocation(inv_id)
         if row is None:
             return False, None
-        return True, outcome_of_row(row) if row[4] == COMPLETED else None
+        return True, outcome_of_row(row) if row[COL["status"]] == COMPLETED else None
 
     # ---- attempts ----
 
@@ -408,8 +407,8 @@ class Engine:
         inv.attempts += 1
         inv.next_retry_at = None
         inv.waiting = None
+        self._active[inv.id] = inv
         self._mark(inv)
-        transport = _LocalTransport(self, inv)
         if handler is None:
             # The app no longer has this handler (code changed between restarts): retry, then pause.
             self._attempt_failed(inv, pb.ErrorMessage(
@@ -419,17 +418,23 @@ class Engine:
         id_bytes = inv.id_bytes
         start = pb.StartMessage(
             id=id_bytes, debug_id=inv.id, known_entries=len(inv.journal), key=inv.key,
-            partial_state=True, random_seed=random_seed(id_bytes),
-            retry_count_since_last_stored_entry=inv.retry_count,
+            random_seed=random_seed(id_bytes), retry_count_since_last_stored_entry=inv.retry_count,
             duration_since_last_stored_entry=max(0, now - inv.last_entry_at) if inv.last_entry_at else 0,
         )
         if inv.idempotency_key:
             start.idempotency_key = inv.idempotency_key
+        lazy = handler.enable_lazy_state or handler.service.enable_lazy_state
+        if handler.service.kind == "service" or lazy:
+            start.partial_state = True
+        else:
+            for name, value in self._state_snapshot(inv, handler).items():
+                start.state_map.add(key=name, value=value)
         try:
             vm = VM(start, inv.journal)
         except VMError as e:
             self._attempt_failed(inv, pb.ErrorMessage(code=e.code, message=e.message))
             return
+        transport = _LocalTransport(self, inv)
         attempt = Attempt(handler, vm, transport, executor=self.run_executor, clock=self.clock.now)
         transport.attempt = attempt
         inv.attempt = attempt
@@ -445,6 +450,285 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
         self._arm_watchdog(inv, attempt, handler)
 
+    async def _run_attempt(self, inv: Invocation, attempt: Attempt, ctx: InvocationContext) -> None:
+        try:
+            await attempt.run(ctx)
+        except Exception as e:  # a bug in the runtime must not take the server down
+            log.exception("attempt of %s crashed", inv.id)
+            if inv.attempt is attempt:
+                self._attempt_failed(inv, pb.ErrorMessage(code=500, message=f"internal error: {e!r}"))
+            return
+        if inv.attempt is attempt and not self._stopping:
+            # The handler returned without a terminal message (cannot happen with the SDK's attempt
+            # driver, but a remote deployment may do it): treat as a failure.
+            self._attempt_failed(inv, pb.ErrorMessage(code=571, message="the attempt ended without End"))
+
+    # ---- state ----
+
+    def _state_snapshot(self, inv: Invocation, handler: Handler) -> dict[bytes, bytes]:
+        if not handler.is_shared:
+            return self.keys.state(inv.service, inv.key, lambda: self.store.load_state(inv.service, inv.key))
+        entry = self.keys.get(inv.service, inv.key)
+        if entry is not None and entry.state is not None:
+            return dict(entry.state)
+        return self.store.load_state(inv.service, inv.key)
+
+    def _apply_state(self, inv: Invocation, handler: Handler, type_id: int, msg: Any) -> str | None:
+        """Apply a state command; returns an error message if the handler may not do it."""
+        if handler.service.kind == "service":
+            return f"{inv.service}/{inv.handler} is a service handler: it has no state"
+        if handler.is_shared and type_id in (m.SET_STATE, m.CLEAR_STATE, m.CLEAR_ALL_STATE):
+            return f"{inv.service}/{inv.handler} is a shared handler: it may read state but not write it"
+        svc, key = inv.service, inv.key
+        if type_id == m.GET_LAZY_STATE:
+            value = self._state_snapshot(inv, handler).get(msg.key)
+            note = _note(msg.result_completion_id)
+            if value is None:
+                note.void.SetInParent()
+            else:
+                note.value.content = value
+            self._notify_running(inv, m.GET_LAZY_STATE_COMPLETION, note)
+            return None
+        if type_id == m.GET_LAZY_STATE_KEYS:
+            note = _note(msg.result_completion_id)
+            note.state_keys.keys.extend(sorted(self._state_snapshot(inv, handler)))
+            self._notify_running(inv, m.GET_LAZY_STATE_KEYS_COMPLETION, note)
+            return None
+        if type_id not in (m.SET_STATE, m.CLEAR_STATE, m.CLEAR_ALL_STATE):
+            return None  # eager reads carry their result; nothing to do
+        state = self.keys.state(svc, key, lambda: self.store.load_state(svc, key))
+        ops = self.committer.batch.ops
+        if type_id == m.SET_STATE:
+            state[msg.key] = msg.value.content
+            ops.append(("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)", (svc, key, msg.key, msg.value.content)))
+        elif type_id == m.CLEAR_STATE:
+            state.pop(msg.key, None)
+            ops.append(("DELETE FROM state WHERE service = ? AND key = ? AND name = ?", (svc, key, msg.key)))
+        else:
+            state.clear()
+            ops.append(("DELETE FROM state WHERE service = ? AND key = ?", (svc, key)))
+        return None
+
+    # ---- messages from attempts ----
+
+    def on_attempt_messages(self, inv: Invocation, attempt: Attempt | None,
+                            msgs: list[tuple[int, Message]]) -> None:
+        """Process what an attempt wrote, in order."""
+        if inv.attempt is not attempt or attempt is None:
+            return
+        inv.last_activity = inv.last_from_attempt = self.clock.now()
+        for type_id, msg in msgs:
+            if inv.attempt is not attempt:
+                return  # a stale attempt (aborted, superseded): its writes are ignored
+            if m.is_command(type_id):
+                error = self._command(inv, attempt, type_id, msg)
+                if error is not None:
+                    self._abort_attempt(inv)
+                    self._attempt_failed(inv, pb.ErrorMessage(code=571, message=error))
+                    return
+            elif type_id == m.PROPOSE_RUN_COMPLETION:
+                self._run_completed(inv, msg)  # type: ignore[arg-type]
+            elif type_id == m.END:
+                self._end(inv)
+            elif type_id == m.SUSPENSION:
+                self._suspend(inv, msg)  # type: ignore[arg-type]
+            elif type_id == m.ERROR:
+                self._attempt_failed(inv, msg)  # type: ignore[arg-type]
+            else:
+                log.warning("ignoring unexpected message %s from %s", m.type_name(type_id), inv.id)
+
+    def _command(self, inv: Invocation, attempt: Attempt, type_id: int, msg: Any) -> str | None:
+        handler = attempt.handler
+        if type_id in (m.GET_LAZY_STATE, m.GET_LAZY_STATE_KEYS, m.SET_STATE, m.CLEAR_STATE, m.CLEAR_ALL_STATE,
+                       m.GET_EAGER_STATE, m.GET_EAGER_STATE_KEYS):
+            if handler.service.kind == "service" or (
+                    handler.is_shared and type_id in (m.SET_STATE, m.CLEAR_STATE, m.CLEAR_ALL_STATE)):
+                return self._apply_state(inv, handler, type_id, msg)
+            self._append(inv, type_id, msg)
+            return self._apply_state(inv, handler, type_id, msg)
+        if type_id in (m.GET_PROMISE, m.PEEK_PROMISE, m.COMPLETE_PROMISE) and handler.service.kind != "workflow":
+            return f"{inv.service}/{inv.handler} is not a workflow handler: promises belong to workflows"
+        self._append(inv, type_id, msg)
+        if type_id == m.OUTPUT:
+            inv.output_command = msg
+        elif type_id == m.SLEEP:
+            self.timers.add(inv.id, "sleep", msg.result_completion_id, msg.wake_up_time)
+        elif type_id == m.CALL:
+            self._call(inv, msg)
+        elif type_id == m.ONE_WAY_CALL:
+            self._send(inv, msg)
+        elif type_id == m.COMPLETE_AWAKEABLE:
+            result = msg.value.content if msg.WhichOneof("result") == "value" else None
+            fail = msg.failure if msg.WhichOneof("result") == "failure" else None
+            if self.complete_awakeable(msg.awakeable_id, result, fail) is None:
+                log.warning("invocation %s completed unknown or malformed awakeable %s", inv.id, msg.awakeable_id)
+        elif type_id == m.SEND_SIGNAL:
+            self._signal(inv, msg)
+        elif type_id in (m.GET_PROMISE, m.PEEK_PROMISE, m.COMPLETE_PROMISE):
+            self._promise(inv, type_id, msg)
+        elif type_id == m.ATTACH_INVOCATION:
+            self._attach(inv, msg, m.ATTACH_INVOCATION_COMPLETION, wait=True)
+        elif type_id == m.GET_INVOCATION_OUTPUT:
+            self._attach(inv, msg, m.GET_INVOCATION_OUTPUT_COMPLETION, wait=False)
+        return None
+
+    def _run_completed(self, inv: Invocation, msg: pb.ProposeRunCompletionMessage) -> None:
+        note = _note(msg.result_completion_id)
+        if msg.WhichOneof("result") == "failure":
+            note.failure.CopyFrom(msg.failure)
+        else:
+            note.value.content = msg.value
+        self._notify_running(inv, m.RUN_COMPLETION, note)
+
+    def _notify_running(self, inv: Invocation, type_id: int, note: pb.NotificationMessage) -> None:
+        """Journal a notification for an invocation whose attempt is (probably) running; deliver after commit."""
+        self._append(inv, type_id, note)
+        attempt = inv.attempt
+        if attempt is None:
+            return
+
+        def deliver() -> None:
+            if inv.attempt is attempt:
+                inv.last_activity = self.clock.now()
+                attempt.deliver(type_id, note)
+
+        self._after_commit(deliver)
+
+    def _end(self, inv: Invocation) -> None:
+        out = inv.output_command
+        if out is None:
+            self._attempt_failed(inv, pb.ErrorMessage(code=571, message="End without an output command"))
+            return
+        if out.WhichOneof("result") == "failure":  # type: ignore[attr-defined]
+            f = out.failure  # type: ignore[attr-defined]
+            outcome = Outcome(failure_code=f.code, failure_message=f.message,
+                              failure_metadata={x.key: x.value for x in f.metadata} or None)
+        else:
+            outcome = Outcome(value=out.value.content)  # type: ignore[attr-defined]
+        self._complete(inv, outcome)
+
+    def _detach(self, inv: Invocation) -> None:
+        inv.attempt = None
+        inv.task = None
+        if inv.watchdog is not None:
+            inv.watchdog.cancel()
+            inv.watchdog = None
+
+    def _complete(self, inv: Invocation, outcome: Outcome) -> None:
+        now = self.now_ms()
+        self._detach(inv)
+        was_holding = inv.status in _HOLDING or inv.status == INVOKED
+        was_queued = inv.status == INBOXED
+        inv.status = COMPLETED
+        inv.outcome = outcome
+        inv.completed_at = now
+        handler = self.app.handler(inv.service, inv.handler)
+        retention = self.options.retention
+        if handler is not None:
+            retention = (handler.workflow_retention if handler.kind == "workflow" else None) or \
+                handler.journal_retention or handler.service.journal_retention or retention
+        inv.retention_until = now + int(retention.total_seconds() * 1000)
+        inv.waiting = None
+        inv.next_retry_at = None
+        inv.inbox_seq = None
+        if inv.retry_timer is not None:
+            inv.retry_timer.cancel()
+            inv.retry_timer = None
+        self._mark(inv)
+        for caller, cid, type_id in self._waiters.pop(inv.id, ()):
+            self.notify(caller, type_id, _outcome_note(cid, outcome))
+        self.committer.batch.ops.append(("DELETE FROM waiters WHERE target = ?", (inv.id,)))
+        if inv.key and (was_holding or was_queued):
+            self._release_key(inv)
+
+        def release() -> None:
+            self._active.pop(inv.id, None)
+            inv.journal = None
+            for w in self._outcome_waiters.pop(inv.id, ()):
+                if not w.done():
+                    w.set_result(outcome)
+
+        self._after_commit(release)
+
+    def _suspend(self, inv: Invocation, msg: pb.SuspensionMessage) -> None:
+        self._detach(inv)
+        waiting = list(msg.waiting_completions) + [SIGNAL_HANDLE_BASE + s for s in msg.waiting_signals]
+        inv.waiting = waiting
+        inv.status = SUSPENDED
+        self._mark(inv)
+        done = self._completed_handles(inv)
+        if any(h in done for h in waiting):
+            # What it waits for is already journaled (a run result proposed just before suspending).
+            inv.status = INVOKED
+            inv.waiting = None
+
+            def resume() -> None:
+                if inv.status == INVOKED and inv.attempt is None:
+                    inv.journal = None  # the next attempt replays from the store
+                    self._start_attempt(inv)
+
+            self._after_commit(resume)
+            return
+        self._after_commit(lambda: self._evict_if(inv, SUSPENDED))
+
+    def _completed_handles(self, inv: Invocation) -> set[int]:
+        if inv.journal is None:
+            self._load_journal(inv)
+        done: set[int] = set()
+        for type_id, msg in inv.journal or ():
+            if m.is_notification(type_id):
+                which = msg.WhichOneof("id")  # type: ignore[attr-defined]
+                if which == "completion_id":
+                    done.add(msg.completion_id)  # type: ignore[attr-defined]
+                elif which == "signal_id":
+                    done.add(SIGNAL_HANDLE_BASE + msg.signal_id)  # type: ignore[attr-defined]
+        return done
+
+    def _attempt_failed(self, inv: Invocation, err: pb.ErrorMessage) -> None:
+        self._detach(inv)
+        inv.retry_count += 1
+        inv.last_error = json.dumps({"code": err.code, "message": err.message})
+        handler = self.app.handler(inv.service, inv.handler)
+        policy = (handler.effective_retry_policy(self.options.default_retry_policy) if handler is not None
+                  else self.options.default_retry_policy)
+        if err.code in (570, 571):
+            log.error("invocation %s: %s", inv.id, err.message)
+        else:
+            log.info("invocation %s attempt %d failed: %s", inv.id, inv.attempts, err.message)
+        if policy.max_attempts is not None and inv.attempts >= policy.max_attempts:
+            if policy.on_max_attempts == "kill":
+                code = err.code if 400 <= err.code <= 599 else 500
+                self._complete(inv, Outcome(failure_code=code, failure_message=err.message))
+                return
+            inv.status = PAUSED
+            self._mark(inv)
+            self._after_commit(lambda: self._evict_if(inv, PAUSED))
+            return
+        if err.HasField("next_retry_delay"):
+            delay_ms = float(err.next_retry_delay)
+        else:
+            initial = (policy.initial_interval or timedelta(milliseconds=500)).total_seconds() * 1000
+            factor = policy.exponentiation_factor or 2.0
+            cap = (policy.max_interval or timedelta(seconds=60)).total_seconds() * 1000
+            delay_ms = min(initial * factor ** max(0, inv.attempts - 1), cap)
+            delay_ms *= 1 + random.random() * self.options.jitter
+        inv.status = BACKING_OFF
+        inv.next_retry_at = self.now_ms() + int(delay_ms)
+        self._mark(inv)
+
+        def schedule() -> None:
+            if inv.status == BACKING_OFF and not self._stopping:
+                inv.journal = None
+                inv.retry_timer = self.clock.call_at(inv.next_retry_at / 1000,  # type: ignore[operator]
+                                                     lambda: self._retry_now(inv))
+
+        self._after_commit(schedule)
+
+    def _retry_now(self, inv: Invocation) -> None:
+        inv.retry_timer = None
+        if inv.status == BACKING_OFF and not self._stopping:
+            self._start_attempt(inv)
+
     # ---- inactivity and abort timeouts ----
 
     def _timeouts(self, handler: Handler) -> tuple[float, float]:
@@ -454,10 +738,7 @@ class Engine:
 
     def _arm_watchdog(self, inv: Invocation, attempt: Attempt, handler: Handler) -> None:
         inactivity, abort = self._timeouts(handler)
-        if inv.input_closed:
-            due = inv.last_from_attempt + abort
-        else:
-            due = inv.last_activity + inactivity
+        due = inv.last_from_attempt + abort if inv.input_closed else inv.last_activity + inactivity
         inv.watchdog = self.clock.call_at(due, lambda: self._watchdog_fired(inv, attempt, handler))
 
     def _watchdog_fired(self, inv: Invocation, attempt: Attempt, handler: Handler) -> None:
@@ -485,180 +766,11 @@ class Engine:
 
     def _abort_attempt(self, inv: Invocation) -> None:
         attempt, task = inv.attempt, inv.task
-        inv.attempt = None
-        inv.task = None
-        if inv.watchdog is not None:
-            inv.watchdog.cancel()
-            inv.watchdog = None
+        self._detach(inv)
         if attempt is not None:
             attempt.abort()
         if task is not None and not task.done():
             task.cancel()
-
-    async def _run_attempt(self, inv: Invocation, attempt: Attempt, ctx: InvocationContext) -> None:
-        try:
-            await attempt.run(ctx)
-        except Exception as e:  # a bug in the runtime must not take the server down
-            log.exception("attempt of %s crashed", inv.id)
-            if inv.attempt is attempt:
-                self._attempt_failed(inv, pb.ErrorMessage(code=500, message=f"internal error: {e!r}"))
-            return
-        if inv.attempt is attempt and not self._stopping:
-            # The handler returned without a terminal message (cannot happen with the SDK's attempt
-            # driver, but a remote deployment may do it): treat as a failure.
-            self._attempt_failed(inv, pb.ErrorMessage(code=571, message="the attempt ended without End"))
-
-    def on_attempt_messages(self, inv: Invocation, attempt: Attempt | None,
-                            msgs: list[tuple[int, Message]]) -> None:
-        """Process what an attempt wrote, in order."""
-        if inv.attempt is not attempt or attempt is None:
-            return
-        inv.last_activity = inv.last_from_attempt = self.clock.now()
-        for type_id, msg in msgs:
-            if inv.attempt is not attempt:
-                return  # a stale attempt (aborted, superseded): its writes are ignored
-            if m.is_command(type_id):
-                self._append(inv, type_id, msg)
-                if type_id == m.OUTPUT:
-                    inv.output_command = msg
-                elif type_id == m.SLEEP:
-                    self._add_timer(inv.id, "sleep", msg.result_completion_id, msg.wake_up_time)  # type: ignore[attr-defined]
-            elif type_id == m.PROPOSE_RUN_COMPLETION:
-                self._run_completed(inv, attempt, msg)  # type: ignore[arg-type]
-            elif type_id == m.END:
-                self._end(inv)
-            elif type_id == m.SUSPENSION:
-                self._suspend(inv, msg)  # type: ignore[arg-type]
-            elif type_id == m.ERROR:
-                self._attempt_failed(inv, msg)  # type: ignore[arg-type]
-            else:
-                log.warning("ignoring unexpected message %s from %s", m.type_name(type_id), inv.id)
-
-    def _run_completed(self, inv: Invocation, attempt: Attempt, msg: pb.ProposeRunCompletionMessage) -> None:
-        note = pb.NotificationMessage(completion_id=msg.result_completion_id)
-        if msg.WhichOneof("result") == "failure":
-            note.failure.CopyFrom(msg.failure)
-        else:
-            note.value.content = msg.value
-        self._append(inv, m.RUN_COMPLETION, note)
-
-        def deliver() -> None:
-            if inv.attempt is attempt:
-                inv.last_activity = self.clock.now()
-                attempt.deliver(m.RUN_COMPLETION, note)
-
-        self._after_commit(deliver)
-
-    def _end(self, inv: Invocation) -> None:
-        out = inv.output_command
-        if out is None:
-            self._attempt_failed(inv, pb.ErrorMessage(code=571, message="End without an output command"))
-            return
-        if out.WhichOneof("result") == "failure":  # type: ignore[attr-defined]
-            f = out.failure  # type: ignore[attr-defined]
-            outcome = Outcome(failure_code=f.code, failure_message=f.message,
-                              failure_metadata={x.key: x.value for x in f.metadata} or None)
-        else:
-            outcome = Outcome(value=out.value.content)  # type: ignore[attr-defined]
-        self._complete(inv, outcome)
-
-    def _detach(self, inv: Invocation) -> None:
-        inv.attempt = None
-        inv.task = None
-        if inv.watchdog is not None:
-            inv.watchdog.cancel()
-            inv.watchdog = None
-
-    def _complete(self, inv: Invocation, outcome: Outcome) -> None:
-        now = self.now_ms()
-        self._detach(inv)
-        inv.status = COMPLETED
-        inv.outcome = outcome
-        inv.completed_at = now
-        inv.retention_until = now + int(self.options.retention.total_seconds() * 1000)
-        inv.waiting = None
-        inv.next_retry_at = None
-        self._mark(inv)
-
-        def release() -> None:
-            self._active.pop(inv.id, None)
-            for w in self._waiters.pop(inv.id, ()):
-                if not w.done():
-                    w.set_result(outcome)
-
-        self._after_commit(release)
-
-    def _suspend(self, inv: Invocation, msg: pb.SuspensionMessage) -> None:
-        self._detach(inv)
-        waiting = list(msg.waiting_completions) + [SIGNAL_HANDLE_BASE + s for s in msg.waiting_signals]
-        inv.waiting = waiting
-        inv.status = SUSPENDED
-        self._mark(inv)
-        ready = any(h in inv.completed_handles for h in waiting)
-
-        def after() -> None:
-            if inv.status != SUSPENDED or inv.attempt is not None:
-                return
-            # Invariant 6: a suspended invocation keeps nothing in memory; the next attempt reloads.
-            inv.journal = None
-            inv.completed_handles = set()
-            if ready:
-                self._start_attempt(inv)
-            else:
-                self._active.pop(inv.id, None)
-
-        self._after_commit(after)
-
-    def _attempt_failed(self, inv: Invocation, err: pb.ErrorMessage) -> None:
-        self._detach(inv)
-        inv.retry_count += 1
-        inv.last_error = json.dumps({"code": err.code, "message": err.message})
-        handler = self.app.handler(inv.service, inv.handler)
-        policy = (handler.effective_retry_policy(self.options.default_retry_policy) if handler is not None
-                  else self.options.default_retry_policy)
-        if err.code in (570, 571):
-            log.error("invocation %s: %s", inv.id, err.message)
-        else:
-            log.info("invocation %s attempt %d failed: %s", inv.id, inv.attempts, err.message)
-        if policy.max_attempts is not None and inv.attempts >= policy.max_attempts:
-            if policy.on_max_attempts == "kill":
-                code = err.code if 400 <= err.code <= 599 else 500
-                self._complete(inv, Outcome(failure_code=code, failure_message=err.message))
-                return
-            inv.status = PAUSED
-            self._mark(inv)
-
-            def park() -> None:
-                if inv.status == PAUSED:
-                    inv.journal = None
-                    self._active.pop(inv.id, None)
-
-            self._after_commit(park)
-            return
-        if err.HasField("next_retry_delay"):
-            delay_ms = float(err.next_retry_delay)
-        else:
-            initial = (policy.initial_interval or timedelta(milliseconds=500)).total_seconds() * 1000
-            factor = policy.exponentiation_factor or 2.0
-            cap = (policy.max_interval or timedelta(seconds=60)).total_seconds() * 1000
-            delay_ms = min(initial * factor ** max(0, inv.attempts - 1), cap)
-            delay_ms *= 1 + random.random() * self.options.jitter
-        inv.status = BACKING_OFF
-        inv.next_retry_at = self.now_ms() + int(delay_ms)
-        self._mark(inv)
-
-        def schedule() -> None:
-            if inv.status == BACKING_OFF and not self._stopping:
-                inv.journal = None
-                inv.retry_timer = self.clock.call_at(inv.next_retry_at / 1000,  # type: ignore[operator]
-                                                     lambda: self._retry_now(inv))
-
-        self._after_commit(schedule)
-
-    def _retry_now(self, inv: Invocation) -> None:
-        inv.retry_timer = None
-        if inv.status == BACKING_OFF and not self._stopping:
-            self._start_attempt(inv)
 
     # ---- notifications from outside the attempt ----
 
@@ -667,29 +779,16 @@ class Engine:
 
         Returns False if the invocation does not exist or has completed (the notification is dropped).
         """
-        inv = self._active.get(inv_id)
-        if inv is None:
-            row = self.store.load_invocation(inv_id)
-            if row is None:
-                return False
-            inv = Invocation.from_row(row)
-            if inv.status == COMPLETED:
-                return False
-            self._active[inv_id] = inv
-        if inv.status == COMPLETED:
+        inv = self._load(inv_id)
+        if inv is None or inv.status == COMPLETED:
             return False
+        if inv.attempt is not None:
+            self._notify_running(inv, type_id, note)
+            return True
         self._append(inv, type_id, note)
         which = note.WhichOneof("id")
         handle = note.completion_id if which == "completion_id" else SIGNAL_HANDLE_BASE + note.signal_id
-        attempt = inv.attempt
-        if attempt is not None:
-            def deliver() -> None:
-                if inv.attempt is attempt:
-                    inv.last_activity = self.clock.now()
-                    attempt.deliver(type_id, note)
-
-            self._after_commit(deliver)
-        elif inv.status == SUSPENDED:
+        if inv.status == SUSPENDED:
             if inv.waiting is not None and handle in inv.waiting:
                 # Durably mark the resumption with the notification, so a crash in between resumes too.
                 inv.status = INVOKED
@@ -704,88 +803,278 @@ class Engine:
                 self._after_commit(resume)
             else:
                 self._after_commit(lambda: self._evict_if(inv, SUSPENDED))
+        elif inv.status in (SCHEDULED, INBOXED, PAUSED):
+            self._after_commit(lambda: self._evict_if(inv, inv.status))
         return True
 
     # ---- durable timers ----
 
-    def _add_timer(self, inv_id: str, kind: str, cid: int, fire_at: int) -> None:
-        self._batch.timers_add.append((fire_at, inv_id, kind, cid))
-        self._schedule_flush()
-        if fire_at <= self._window_end:
-            self._push_timer(fire_at, inv_id, kind, cid)
-
-    def _push_timer(self, fire_at: int, inv_id: str, kind: str, cid: int) -> None:
-        key = (inv_id, kind, cid)
-        if key in self._timer_keys:
-            return
-        self._timer_keys.add(key)
-        self._timer_seq += 1
-        heapq.heappush(self._timers, (fire_at, self._timer_seq, inv_id, kind, cid))
-        self._arm_timers()
-
-    def _arm_timers(self) -> None:
-        if not self._timers or self._stopping:
-            return
-        first = self._timers[0][0]
-        if self._timer_handle is not None:
-            if self._timer_handle_at is not None and self._timer_handle_at <= first:
-                return
-            self._timer_handle.cancel()
-        self._timer_handle_at = first
-        self._timer_handle = self.clock.call_at(first / 1000, self._fire_timers)
-
-    def _fire_timers(self) -> None:
-        self._timer_handle = None
-        self._timer_handle_at = None
-        if self._stopping:
-            return
-        now = self.now_ms()
-        while self._timers and self._timers[0][0] <= now:
-            _, _, inv_id, kind, cid = heapq.heappop(self._timers)
-            self._timer_keys.discard((inv_id, kind, cid))
-            self._timer_fired(inv_id, kind, cid)
-        self._arm_timers()
-
     def _timer_fired(self, inv_id: str, kind: str, cid: int) -> None:
-        self._batch.timers_del.append((inv_id, kind, cid))
-        self._schedule_flush()
         if kind == "sleep":
-            note = pb.NotificationMessage(completion_id=cid)
+            note = _note(cid)
             note.void.SetInParent()
             self.notify(inv_id, m.SLEEP_COMPLETION, note)
         elif kind == "start":
-            inv = self._active.get(inv_id)
-            if inv is None:
-                row = self.store.load_invocation(inv_id)
-                if row is None:
-                    return
-                inv = Invocation.from_row(row)
-            if inv.status == SCHEDULED:
-                self._active[inv_id] = inv
-                inv.journal = None
-                self._start_attempt(inv)
+            inv = self._load(inv_id)
+            if inv is not None and inv.status == SCHEDULED:
+                handler = self.app.handler(inv.service, inv.handler)
+                inv.execution_time = None
+                if handler is None:
+                    self._start_attempt(inv)  # fails and retries with a clear error
+                else:
+                    self._begin(inv, handler)
 
-    def _load_timer_window(self) -> None:
-        """Keep timers due within the window in memory; the rest wait in the store."""
-        window_ms = int(self.options.timer_window.total_seconds() * 1000)
-        end = self.now_ms() + window_ms
-        for fire_at, inv_id, kind, cid in self.store.load_timers(end):
-            self._push_timer(fire_at, inv_id, kind, cid)
-        self._window_end = end
-        self._arm_timers()
-        self._window_task = self._loop.create_task(self._next_window(end - window_ms // 2))  # type: ignore[union-attr]
+    # ---- calls and sends ----
 
-    async def _next_window(self, at_ms: int) -> None:
-        fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
-        handle = self.clock.call_at(at_ms / 1000, lambda: fut.done() or fut.set_result(None))
+    def _child(self, caller: Invocation, service: str, handler_name: str, param: bytes,
+               headers: list[tuple[str, str]], key: str, idempotency_key: str | None,
+               delay_ms: int) -> tuple[str | None, bool, str | None]:
+        """Create a callee; returns (its id, created, error)."""
+        handler = self.app.handler(service, handler_name)
+        if handler is None:
+            return None, False, f"handler '{service}/{handler_name}' not found"
+        if handler.service.kind != "service" and not key:
+            return None, False, f"'{service}' is keyed: calls to it need a key"
+        _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms)
+        if handler.kind == "workflow" and not created:
+            return child_id, False, "the workflow method was already invoked"
+        return child_id, created, None
+
+    def _call(self, inv: Invocation, cmd: pb.CallCommandMessage) -> None:
+        headers = [(h.key, h.value) for h in cmd.headers]
+        child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers,
+                                               cmd.key, cmd.idempotency_key if cmd.HasField("idempotency_key")
+                                               else None, 0)
+        id_note = _note(cmd.invocation_id_notification_idx)
+        id_note.invocation_id = child_id or ""
+        self._notify_running(inv, m.CALL_INVOCATION_ID_COMPLETION, id_note)
+        if error is not None and (child_id is None or error.startswith("the workflow")):
+            code = 409 if child_id is not None else 404
+            self._notify_running(inv, m.CALL_COMPLETION, _failure_note(cmd.result_completion_id, code, error))
+            return
+        self._wait_for_outcome(inv, child_id, cmd.result_completion_id, m.CALL_COMPLETION)  # type: ignore[arg-type]
+
+    def _wait_for_outcome(self, inv: Invocation, target_id: str, cid: int, type_id: int) -> None:
+        """Answer `inv` on `cid` with the target's outcome, now if it is completed, else when it completes."""
+        target = self._active.get(target_id)
+        if target is None or target.status == COMPLETED:
+            exists, outcome = self.peek_outcome(target_id) if target is None else (True, target.outcome)
+            if outcome is not None:
+                self._notify_running(inv, type_id, _outcome_note(cid, outcome))
+                return
+            if not exists:
+                self._notify_running(inv, type_id, _failure_note(cid, 404, f"invocation {target_id} not found"))
+                return
+        self._waiters.setdefault(target_id, []).append((inv.id, cid, type_id))
+        self.committer.batch.ops.append(("INSERT OR REPLACE INTO waiters VALUES (?, ?, ?, ?)",
+                                         (target_id, inv.id, cid, type_id)))
+
+    def _send(self, inv: Invocation, cmd: pb.OneWayCallCommandMessage) -> None:
+        headers = [(h.key, h.value) for h in cmd.headers]
+        delay = max(0, cmd.invoke_time - self.now_ms()) if cmd.invoke_time else 0
+        child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers, cmd.key,
+                                         cmd.idempotency_key if cmd.HasField("idempotency_key") else None, delay)
+        if error is not None and child_id is None:
+            log.warning("invocation %s: send to %s/%s dropped: %s", inv.id, cmd.service_name, cmd.handler_name,
+                        error)
+        id_note = _note(cmd.invocation_id_notification_idx)
+        id_note.invocation_id = child_id or ""
+        self._notify_running(inv, m.CALL_INVOCATION_ID_COMPLETION, id_note)
+
+    def _attach(self, inv: Invocation, cmd: Any, type_id: int, wait: bool) -> None:
+        which = cmd.WhichOneof("target")
+        if which == "invocation_id":
+            target = cmd.invocation_id
+        elif which == "workflow_target":
+            target = str(InvocationId.for_workflow(cmd.workflow_target.workflow_name, cmd.workflow_target.workflow_key))
+        else:
+            t = cmd.idempotent_request_target
+            key = t.service_key if t.HasField("service_key") else None
+            target = str(InvocationId.for_idempotent_request(t.service_name, t.handler_name, t.idempotency_key, key))
+        cid = cmd.result_completion_id
+        if wait:
+            try:
+                InvocationId.parse(target)
+            except ValueError as e:
+                self._notify_running(inv, type_id, _failure_note(cid, 400, f"malformed invocation id: {e}"))
+                return
+            self._wait_for_outcome(inv, target, cid, type_id)
+            return
+        _, outcome = self.peek_outcome(target)
+        note = _outcome_note(cid, outcome) if outcome is not None else _note(cid)
+        if outcome is None:
+            note.void.SetInParent()
+        self._notify_running(inv, type_id, note)
+
+    def _signal(self, inv: Invocation, cmd: pb.SendSignalCommandMessage) -> None:
+        target = cmd.target_invocation_id
+        if cmd.WhichOneof("signal_id") == "idx" and cmd.idx == CANCEL_SIGNAL:
+            self.cancel(target)
+            return
+        if cmd.WhichOneof("signal_id") != "idx":
+            log.warning("invocation %s: named signals are not supported; dropped", inv.id)
+            return
+        note = pb.NotificationMessage(signal_id=cmd.idx)
+        which = cmd.WhichOneof("result")
+        if which == "value":
+            note.value.CopyFrom(cmd.value)
+        elif which == "failure":
+            note.failure.CopyFrom(cmd.failure)
+        else:
+            note.void.SetInParent()
+        self.notify(target, m.SIGNAL_NOTIFICATION, note)
+
+    # ---- awakeables ----
+
+    def complete_awakeable(self, awakeable_id: str, value: bytes | None, failure: pb.Failure | None) -> bool | None:
+        """Resolve (value) or reject (failure) an awakeable. None: malformed id; False: no such invocation."""
         try:
-            await fut
-        finally:
-            handle.cancel()
-        # Timers added since the last load are in memory or in the store once this returns.
-        await self.flushed()
-        if not self._stopping:
-            self._load_timer_window()
+            target, idx = parse_awakeable_id(awakeable_id)
+        except ValueError:
+            return None
+        note = pb.NotificationMessage(signal_id=idx)
+        if failure is not None:
+            note.failure.CopyFrom(failure)
+        else:
+            note.value.content = value or b""
+        return self.notify(str(target), m.SIGNAL_NOTIFICATION, note)
+
+    # ---- promises ----
+
+    def _promise_outcome(self, svc: str, key: str, name: str) -> Outcome | None:
+        pending = self._promises.get((svc, key, name))
+        if pending is not None:
+            return pending
+        row = self.store.load_promise(svc, key, name)
+        if row is None:
+            return None
+        value, code, message = row
+        return Outcome(value=value) if code is None else Outcome(failure_code=code, failure_message=message)
+
+    def _promise(self, inv: Invocation, type_id: int, cmd: Any) -> None:
+        svc, key, name = inv.service, inv.key, cmd.key
+        cid = cmd.result_completion_id
+        current = self._promise_outcome(svc, key, name)
+        if type_id == m.GET_PROMISE:
+            if current is not None:
+                self._notify_running(inv, m.GET_PROMISE_COMPLETION, _outcome_note(cid, current))
+            else:
+                target = f"promise:{svc}/{key}/{name}"
+                self._waiters.setdefault(target, []).append((inv.id, cid, m.GET_PROMISE_COMPLETION))
+                self.committer.batch.ops.append(("INSERT OR REPLACE INTO waiters VALUES (?, ?, ?, ?)",
+                                                 (target, inv.id, cid, m.GET_PROMISE_COMPLETION)))
+            return
+        if type_id == m.PEEK_PROMISE:
+            note = _outcome_note(cid, current) if current is not None else _note(cid)
+            if current is None:
+                note.void.SetInParent()
+            self._notify_running(inv, m.PEEK_PROMISE_COMPLETION, note)
+            return
+        if current is not None:
+            self._notify_running(inv, m.COMPLETE_PROMISE_COMPLETION,
+                                 _failure_note(cid, 409, f"promise '{name}' was already completed"))
+            return
+        if cmd.WhichOneof("completion") == "completion_failure":
+            outcome = Outcome(failure_code=cmd.completion_failure.code,
+                              failure_message=cmd.completion_failure.message)
+        else:
+            outcome = Outcome(value=cmd.completion_value.content)
+        self._promises[(svc, key, name)] = outcome
+        self.committer.batch.ops.append(("INSERT INTO promises VALUES (?, ?, ?, ?, ?, ?)",
+                                         (svc, key, name, outcome.value, outcome.failure_code,
+                                          outcome.failure_message)))
+        self._after_commit(lambda: self._promises.pop((svc, key, name), None))
+        done = _note(cid)
+        done.void.SetInParent()
+        self._notify_running(inv, m.COMPLETE_PROMISE_COMPLETION, done)
+        target = f"promise:{svc}/{key}/{name}"
+        for waiter, wcid, wtype in self._waiters.pop(target, ()):
+            self.notify(waiter, wtype, _outcome_note(wcid, outcome))
+        self.committer.batch.ops.append(("DELETE FROM waiters WHERE target = ?", (target,)))
+
+    # ---- operator actions ----
+
+    def cancel(self, inv_id: str) -> int:
+        """Cancel: the handler gets TerminalError 409 at its next await. 202, 404 or 409 (completed)."""
+        inv = self._load(inv_id)
+        if inv is None:
+            return 404
+        if inv.status == COMPLETED:
+            return 409
+        if inv.status in (INBOXED, SCHEDULED):
+            self._complete(inv, Outcome(failure_code=409, failure_message="canceled"))
+            return 202
+        note = pb.NotificationMessage(signal_id=CANCEL_SIGNAL)
+        note.void.SetInParent()
+        self.notify(inv_id, m.SIGNAL_NOTIFICATION, note)
+        if inv.status == PAUSED:
+            inv.attempts = 0
+            self._start_attempt(inv)  # let it run its compensations
+        return 202
+
+    def kill(self, inv_id: str) -> int:
+        """End an invocation now without running user code; callers get 409 "killed". 200, 404 or 409."""
+        inv = self._load(inv_id)
+        if inv is None:
+            return 404
+        if inv.status == COMPLETED:
+            return 409
+        self._abort_attempt(inv)
+        self._complete(inv, Outcome(failure_code=409, failure_message="killed"))
+        return 200
+
+    def pause(self, inv_id: str) -> int:
+        """Stop retrying an invocation until it is resumed. 202, 200 (already paused), 404 or 409."""
+        inv = self._load(inv_id)
+        if inv is None:
+            return 404
+        if inv.status == PAUSED:
+            return 200
+        if inv.status not in (INVOKED, SUSPENDED, BACKING_OFF):
+            return 409
+        self._abort_attempt(inv)
+        if inv.retry_timer is not None:
+            inv.retry_timer.cancel()
+            inv.retry_timer = None
+        inv.status = PAUSED
+        self._mark(inv)
+        self._after_commit(lambda: self._evict_if(inv, PAUSED))
+        return 202
+
+    def resume(self, inv_id: str) -> int:
+        """Run a paused invocation again with a fresh retry budget. 202, 404 or 409 (not paused)."""
+        inv = self._load(inv_id)
+        if inv is None:
+            return 404
+        if inv.status != PAUSED:
+            return 409
+        inv.attempts = 0
+        inv.journal = None
+        self._start_attempt(inv)
+        return 202
+
+    def purge(self, inv_id: str) -> int:
+        """Delete a completed invocation with its journal. 200, 404 or 409 (not completed)."""
+        if inv_id in self._active:
+            return 409
+        row = self.store.load_invocation(inv_id)
+        if row is None:
+            return 404
+        if row[COL["status"]] != COMPLETED:
+            return 409
+        self._delete(row)
+        return 200
+
+    def _delete(self, row: tuple[Any, ...]) -> None:
+        inv_id = row[COL["id"]]
+        self.committer.batch.deleted.append(inv_id)
+        handler = self.app.handler(row[COL["service"]], row[COL["handler"]])
+        if handler is not None and handler.kind == "workflow":
+            # A workflow's state and promises live as long as its run.
+            svc, key = row[COL["service"]], row[COL["key"]]
+            self.committer.batch.ops.append(("DELETE FROM state WHERE service = ? AND key = ?", (svc, key)))
+            self.committer.batch.ops.append(("DELETE FROM promises WHERE service = ? AND key = ?", (svc, key)))
+        self.committer.schedule()
 
     # ---- housekeeping ----
 
@@ -796,14 +1085,18 @@ class Engine:
 
     def purge_expired(self) -> int:
         """Delete completed invocations whose retention has passed; returns how many."""
-        ids = [i for i in self.store.expired(self.now_ms()) if i not in self._active]
-        if ids:
-            self._batch.deleted.extend(ids)
-            self._schedule_flush()
-        return len(ids)
-
-    # ---- introspection ----
+        n = 0
+        for inv_id in self.store.expired(self.now_ms()):
+            row = self.store.load_invocation(inv_id)
+            if row is not None and inv_id not in self._active:
+                self._delete(row)
+                n += 1
+        return n
 
     def active_count(self) -> int:
         """Invocations held in memory right now."""
         return len(self._active)
+
+    def is_stopping(self) -> bool:
+        """Whether the engine stopped taking work."""
+        return self._stopping

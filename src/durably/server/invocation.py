@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
@@ -58,9 +58,9 @@ class Invocation:
     outcome: Outcome | None = None
     completed_at: int | None = None
     retention_until: int | None = None
+    inbox_seq: int | None = None
     # Only while the invocation is in memory:
     journal: list[tuple[int, Message]] | None = None
-    completed_handles: set[int] = field(default_factory=set)
     attempt: Any = None
     output_command: Message | None = None
     retry_timer: Any = None
@@ -88,7 +88,7 @@ class Invocation:
             o.failure_code if o is not None else None,
             o.failure_message if o is not None else None,
             json.dumps(o.failure_metadata) if o is not None and o.failure_metadata else None,
-            self.completed_at, self.retention_until,
+            self.completed_at, self.retention_until, self.inbox_seq,
         )
 
     @classmethod
@@ -104,6 +104,7 @@ class Invocation:
             journal_length=row[COL["journal_length"]],
             waiting=json.loads(row[COL["waiting"]]) if row[COL["waiting"]] else None,
             completed_at=row[COL["completed_at"]], retention_until=row[COL["retention_until"]],
+            inbox_seq=row[COL["inbox_seq"]],
         )
         if row[COL["status"]] == COMPLETED:
             inv.outcome = outcome_of_row(row)

@@ -54,5 +54,17 @@ class FaultyStore(Store):
     def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
         return self.inner.load_timers(until_ms)
 
+    def load_state(self, service: str, key: str) -> dict[bytes, bytes]:
+        return self.inner.load_state(service, key)
+
+    def load_promise(self, service: str, key: str, name: str) -> tuple[bytes | None, int | None, str | None] | None:
+        return self.inner.load_promise(service, key, name)
+
+    def load_waiters(self) -> list[tuple[str, str, int, int]]:
+        return self.inner.load_waiters()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self.inner.query(sql, params)
+
     def close(self) -> None:
         """Keep the inner store open: the test restarts on it."""

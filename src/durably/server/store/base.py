@@ -12,7 +12,7 @@ INVOCATION_COLUMNS = (
     "id", "service", "handler", "key", "status", "idempotency_key", "created_at", "modified_at",
     "execution_time", "attempts", "retry_count", "last_entry_at", "next_retry_at", "last_error",
     "journal_length", "waiting", "output", "failure_code", "failure_message", "failure_metadata",
-    "completed_at", "retention_until",
+    "completed_at", "retention_until", "inbox_seq",
 )
 COL = {name: i for i, name in enumerate(INVOCATION_COLUMNS)}
 
@@ -27,12 +27,14 @@ class Batch:
     # (fire_at ms, invocation id, kind, completion id) to add; (invocation id, kind, completion id) to drop.
     timers_add: list[tuple[int, str, str, int]] = field(default_factory=list)
     timers_del: list[tuple[str, str, int]] = field(default_factory=list)
+    # Plain SQL statements (state, promises, waiters), run in order after the rows above.
+    ops: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
 
     def empty(self) -> bool:
         """Nothing to write and nobody waiting."""
         return not (self.invocations or self.journal or self.deleted or self.callbacks or self.timers_add
-                    or self.timers_del)
+                    or self.timers_del or self.ops)
 
 
 class Store(ABC):
@@ -72,6 +74,22 @@ class Store(ABC):
     @abstractmethod
     def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
         """Timers due by `until_ms`, earliest first, as (fire_at, invocation id, kind, completion id)."""
+
+    @abstractmethod
+    def load_state(self, service: str, key: str) -> dict[bytes, bytes]:
+        """All state of one object or workflow key."""
+
+    @abstractmethod
+    def load_promise(self, service: str, key: str, name: str) -> tuple[bytes | None, int | None, str | None] | None:
+        """A completed promise as (value, failure code, failure message), or None if not completed."""
+
+    @abstractmethod
+    def load_waiters(self) -> list[tuple[str, str, int, int]]:
+        """Every registered waiter: (target, waiting invocation, completion id, notification type)."""
+
+    @abstractmethod
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read-only query (admin listings)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Any
 
 from durably.server.store.base import INVOCATION_COLUMNS, Batch, Store
 
-SCHEMA_VERSION = 2
+_memory_ids = itertools.count()
+
+SCHEMA_VERSION = 3
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -59,6 +62,33 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX timers_fire_at ON timers(fire_at);
     """,
+    """
+    ALTER TABLE invocations ADD COLUMN inbox_seq INTEGER;  -- arrival order of an inboxed exclusive call
+    CREATE INDEX invocations_inbox ON invocations(inbox_seq) WHERE status = 'inboxed';
+    CREATE TABLE state (
+        service TEXT NOT NULL,
+        key TEXT NOT NULL,
+        name BLOB NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (service, key, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE promises (
+        service TEXT NOT NULL,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB,                     -- set when resolved
+        failure_code INTEGER,           -- set when rejected
+        failure_message TEXT,
+        PRIMARY KEY (service, key, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE waiters (
+        target TEXT NOT NULL,           -- an invocation id, or 'promise:<service>/<key>/<name>'
+        invocation_id TEXT NOT NULL,    -- who waits
+        completion_id INTEGER NOT NULL, -- the completion id to answer on
+        type INTEGER NOT NULL,          -- the notification type to answer with (0x800D call, 0x8012 attach, ...)
+        PRIMARY KEY (target, invocation_id, completion_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 _UPSERT = (
@@ -77,19 +107,28 @@ class SQLiteStore(Store):
 
     threaded = True
 
-    def __init__(self, data_dir: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(self, data_dir: str | Path | None, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL, EXTRA or OFF")
+        self._lock = threading.Lock()
+        if data_dir is None:
+            # A private in-memory database shared by the writer and reader connections.
+            self.path = None
+            self._uri = f"file:durably-memory-{next(_memory_ids)}?mode=memory&cache=shared"
+            self._writer = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._migrate()
+            self._reader = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._reader.execute("PRAGMA read_uncommitted=1")
+            return
         self.path = Path(data_dir) / "durably.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
         self._writer = self._connect(check_same_thread=False)
         self._writer.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._migrate()
         self._reader = self._connect(check_same_thread=False)
 
     def _connect(self, check_same_thread: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=check_same_thread)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=check_same_thread)  # type: ignore[arg-type]
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
@@ -126,8 +165,12 @@ class SQLiteStore(Store):
                 if batch.timers_del:
                     c.executemany("DELETE FROM timers WHERE invocation_id = ? AND kind = ? AND completion_id = ?",
                                   batch.timers_del)
+                for sql, params in batch.ops:
+                    c.execute(sql, params)
                 if batch.deleted:
                     ids = [(i,) for i in batch.deleted]
+                    c.executemany("DELETE FROM waiters WHERE invocation_id = ? OR target = ?",
+                                  [(i, i) for i in batch.deleted])
                     c.executemany("DELETE FROM timers WHERE invocation_id = ?", ids)
                     c.executemany("DELETE FROM journal WHERE invocation_id = ?", ids)
                     c.executemany("DELETE FROM invocations WHERE id = ?", ids)
@@ -172,6 +215,27 @@ class SQLiteStore(Store):
             "SELECT fire_at, invocation_id, kind, completion_id FROM timers WHERE fire_at <= ? ORDER BY fire_at",
             (until_ms,),
         ).fetchall()
+
+    def load_state(self, service: str, key: str) -> dict[bytes, bytes]:
+        """All state of one key."""
+        rows = self._reader.execute("SELECT name, value FROM state WHERE service = ? AND key = ?", (service, key))
+        return {bytes(n): bytes(v) for n, v in rows}
+
+    def load_promise(self, service: str, key: str, name: str) -> tuple[bytes | None, int | None, str | None] | None:
+        """A completed promise, or None."""
+        row = self._reader.execute(
+            "SELECT value, failure_code, failure_message FROM promises WHERE service = ? AND key = ? AND name = ?",
+            (service, key, name),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def load_waiters(self) -> list[tuple[str, str, int, int]]:
+        """Every registered waiter."""
+        return self._reader.execute("SELECT target, invocation_id, completion_id, type FROM waiters").fetchall()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read-only query."""
+        return self._reader.execute(sql, params).fetchall()
 
     def close(self) -> None:
         """Close both connections."""

@@ -1,0 +1,144 @@
+"""Group commit: every change of a tick goes into one batch, one transaction, one fsync.
+
+Acknowledgements (run results to handlers, answers to callers, resumptions) are callbacks on the batch
+that holds what they acknowledge; they run only after that batch is committed. While one batch commits
+on the writer thread the next one fills, so the event loop never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
+
+from durably.server.invocation import Invocation
+from durably.server.store.base import Batch, Store
+
+log = logging.getLogger("durably.commit")
+
+
+class StoreFailed(RuntimeError):
+    """The store could not commit; nothing more is written or acknowledged."""
+
+
+class GroupCommitter:
+    """Owns the current batch and the writer thread of one store."""
+
+    def __init__(self, store: Store, on_failure: Callable[[BaseException], None]) -> None:
+        self.store = store
+        self.batch = Batch()
+        self._dirty: dict[str, Invocation] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._committing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "durably-writer") if store.threaded else None
+        self._barriers: set[asyncio.Future[None]] = set()
+        self._on_failure = on_failure
+        self.failed: BaseException | None = None
+        self.commits = 0
+
+    def start(self) -> None:
+        """Bind to the running loop."""
+        self._loop = asyncio.get_running_loop()
+
+    def mark(self, inv: Invocation) -> None:
+        """The invocation's row changed: write it with the current batch."""
+        self._dirty[inv.id] = inv
+        self.schedule()
+
+    def after_commit(self, cb: Callable[[], None]) -> None:
+        """Run `cb` once everything written so far is committed."""
+        self.batch.callbacks.append(cb)
+        self.schedule()
+
+    def barrier(self) -> asyncio.Future[None]:
+        """A future resolved once everything written so far is committed (failed if the store fails)."""
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        if self.failed is not None:
+            fut.set_exception(StoreFailed(repr(self.failed)))
+            return fut
+        self._barriers.add(fut)
+
+        def done() -> None:
+            self._barriers.discard(fut)
+            if not fut.done():
+                fut.set_result(None)
+
+        self.after_commit(done)
+        return fut
+
+    async def flushed(self) -> None:
+        """Wait until everything written so far is committed (or the store failed)."""
+        while self.failed is None and (not self.batch.empty() or self._dirty or self._committing or self._scheduled):
+            self._idle.clear()
+            self.schedule()
+            await self._idle.wait()
+
+    def schedule(self) -> None:
+        """Commit at the end of this loop iteration (everything ready in this tick goes together)."""
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._committing or self.failed is not None:
+            return  # the commit in flight starts the next one when it is done
+        batch = self.batch
+        if self._dirty:
+            batch.invocations = {i: inv.to_row() for i, inv in self._dirty.items()}
+            self._dirty = {}
+        if batch.empty():
+            self._idle.set()
+            return
+        self.batch = Batch()
+        if self._writer is None:
+            try:
+                self.store.commit(batch)
+            except BaseException as e:  # a broken store must not leave callers hanging
+                self._fail(e)
+                return
+            self._committed(batch)
+            return
+        self._committing = True
+        assert self._loop is not None
+        fut = self._loop.run_in_executor(self._writer, self.store.commit, batch)
+        fut.add_done_callback(lambda f: self._commit_done(batch, f))
+
+    def _commit_done(self, batch: Batch, fut: asyncio.Future[None]) -> None:
+        self._committing = False
+        exc = fut.exception()
+        if exc is not None:
+            self._fail(exc)
+            return
+        self._committed(batch)
+        self.schedule()
+
+    def _committed(self, batch: Batch) -> None:
+        self.commits += 1
+        for cb in batch.callbacks:
+            try:
+                cb()
+            except Exception:
+                log.exception("post-commit callback failed")
+        if self.batch.empty() and not self._dirty and not self._committing:
+            self._idle.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        log.critical("the store failed to commit; nothing more is written: %r", exc)
+        self.failed = exc
+        for fut in self._barriers:
+            if not fut.done():
+                fut.set_exception(StoreFailed(repr(exc)))
+        self._barriers.clear()
+        self._idle.set()
+        self._on_failure(exc)
+
+    def close(self) -> None:
+        """Stop the writer thread (after `flushed`)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
