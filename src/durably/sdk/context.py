@@ -181,6 +181,18 @@ class Context:
                 "(no ctx.run, ctx.sleep, ctx.get, calls or awaits of durable futures). Move the ctx call "
                 "out of the closure and pass its result in.", 500)
 
+    def _check_kind(self, what: str, write: bool = False, workflow: bool = False) -> None:
+        h = self._attempt.handler
+        kind = h.service.kind
+        if workflow and kind != "workflow":
+            raise TerminalError(f"cannot {what} in {h.service.name}/{h.name}: promises belong to workflows", 500)
+        if kind == "service":
+            raise TerminalError(f"cannot {what} in {h.service.name}/{h.name}: a service has no state; use a "
+                                "VirtualObject or a Workflow", 500)
+        if write and h.is_shared:
+            raise TerminalError(f"cannot {what} in {h.service.name}/{h.name}: shared handlers read state but "
+                                "never write it", 500)
+
     def _vm_call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return fn(*args)
@@ -396,6 +408,7 @@ class ObjectSharedContext(Context):
     async def get(self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None) -> T | None:
         """Read a state value (None if unset)."""
         self._check_not_in_run("use ctx.get")
+        self._check_kind("use ctx.get")
         s = serde_for(serde, type_hint)
         handle = self._vm_call(self._attempt.vm.sys_get_state, name.encode())
         fut: DurableFuture[T | None] = DurableFuture(self, handle, lambda v: None if v is None else s.deserialize(v))
@@ -404,6 +417,7 @@ class ObjectSharedContext(Context):
     async def state_keys(self) -> list[str]:
         """The names of all state values of this key."""
         self._check_not_in_run("use ctx.state_keys")
+        self._check_kind("use ctx.state_keys")
         handle = self._vm_call(self._attempt.vm.sys_state_keys)
         fut: DurableFuture[list[str]] = DurableFuture(self, handle, lambda v: sorted(k.decode() for k in v))
         return await fut
@@ -415,17 +429,20 @@ class ObjectContext(ObjectSharedContext):
     def set(self, name: str, value: Any, serde: Serde[Any] | None = None) -> None:
         """Write a state value."""
         self._check_not_in_run("use ctx.set")
+        self._check_kind("use ctx.set", write=True)
         s = serde if serde is not None else DefaultSerde(type(value))
         self._vm_call(self._attempt.vm.sys_set_state, name.encode(), s.serialize(value))
 
     def clear(self, name: str) -> None:
         """Delete a state value."""
         self._check_not_in_run("use ctx.clear")
+        self._check_kind("use ctx.clear", write=True)
         self._vm_call(self._attempt.vm.sys_clear_state, name.encode())
 
     def clear_all(self) -> None:
         """Delete every state value of this key."""
         self._check_not_in_run("use ctx.clear_all")
+        self._check_kind("use ctx.clear_all", write=True)
         self._vm_call(self._attempt.vm.sys_clear_all_state)
 
 
@@ -434,6 +451,7 @@ class WorkflowSharedContext(ObjectSharedContext):
 
     def promise(self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None) -> DurablePromise[T]:
         """The workflow's durable promise called `name`."""
+        self._check_kind("use ctx.promise", workflow=True)
         return DurablePromise(self, name, serde_for(serde, type_hint))
 
 

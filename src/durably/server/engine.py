@@ -50,6 +50,8 @@ log = logging.getLogger("durably.engine")
 
 # Statuses in which an exclusive invocation holds its key's lock.
 _HOLDING = frozenset({INVOKED, SUSPENDED, BACKING_OFF, PAUSED})
+# Statuses in which an invocation waits without an attempt and is dropped from memory.
+_EVICTABLE = frozenset({SUSPENDED, SCHEDULED, INBOXED, PAUSED})
 
 
 class EngineStopped(RuntimeError):
@@ -247,7 +249,11 @@ class Engine:
 
     def _mark(self, inv: Invocation) -> None:
         inv.modified_at = self.now_ms()
+        inv.version += 1
         self.committer.mark(inv)
+        if inv.attempt is None and inv.status in _EVICTABLE:
+            version = inv.version
+            self.committer.after_commit(lambda: self._evict(inv, version))
 
     def _after_commit(self, cb: Callable[[], None]) -> None:
         self.committer.after_commit(cb)
@@ -276,14 +282,18 @@ class Engine:
             return None
         inv = Invocation.from_row(row)
         if inv.status != COMPLETED:
+            # Loaded whole: appends made from now on go to this journal and to the store alike.
+            self._load_journal(inv)
             self._active[inv_id] = inv
         return inv
 
-    def _evict_if(self, inv: Invocation, status: str) -> None:
-        # Invariant 6: what waits on a timer, a notification or its key is not kept in memory.
-        if inv.status == status and inv.attempt is None:
+    def _evict(self, inv: Invocation, version: int) -> None:
+        # Invariant 6: what waits on a timer, a notification, its key or an operator is not kept in memory.
+        # Only once everything written for it is committed (same version), so a reload sees it all.
+        if inv.version == version and inv.attempt is None and inv.status in _EVICTABLE:
             inv.journal = None
-            self._active.pop(inv.id, None)
+            if self._active.get(inv.id) is inv:
+                del self._active[inv.id]
 
     # ---- creating invocations ----
 
@@ -329,7 +339,6 @@ class Engine:
             inv.status = SCHEDULED
             inv.execution_time = now + delay_ms
             self.timers.add(inv.id, "start", 0, inv.execution_time)
-            self._after_commit(lambda: self._evict_if(inv, SCHEDULED))
         else:
             self._begin(inv, handler)
         return inv, inv_id, True
@@ -342,7 +351,6 @@ class Engine:
                 inv.status = INBOXED
                 inv.inbox_seq = self._inbox_seq
                 self._mark(inv)
-                self._after_commit(lambda: self._evict_if(inv, INBOXED))
                 return
         self._start_attempt(inv)
 
@@ -355,7 +363,6 @@ class Engine:
                 self._release_key(inv)
             return
         inv.inbox_seq = None
-        inv.journal = None if inv.attempt is None and inv.journal == [] else inv.journal
         self._start_attempt(inv)
 
     def _release_key(self, inv: Invocation) -> None:
@@ -661,15 +668,19 @@ class Engine:
             # What it waits for is already journaled (a run result proposed just before suspending).
             inv.status = INVOKED
             inv.waiting = None
-
-            def resume() -> None:
-                if inv.status == INVOKED and inv.attempt is None:
-                    inv.journal = None  # the next attempt replays from the store
-                    self._start_attempt(inv)
-
-            self._after_commit(resume)
+            self._resume_after_commit(inv)
             return
-        self._after_commit(lambda: self._evict_if(inv, SUSPENDED))
+
+    def _resume_after_commit(self, inv: Invocation) -> None:
+        version = inv.version
+
+        def resume() -> None:
+            if inv.status == INVOKED and inv.attempt is None:
+                if self.options.always_replay and inv.version == version:
+                    inv.journal = None  # all of it is committed: replay from the store itself
+                self._start_attempt(inv)
+
+        self._after_commit(resume)
 
     def _completed_handles(self, inv: Invocation) -> set[int]:
         if inv.journal is None:
@@ -702,7 +713,6 @@ class Engine:
                 return
             inv.status = PAUSED
             self._mark(inv)
-            self._after_commit(lambda: self._evict_if(inv, PAUSED))
             return
         if err.HasField("next_retry_delay"):
             delay_ms = float(err.next_retry_delay)
@@ -718,7 +728,6 @@ class Engine:
 
         def schedule() -> None:
             if inv.status == BACKING_OFF and not self._stopping:
-                inv.journal = None
                 inv.retry_timer = self.clock.call_at(inv.next_retry_at / 1000,  # type: ignore[operator]
                                                      lambda: self._retry_now(inv))
 
@@ -794,17 +803,7 @@ class Engine:
                 inv.status = INVOKED
                 inv.waiting = None
                 self._mark(inv)
-
-                def resume() -> None:
-                    if inv.status == INVOKED and inv.attempt is None:
-                        inv.journal = None
-                        self._start_attempt(inv)
-
-                self._after_commit(resume)
-            else:
-                self._after_commit(lambda: self._evict_if(inv, SUSPENDED))
-        elif inv.status in (SCHEDULED, INBOXED, PAUSED):
-            self._after_commit(lambda: self._evict_if(inv, inv.status))
+                self._resume_after_commit(inv)
         return True
 
     # ---- durable timers ----
@@ -1038,7 +1037,6 @@ class Engine:
             inv.retry_timer = None
         inv.status = PAUSED
         self._mark(inv)
-        self._after_commit(lambda: self._evict_if(inv, PAUSED))
         return 202
 
     def resume(self, inv_id: str) -> int:
@@ -1049,7 +1047,6 @@ class Engine:
         if inv.status != PAUSED:
             return 409
         inv.attempts = 0
-        inv.journal = None
         self._start_attempt(inv)
         return 202
 

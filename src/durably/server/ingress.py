@@ -4,6 +4,8 @@
     POST /{Object}/{key}/{handler}[/send]         the same on a keyed service
     GET  /restate/invocation/{id}/attach|output   wait for / peek at an invocation's result
     GET  /restate/invocation/{Service}[/{key}]/{handler}/{idempotencyKey}/attach|output
+    GET  /restate/workflow/{Workflow}/{key}/attach|output
+    POST /restate/awakeables/{id}/resolve|reject
     GET  /restate/health
 """
 
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import Handler
 from durably.server.delay import parse_delay
@@ -59,7 +62,7 @@ class Ingress:
             await error(send, 404, "no service in the path: call /{Service}/{handler}")
             return
         if segments[0] == "restate":
-            await self._restate_path(segments[1:], method, send)
+            await self._restate_path(segments[1:], method, scope, receive, send)
             return
         if method not in ("POST", "GET"):
             await error(send, 405, f"method {method} not allowed: use POST")
@@ -119,11 +122,19 @@ class Ingress:
         if idem is not None and not idem:
             await error(send, 400, "the idempotency-key header must not be empty")
             return
+        if idem is not None and handler.kind == "workflow":
+            await error(send, 400, "idempotency keys are not allowed on a workflow's main handler: it runs once "
+                        "per workflow key already")
+            return
         problem = _validate_input(handler, body)
         if problem is not None:
             await error(send, 400, problem)
             return
         inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem, delay_ms)
+        if not created and handler.kind == "workflow" and not is_send:
+            await respond_json(send, 409, {"code": 409, "message": "the workflow method was already invoked"},
+                               [(b"x-restate-id", inv_id.encode()), (b"x-restate-error-source", b"ingress")])
+            return
         if is_send:
             await self.engine.barrier()
             reply = {"invocationId": inv_id, "status": "Accepted" if created else "PreviouslyAccepted"}
@@ -135,30 +146,60 @@ class Ingress:
         assert outcome is not None
         await respond_outcome(send, inv_id, outcome, handler)
 
-    async def _restate_path(self, segs: list[str], method: str, send: Send) -> None:
+    async def _restate_path(self, segs: list[str], method: str, scope: dict[str, Any], receive: Receive,
+                            send: Send) -> None:
         if segs == ["health"]:
             await respond(send, 200, _OK_HEALTH)
             return
-        if len(segs) >= 3 and segs[0] == "invocation" and segs[-1] in ("attach", "output"):
+        if len(segs) == 3 and segs[0] in ("awakeables", "a") and segs[2] in ("resolve", "reject"):
+            if method != "POST":
+                await error(send, 405, f"method {method} not allowed: use POST")
+                return
+            body = await read_body(scope, receive, self.body_limit)
+            await self._complete_awakeable(send, segs[1], segs[2] == "resolve", body)
+            return
+        if len(segs) >= 3 and segs[0] in ("invocation", "workflow") and segs[-1] in ("attach", "output"):
             if method != "GET":
                 await error(send, 405, f"method {method} not allowed: use GET")
                 return
             target = segs[1:-1]
-            if len(target) == 1:
+            if segs[0] == "workflow":
+                resolved = self._workflow_target(target)
+            elif len(target) == 1:
                 try:
-                    inv_id = str(InvocationId.parse(target[0]))
+                    resolved = str(InvocationId.parse(target[0]))
                 except ValueError as e:
-                    await error(send, 400, f"malformed invocation id: {e}")
-                    return
+                    resolved = (400, f"malformed invocation id: {e}")
             else:
                 resolved = self._idempotent_target(target)
-                if isinstance(resolved, tuple):
-                    await error(send, *resolved)
-                    return
-                inv_id = resolved
-            await self._attach_or_output(send, inv_id, segs[-1] == "attach")
+            if isinstance(resolved, tuple):
+                await error(send, *resolved)
+                return
+            await self._attach_or_output(send, resolved, segs[-1] == "attach")
             return
         await error(send, 404, "unknown /restate path")
+
+    async def _complete_awakeable(self, send: Send, awakeable_id: str, resolve: bool, body: bytes) -> None:
+        failure = None
+        if not resolve:
+            failure = pb.Failure(code=500, message=body.decode("utf-8", "replace"))
+        found = self.engine.complete_awakeable(awakeable_id, body if resolve else None, failure)
+        if found is None:
+            await error(send, 400, f"malformed awakeable id {awakeable_id!r}")
+        elif not found:
+            await error(send, 404, f"awakeable {awakeable_id} not found: its invocation does not exist or has "
+                        "completed")
+        else:
+            await self.engine.barrier()
+            await respond(send, 202)
+
+    def _workflow_target(self, target: list[str]) -> str | tuple[int, str]:
+        if len(target) != 2:
+            return 400, "bad path: use /restate/workflow/{Workflow}/{key}/attach|output"
+        svc = self.engine.app.services.get(target[0])
+        if svc is None or svc.kind != "workflow":
+            return 404, f"workflow '{target[0]}' not found"
+        return str(InvocationId.for_workflow(svc.name, target[1]))
 
     def _idempotent_target(self, target: list[str]) -> str | tuple[int, str]:
         svc = self.engine.app.services.get(target[0])

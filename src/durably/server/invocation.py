@@ -60,6 +60,8 @@ class Invocation:
     retention_until: int | None = None
     inbox_seq: int | None = None
     # Only while the invocation is in memory:
+    version: int = 0  # bumped on every change; eviction waits until the changed row is committed
+    # Also only while the invocation is in memory:
     journal: list[tuple[int, Message]] | None = None
     attempt: Any = None
     output_command: Message | None = None
