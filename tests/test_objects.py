@@ -10,7 +10,7 @@ import pytest
 
 import durably
 from durably import TerminalError
-from durably.server.invocation import COMPLETED, INBOXED, PAUSED, SUSPENDED
+from durably.server.invocation import COMPLETED, INBOXED, PAUSED
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 
@@ -131,6 +131,18 @@ async def trip(ctx: durably.Context) -> str:
         await ctx.sleep(timedelta(hours=1))
         await ctx.run_typed("confirm", lambda: effects.update(["confirm"]))
     except TerminalError:
+        await ctx.run_typed("undo", lambda: effects.update(["undo"]))
+        raise
+    return "done"
+
+
+@saga.handler()
+async def slow_undo(ctx: durably.Context) -> str:
+    try:
+        await ctx.sleep(timedelta(hours=1))
+    except TerminalError:
+        # The compensation itself waits; the delivered cancellation must not wake it again and again.
+        await ctx.sleep(timedelta(milliseconds=1))
         await ctx.run_typed("undo", lambda: effects.update(["undo"]))
         raise
     return "done"
@@ -342,6 +354,17 @@ async def test_cancel_runs_compensation_and_answers_409(runtime) -> None:
         assert info.value.status_code == 409
         assert effects == Counter({"book": 1, "undo": 1})
         assert rt.engine.cancel(inv) == 409
+
+
+async def test_cancelled_handler_may_wait_during_its_compensation(runtime) -> None:
+    async with runtime(APP) as rt:
+        inv = await rt.send("Saga/slow_undo")
+        await wait_journaled(rt, inv, 0x040C)
+        assert rt.engine.cancel(inv) == 202
+        with pytest.raises(TerminalError) as info:
+            await asyncio.wait_for(rt.attach(inv), 10)
+        assert info.value.status_code == 409
+        assert effects["undo"] == 1
 
 
 async def test_cancel_propagates_down_the_call_tree(runtime) -> None:

@@ -48,7 +48,7 @@ class Transport(Protocol):
 
 
 class _PendingRun:
-    __slots__ = ("action", "args", "kwargs", "name", "options", "serde", "task")
+    __slots__ = ("action", "args", "finished", "kwargs", "name", "options", "serde", "task")
 
     def __init__(self, name: str, action: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                  options: RunOptions[Any], serde: Any) -> None:
@@ -59,6 +59,9 @@ class _PendingRun:
         self.options = options
         self.serde = serde
         self.task: asyncio.Future[Any] | None = None
+        # Set once the outcome was handed over (proposed or failed the attempt). A task can be done
+        # before its done-callback ran; until then the run still counts as executing.
+        self.finished = False
 
 
 class Attempt:
@@ -159,8 +162,8 @@ class Attempt:
                 if run is not None and not vm.has_notification(h):
                     if run.task is None:
                         self._start_run(h, run)
-                    # A finished closure's proposal is on its way; only a running one keeps us from suspending.
-                    executing = executing or not run.task.done()  # type: ignore[union-attr]
+                    # A proposed result is on its way; only an unfinished run keeps us from suspending.
+                    executing = executing or not run.finished
             if not executing:
                 if vm.replaying:
                     raise self.fail(VMError(
@@ -220,6 +223,7 @@ class Attempt:
         task.add_done_callback(lambda t: self._run_finished(handle, run, t, started))
 
     def _run_finished(self, handle: int, run: _PendingRun, task: asyncio.Future[Any], started: float) -> None:
+        run.finished = True
         if self._ended is not None or self.vm.closed:
             return  # late result of an aborted attempt: ignored
         self._progress.set()

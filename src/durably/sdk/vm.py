@@ -354,9 +354,11 @@ class VM:
         """End the attempt waiting for any of these handles (and for cancellation)."""
         msg = pb.SuspensionMessage()
         completions = sorted(h for h in handles if h < SIGNAL_HANDLE_BASE)
-        signals = sorted({h - SIGNAL_HANDLE_BASE for h in handles if h >= SIGNAL_HANDLE_BASE} | {CANCEL_SIGNAL})
+        signals = {h - SIGNAL_HANDLE_BASE for h in handles if h >= SIGNAL_HANDLE_BASE}
+        if not self.cancel_consumed:
+            signals.add(CANCEL_SIGNAL)  # a cancellation wakes the invocation, until it has been delivered
         msg.waiting_completions.extend(completions)
-        msg.waiting_signals.extend(signals)
+        msg.waiting_signals.extend(sorted(signals))
         self.output.append((m.SUSPENSION, msg))
         self.closed = True
 
