@@ -77,7 +77,8 @@ class Attempt:
         self.executor = executor
         # Where ctx.sleep reads "now" (the runtime's clock, virtual in tests).
         self.clock = clock
-        self._progress = asyncio.Event()
+        # The handler's wait for progress: a bare future is cheaper than an asyncio.Event per step.
+        self._waiter: asyncio.Future[None] | None = None
         self._runs: dict[int, _PendingRun] = {}
         self._ended: BaseException | None = None
         self._replayed_run_pending = False
@@ -85,22 +86,27 @@ class Attempt:
 
     # ---- runtime side ----
 
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
     def deliver(self, type_id: int, msg: Message) -> None:
         """A notification for this attempt (already durable)."""
         self.vm.notify(type_id, msg)
-        self._progress.set()
+        self._wake()
 
     def close_input(self) -> None:
         """The runtime asks the attempt to suspend as soon as it waits on anything missing."""
         self.vm.notify_input_closed()
-        self._progress.set()
+        self._wake()
 
     def abort(self) -> None:
         """End the attempt now without writing anything more (abort timeout, kill, shutdown)."""
         if self._ended is None:
             self._ended = AttemptEndedException("aborted")
             self.vm.closed = True
-        self._progress.set()
+        self._wake()
         for run in self._runs.values():
             if run.task is not None and not run.task.done():
                 run.task.cancel()
@@ -141,7 +147,6 @@ class Attempt:
     async def _wait(self, handles: list[int], all_of: bool, cancellable: bool) -> None:
         vm = self.vm
         while True:
-            self._progress.clear()
             if self._ended is not None:
                 raise self._ended
             self.flush()
@@ -156,6 +161,11 @@ class Attempt:
                     break
             if revealed:
                 continue
+            if len(handles) == 1:
+                run = self._runs.get(handles[0])
+                if run is not None and run.task is None and not vm.has_notification(handles[0]):
+                    await self._run_inline(handles[0], run)
+                    continue
             executing = False
             for h in handles:
                 run = self._runs.get(h)
@@ -176,7 +186,11 @@ class Attempt:
                     self.flush()
                     self._ended = SuspendedException()
                     raise self._ended
-            await self._progress.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     async def _cancelled(self) -> None:
         vm = self.vm
@@ -205,34 +219,71 @@ class Attempt:
 
     # ---- runs ----
 
-    def _start_run(self, handle: int, run: _PendingRun) -> None:
-        action = run.action
+    def _run_context(self, run: _PendingRun) -> contextvars.Context:
         token = IN_RUN.set(run.name)
         try:
-            ctx = contextvars.copy_context()
+            return contextvars.copy_context()
         finally:
             IN_RUN.reset(token)
+
+    def _start_run(self, handle: int, run: _PendingRun) -> None:
+        """Run a closure beside the handler (several are awaited at once, e.g. in a combinator)."""
+        action = run.action
+        ctx = self._run_context(run)
         started = time.monotonic()
-        if inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(getattr(action, "__call__", None)):  # noqa: B004
+        if _is_async(action):
             task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(
                 action(*run.args, **run.kwargs), context=ctx)
         else:
             task = asyncio.get_running_loop().run_in_executor(
                 self.executor, ctx.run, _call_sync, action, run.args, run.kwargs)
         run.task = task
-        task.add_done_callback(lambda t: self._run_finished(handle, run, t, started))
 
-    def _run_finished(self, handle: int, run: _PendingRun, task: asyncio.Future[Any], started: float) -> None:
+        def done(t: asyncio.Future[Any]) -> None:
+            if t.cancelled():
+                run.finished = True
+                return
+            exc = t.exception()
+            self._run_outcome(handle, run, None if exc is not None else t.result(), exc, started)
+
+        task.add_done_callback(done)
+
+    async def _run_inline(self, handle: int, run: _PendingRun) -> None:
+        """Run the one closure the handler awaits right in the handler's task: no extra task, no hop."""
+        action = run.action
+        run.task = asyncio.get_running_loop().create_future()  # marks it started
+        started = time.monotonic()
+        result: Any = None
+        exc: BaseException | None = None
+        try:
+            if _is_async(action):
+                token = IN_RUN.set(run.name)
+                try:
+                    result = await action(*run.args, **run.kwargs)
+                finally:
+                    IN_RUN.reset(token)
+            else:
+                ctx = self._run_context(run)
+                result = await asyncio.wrap_future(
+                    self.executor.submit(ctx.run, _call_sync, action, run.args, run.kwargs)  # type: ignore[union-attr]
+                    if self.executor is not None else
+                    asyncio.get_running_loop().run_in_executor(None, ctx.run, _call_sync, action, run.args, run.kwargs))
+        except asyncio.CancelledError:
+            raise  # the attempt is being aborted
+        except Exception as e:
+            exc = e
+        run.task.set_result(None)
+        self._run_outcome(handle, run, result, exc, started)
+
+    def _run_outcome(self, handle: int, run: _PendingRun, result: Any, exc: BaseException | None,
+                     started: float) -> None:
         run.finished = True
         if self._ended is not None or self.vm.closed:
             return  # late result of an aborted attempt: ignored
-        self._progress.set()
-        if task.cancelled():
-            return
-        exc = task.exception()
+        self._wake()
         if exc is None:
             try:
-                value = run.serde.serialize(task.result())
+                value = run.serde.serialize(result)
             except Exception as e:
                 self.vm.propose_run_completion(
                     handle, failure=failure(500, f"the result of run '{run.name}' cannot be serialized: {e!r}"))
@@ -276,7 +327,7 @@ class Attempt:
             self.vm.sys_error(500, message, stack, int(delay_td.total_seconds() * 1000), related)
         self.flush()
         self._ended = AttemptEndedException(message)
-        self._progress.set()
+        self._wake()
 
     # ---- the handler ----
 
@@ -324,6 +375,11 @@ class Attempt:
             for run in self._runs.values():
                 if run.task is not None and not run.task.done() and isinstance(run.task, asyncio.Task):
                     run.task.cancel()
+
+
+def _is_async(action: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(
+        getattr(action, "__call__", None))  # noqa: B004 - async callable objects
 
 
 def _call_sync(action: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -148,17 +148,33 @@ class SleepFuture(DurableFuture[None]):
     """The future of a durable `ctx.sleep`."""
 
 
+_HINTS: dict[Any, Any] = {}
+
+
 def _hint_of(action: Callable[..., Any]) -> Any:
+    """The return type of a run closure, for picking its serde (cached: it is on the hot path)."""
+    if not getattr(action, "__annotations__", None):
+        return None  # lambdas and unannotated functions
+    code = getattr(action, "__code__", action)
+    try:
+        return _HINTS[code]
+    except (KeyError, TypeError):
+        pass
     try:
         hint = typing.get_type_hints(action).get("return")
     except Exception:
-        return None
-    if hint is None or hint is type(None):
-        return None
+        hint = None
+    if hint is type(None):
+        hint = None
     origin = typing.get_origin(hint)
     if origin is not None and getattr(origin, "__name__", "") in ("Coroutine", "Awaitable"):
         args = typing.get_args(hint)
-        return args[-1] if args else None
+        hint = args[-1] if args else None
+    try:
+        if len(_HINTS) < 10_000:
+            _HINTS[code] = hint
+    except TypeError:
+        pass
     return hint
 
 

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
-from durably.protocol.ids import InvocationId, parse_awakeable_id, random_seed
+from durably.protocol.ids import InvocationId, parse_awakeable_id, sha256_random_seed
 from durably.sdk.attempt import Attempt
 from durably.sdk.context import InvocationContext
 from durably.sdk.errors import VMError
@@ -141,6 +141,7 @@ class Engine:
         # Promises completed but maybe not committed yet: (service, key, name) -> outcome.
         self._promises: dict[tuple[str, str, str], Outcome] = {}
         self._inbox_seq = 0
+        self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,6 +159,7 @@ class Engine:
         """Resume every unfinished invocation found in the store."""
         self._loop = asyncio.get_running_loop()
         self.committer.start()
+        self._seq = self.store.max_seq()
         for target, inv_id, cid, type_id in self.store.load_waiters():
             self._waiters.setdefault(target, []).append((inv_id, cid, type_id))
         rows = [Invocation.from_row(r) for r in self.store.unfinished()]
@@ -247,30 +249,39 @@ class Engine:
 
     # ---- journal ----
 
-    def _mark(self, inv: Invocation) -> None:
-        inv.modified_at = self.now_ms()
+    def _touch(self, inv: Invocation) -> None:
+        """Something of the invocation is written with the current batch."""
         inv.version += 1
-        self.committer.mark(inv)
+        self.committer.schedule()
         if inv.attempt is None and inv.status in _EVICTABLE:
             version = inv.version
             self.committer.after_commit(lambda: self._evict(inv, version))
+
+    def _mark(self, inv: Invocation) -> None:
+        """The invocation's row changed (status, retries, outcome): write it with the current batch."""
+        inv.modified_at = self.now_ms()
+        self.committer.mark(inv)
+        self._touch(inv)
 
     def _after_commit(self, cb: Callable[[], None]) -> None:
         self.committer.after_commit(cb)
 
     def _append(self, inv: Invocation, type_id: int, msg: Message) -> None:
         now = self.now_ms()
-        self.committer.batch.journal.append((inv.id, inv.journal_length, type_id, msg.SerializeToString(), now))
+        self.committer.batch.journal.append((inv.seq, inv.journal_length, type_id, msg.SerializeToString(), now))
         if inv.journal is not None:
             inv.journal.append((type_id, msg))
         inv.journal_length += 1
         self.appends += 1
         inv.retry_count = 0
         inv.last_entry_at = now
-        self._mark(inv)
+        # Only the journal row is written: the invocation row's journal length and last-entry time are
+        # refreshed whenever the row is written for a status change, and rebuilt from the journal on load.
+        self._touch(inv)
 
     def _load_journal(self, inv: Invocation) -> None:
         inv.journal = [(t, m.decode(t, raw)) for t, raw in self.store.load_journal(inv.id)]
+        inv.journal_length = len(inv.journal)
 
     def _load(self, inv_id: str) -> Invocation | None:
         """The invocation, from memory or (made active) from the store."""
@@ -327,14 +338,16 @@ class Engine:
                 inv_id in self._active or self.store.load_invocation(inv_id) is not None):
             return self._active.get(inv_id), inv_id, False
         now = self.now_ms()
+        self._seq += 1
         inv = Invocation(id=inv_id, service=svc, handler=handler.name, key=key, status=INVOKED,
-                         idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[])
+                         idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[], seq=self._seq)
         inp = pb.InputCommandMessage()
         for k, v in headers:
             inp.headers.add(key=k, value=v)
         inp.value.content = body
         self._active[inv_id] = inv
         self._append(inv, m.INPUT, inp)
+        self._mark(inv)
         if delay_ms > 0:
             inv.status = SCHEDULED
             inv.execution_time = now + delay_ms
@@ -425,7 +438,7 @@ class Engine:
         id_bytes = inv.id_bytes
         start = pb.StartMessage(
             id=id_bytes, debug_id=inv.id, known_entries=len(inv.journal), key=inv.key,
-            random_seed=random_seed(id_bytes), retry_count_since_last_stored_entry=inv.retry_count,
+            random_seed=sha256_random_seed(id_bytes), retry_count_since_last_stored_entry=inv.retry_count,
             duration_since_last_stored_entry=max(0, now - inv.last_entry_at) if inv.last_entry_at else 0,
         )
         if inv.idempotency_key:

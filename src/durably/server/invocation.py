@@ -59,6 +59,7 @@ class Invocation:
     completed_at: int | None = None
     retention_until: int | None = None
     inbox_seq: int | None = None
+    seq: int = 0
     # Only while the invocation is in memory:
     version: int = 0  # bumped on every change; eviction waits until the changed row is committed
     # Also only while the invocation is in memory:
@@ -90,7 +91,7 @@ class Invocation:
             o.failure_code if o is not None else None,
             o.failure_message if o is not None else None,
             json.dumps(o.failure_metadata) if o is not None and o.failure_metadata else None,
-            self.completed_at, self.retention_until, self.inbox_seq,
+            self.completed_at, self.retention_until, self.inbox_seq, self.seq,
         )
 
     @classmethod
@@ -106,7 +107,7 @@ class Invocation:
             journal_length=row[COL["journal_length"]],
             waiting=json.loads(row[COL["waiting"]]) if row[COL["waiting"]] else None,
             completed_at=row[COL["completed_at"]], retention_until=row[COL["retention_until"]],
-            inbox_seq=row[COL["inbox_seq"]],
+            inbox_seq=row[COL["inbox_seq"]], seq=row[COL["seq"]],
         )
         if row[COL["status"]] == COMPLETED:
             inv.outcome = outcome_of_row(row)

@@ -69,7 +69,8 @@ class DurablyServer:
         servers = [
             _QuietServer(uvicorn.Config(Ingress(engine, cfg.body_limit), host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
-                                        timeout_graceful_shutdown=5)),
+                                        timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
+                                        date_header=False)),
             _QuietServer(uvicorn.Config(Admin(engine), host=cfg.host, port=cfg.admin_port, lifespan="off",
                                         log_level="warning", access_log=False, timeout_graceful_shutdown=5)),
         ]

@@ -54,6 +54,9 @@ class FaultyStore(Store):
     def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
         return self.inner.load_timers(until_ms)
 
+    def max_seq(self) -> int:
+        return self.inner.max_seq()
+
     def load_state(self, service: str, key: str) -> dict[bytes, bytes]:
         return self.inner.load_state(service, key)
 

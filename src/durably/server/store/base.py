@@ -12,7 +12,7 @@ INVOCATION_COLUMNS = (
     "id", "service", "handler", "key", "status", "idempotency_key", "created_at", "modified_at",
     "execution_time", "attempts", "retry_count", "last_entry_at", "next_retry_at", "last_error",
     "journal_length", "waiting", "output", "failure_code", "failure_message", "failure_metadata",
-    "completed_at", "retention_until", "inbox_seq",
+    "completed_at", "retention_until", "inbox_seq", "seq",
 )
 COL = {name: i for i, name in enumerate(INVOCATION_COLUMNS)}
 
@@ -22,7 +22,8 @@ class Batch:
     """Everything one group commit writes. Callbacks run on the event loop after the commit."""
 
     invocations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    journal: list[tuple[str, int, int, bytes, int]] = field(default_factory=list)
+    # (invocation seq, index, type id, encoded entry, appended at ms)
+    journal: list[tuple[int, int, int, bytes, int]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     # (fire_at ms, invocation id, kind, completion id) to add; (invocation id, kind, completion id) to drop.
     timers_add: list[tuple[int, str, str, int]] = field(default_factory=list)
@@ -74,6 +75,10 @@ class Store(ABC):
     @abstractmethod
     def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
         """Timers due by `until_ms`, earliest first, as (fire_at, invocation id, kind, completion id)."""
+
+    @abstractmethod
+    def max_seq(self) -> int:
+        """The highest invocation sequence number in use (0 if none)."""
 
     @abstractmethod
     def load_state(self, service: str, key: str) -> dict[bytes, bytes]:

@@ -12,13 +12,13 @@ from durably.server.store.base import INVOCATION_COLUMNS, Batch, Store
 
 _memory_ids = itertools.count()
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 1
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE invocations (
-        id TEXT PRIMARY KEY,
+        id TEXT PRIMARY KEY,            -- inv_1...
         service TEXT NOT NULL,
         handler TEXT NOT NULL,
         key TEXT NOT NULL DEFAULT '',
@@ -32,39 +32,38 @@ MIGRATIONS: list[str] = [
         last_entry_at INTEGER,
         next_retry_at INTEGER,
         last_error TEXT,                -- JSON {"code", "message"} of the last failed attempt
-        journal_length INTEGER NOT NULL DEFAULT 0,
+        journal_length INTEGER NOT NULL DEFAULT 0,  -- as of the last status change
         waiting TEXT,                   -- JSON list of completion/signal handles a suspension waits for
         output BLOB,
         failure_code INTEGER,
         failure_message TEXT,
         failure_metadata TEXT,          -- JSON object
         completed_at INTEGER,
-        retention_until INTEGER
+        retention_until INTEGER,
+        inbox_seq INTEGER,              -- arrival order of an inboxed exclusive call
+        seq INTEGER NOT NULL UNIQUE     -- creation order; the journal is keyed by it
     ) WITHOUT ROWID;
     CREATE INDEX invocations_status ON invocations(status, created_at);
     CREATE INDEX invocations_retention ON invocations(retention_until) WHERE status = 'completed';
+    CREATE INDEX invocations_inbox ON invocations(inbox_seq) WHERE status = 'inboxed';
+    -- Keyed by the invocation's creation sequence, not its random id, so the entries of invocations
+    -- running at the same time sit together at the end of the tree and a commit touches few pages.
     CREATE TABLE journal (
-        invocation_id TEXT NOT NULL,
+        invocation_seq INTEGER NOT NULL,
         idx INTEGER NOT NULL,
         type INTEGER NOT NULL,          -- protocol message type id (0x0411 run, 0x8011 run completion, ...)
         entry BLOB NOT NULL,            -- the protobuf-encoded command or notification
         appended_at INTEGER NOT NULL,
-        PRIMARY KEY (invocation_id, idx)
+        PRIMARY KEY (invocation_seq, idx)
     ) WITHOUT ROWID;
-    """,
-    """
     CREATE TABLE timers (
         invocation_id TEXT NOT NULL,
-        kind TEXT NOT NULL,             -- sleep (a ctx.sleep), start (a delayed send), retry (backoff)
-        completion_id INTEGER NOT NULL, -- the sleep's completion id; 0 for start and retry
+        kind TEXT NOT NULL,             -- sleep (a ctx.sleep) or start (a delayed send)
+        completion_id INTEGER NOT NULL, -- the sleep's completion id; 0 for start
         fire_at INTEGER NOT NULL,       -- ms since the epoch
         PRIMARY KEY (invocation_id, kind, completion_id)
     ) WITHOUT ROWID;
     CREATE INDEX timers_fire_at ON timers(fire_at);
-    """,
-    """
-    ALTER TABLE invocations ADD COLUMN inbox_seq INTEGER;  -- arrival order of an inboxed exclusive call
-    CREATE INDEX invocations_inbox ON invocations(inbox_seq) WHERE status = 'inboxed';
     CREATE TABLE state (
         service TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -92,8 +91,9 @@ MIGRATIONS: list[str] = [
 ]
 
 _UPSERT = (
-    f"INSERT OR REPLACE INTO invocations ({', '.join(INVOCATION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)})"
+    f"INSERT INTO invocations ({', '.join(INVOCATION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)}) ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in INVOCATION_COLUMNS[1:])
 )
 _SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
 
@@ -172,7 +172,8 @@ class SQLiteStore(Store):
                     c.executemany("DELETE FROM waiters WHERE invocation_id = ? OR target = ?",
                                   [(i, i) for i in batch.deleted])
                     c.executemany("DELETE FROM timers WHERE invocation_id = ?", ids)
-                    c.executemany("DELETE FROM journal WHERE invocation_id = ?", ids)
+                    c.executemany("DELETE FROM journal WHERE invocation_seq = "
+                                  "(SELECT seq FROM invocations WHERE id = ?)", ids)
                     c.executemany("DELETE FROM invocations WHERE id = ?", ids)
                 c.execute("COMMIT")
             except BaseException:
@@ -186,7 +187,8 @@ class SQLiteStore(Store):
     def load_journal(self, invocation_id: str) -> list[tuple[int, bytes]]:
         """The journal, in order."""
         return self._reader.execute(
-            "SELECT type, entry FROM journal WHERE invocation_id = ? ORDER BY idx", (invocation_id,)
+            "SELECT type, entry FROM journal WHERE invocation_seq = (SELECT seq FROM invocations WHERE id = ?) "
+            "ORDER BY idx", (invocation_id,)
         ).fetchall()
 
     def unfinished(self) -> list[tuple[Any, ...]]:
@@ -215,6 +217,11 @@ class SQLiteStore(Store):
             "SELECT fire_at, invocation_id, kind, completion_id FROM timers WHERE fire_at <= ? ORDER BY fire_at",
             (until_ms,),
         ).fetchall()
+
+    def max_seq(self) -> int:
+        """The highest invocation sequence number in use."""
+        row = self._reader.execute("SELECT max(seq) FROM invocations").fetchone()
+        return row[0] or 0
 
     def load_state(self, service: str, key: str) -> dict[bytes, bytes]:
         """All state of one key."""
