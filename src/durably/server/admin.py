@@ -1,70 +1,151 @@
-"""The admin API (default port 9070): health, services, and invocation inspection."""
+"""The admin API (default port 9070), with Restate's paths and status codes.
+
+    GET    /health
+    GET    /services, /services/{name}
+    GET    /invocations[?status=&service=&limit=]       newest first
+    GET    /invocations/{id}                            the invocation with its journal
+    PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
+    DELETE /invocations/{id}?mode=cancel|kill|purge     (deprecated form)
+
+Paths also answer under /v2, /v3 and /v4 prefixes, as Restate's do.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
-from durably.sdk.vm import notification_value
+from durably.sdk.service import ServiceDefinition
+from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.engine import Engine
-from durably.server.http import Receive, Send, error, lifespan, respond_json
+from durably.server.http import Receive, Send, error, lifespan, respond, respond_json
 from durably.server.store.base import INVOCATION_COLUMNS
 
+_TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
+_HANDLER_TY = {"exclusive": "EXCLUSIVE", "shared": "SHARED", "workflow": "WORKFLOW"}
+_ACTIONS = ("cancel", "kill", "pause", "resume", "purge")
+_TIME_COLUMNS = ("created_at", "modified_at", "execution_time", "last_entry_at", "next_retry_at", "completed_at",
+                 "retention_until")
 
-def service_json(svc: Any) -> dict[str, Any]:
-    """A service as the admin API shows it."""
-    ty = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}[svc.kind]
+
+def _ms(delta: Any) -> int | None:
+    return None if delta is None else int(delta.total_seconds() * 1000)
+
+
+def service_json(svc: ServiceDefinition) -> dict[str, Any]:
+    """A service as the admin API shows it (Restate's ServiceMetadata fields where they apply)."""
     handlers = []
     for h in svc.handlers.values():
-        entry: dict[str, Any] = {"name": h.name}
+        entry: dict[str, Any] = {"name": h.name, "public": not h.is_private,
+                                 "input_description": "none" if not h.takes_input else h.accept,
+                                 "output_description": h.content_type if h.returns_output else "none"}
         if h.kind is not None:
-            entry["ty"] = {"exclusive": "EXCLUSIVE", "shared": "SHARED", "workflow": "WORKFLOW"}[h.kind]
+            entry["ty"] = _HANDLER_TY[h.kind]
         if h.documentation:
             entry["documentation"] = h.documentation
-        entry["public"] = not h.is_private
         handlers.append(entry)
-    out: dict[str, Any] = {"name": svc.name, "ty": ty, "handlers": handlers, "public": not svc.ingress_private,
-                           "deployment_id": "embedded", "revision": 1}
+    out: dict[str, Any] = {
+        "name": svc.name, "ty": _TY[svc.kind], "handlers": handlers, "public": not svc.ingress_private,
+        "deployment_id": "embedded", "revision": 1,
+        "inactivity_timeout": _ms(svc.inactivity_timeout), "abort_timeout": _ms(svc.abort_timeout),
+        "journal_retention": _ms(svc.journal_retention), "idempotency_retention": _ms(svc.idempotency_retention),
+    }
     if svc.description:
         out["documentation"] = svc.description
-    return out
-
-
-def invocation_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    """An invocation row as JSON."""
-    out = dict(zip(INVOCATION_COLUMNS, row, strict=True))
-    if out["output"] is not None:
-        out["output"] = out["output"].decode("utf-8", "replace")
+    if svc.metadata:
+        out["metadata"] = svc.metadata
     return {k: v for k, v in out.items() if v is not None}
 
 
-def journal_json(entries: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
-    """Journal entries with their type, name and result, readable by a person."""
-    out = []
-    for idx, (type_id, raw) in enumerate(entries):
-        msg = m.decode(type_id, raw)
-        entry: dict[str, Any] = {"index": idx, "type": m.type_name(type_id)}
-        name = getattr(msg, "name", "")
-        if name:
-            entry["name"] = name
-        if m.is_notification(type_id):
-            value = notification_value(msg)
-            which = msg.WhichOneof("id")
-            entry[which or "id"] = getattr(msg, which) if which else None
-            if isinstance(value, bytes):
-                entry["value"] = value.decode("utf-8", "replace")
-            elif value is not None and hasattr(value, "code"):
-                entry["failure"] = {"code": value.code, "message": value.message}
-        elif type_id == m.OUTPUT:
-            if msg.WhichOneof("result") == "failure":
-                entry["failure"] = {"code": msg.failure.code, "message": msg.failure.message}
-            else:
-                entry["value"] = msg.value.content.decode("utf-8", "replace")
-        elif type_id == m.INPUT:
-            entry["value"] = msg.value.content.decode("utf-8", "replace")
-        out.append(entry)
-    return out
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _text(data: bytes) -> Any:
+    """A payload for people: JSON when it parses, else text."""
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode("utf-8", "replace")
+
+
+def invocation_json(row: tuple[Any, ...]) -> dict[str, Any]:
+    """An invocation row as JSON, times as RFC 3339."""
+    out = dict(zip(INVOCATION_COLUMNS, row, strict=True))
+    out["target"] = f"{out['service']}/{out['key'] + '/' if out['key'] else ''}{out['handler']}"
+    if out["output"] is not None:
+        out["output"] = _text(out["output"])
+    for name in ("last_error", "waiting", "failure_metadata"):
+        if out[name]:
+            out[name] = json.loads(out[name])
+    for name in _TIME_COLUMNS:
+        if out[name] is not None:
+            out[name] = _iso(out[name])
+    out.pop("seq", None)
+    out.pop("inbox_seq", None)
+    return {k: v for k, v in out.items() if v is not None and v != ""}
+
+
+def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int) -> dict[str, Any]:
+    """One journal entry: its type, name, result or failure, and when it was appended."""
+    msg: Any = m.decode(type_id, raw)
+    entry: dict[str, Any] = {"index": idx, "type": m.type_name(type_id), "appended_at": _iso(appended_at)}
+    name = msg.entry_name if type_id == m.SEND_SIGNAL else getattr(msg, "name", "")
+    if name:
+        entry["name"] = name
+    if m.is_notification(type_id):
+        which = msg.WhichOneof("id")
+        if which == "signal_id":
+            entry["signal"] = msg.signal_id
+        elif which == "completion_id":
+            entry["completion_id"] = msg.completion_id
+        value = notification_value(msg)
+        if isinstance(value, bytes):
+            entry["value"] = _text(value)
+        elif isinstance(value, str):
+            entry["invocation_id"] = value
+        elif isinstance(value, list):
+            entry["keys"] = [k.decode("utf-8", "replace") for k in value]
+        elif value is not None:
+            entry["failure"] = {"code": value.code, "message": value.message}
+        return entry
+    if type_id == m.INPUT:
+        entry["value"] = _text(msg.value.content)
+    elif type_id == m.OUTPUT:
+        if msg.WhichOneof("result") == "failure":
+            entry["failure"] = {"code": msg.failure.code, "message": msg.failure.message}
+        else:
+            entry["value"] = _text(msg.value.content)
+    elif type_id == m.RUN:
+        entry["completion_id"] = msg.result_completion_id
+    elif type_id == m.SLEEP:
+        entry["wake_up_time"] = _iso(msg.wake_up_time)
+        entry["completion_id"] = msg.result_completion_id
+    elif type_id in (m.CALL, m.ONE_WAY_CALL):
+        entry["target"] = f"{msg.service_name}/{msg.key + '/' if msg.key else ''}{msg.handler_name}"
+        entry["parameter"] = _text(msg.parameter)
+    elif type_id in (m.SET_STATE, m.CLEAR_STATE, m.GET_EAGER_STATE, m.GET_LAZY_STATE):
+        entry["key"] = msg.key.decode("utf-8", "replace")
+        if type_id == m.SET_STATE:
+            entry["value"] = _text(msg.value.content)
+    elif type_id in (m.GET_PROMISE, m.PEEK_PROMISE, m.COMPLETE_PROMISE):
+        entry["promise"] = msg.key
+    elif type_id == m.COMPLETE_AWAKEABLE:
+        entry["awakeable_id"] = msg.awakeable_id
+    elif type_id == m.SEND_SIGNAL:
+        entry["target"] = msg.target_invocation_id
+        entry["signal"] = msg.idx if msg.WhichOneof("signal_id") == "idx" else msg.name
+    return entry
+
+
+def _waiting_json(waiting: list[int]) -> list[str]:
+    return [f"signal {h - SIGNAL_HANDLE_BASE}" if h >= SIGNAL_HANDLE_BASE else f"completion {h}" for h in waiting]
 
 
 class Admin:
@@ -83,6 +164,7 @@ class Admin:
         if segs and segs[0] in ("v2", "v3", "v4"):
             segs = segs[1:]
         method = scope["method"]
+        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
             await respond_json(send, 200, {"status": "ok"})
         elif segs == ["services"] and method == "GET":
@@ -90,28 +172,77 @@ class Admin:
         elif len(segs) == 2 and segs[0] == "services" and method == "GET":
             svc = self.engine.app.services.get(segs[1])
             if svc is None:
-                await error(send, 404, f"service '{segs[1]}' not found")
+                await error(send, 404, f"service '{segs[1]}' not found", "admin")
             else:
                 await respond_json(send, 200, service_json(svc))
         elif segs == ["invocations"] and method == "GET":
-            rows = self.engine.store.list_invocations()
-            await respond_json(send, 200, {"invocations": [invocation_json(r) for r in rows]})
+            await self._list(send, query)
         elif len(segs) == 2 and segs[0] == "invocations" and method == "GET":
             await self._describe(send, segs[1])
+        elif len(segs) == 3 and segs[0] == "invocations" and segs[2] in _ACTIONS and method == "PATCH":
+            await self._action(send, segs[1], segs[2])
+        elif len(segs) == 2 and segs[0] == "invocations" and method == "DELETE":
+            mode = query.get("mode", "cancel")
+            if mode not in ("cancel", "kill", "purge"):
+                await error(send, 400, "mode must be cancel, kill or purge", "admin")
+                return
+            await self._action(send, segs[1], mode, deprecated=True)
+        elif segs and segs[0] in ("services", "invocations", "health"):
+            await error(send, 405, f"method {method} not allowed here", "admin")
         else:
-            await error(send, 404, "not found")
+            await error(send, 404, "not found", "admin")
+
+    async def _list(self, send: Send, query: dict[str, str]) -> None:
+        try:
+            limit = max(1, min(int(query.get("limit", "100")), 10_000))
+        except ValueError:
+            await error(send, 400, "limit must be an integer", "admin")
+            return
+        await self.engine.flushed()
+        sql = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
+        where, params = [], []
+        for column in ("status", "service", "handler", "key"):
+            if column in query:
+                where.append(f"{column} = ?")
+                params.append(query[column])
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
+        rows = self.engine.store.query(sql, (*params, limit))
+        await respond_json(send, 200, {"invocations": [invocation_json(r) for r in rows]})
 
     async def _describe(self, send: Send, inv_id: str) -> None:
         try:
             InvocationId.parse(inv_id)
         except ValueError as e:
-            await error(send, 400, f"malformed invocation id: {e}")
+            await error(send, 400, f"malformed invocation id: {e}", "admin")
             return
         await self.engine.flushed()
         row = self.engine.store.load_invocation(inv_id)
         if row is None:
-            await error(send, 404, f"invocation {inv_id} not found")
+            await error(send, 404, f"invocation {inv_id} not found", "admin")
             return
         body = invocation_json(row)
-        body["journal"] = journal_json(self.engine.store.load_journal(inv_id))
+        if isinstance(body.get("waiting"), list):
+            body["waiting"] = _waiting_json(body["waiting"])
+        body["journal"] = [journal_entry_json(*r) for r in self.engine.store.journal_rows(inv_id)]
+        body["journal_length"] = len(body["journal"])
         await respond_json(send, 200, body)
+
+    async def _action(self, send: Send, inv_id: str, action: str, deprecated: bool = False) -> None:
+        try:
+            InvocationId.parse(inv_id)
+        except ValueError as e:
+            await error(send, 400, f"malformed invocation id: {e}", "admin")
+            return
+        status = getattr(self.engine, action)(inv_id)
+        if status == 404:
+            await error(send, 404, f"invocation {inv_id} not found", "admin")
+            return
+        if status == 409:
+            why = {"resume": "it is not paused", "pause": "it is not running, suspended or backing off",
+                   "purge": "it has not completed"}.get(action, "it has already completed")
+            await error(send, 409, f"cannot {action} invocation {inv_id}: {why}", "admin")
+            return
+        await self.engine.barrier()
+        await respond(send, 202 if deprecated else status)

@@ -77,6 +77,10 @@ class Store(ABC):
         """Timers due by `until_ms`, earliest first, as (fire_at, invocation id, kind, completion id)."""
 
     @abstractmethod
+    def journal_rows(self, invocation_id: str) -> list[tuple[int, int, bytes, int]]:
+        """The journal as (index, type id, encoded entry, appended at ms), in order."""
+
+    @abstractmethod
     def max_seq(self) -> int:
         """The highest invocation sequence number in use (0 if none)."""
 

@@ -218,6 +218,13 @@ class SQLiteStore(Store):
             (until_ms,),
         ).fetchall()
 
+    def journal_rows(self, invocation_id: str) -> list[tuple[int, int, bytes, int]]:
+        """The journal with positions and times: (index, type id, encoded entry, appended at ms)."""
+        return self._reader.execute(
+            "SELECT idx, type, entry, appended_at FROM journal WHERE invocation_seq = "
+            "(SELECT seq FROM invocations WHERE id = ?) ORDER BY idx", (invocation_id,)
+        ).fetchall()
+
     def max_seq(self) -> int:
         """The highest invocation sequence number in use."""
         row = self._reader.execute("SELECT max(seq) FROM invocations").fetchone()
