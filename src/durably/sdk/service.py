@@ -322,9 +322,23 @@ def handler_of(fn: Callable[..., Any]) -> Handler:
 
 @dataclass
 class App:
-    """The services of one application; serve it with `durably serve module:app`."""
+    """The services of one application.
+
+    Serve it embedded with `durably serve module:app`, or as a Restate deployment with any ASGI server
+    (`hypercorn module:app`): the app is an ASGI application with `/discover` and `/invoke`.
+    """
 
     services: dict[str, ServiceDefinition] = field(default_factory=dict)
+    _endpoint: Any = field(default=None, repr=False, compare=False)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
+                       send: Callable[..., Awaitable[Any]]) -> None:
+        """ASGI entry point: this app as a Restate service deployment."""
+        if self._endpoint is None:
+            from durably.sdk.endpoint import Endpoint
+
+            self._endpoint = Endpoint(self)
+        await self._endpoint(scope, receive, send)
 
     def handler(self, service: str, handler: str) -> Handler | None:
         """Look up a handler by service and handler name."""

@@ -1,0 +1,336 @@
+"""The ASGI endpoint that makes an app a Restate service deployment.
+
+    GET  .../discover                     the endpoint manifest (services, handlers, options)
+    POST .../invoke/{service}/{handler}   one attempt, as a stream of protocol frames (v5, v6)
+    GET  .../health
+
+Serve `app` with any ASGI server that speaks HTTP/2 cleartext (e.g. `hypercorn --bind 0.0.0.0:9080 app:app`)
+and register it with a Restate server (`restate deployments register http://host:9080`). The handlers run on
+the same journal state machine as in `durably serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.protobuf.message import Message
+
+from durably.protocol import messages as m
+from durably.protocol import protocol_pb2 as pb
+from durably.protocol.framing import FrameDecoder, FramingError, encode_message
+from durably.protocol.ids import sha256_random_seed
+from durably.sdk.attempt import Attempt
+from durably.sdk.errors import VMError
+from durably.sdk.service import App, Handler, ServiceDefinition
+
+log = logging.getLogger("durably.endpoint")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SUPPORTED_PROTOCOLS = {f"application/vnd.restate.invocation.v{v}": v for v in (5, 6)}
+MANIFEST_TYPE = "application/vnd.restate.endpointmanifest.v{}+json"
+SERVER_HEADER = (b"x-restate-server", b"durably-python/0.1.0")
+
+
+def _ms(delta: Any) -> int | None:
+    return None if delta is None else int(delta.total_seconds() * 1000)
+
+
+def _retry_fields(policy: Any, version: int) -> dict[str, Any]:
+    if policy is None:
+        return {}
+    if version < 4:
+        raise ValueError("invocation retry policies need endpoint manifest v4")
+    out = {
+        "retryPolicyInitialInterval": _ms(policy.initial_interval),
+        "retryPolicyExponentiationFactor": policy.exponentiation_factor,
+        "retryPolicyMaxInterval": _ms(policy.max_interval),
+        "retryPolicyMaxAttempts": policy.max_attempts,
+        "retryPolicyOnMaxAttempts": policy.on_max_attempts.upper() if policy.on_max_attempts else None,
+    }
+    return out
+
+
+def _json_schema(hint: Any) -> Any:
+    if hint is None:
+        return True
+    try:
+        import pydantic
+
+        if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
+            return hint.model_json_schema(mode="serialization")
+    except ImportError:  # pragma: no cover - pydantic is optional
+        pass
+    simple = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+    origin = getattr(hint, "__origin__", hint)
+    if origin in simple:
+        return {"type": simple[origin]}
+    return True
+
+
+def _handler_manifest(h: Handler, version: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": h.name}
+    if h.kind is not None:
+        out["ty"] = {"exclusive": "EXCLUSIVE", "shared": "SHARED", "workflow": "WORKFLOW"}[h.kind]
+    if h.takes_input:
+        out["input"] = {"required": False, "contentType": h.accept, "jsonSchema": _json_schema(h.input_type)}
+    else:
+        out["input"] = {}
+    if h.returns_output:
+        out["output"] = {"contentType": h.content_type, "setContentTypeIfEmpty": False,
+                         "jsonSchema": _json_schema(h.output_type)}
+    else:
+        out["output"] = {"setContentTypeIfEmpty": False}
+    if version >= 2:
+        if h.documentation:
+            out["documentation"] = h.documentation
+        if h.metadata:
+            out["metadata"] = h.metadata
+    if version >= 3:
+        out.update({
+            "inactivityTimeout": _ms(h.inactivity_timeout), "abortTimeout": _ms(h.abort_timeout),
+            "journalRetention": _ms(h.journal_retention), "ingressPrivate": h.ingress_private,
+            "enableLazyState": h.enable_lazy_state,
+        })
+        if h.kind == "workflow":
+            out["workflowCompletionRetention"] = _ms(h.workflow_retention)
+        else:
+            out["idempotencyRetention"] = _ms(h.idempotency_retention)
+    out.update(_retry_fields(h.invocation_retry_policy, version))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _service_manifest(svc: ServiceDefinition, version: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": svc.name,
+        "ty": {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}[svc.kind],
+        "handlers": [_handler_manifest(h, version) for h in svc.handlers.values()],
+    }
+    if version >= 2:
+        if svc.description:
+            out["documentation"] = svc.description
+        if svc.metadata:
+            out["metadata"] = svc.metadata
+    if version >= 3:
+        out.update({
+            "inactivityTimeout": _ms(svc.inactivity_timeout), "abortTimeout": _ms(svc.abort_timeout),
+            "journalRetention": _ms(svc.journal_retention), "idempotencyRetention": _ms(svc.idempotency_retention),
+            "ingressPrivate": svc.ingress_private,
+            "enableLazyState": svc.enable_lazy_state if svc.kind != "service" else None,
+        })
+    out.update(_retry_fields(svc.invocation_retry_policy, version))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def manifest(app: App, version: int, protocol_mode: str) -> dict[str, Any]:
+    """The endpoint manifest Restate's discovery expects (numbers in ms, nulls omitted)."""
+    return {
+        "protocolMode": protocol_mode,
+        "minProtocolVersion": 5,
+        "maxProtocolVersion": 6,
+        "services": [_service_manifest(s, version) for s in app.services.values()],
+    }
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain"), SERVER_HEADER]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _StreamTransport:
+    """Writes the attempt's messages as frames on the HTTP response."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def send(self, messages: list[tuple[int, Message]]) -> None:
+        self._queue.put_nowait(b"".join(encode_message(msg) for _, msg in messages))
+
+    def finish(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def pump(self) -> None:
+        while (chunk := await self._queue.get()) is not None:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+class Endpoint:
+    """ASGI app for an App: `/discover`, `/invoke/{service}/{handler}`, `/health`."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path = scope["path"].rstrip("/")
+        if path.endswith("/health") or path == "/health":
+            body = json.dumps({"status": "ok"}).encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), SERVER_HEADER]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if path.endswith("/discover"):
+            await self._discover(scope, send)
+            return
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[-3] == "invoke":
+            await self._invoke(scope, receive, send, parts[-2], parts[-1])
+            return
+        await _plain(send, 404, "not found")
+
+    async def _discover(self, scope: Scope, send: Send) -> None:
+        accept = _headers(scope).get("accept", "")
+        version = next((v for v in (4, 3, 2) if MANIFEST_TYPE.format(v) in accept), None)
+        if version is None:
+            if accept and "endpointmanifest" in accept:
+                await _plain(send, 415, f"unsupported manifest version in accept: {accept}")
+                return
+            version = 2
+        mode = "REQUEST_RESPONSE" if scope.get("http_version") == "1.1" else "BIDI_STREAM"
+        try:
+            body = json.dumps(manifest(self.app, version, mode)).encode()
+        except ValueError as e:
+            await _plain(send, 500, str(e))
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", MANIFEST_TYPE.format(version).encode()), SERVER_HEADER]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _invoke(self, scope: Scope, receive: Receive, send: Send, service: str, name: str) -> None:
+        handler = self.app.handler(service, name)
+        if handler is None:
+            await _plain(send, 404, f"handler {service}/{name} not found")
+            return
+        ctype = _headers(scope).get("content-type", "")
+        version = SUPPORTED_PROTOCOLS.get(ctype.split(";")[0].strip())
+        if version is None:
+            await _plain(send, 415, f"unsupported protocol version {ctype!r}: this endpoint speaks v5 and v6")
+            return
+        # The response head goes out before the body is read: the server waits for it.
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", ctype.encode()), SERVER_HEADER]})
+        await _Invocation(handler, version, scope, receive, send).run()
+
+
+class _Invocation:
+    """One attempt over one HTTP exchange."""
+
+    def __init__(self, handler: Handler, version: int, scope: Scope, receive: Receive, send: Send) -> None:
+        self.handler = handler
+        self.version = version
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.decoder = FrameDecoder()
+        self.input_closed = False
+
+    async def _read(self) -> list[tuple[int, Message]] | None:
+        """The next frames from the request body; None at its end."""
+        while True:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect":
+                self.input_closed = True
+                return None
+            frames = [(f.type_id, f.message) for f in self.decoder.feed(msg.get("body", b""))]
+            if not msg.get("more_body", False):
+                self.input_closed = True
+                return frames
+            if frames:
+                return frames
+
+    async def _fail(self, code: int, message: str) -> None:
+        err = pb.ErrorMessage(code=code, message=message)
+        await self.send({"type": "http.response.body", "body": encode_message(err), "more_body": True})
+        await self._drain()
+        await self.send({"type": "http.response.body", "body": b""})
+
+    async def _drain(self) -> None:
+        # Restate's server closes its side only after reading our terminal message; wait for it (§2.2).
+        while not self.input_closed:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect" or not msg.get("more_body", False):
+                self.input_closed = True
+
+    async def run(self) -> None:
+        from durably.sdk.context import InvocationContext
+        from durably.sdk.vm import VM
+
+        known: list[tuple[int, Message]] = []
+        start: pb.StartMessage | None = None
+        try:
+            while start is None or len(known) < start.known_entries:
+                frames = await self._read()
+                for type_id, msg in frames or ():
+                    if start is None:
+                        if type_id != m.START:
+                            raise VMError(571, f"expected Start, got {m.type_name(type_id)}")
+                        start = msg  # type: ignore[assignment]
+                    else:
+                        known.append((type_id, msg))
+                if frames is None or (self.input_closed and (start is None or len(known) < start.known_entries)):
+                    raise VMError(571, "input was closed while still waiting for the journal to replay")
+            if start.known_entries == 0:
+                raise VMError(571, "known_entries must be at least 1")
+            if self.version == 5 and not start.random_seed:
+                start.random_seed = sha256_random_seed(start.id)
+            vm = VM(start, known)
+        except (VMError, FramingError, ValueError) as e:
+            code = e.code if isinstance(e, VMError) else 571
+            await self._fail(code, str(e))
+            return
+        transport = _StreamTransport(self.send)
+        headers = _headers(self.scope)
+        attempt = Attempt(self.handler, vm, transport, attempt_headers=headers)
+        if self.input_closed:
+            attempt.close_input()
+        pump = asyncio.create_task(transport.pump())
+        reader = asyncio.create_task(self._feed(attempt)) if not self.input_closed else None
+        try:
+            await attempt.run(InvocationContext(attempt, start.debug_id, start.key))
+        finally:
+            transport.finish()
+            await pump
+            if reader is not None and not reader.done():
+                await reader  # returns when the server closes the request stream
+        await self.send({"type": "http.response.body", "body": b""})
+
+    async def _feed(self, attempt: Attempt) -> None:
+        try:
+            while True:
+                frames = await self._read()
+                for type_id, msg in frames or ():
+                    if m.is_notification(type_id):
+                        attempt.deliver(type_id, msg)
+                    elif type_id == m.COMMAND_ACK or type_id == m.PROPOSE_RUN_COMPLETION_ACK:
+                        pass
+                    else:
+                        log.warning("unexpected %s from the server", m.type_name(type_id))
+                if frames is None or self.input_closed:
+                    attempt.close_input()
+                    return
+        except (FramingError, ValueError) as e:
+            log.error("malformed frames from the server: %s", e)
+            attempt.close_input()
+            await self._drain()

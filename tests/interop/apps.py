@@ -1,0 +1,118 @@
+"""Handlers exercised through a real Restate server (Durably as a Restate deployment)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import durably
+from durably import RunOptions, TerminalError
+
+# Side effects are counted per process (the deployment runs in this test process).
+EFFECTS: Counter[str] = Counter()
+AWAKEABLES: dict[str, str] = {}
+
+greeter = durably.Service("InteropGreeter")
+
+
+@greeter.handler()
+async def greet(ctx: durably.Context, name: str) -> dict:
+    hello = await ctx.run_typed("hello", lambda: f"Hello {name}!")
+    return {"hello": hello, "uuid": str(ctx.uuid()), "random": ctx.random().random(), "time": await ctx.time(),
+            "id": ctx.request().id}
+
+
+@greeter.handler()
+async def flaky(ctx: durably.Context, key: str) -> str:
+    def fails_twice() -> str:
+        EFFECTS[key] += 1
+        if EFFECTS[key] < 3:
+            raise ConnectionError(f"attempt {EFFECTS[key]} failed")
+        return f"ok after {EFFECTS[key]}"
+
+    return await ctx.run_typed("flaky", fails_twice, RunOptions(initial_retry_interval=timedelta(milliseconds=10)))
+
+
+@greeter.handler()
+async def exhausted(ctx: durably.Context, key: str) -> str:
+    def always() -> None:
+        EFFECTS[key] += 1
+        raise ValueError("boom")
+
+    try:
+        await ctx.run_typed("write", always, RunOptions(max_attempts=3,
+                                                        initial_retry_interval=timedelta(milliseconds=10)))
+    except TerminalError as e:
+        await ctx.run_typed("compensate", lambda: EFFECTS.update([key + "-compensated"]))
+        return f"caught {e.message}"
+    return "unreachable"
+
+
+@greeter.handler()
+async def nap(ctx: durably.Context, ms: int) -> str:
+    await ctx.sleep(timedelta(milliseconds=ms))
+    return "rested"
+
+
+@greeter.handler()
+async def terminal(ctx: durably.Context) -> None:
+    raise TerminalError("not allowed", 403)
+
+
+@greeter.handler()
+async def wait_cancel(ctx: durably.Context, key: str) -> str:
+    try:
+        await ctx.sleep(timedelta(hours=1))
+    except TerminalError:
+        await ctx.run_typed("undo", lambda: EFFECTS.update([key + "-undo"]))
+        raise
+    return "slept"
+
+
+@greeter.handler()
+async def first_of(ctx: durably.Context) -> list:
+    return await durably.select(never=ctx.sleep(timedelta(days=1)), soon=ctx.sleep(timedelta(milliseconds=100)))
+
+
+counter = durably.VirtualObject("InteropCounter")
+
+
+@counter.handler()
+async def add(ctx: durably.ObjectContext, delta: int) -> int:
+    value = (await ctx.get("value") or 0) + delta
+    ctx.set("value", value)
+    return value
+
+
+@counter.handler(kind="shared")
+async def get(ctx: durably.ObjectSharedContext) -> int:
+    return await ctx.get("value") or 0
+
+
+@counter.handler()
+async def hold(ctx: durably.ObjectContext) -> str:
+    aw_id, fut = ctx.awakeable(type_hint=str)
+    await ctx.run_typed("publish", lambda: AWAKEABLES.__setitem__(ctx.key(), aw_id))
+    return await fut
+
+
+@counter.handler()
+async def call_other(ctx: durably.ObjectContext, other: str) -> int:
+    return await ctx.object_call(add, other, 10)
+
+
+signup = durably.Workflow("InteropSignup")
+
+
+@signup.main()
+async def run(ctx: durably.WorkflowContext, email: str) -> str:
+    link = await ctx.promise("link", type_hint=str).value()
+    return f"{email}:{link}"
+
+
+@signup.handler()
+async def click(ctx: durably.WorkflowSharedContext, link: str) -> None:
+    await ctx.promise("link").resolve(link)
+
+
+app = durably.app(services=[greeter, counter, signup])
