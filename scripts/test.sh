@@ -15,5 +15,10 @@ if [ "$(cat .interop/node_modules/@restatedev/restate-server/package.json 2>/dev
     mkdir -p .interop
     npm install --prefix .interop --no-audit --no-fund --silent "@restatedev/restate-server@$RESTATE_VERSION"
 fi
+# The real Python SDK, in its own environment (it is the other side of the wire in the interop tests).
+if ! .interop/sdk-venv/bin/python -c 'import importlib.metadata as m; assert m.version("restate-sdk") == "1.2.0"' 2>/dev/null; then
+    "$PY" -m venv .interop/sdk-venv
+    .interop/sdk-venv/bin/python -m pip install --quiet "restate-sdk==1.2.0" "hypercorn>=0.17"
+fi
 .venv/bin/ruff check src tests bench examples scripts
 .venv/bin/python -m pytest -q "$@"

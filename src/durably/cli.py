@@ -1,15 +1,49 @@
-"""The `durably` command."""
+"""The `durably` command: serve an app, call its handlers, inspect and manage invocations.
+
+    durably serve module:app                         run the server (ingress :8080, admin API :9070)
+    durably invoke Service/handler '"json"'          call a handler (or Object/key/handler)
+    durably invocations list|describe|cancel|...     the admin API's invocations
+    durably services list                            the served services and handlers
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import re
+import shutil
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
+from durably.client import (
+    ACTIONS,
+    DEFAULT_ADMIN_URL,
+    DEFAULT_INGRESS_URL,
+    AdminClient,
+    BadURL,
+    ClientError,
+    IngressClient,
+    RequestFailed,
+    ServerUnreachable,
+    TimedOut,
+    target_path,
+)
 from durably.loader import AppLoadError, load_app
+
+# Exit codes: 1 for a failed request (the server said no), 2 for usage and connection problems.
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 2
+STATUSES = ("scheduled", "inboxed", "invoked", "suspended", "backing-off", "paused", "completed")
+ADMIN_ENV = "DURABLY_ADMIN_URL"
+INGRESS_ENV = "DURABLY_INGRESS_URL"
 
 
 @click.group()
@@ -52,11 +86,398 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
         runner = asyncio.run
+    from durably.server.runtime import StartupError
+
     try:
         runner(server.serve())
-    except OSError as e:
+    except (OSError, StartupError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
+
+
+# ---- talking to a running server ----
+
+
+@contextmanager
+def _reporting() -> Iterator[None]:
+    """Turn client errors into one line on stderr and an exit code, never a traceback."""
+    try:
+        yield
+    except ServerUnreachable as e:
+        click.echo(f"durably: no durably server at {e.url}: start one with `durably serve module:app`", err=True)
+        click.echo(f"  ({e.reason})", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    except BadURL as e:
+        click.echo(f"durably: {e}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    except TimedOut as e:
+        click.echo(f"durably: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    except RequestFailed as e:
+        if e.invocation_id:
+            click.echo(f"invocation id: {e.invocation_id}", err=True)
+        click.echo(f"error {e.code}: {e.message}", err=True)
+        sys.exit(EXIT_FAILED)
+    except ClientError as e:  # pragma: no cover - every subclass is handled above
+        click.echo(f"durably: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _admin_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--admin", "admin_url", metavar="URL", default=None,
+                        help=f"Admin API URL [env {ADMIN_ENV}; default {DEFAULT_ADMIN_URL}].")(f)
+
+
+def _admin(admin_url: str | None) -> AdminClient:
+    """The admin client: this command's --admin, else the group's, else the environment, else the default."""
+    ctx = click.get_current_context()
+    group_url = ctx.parent.params.get("admin_url") if ctx.parent is not None else None
+    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL)
+
+
+def _json_out(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _clip(text: str, width: int) -> str:
+    text = _one_line(text)
+    if width < 4 or len(text) <= width:
+        return text
+    return text[: width - 3] + "..."
+
+
+def _when(ts: str | None, style: str = "full") -> str:
+    """An RFC 3339 time from the server in local time: full (with ms), short (list) or time (of day, ms)."""
+    if not ts:
+        return ""
+    try:
+        t = datetime.fromisoformat(ts).astimezone()
+    except ValueError:
+        return ts
+    if style == "time":
+        return t.strftime("%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+    if style == "short":
+        now = datetime.now().astimezone()
+        if t.date() == now.date():
+            return t.strftime("%H:%M:%S")
+        return t.strftime("%b %d %H:%M") if t.year == now.year else t.strftime("%Y-%m-%d")
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def _table(headers: list[str], rows: list[list[str]], *, flex: int | None = None, flex_max: int = 80,
+           right: frozenset[int] = frozenset(), indent: str = "") -> list[str]:
+    """Plain aligned columns; the `flex` column is clipped to `flex_max` and so that lines fit the terminal."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    if flex is not None:
+        others = sum(w + 2 for i, w in enumerate(widths) if i != flex) + len(indent)
+        room = min(max(shutil.get_terminal_size((120, 24)).columns - others, 20), flex_max)
+        widths[flex] = max(min(widths[flex], room), len(headers[flex]))
+        rows = [[_clip(c, room) if i == flex else c for i, c in enumerate(r)] for r in rows]
+
+    def line(cells: list[str]) -> str:
+        out = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)]
+        return (indent + "  ".join(out)).rstrip()
+
+    return [line(headers)] + [line(r) for r in rows]
+
+
+def _failure_text(code: Any, message: Any) -> str:
+    return f"{code} {message}" if message else str(code)
+
+
+# ---- durably invoke ----
+
+
+@main.command()
+@click.argument("target")
+@click.argument("body", required=False)
+@click.option("--send", is_flag=True, help="Do not wait: print the invocation id and status.")
+@click.option("--delay", metavar="DURATION", help="With --send: start after this long (10s, 5m, 1h, PT10S).")
+@click.option("--idempotency-key", metavar="KEY", help="Same key, same invocation: a retry returns its result.")
+@click.option("--ingress", "ingress_url", metavar="URL", default=DEFAULT_INGRESS_URL, envvar=INGRESS_ENV,
+              show_default=True, show_envvar=True, help="Ingress URL of the server.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop waiting for the result after this long (the invocation goes on). Default: no limit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw response body.")
+def invoke(target: str, body: str | None, send: bool, delay: str | None, idempotency_key: str | None,
+           ingress_url: str, timeout: float | None, as_json: bool) -> None:
+    """Call a handler: TARGET is Service/handler or Object/key/handler; BODY is JSON ('-' reads stdin).
+
+    \b
+    durably invoke Greeter/greet '"Alice"'
+    durably invoke Counter/alice/add 5
+    echo '{"to": "bob"}' | durably invoke Mailer/send_mail - --send --delay 10m
+    """
+    if delay and not send:
+        raise click.UsageError("--delay needs --send (a delayed call cannot be waited for here)")
+    payload: bytes | None = None
+    if body is not None:
+        payload = sys.stdin.buffer.read() if body == "-" else body.encode()
+    try:
+        target_path(target)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="TARGET") from None
+    with _reporting():
+        try:
+            with IngressClient(ingress_url, timeout) as ingress:
+                if send:
+                    reply = ingress.send(target, payload, delay=delay, idempotency_key=idempotency_key)
+                    if as_json:
+                        _json_out(reply)
+                        return
+                    line = f"{reply.get('invocationId')}  {reply.get('status')}"
+                    if reply.get("executionTime"):
+                        line += f"  starts at {_when(reply['executionTime'])}"
+                    click.echo(line)
+                    return
+                result = ingress.call(target, payload, idempotency_key=idempotency_key)
+        except RequestFailed as e:
+            if e.status == 400 and payload and not _is_json(payload):
+                e.message += " (BODY must be JSON: quote strings, e.g. '\"Alice\"')"
+            raise
+    if result.invocation_id:
+        click.echo(f"invocation id: {result.invocation_id}", err=True)
+    if as_json:
+        out = result.body if result.body.endswith(b"\n") or not result.body else result.body + b"\n"
+        sys.stdout.buffer.write(out)
+        sys.stdout.flush()
+        return
+    if not result.body:
+        return
+    try:
+        click.echo(json.dumps(result.json(), indent=2, ensure_ascii=False))
+    except ValueError:  # not JSON (a handler with its own serde): show it as it came
+        sys.stdout.buffer.write(result.body if result.body.endswith(b"\n") else result.body + b"\n")
+        sys.stdout.flush()
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+# ---- durably invocations ----
+
+
+@main.group()
+@_admin_option
+def invocations(admin_url: str | None) -> None:
+    """List, describe and manage invocations through the admin API."""
+
+
+@invocations.command("list")
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only invocations in this status.")
+@click.option("--service", help="Only invocations of this service.")
+@click.option("--handler", help="Only invocations of this handler.")
+@click.option("--key", help="Only invocations on this object or workflow key.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON.")
+@_admin_option
+def list_invocations(status: str | None, service: str | None, handler: str | None, key: str | None, limit: int,
+                     as_json: bool, admin_url: str | None) -> None:
+    """Invocations, newest first."""
+    with _reporting(), _admin(admin_url) as admin:
+        rows = admin.invocations(status=status and status.lower(), service=service, handler=handler, key=key,
+                                 limit=limit)
+    if as_json:
+        _json_out({"invocations": rows})
+        return
+    if not rows:
+        click.echo("no invocations")
+        return
+    table = [[r["id"], r.get("target", ""), r.get("status", ""), str(r.get("attempts", "")),
+              _when(r.get("created_at"), "short"), _outcome_summary(r)] for r in rows]
+    for line in _table(["ID", "TARGET", "STATUS", "ATTEMPTS", "CREATED", "OUTPUT / LAST ERROR"], table, flex=5,
+                       flex_max=60, right=frozenset({3})):
+        click.echo(line)
+
+
+def _outcome_summary(inv: dict[str, Any]) -> str:
+    """One cell: the failure, the output, the last error, or when it is due."""
+    if "failure_code" in inv:
+        return "failed " + _failure_text(inv["failure_code"], inv.get("failure_message"))
+    if "output" in inv:
+        return _compact(inv["output"])
+    last = inv.get("last_error")
+    if isinstance(last, dict):
+        return "last error " + _failure_text(last.get("code"), last.get("message"))
+    if inv.get("status") == "scheduled" and inv.get("execution_time"):
+        return f"starts {_when(inv['execution_time'], 'short')}"
+    return ""
+
+
+@invocations.command("describe")
+@click.argument("invocation_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON.")
+@_admin_option
+def describe_invocation(invocation_id: str, as_json: bool, admin_url: str | None) -> None:
+    """One invocation: its status, result and journal."""
+    with _reporting(), _admin(admin_url) as admin:
+        inv = admin.invocation(invocation_id)
+    if as_json:
+        _json_out(inv)
+        return
+    for line in describe_lines(inv):
+        click.echo(line)
+
+
+def describe_lines(inv: dict[str, Any]) -> list[str]:
+    """The human-readable description of an invocation as the admin API returns it."""
+    status = inv.get("status", "")
+    if status == "completed":
+        status += " (failed)" if "failure_code" in inv else " (succeeded)"
+    attempts = str(inv.get("attempts", 0))
+    if inv.get("retry_count"):
+        attempts += f" ({inv['retry_count']} failed)"
+    fields: list[tuple[str, str]] = [("id", inv.get("id", "")), ("target", inv.get("target", "")),
+                                     ("status", status)]
+    if inv.get("idempotency_key"):
+        fields.append(("idempotency key", inv["idempotency_key"]))
+    fields.append(("attempts", attempts))
+    for label, name in (("created", "created_at"), ("scheduled for", "execution_time"), ("modified", "modified_at"),
+                        ("next retry", "next_retry_at"), ("completed", "completed_at"),
+                        ("kept until", "retention_until")):
+        if inv.get(name):
+            fields.append((label, _when(inv[name])))
+    if inv.get("waiting"):
+        waiting = inv["waiting"]
+        fields.append(("waiting", ", ".join(map(str, waiting)) if isinstance(waiting, list) else str(waiting)))
+    last = inv.get("last_error")
+    if isinstance(last, dict) and "failure_code" not in inv and "output" not in inv:
+        fields.append(("last error", _failure_text(last.get("code"), last.get("message"))))
+    if "failure_code" in inv:
+        fields.append(("failure", _failure_text(inv["failure_code"], inv.get("failure_message"))))
+        for k, v in (inv.get("failure_metadata") or {}).items():
+            fields.append(("  metadata", f"{k}={v}"))
+    elif "output" in inv:
+        fields.append(("output", json.dumps(inv["output"], indent=2, ensure_ascii=False)))
+    width = max(len(label) for label, _ in fields) + 2
+    lines = []
+    for label, value in fields:
+        first, *more = str(value).splitlines() or [""]
+        lines.append(f"{label + ':':<{width}}{first}")
+        lines.extend(" " * width + extra for extra in more)
+    journal = inv.get("journal") or []
+    lines.append("")
+    lines.append(f"journal ({len(journal)} {'entry' if len(journal) == 1 else 'entries'}):")
+    rows = [[str(e.get("index", "")), e.get("type", ""), e.get("name", ""), _entry_detail(e),
+             _when(e.get("appended_at"), "time")] for e in journal]
+    lines.extend(_table(["#", "TYPE", "NAME", "RESULT", "TIME"], rows, flex=3, right=frozenset({0}), indent="  "))
+    return lines
+
+
+def _entry_detail(e: dict[str, Any]) -> str:
+    """The result column of one journal entry."""
+    if "failure" in e:
+        f = e["failure"]
+        return "failure " + _failure_text(f.get("code"), f.get("message"))
+    kind = e.get("type", "")
+    parts: list[str] = []
+    if "target" in e:
+        parts.append(f"-> {e['target']}")
+    if "parameter" in e:
+        parts.append(_compact(e["parameter"]))
+    if "key" in e:
+        parts.append(f"{e['key']} = {_compact(e['value'])}" if "value" in e else e["key"])
+    if "promise" in e:
+        parts.append(f"promise {e['promise']}")
+    if "awakeable_id" in e:
+        parts.append(e["awakeable_id"])
+    if "wake_up_time" in e:
+        parts.append(f"until {_when(e['wake_up_time'])}")
+    if "signal" in e:
+        # Signal 1 is the cancellation, as in Restate.
+        parts.append("cancel" if e["signal"] == 1 and kind == "signal" else f"signal {e['signal']}")
+    if "invocation_id" in e:
+        parts.append(e["invocation_id"])
+    if "keys" in e:
+        parts.append(_compact(e["keys"]))
+    if "value" in e and "key" not in e and not (kind == "input" and e["value"] is None):
+        parts.append(_compact(e["value"]))
+    return " ".join(parts)
+
+
+def _action_command(action: str, done: str) -> click.Command:
+    def run(invocation_ids: tuple[str, ...], admin_url: str | None) -> None:
+        failed = False
+        with _reporting(), _admin(admin_url) as admin:
+            for inv_id in invocation_ids:
+                try:
+                    status = admin.action(inv_id, action)
+                except RequestFailed as e:
+                    if e.status not in (400, 404, 409):
+                        raise  # not about this invocation: stop here
+                    click.echo(f"error {e.code}: {e.message}", err=True)
+                    failed = True
+                    continue
+                if action == "pause" and status == 200:
+                    click.echo(f"{inv_id} was already paused")
+                else:
+                    click.echo(f"{done} {inv_id}")
+        if failed:
+            sys.exit(EXIT_FAILED)
+
+    helps = {
+        "cancel": "Cancel: the handler gets a 409 TerminalError at its next await and can compensate.",
+        "kill": "Kill: end it now without running any more user code; callers get 409 \"killed\".",
+        "pause": "Pause: stop running or retrying it until it is resumed.",
+        "resume": "Resume a paused invocation with a fresh retry budget.",
+        "purge": "Purge a completed invocation: delete it and its journal.",
+    }
+    cmd = click.Command(action, callback=run, help=helps[action], params=[
+        click.Argument(["invocation_ids"], metavar="ID...", nargs=-1, required=True),
+    ])
+    return _admin_option(cmd)  # type: ignore[return-value]
+
+
+for _action, _done in zip(ACTIONS, ("cancelled", "killed", "paused", "resumed", "purged"), strict=True):
+    invocations.add_command(_action_command(_action, _done))
+
+
+# ---- durably services ----
+
+
+@main.group()
+@_admin_option
+def services(admin_url: str | None) -> None:
+    """The services the server runs."""
+
+
+@services.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON.")
+@_admin_option
+def list_services(as_json: bool, admin_url: str | None) -> None:
+    """Services with their type and handlers."""
+    with _reporting(), _admin(admin_url) as admin:
+        found = admin.services()
+    if as_json:
+        _json_out({"services": found})
+        return
+    if not found:
+        click.echo("no services")
+        return
+    rows = [[s["name"], s.get("ty", ""), ", ".join(_handler_text(h) for h in s.get("handlers", []))]
+            for s in sorted(found, key=lambda s: s["name"])]
+    for line in _table(["NAME", "TYPE", "HANDLERS"], rows):
+        click.echo(line)
+
+
+def _handler_text(h: dict[str, Any]) -> str:
+    notes = [h["ty"].lower()] if h.get("ty") else []
+    if h.get("public") is False:
+        notes.append("private")
+    return f"{h['name']} ({', '.join(notes)})" if notes else h["name"]
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(check, timeout: float, what: str) -> None:  # noqa: ANN001
+def wait_until(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -144,3 +144,45 @@ def restate(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         server.stop()
         if os.environ.get("DURABLY_KEEP_RESTATE_LOGS") is None:
             shutil.rmtree(base, ignore_errors=True)
+
+
+SDK_VENV = ROOT / ".interop" / "sdk-venv"
+
+
+class SdkDeployment:
+    """restate-sdk 1.2.0 services (tests/interop/restate_sdk_app.py) served by hypercorn in their own venv."""
+
+    def __init__(self, base: Path) -> None:
+        hypercorn = SDK_VENV / "bin" / "hypercorn"
+        if not hypercorn.exists():
+            pytest.fail(f"{hypercorn} is missing: run `bash scripts/test.sh`, which installs restate-sdk there")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.effects = base / "effects.log"
+        self.effects.touch()
+        self.log = (base / "hypercorn.log").open("wb")
+        env = dict(os.environ, RESTATE_APP_EFFECTS=str(self.effects))
+        self.proc = subprocess.Popen([str(hypercorn), "--bind", f"127.0.0.1:{self.port}", "restate_sdk_app:app"],
+                                     cwd=Path(__file__).parent, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: httpx.get(f"{self.url}/health").status_code == 200, 30, "the restate-sdk deployment")
+
+    def count(self, line: str) -> int:
+        return sum(1 for x in self.effects.read_text().splitlines() if x.strip() == line)
+
+    def lines(self) -> list[str]:
+        return self.effects.read_text().splitlines()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def sdk_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
+    dep = SdkDeployment(tmp_path_factory.mktemp("restate-sdk"))
+    yield dep
+    dep.stop()

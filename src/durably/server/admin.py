@@ -5,6 +5,8 @@
     GET    /invocations[?status=&service=&limit=]       newest first
     GET    /invocations/{id}                            the invocation with its journal
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
+    POST   /deployments {"uri", "use_http_11"?, "force"?, "additional_headers"?}   discover and register
+    GET    /deployments, /deployments/{id};  DELETE /deployments/{id}
     DELETE /invocations/{id}?mode=cancel|kill|purge     (deprecated form)
 
 Paths also answer under /v2, /v3 and /v4 prefixes, as Restate's do.
@@ -21,8 +23,9 @@ from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
+from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
-from durably.server.http import Receive, Send, error, lifespan, respond, respond_json
+from durably.server.http import Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -50,7 +53,7 @@ def service_json(svc: ServiceDefinition) -> dict[str, Any]:
         handlers.append(entry)
     out: dict[str, Any] = {
         "name": svc.name, "ty": _TY[svc.kind], "handlers": handlers, "public": not svc.ingress_private,
-        "deployment_id": "embedded", "revision": 1,
+        "deployment_id": getattr(getattr(svc, "deployment", None), "id", "embedded"), "revision": 1,
         "inactivity_timeout": _ms(svc.inactivity_timeout), "abort_timeout": _ms(svc.abort_timeout),
         "journal_retention": _ms(svc.journal_retention), "idempotency_retention": _ms(svc.idempotency_retention),
     }
@@ -168,9 +171,9 @@ class Admin:
         if segs == ["health"]:
             await respond_json(send, 200, {"status": "ok"})
         elif segs == ["services"] and method == "GET":
-            await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.app.services.values()]})
+            await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
         elif len(segs) == 2 and segs[0] == "services" and method == "GET":
-            svc = self.engine.app.services.get(segs[1])
+            svc = self.engine.services.get(segs[1])
             if svc is None:
                 await error(send, 404, f"service '{segs[1]}' not found", "admin")
             else:
@@ -187,10 +190,47 @@ class Admin:
                 await error(send, 400, "mode must be cancel, kill or purge", "admin")
                 return
             await self._action(send, segs[1], mode, deprecated=True)
-        elif segs and segs[0] in ("services", "invocations", "health"):
+        elif segs == ["deployments"] and method == "POST":
+            await self._register(scope, receive, send)
+        elif segs == ["deployments"] and method == "GET":
+            await respond_json(send, 200, {"deployments": [d.to_json() for d in self.engine.deployments.values()]})
+        elif len(segs) == 2 and segs[0] == "deployments" and method in ("GET", "DELETE"):
+            dep = self.engine.deployments.get(segs[1])
+            if dep is None:
+                await error(send, 404, f"deployment {segs[1]} not found", "admin")
+            elif method == "GET":
+                await respond_json(send, 200, dep.to_json())
+            else:
+                await self.engine.remove_deployment(dep.id)
+                await respond(send, 202)
+        elif segs and segs[0] in ("services", "invocations", "health", "deployments"):
             await error(send, 405, f"method {method} not allowed here", "admin")
         else:
             await error(send, 404, "not found", "admin")
+
+    async def _register(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        try:
+            body = json.loads(await read_body(scope, receive, 1024 * 1024) or b"{}")
+            uri = body["uri"]
+            if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
+                raise ValueError("uri must be an http:// or https:// URL")
+            headers = body.get("additional_headers") or {}
+            if not isinstance(headers, dict):
+                raise ValueError("additional_headers must be an object")
+        except (ValueError, KeyError, TypeError) as e:
+            await error(send, 400, f"bad deployment registration: {e!r}; send {{\"uri\": \"http://host:9080\"}}",
+                        "admin")
+            return
+        try:
+            dep, created = await self.engine.register_deployment(uri, bool(body.get("use_http_11", False)),
+                                                                 bool(body.get("force", False)), headers)
+        except DiscoveryError as e:
+            await error(send, e.status, str(e), "admin")
+            return
+        payload = {"id": dep.id, "services": [service_json(self.engine.services[n]) for n in dep.services],
+                   "min_protocol_version": dep.manifest.get("minProtocolVersion"),
+                   "max_protocol_version": dep.manifest.get("maxProtocolVersion")}
+        await respond_json(send, 201 if created else 200, payload, [(b"location", f"deployments/{dep.id}".encode())])
 
     async def _list(self, send: Send, query: dict[str, str]) -> None:
         try:

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
-from durably.protocol.ids import InvocationId, parse_awakeable_id, sha256_random_seed
+from durably.protocol.ids import InvocationId, new_deployment_id, parse_awakeable_id, sha256_random_seed
 from durably.sdk.attempt import Attempt
 from durably.sdk.context import InvocationContext
 from durably.sdk.errors import VMError
@@ -29,6 +29,13 @@ from durably.sdk.service import App, Handler
 from durably.sdk.vm import CANCEL_SIGNAL, SIGNAL_HANDLE_BASE, VM
 from durably.server.clock import Clock
 from durably.server.committer import GroupCommitter
+from durably.server.deployments import (
+    Deployment,
+    DiscoveryError,
+    RemoteService,
+    discover,
+    services_from_manifest,
+)
 from durably.server.invocation import (
     BACKING_OFF,
     COMPLETED,
@@ -42,6 +49,7 @@ from durably.server.invocation import (
     outcome_of_row,
 )
 from durably.server.keys import KeyTable
+from durably.server.remote import ConnectionPool, RemoteAttempt, RemoteAttemptError
 from durably.server.store.base import COL, Store
 from durably.server.threads import DaemonThreadPool
 from durably.server.timers import TimerService
@@ -133,6 +141,10 @@ class Engine:
         # Sync ctx.run closures run here; a closure abandoned by the abort timeout keeps its thread.
         self.run_executor = DaemonThreadPool(self.options.run_threads)
         self.keys = KeyTable()
+        # Every invocable service: the embedded app's and those of registered deployments.
+        self.services: dict[str, Any] = dict(app.services)
+        self.deployments: dict[str, Deployment] = {}
+        self.pool = ConnectionPool()
         self.appends = 0
         self._active: dict[str, Invocation] = {}
         self._outcome_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
@@ -147,6 +159,64 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
 
+    # ---- services ----
+
+    def handler(self, service: str, name: str) -> Handler | None:
+        """A handler of the embedded app or of a registered deployment."""
+        svc = self.services.get(service)
+        return None if svc is None else svc.handlers.get(name)
+
+    def _add_deployment(self, dep: Deployment, services: list[RemoteService]) -> None:
+        self.deployments[dep.id] = dep
+        dep.services = [s.name for s in services]
+        for svc in services:
+            self.services[svc.name] = svc
+
+    async def register_deployment(self, uri: str, use_http_11: bool = False, force: bool = False,
+                                  additional_headers: dict[str, str] | None = None) -> tuple[Deployment, bool]:
+        """Discover a deployment and route its services to it; returns (deployment, created).
+
+        Raises DiscoveryError (with an HTTP status) if it cannot be reached, speaks no common protocol, or
+        would take over a service of the embedded app.
+        """
+        headers = dict(additional_headers or {})
+        existing = next((d for d in self.deployments.values() if d.uri == uri), None)
+        if existing is not None and not force:
+            return existing, False
+        manifest, mode, version = await discover(uri, use_http_11, headers)
+        dep = Deployment(id=existing.id if existing else new_deployment_id(), uri=uri, use_http_11=use_http_11,
+                         additional_headers=headers, protocol_mode=mode, protocol_version=version,
+                         manifest=manifest, created_at=self.now_ms())
+        services = services_from_manifest(manifest, dep)
+        for svc in services:
+            if svc.name in self.app.services:
+                raise DiscoveryError(f"service '{svc.name}' belongs to the embedded app; rename one of them", 409)
+        if existing is not None:
+            self._drop_deployment(existing)
+        self._add_deployment(dep, services)
+        self.committer.batch.ops.append(("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
+            dep.id, dep.uri, int(dep.use_http_11), json.dumps(headers), mode, version, json.dumps(manifest),
+            dep.created_at)))
+        await self.barrier()
+        return dep, existing is None
+
+    def _drop_deployment(self, dep: Deployment) -> None:
+        self.deployments.pop(dep.id, None)
+        for name in dep.services:
+            svc = self.services.get(name)
+            if isinstance(svc, RemoteService) and svc.deployment is dep:
+                del self.services[name]
+
+    async def remove_deployment(self, dep_id: str) -> bool:
+        """Forget a deployment; its services stop being invocable. False if there is no such deployment."""
+        dep = self.deployments.get(dep_id)
+        if dep is None:
+            return False
+        self._drop_deployment(dep)
+        self.committer.batch.ops.append(("DELETE FROM deployments WHERE id = ?", (dep_id,)))
+        await self.barrier()
+        return True
+
     # ---- time ----
 
     def now_ms(self) -> int:
@@ -160,6 +230,15 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self.committer.start()
         self._seq = self.store.max_seq()
+        for row in self.store.query("SELECT id, uri, use_http_11, headers, protocol_mode, protocol_version, "
+                                    "manifest, created_at FROM deployments ORDER BY created_at"):
+            dep = Deployment(id=row[0], uri=row[1], use_http_11=bool(row[2]), additional_headers=json.loads(row[3]),
+                             protocol_mode=row[4], protocol_version=row[5], manifest=json.loads(row[6]),
+                             created_at=row[7])
+            try:
+                self._add_deployment(dep, services_from_manifest(dep.manifest, dep))
+            except DiscoveryError as e:
+                log.error("deployment %s (%s) cannot be restored: %s", dep.id, dep.uri, e)
         for target, inv_id, cid, type_id in self.store.load_waiters():
             self._waiters.setdefault(target, []).append((inv_id, cid, type_id))
         rows = [Invocation.from_row(r) for r in self.store.unfinished()]
@@ -211,6 +290,7 @@ class Engine:
         await self.committer.flushed()
         self._fail_outcome_waiters(EngineStopped(self._stop_reason()))
         self.committer.close()
+        await self.pool.close()
         # Abandoned sync closures may still run; do not wait for them.
         self.run_executor.shutdown(wait=False, cancel_futures=True)
         if close_store:
@@ -309,7 +389,7 @@ class Engine:
     # ---- creating invocations ----
 
     def _is_exclusive(self, inv: Invocation) -> bool:
-        handler = self.app.handler(inv.service, inv.handler)
+        handler = self.handler(inv.service, inv.handler)
         if handler is None:
             return bool(inv.key)  # be safe: a keyed invocation of an unknown handler keeps its lock
         return handler.service.kind != "service" and not handler.is_shared
@@ -419,7 +499,7 @@ class Engine:
     def _start_attempt(self, inv: Invocation) -> None:
         if self._stopping:
             return
-        handler = self.app.handler(inv.service, inv.handler)
+        handler = self.handler(inv.service, inv.handler)
         if inv.journal is None:
             self._load_journal(inv)
         assert inv.journal is not None
@@ -449,30 +529,45 @@ class Engine:
         else:
             for name, value in self._state_snapshot(inv, handler).items():
                 start.state_map.add(key=name, value=value)
-        try:
-            vm = VM(start, inv.journal)
-        except VMError as e:
-            self._attempt_failed(inv, pb.ErrorMessage(code=e.code, message=e.message))
-            return
-        transport = _LocalTransport(self, inv)
-        attempt = Attempt(handler, vm, transport, executor=self.run_executor, clock=self.clock.now)
-        transport.attempt = attempt
-        inv.attempt = attempt
-        inv.input_closed = False
+        attempt: Any
+        ctx: InvocationContext | None = None
+        if isinstance(handler.service, RemoteService):
+            dep = handler.service.deployment
+            attempt = RemoteAttempt(self, inv, handler, dep, start, list(inv.journal), self.pool,
+                                    self.options.always_replay)
+            inv.attempt = attempt
+            inv.input_closed = self.options.always_replay or not dep.bidi
+        else:
+            try:
+                vm = VM(start, inv.journal)
+            except VMError as e:
+                self._attempt_failed(inv, pb.ErrorMessage(code=e.code, message=e.message))
+                return
+            transport = _LocalTransport(self, inv)
+            attempt = Attempt(handler, vm, transport, executor=self.run_executor, clock=self.clock.now)
+            transport.attempt = attempt
+            inv.attempt = attempt
+            inv.input_closed = False
+            if self.options.always_replay:
+                attempt.close_input()
+                inv.input_closed = True
+            ctx = InvocationContext(attempt, inv.id, inv.key)
         inv.last_activity = inv.last_from_attempt = self.clock.now()
-        if self.options.always_replay:
-            attempt.close_input()
-            inv.input_closed = True
-        ctx = InvocationContext(attempt, inv.id, inv.key)
         task = self._loop.create_task(self._run_attempt(inv, attempt, ctx))  # type: ignore[union-attr]
         inv.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self._arm_watchdog(inv, attempt, handler)
 
-    async def _run_attempt(self, inv: Invocation, attempt: Attempt, ctx: InvocationContext) -> None:
+    async def _run_attempt(self, inv: Invocation, attempt: Any, ctx: InvocationContext | None) -> None:
         try:
             await attempt.run(ctx)
+        except RemoteAttemptError as e:
+            log.warning("invocation %s: %s", inv.id, e)
+            if inv.attempt is attempt:
+                self._abort_attempt(inv)
+                self._attempt_failed(inv, pb.ErrorMessage(code=500, message=str(e)))
+            return
         except Exception as e:  # a bug in the runtime must not take the server down
             log.exception("attempt of %s crashed", inv.id)
             if inv.attempt is attempt:
@@ -642,7 +737,7 @@ class Engine:
         inv.status = COMPLETED
         inv.outcome = outcome
         inv.completed_at = now
-        handler = self.app.handler(inv.service, inv.handler)
+        handler = self.handler(inv.service, inv.handler)
         retention = self.options.retention
         if handler is not None:
             retention = (handler.workflow_retention if handler.kind == "workflow" else None) or \
@@ -712,7 +807,7 @@ class Engine:
         self._detach(inv)
         inv.retry_count += 1
         inv.last_error = json.dumps({"code": err.code, "message": err.message})
-        handler = self.app.handler(inv.service, inv.handler)
+        handler = self.handler(inv.service, inv.handler)
         policy = (handler.effective_retry_policy(self.options.default_retry_policy) if handler is not None
                   else self.options.default_retry_policy)
         if err.code in (570, 571):
@@ -829,7 +924,7 @@ class Engine:
         elif kind == "start":
             inv = self._load(inv_id)
             if inv is not None and inv.status == SCHEDULED:
-                handler = self.app.handler(inv.service, inv.handler)
+                handler = self.handler(inv.service, inv.handler)
                 inv.execution_time = None
                 if handler is None:
                     self._start_attempt(inv)  # fails and retries with a clear error
@@ -842,7 +937,7 @@ class Engine:
                headers: list[tuple[str, str]], key: str, idempotency_key: str | None,
                delay_ms: int) -> tuple[str | None, bool, str | None]:
         """Create a callee; returns (its id, created, error)."""
-        handler = self.app.handler(service, handler_name)
+        handler = self.handler(service, handler_name)
         if handler is None:
             return None, False, f"handler '{service}/{handler_name}' not found"
         if handler.service.kind != "service" and not key:
@@ -1078,7 +1173,7 @@ class Engine:
     def _delete(self, row: tuple[Any, ...]) -> None:
         inv_id = row[COL["id"]]
         self.committer.batch.deleted.append(inv_id)
-        handler = self.app.handler(row[COL["service"]], row[COL["handler"]])
+        handler = self.handler(row[COL["service"]], row[COL["handler"]])
         if handler is not None and handler.kind == "workflow":
             # A workflow's state and promises live as long as its run.
             svc, key = row[COL["service"]], row[COL["key"]]

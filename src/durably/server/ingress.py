@@ -67,7 +67,7 @@ class Ingress:
         if method not in ("POST", "GET"):
             await error(send, 405, f"method {method} not allowed: use POST")
             return
-        svc = self.engine.app.services.get(segments[0])
+        svc = self.engine.services.get(segments[0])
         if svc is None:
             await error(send, 404, f"service '{segments[0]}' not found")
             return
@@ -196,13 +196,13 @@ class Ingress:
     def _workflow_target(self, target: list[str]) -> str | tuple[int, str]:
         if len(target) != 2:
             return 400, "bad path: use /restate/workflow/{Workflow}/{key}/attach|output"
-        svc = self.engine.app.services.get(target[0])
+        svc = self.engine.services.get(target[0])
         if svc is None or svc.kind != "workflow":
             return 404, f"workflow '{target[0]}' not found"
         return str(InvocationId.for_workflow(svc.name, target[1]))
 
     def _idempotent_target(self, target: list[str]) -> str | tuple[int, str]:
-        svc = self.engine.app.services.get(target[0])
+        svc = self.engine.services.get(target[0])
         if svc is None:
             return 404, f"service '{target[0]}' not found"
         keyed = svc.kind != "service"

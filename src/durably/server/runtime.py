@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,23 @@ from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    return sock
+
+
+class StartupError(RuntimeError):
+    """The server could not start (e.g. a port is taken)."""
 
 
 class _QuietServer(uvicorn.Server):
@@ -80,15 +98,24 @@ class DurablyServer:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not Unix
                 pass
-        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        try:
+            # Bound here, so a taken port is a clear error rather than uvicorn exiting the process.
+            sockets = [_listen(cfg.host, cfg.port), _listen(cfg.host, cfg.admin_port)]
+        except OSError as e:
+            await engine.stop()
+            raise StartupError(f"cannot listen on {cfg.host} ports {cfg.port} (ingress) and {cfg.admin_port} "
+                               f"(admin): {e.strerror}; pick others with --port and --admin-port") from None
+        tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets, strict=True)]
         while not all(s.started for s in servers):
             done = [t for t in tasks if t.done()]
-            if done:  # a server failed to start (port in use): report it
+            if done:  # a server failed to start (uvicorn logged why, e.g. the port is in use)
                 await engine.stop()
                 for t in tasks:
                     t.cancel()
-                done[0].result()
-                raise RuntimeError("the HTTP server stopped during startup")
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.host}:"
+                                   f"{cfg.admin_port} (admin); is another server using these ports? Pick others "
+                                   "with --port and --admin-port")
             await asyncio.sleep(0.01)
         log.info("durably is serving %s on http://%s:%d (admin on port %d), data in %s",
                  ", ".join(self.app.services), cfg.host, cfg.port, cfg.admin_port,

@@ -87,6 +87,16 @@ MIGRATIONS: list[str] = [
         type INTEGER NOT NULL,          -- the notification type to answer with (0x800D call, 0x8012 attach, ...)
         PRIMARY KEY (target, invocation_id, completion_id)
     ) WITHOUT ROWID;
+    CREATE TABLE deployments (
+        id TEXT PRIMARY KEY,            -- dp_...
+        uri TEXT NOT NULL,
+        use_http_11 INTEGER NOT NULL,
+        headers TEXT NOT NULL,          -- JSON object of additional headers
+        protocol_mode TEXT NOT NULL,    -- BIDI_STREAM or REQUEST_RESPONSE
+        protocol_version INTEGER NOT NULL,
+        manifest TEXT NOT NULL,         -- the discovery manifest, JSON
+        created_at INTEGER NOT NULL
+    );
     """,
 ]
 

@@ -1,0 +1,237 @@
+"""A small synchronous HTTP client for a running durably server: its ingress and its admin API.
+
+The CLI is built on it; it is usable on its own:
+
+    with AdminClient("http://127.0.0.1:9070") as admin:
+        for inv in admin.invocations(status="paused"):
+            admin.action(inv["id"], "resume")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_INGRESS_URL = "http://127.0.0.1:8080"
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
+ACTIONS = ("cancel", "kill", "pause", "resume", "purge")
+
+
+class ClientError(Exception):
+    """Base class of the errors this module raises."""
+
+
+class ServerUnreachable(ClientError):
+    """Nothing answers at the URL (connection refused, unknown host, ...)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"no durably server at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class BadURL(ClientError):
+    """The URL cannot be used (malformed, or not http/https)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"invalid URL {url!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class TimedOut(ClientError):
+    """The server did not answer in time (a call goes on running on the server)."""
+
+    def __init__(self, url: str, timeout: float | None) -> None:
+        super().__init__(f"{url} did not answer within {timeout} s")
+        self.url = url
+        self.timeout = timeout
+
+
+class RequestFailed(ClientError):
+    """The server answered with an error: Restate's `{"code", "message"}`, or the HTTP status."""
+
+    def __init__(self, status: int, code: int, message: str, invocation_id: str | None = None) -> None:
+        super().__init__(f"error {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.invocation_id = invocation_id
+
+    @classmethod
+    def from_response(cls, resp: httpx.Response) -> RequestFailed:
+        """Read the error from a response, whatever its body is."""
+        code, message = resp.status_code, ""
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "message" in body:
+            message = str(body["message"])
+            if isinstance(body.get("code"), int):
+                code = body["code"]
+        else:
+            message = resp.text.strip() or resp.reason_phrase or "request failed"
+        return cls(resp.status_code, code, message, resp.headers.get("x-restate-id"))
+
+
+def target_path(target: str) -> str:
+    """The ingress path of `Service/handler` or `Object/key/handler` (the key URL-encoded).
+
+    Everything between the first and the last slash is the key, so keys may contain slashes.
+    """
+    parts = target.strip().strip("/").split("/")
+    if len(parts) < 2 or not all(parts[:1] + parts[-1:]):
+        raise ValueError(f"bad target {target!r}: use Service/handler or Object/key/handler")
+    service, handler = parts[0], parts[-1]
+    if len(parts) == 2:
+        return f"/{quote(service, safe='')}/{quote(handler, safe='')}"
+    key = "/".join(parts[1:-1])
+    return f"/{quote(service, safe='')}/{quote(key, safe='')}/{quote(handler, safe='')}"
+
+
+class _Client:
+    def __init__(self, url: str, timeout: float | None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        if not self.url.startswith(("http://", "https://")):
+            raise BadURL(url, "use http://host:port")
+        try:
+            self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0))
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
+            raise BadURL(url, str(e)) from None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+            raise ServerUnreachable(self.url, str(e) or type(e).__name__) from None
+        except httpx.TimeoutException:
+            raise TimedOut(self.url, self.timeout) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
+            raise BadURL(self.url, str(e)) from None
+        except httpx.RemoteProtocolError as e:
+            raise ServerUnreachable(self.url, f"the connection broke ({e})") from None
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> _Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What a call returned: the raw body, its content type and the invocation id."""
+
+    body: bytes
+    content_type: str
+    invocation_id: str | None
+
+    def json(self) -> Any:
+        """The body parsed as JSON (None when empty); raises ValueError if it is not JSON."""
+        return json.loads(self.body) if self.body else None
+
+
+class IngressClient(_Client):
+    """Calls handlers through the ingress (`timeout` None waits as long as the handler takes)."""
+
+    def __init__(self, url: str = DEFAULT_INGRESS_URL, timeout: float | None = None) -> None:
+        super().__init__(url, timeout)
+
+    def __enter__(self) -> IngressClient:
+        return self
+
+    def _post(self, target: str, body: bytes | None, idempotency_key: str | None, suffix: str,
+              params: dict[str, str] | None = None) -> httpx.Response:
+        headers = {}
+        if body:
+            headers["content-type"] = "application/json"
+        if idempotency_key is not None:
+            headers["idempotency-key"] = idempotency_key
+        resp = self._request("POST", target_path(target) + suffix, content=body or b"", headers=headers,
+                             params=params)
+        if resp.status_code >= 300:
+            err = RequestFailed.from_response(resp)
+            if resp.status_code == 404 and resp.headers.get("x-restate-error-source") == "admin":
+                err = RequestFailed(404, 404, f"{self.url} is a durably admin API, not the ingress", None)
+            raise err
+        return resp
+
+    def call(self, target: str, body: bytes | None = None, *, idempotency_key: str | None = None) -> CallResult:
+        """Invoke and wait for the result; raises RequestFailed with the handler's failure."""
+        resp = self._post(target, body, idempotency_key, "")
+        return CallResult(resp.content, resp.headers.get("content-type", ""), resp.headers.get("x-restate-id"))
+
+    def send(self, target: str, body: bytes | None = None, *, delay: str | None = None,
+             idempotency_key: str | None = None) -> dict[str, Any]:
+        """Start an invocation without waiting: `{"invocationId", "status"[, "executionTime"]}`."""
+        params = {"delay": delay} if delay else None
+        return self._post(target, body, idempotency_key, "/send", params).json()
+
+
+class AdminClient(_Client):
+    """The admin API: services, invocations and the operator actions."""
+
+    def __init__(self, url: str = DEFAULT_ADMIN_URL, timeout: float | None = 30.0) -> None:
+        super().__init__(url, timeout)
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def _json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        resp = self._request("GET", path, params=params)
+        if resp.status_code != 200:
+            self._raise(resp, path)
+        return resp.json()
+
+    def _raise(self, resp: httpx.Response, path: str) -> None:
+        err = RequestFailed.from_response(resp)
+        if resp.status_code in (404, 405) and resp.headers.get("x-restate-error-source") != "admin":
+            # Most likely the ingress port (or something else entirely) was given as the admin URL.
+            err = RequestFailed(resp.status_code, err.code, f"{self.url} does not look like a durably admin API "
+                                f"({path} answered: {err.message}); is it the ingress URL?")
+        raise err
+
+    def health(self) -> bool:
+        """Whether the admin API answers its health check."""
+        return self._request("GET", "/health").status_code == 200
+
+    def services(self) -> list[dict[str, Any]]:
+        """Every service of the served app."""
+        return self._json("/services")["services"]
+
+    def service(self, name: str) -> dict[str, Any]:
+        """One service; RequestFailed 404 if there is none of that name."""
+        return self._json(f"/services/{quote(name, safe='')}")
+
+    def invocations(self, *, status: str | None = None, service: str | None = None, handler: str | None = None,
+                    key: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Invocations, newest first, optionally filtered."""
+        params = {k: v for k, v in {"status": status, "service": service, "handler": handler, "key": key,
+                                    "limit": limit}.items() if v is not None}
+        return self._json("/invocations", params)["invocations"]
+
+    def invocation(self, invocation_id: str) -> dict[str, Any]:
+        """One invocation with its journal."""
+        return self._json(f"/invocations/{quote(invocation_id, safe='')}")
+
+    def action(self, invocation_id: str, action: str) -> int:
+        """cancel, kill, pause, resume or purge an invocation; returns the status (200 or 202)."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
+        path = f"/invocations/{quote(invocation_id, safe='')}/{action}"
+        resp = self._request("PATCH", path)
+        if resp.status_code >= 300:
+            self._raise(resp, path)
+        return resp.status_code

@@ -1,0 +1,147 @@
+"""Remote deployments: services written with any Restate SDK, discovered over HTTP and driven by the engine.
+
+`POST /deployments {"uri": ...}` on the admin API runs discovery (`GET {uri}/discover`), and every service of
+the manifest becomes invocable through Durably's ingress like an embedded one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from durably.sdk.options import InvocationRetryPolicy
+from durably.sdk.serde import BytesSerde
+from durably.sdk.service import Handler, ServiceDefinition
+
+MANIFEST_ACCEPT = ", ".join(f"application/vnd.restate.endpointmanifest.v{v}+json" for v in (1, 2, 3, 4))
+SUPPORTED_PROTOCOL = (5, 6)
+
+
+class DiscoveryError(Exception):
+    """Discovery failed; the message says why, for the operator."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Deployment:
+    """A registered remote deployment."""
+
+    id: str
+    uri: str
+    use_http_11: bool
+    additional_headers: dict[str, str]
+    protocol_mode: str  # BIDI_STREAM or REQUEST_RESPONSE
+    protocol_version: int
+    manifest: dict[str, Any]
+    created_at: int
+    services: list[str] = field(default_factory=list)
+
+    @property
+    def bidi(self) -> bool:
+        """Whether invocations stream both ways (HTTP/2) rather than request/response."""
+        return self.protocol_mode == "BIDI_STREAM" and not self.use_http_11
+
+    def to_json(self) -> dict[str, Any]:
+        """As the admin API shows it."""
+        return {"id": self.id, "uri": self.uri, "protocol_type": "RequestResponse" if not self.bidi else "BidiStream",
+                "use_http_11": self.use_http_11, "additional_headers": self.additional_headers,
+                "min_protocol_version": self.manifest.get("minProtocolVersion"),
+                "max_protocol_version": self.manifest.get("maxProtocolVersion"),
+                "services": [{"name": s} for s in self.services], "created_at": self.created_at}
+
+
+class RemoteService(ServiceDefinition):
+    """A service that lives in a remote deployment."""
+
+    def __init__(self, name: str, kind: str, deployment: Deployment, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.kind = kind  # type: ignore[assignment]
+        self.deployment = deployment
+
+
+def _td(ms: Any) -> timedelta | None:
+    return None if ms is None else timedelta(milliseconds=int(ms))
+
+
+def _retry_policy(spec: dict[str, Any]) -> InvocationRetryPolicy | None:
+    if not any(k.startswith("retryPolicy") for k in spec):
+        return None
+    on_max = spec.get("retryPolicyOnMaxAttempts")
+    return InvocationRetryPolicy(
+        initial_interval=_td(spec.get("retryPolicyInitialInterval")),
+        exponentiation_factor=spec.get("retryPolicyExponentiationFactor"),
+        max_interval=_td(spec.get("retryPolicyMaxInterval")),
+        max_attempts=spec.get("retryPolicyMaxAttempts"),
+        on_max_attempts=on_max.lower() if isinstance(on_max, str) else None,
+    )
+
+
+def services_from_manifest(manifest: dict[str, Any], deployment: Deployment) -> list[RemoteService]:
+    """Build service definitions from a discovery manifest (raises DiscoveryError if it is malformed)."""
+    out = []
+    try:
+        for spec in manifest["services"]:
+            kind = {"SERVICE": "service", "VIRTUAL_OBJECT": "object", "WORKFLOW": "workflow"}[spec["ty"]]
+            svc = RemoteService(
+                spec["name"], kind, deployment, description=spec.get("documentation"), metadata=spec.get("metadata"),
+                inactivity_timeout=_td(spec.get("inactivityTimeout")), abort_timeout=_td(spec.get("abortTimeout")),
+                journal_retention=_td(spec.get("journalRetention")),
+                idempotency_retention=_td(spec.get("idempotencyRetention")),
+                ingress_private=spec.get("ingressPrivate"), invocation_retry_policy=_retry_policy(spec),
+                enable_lazy_state=spec.get("enableLazyState"),
+            )
+            for h in spec["handlers"]:
+                ty = h.get("ty")
+                hkind = {"EXCLUSIVE": "exclusive", "SHARED": "shared", "WORKFLOW": "workflow", None: None}[ty]
+                if hkind is None and kind == "object":
+                    hkind = "exclusive"
+                if hkind is None and kind == "workflow":
+                    hkind = "workflow"
+                inp = h.get("input", {"contentType": "*/*", "required": False})
+                outp = h.get("output", {"contentType": "application/json"})
+                svc.handlers[h["name"]] = Handler(
+                    service=svc, name=h["name"], fn=None, kind=hkind,  # type: ignore[arg-type]
+                    accept=inp.get("contentType", "*/*"), content_type=outp.get("contentType", "application/json"),
+                    input_serde=BytesSerde(), output_serde=BytesSerde(),
+                    takes_input=bool(inp), returns_output="contentType" in outp,
+                    documentation=h.get("documentation"), metadata=h.get("metadata"),
+                    inactivity_timeout=_td(h.get("inactivityTimeout")), abort_timeout=_td(h.get("abortTimeout")),
+                    journal_retention=_td(h.get("journalRetention")),
+                    idempotency_retention=_td(h.get("idempotencyRetention")),
+                    workflow_retention=_td(h.get("workflowCompletionRetention")),
+                    ingress_private=h.get("ingressPrivate"), enable_lazy_state=h.get("enableLazyState"),
+                    invocation_retry_policy=_retry_policy(h),
+                )
+            out.append(svc)
+    except (KeyError, TypeError) as e:
+        raise DiscoveryError(f"the deployment's manifest is malformed: missing or bad {e}") from None
+    return out
+
+
+async def discover(uri: str, use_http_11: bool, headers: dict[str, str]) -> tuple[dict[str, Any], str, int]:
+    """Fetch and check a deployment's manifest; returns (manifest, protocol mode, negotiated version)."""
+    url = uri.rstrip("/") + "/discover"
+    try:
+        async with httpx.AsyncClient(http1=use_http_11, http2=not use_http_11, timeout=30) as client:
+            resp = await client.get(url, headers={"accept": MANIFEST_ACCEPT, **headers})
+    except httpx.HTTPError as e:
+        raise DiscoveryError(f"cannot reach the deployment at {uri}: {e!r}", 502) from None
+    if resp.status_code != 200:
+        raise DiscoveryError(f"discovery at {url} answered {resp.status_code}: {resp.text[:500]}", 502)
+    try:
+        manifest = json.loads(resp.content)
+    except ValueError:
+        raise DiscoveryError(f"discovery at {url} did not return JSON", 502) from None
+    lo, hi = manifest.get("minProtocolVersion", 1), manifest.get("maxProtocolVersion", 1)
+    version = min(hi, max(SUPPORTED_PROTOCOL))
+    if version < lo or version < min(SUPPORTED_PROTOCOL):
+        raise DiscoveryError(f"the deployment speaks protocol v{lo}..v{hi}; Durably speaks v5..v6")
+    mode = manifest.get("protocolMode", "BIDI_STREAM" if not use_http_11 else "REQUEST_RESPONSE")
+    return manifest, mode, version

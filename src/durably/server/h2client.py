@@ -1,0 +1,201 @@
+"""A small HTTP/2 cleartext (prior knowledge) client with full-duplex streams.
+
+Restate's protocol needs both directions of one request open at once: the server keeps writing
+notifications while it reads the handler's commands. Common HTTP clients send the whole request body
+before they read the response, so the remote invoker uses this client, built on the `h2` state machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+
+class H2Error(Exception):
+    """The connection or the stream failed."""
+
+
+class H2Stream:
+    """One request: send body chunks while reading the response."""
+
+    def __init__(self, conn: H2Connection, stream_id: int) -> None:
+        self._conn = conn
+        self.id = stream_id
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self._headers_ready = asyncio.Event()
+        self._data: deque[bytes | None] = deque()
+        self._data_ready = asyncio.Event()
+        self._window = asyncio.Event()
+        self.error: str | None = None
+        self.local_closed = False
+        self.remote_closed = False
+
+    async def response(self) -> tuple[int, dict[str, str]]:
+        """Wait for the response head."""
+        await self._headers_ready.wait()
+        if self.status is None:
+            raise H2Error(self.error or "the stream closed before a response")
+        return self.status, self.headers
+
+    async def send(self, data: bytes) -> None:
+        """Send body bytes, waiting for flow-control credit when the peer asks us to."""
+        conn = self._conn
+        while data:
+            if self.error is not None:
+                raise H2Error(self.error)
+            window = min(conn.h2.local_flow_control_window(self.id), conn.h2.max_outbound_frame_size)
+            if window <= 0:
+                self._window.clear()
+                await self._window.wait()
+                continue
+            chunk, data = data[:window], data[window:]
+            conn.h2.send_data(self.id, chunk)
+            conn.flush()
+
+    def end(self) -> None:
+        """Close our side of the stream (no more request body)."""
+        if not self.local_closed and self.error is None:
+            self.local_closed = True
+            try:
+                self._conn.h2.end_stream(self.id)
+                self._conn.flush()
+            except h2.exceptions.H2Error:
+                pass
+            if self.remote_closed:
+                self._conn.streams.pop(self.id, None)
+
+    def reset(self) -> None:
+        """Abort the stream."""
+        if self.error is None:
+            self.error = "reset by us"
+            try:
+                self._conn.h2.reset_stream(self.id)
+                self._conn.flush()
+            except h2.exceptions.H2Error:
+                pass
+        self._closed()
+
+    async def read(self) -> bytes | None:
+        """The next chunk of the response body, or None at its end."""
+        while not self._data:
+            if self.error is not None:
+                raise H2Error(self.error)
+            self._data_ready.clear()
+            await self._data_ready.wait()
+        return self._data.popleft()
+
+    # called by the connection
+    def _closed(self) -> None:
+        self._data.append(None)
+        self._data_ready.set()
+        self._headers_ready.set()
+        self._window.set()
+
+
+class H2Connection:
+    """One HTTP/2 connection with many concurrent streams."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, authority: str) -> None:
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self._reader = reader
+        self._writer = writer
+        self.authority = authority
+        self.streams: dict[int, H2Stream] = {}
+        self.closed = False
+        self.h2.initiate_connection()
+        # A generous receive window: journals and notifications arrive in bursts.
+        self.h2.increment_flow_control_window(16 * 1024 * 1024)
+        self.flush()
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> H2Connection:
+        """Open a connection (h2c with prior knowledge)."""
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer, f"{host}:{port}")
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            self._writer.write(data)
+
+    async def request(self, method: str, path: str, headers: list[tuple[str, str]]) -> H2Stream:
+        """Start a request; its body follows through the returned stream."""
+        if self.closed:
+            raise H2Error("the connection is closed")
+        sid = self.h2.get_next_available_stream_id()
+        stream = H2Stream(self, sid)
+        self.streams[sid] = stream
+        self.h2.send_headers(sid, [(":method", method), (":scheme", "http"), (":authority", self.authority),
+                                   (":path", path), *headers])
+        self.flush()
+        return stream
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    break
+                for event in self.h2.receive_data(data):
+                    self._event(event)
+                self.flush()
+        except (OSError, h2.exceptions.H2Error) as e:
+            self._fail(f"connection error: {e!r}")
+            return
+        self._fail("the connection was closed by the peer")
+
+    def _event(self, event: Any) -> None:
+        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+        if isinstance(event, h2.events.ResponseReceived) and stream is not None:
+            hdrs = dict(event.headers)
+            stream.status = int(hdrs.pop(":status"))
+            stream.headers = hdrs
+            stream._headers_ready.set()
+        elif isinstance(event, h2.events.DataReceived):
+            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if stream is not None:
+                stream._data.append(event.data)
+                stream._data_ready.set()
+        elif isinstance(event, h2.events.StreamEnded) and stream is not None:
+            stream.remote_closed = True
+            stream._closed()
+            if stream.local_closed:
+                self.streams.pop(stream.id, None)
+        elif isinstance(event, h2.events.StreamReset) and stream is not None:
+            stream.error = f"the stream was reset (error code {event.error_code})"
+            stream._closed()
+            self.streams.pop(stream.id, None)
+        elif isinstance(event, h2.events.WindowUpdated):
+            targets = self.streams.values() if not event.stream_id else [stream] if stream else []
+            for s in targets:
+                s._window.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._fail(f"the peer ended the connection (error code {event.error_code})")
+
+    def _fail(self, reason: str) -> None:
+        self.closed = True
+        for stream in list(self.streams.values()):
+            if stream.error is None:
+                stream.error = reason
+            stream._closed()
+        self.streams.clear()
+        self._writer.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        if not self.closed:
+            try:
+                self.h2.close_connection()
+                self.flush()
+            except h2.exceptions.H2Error:
+                pass
+            self._fail("closed")
+        self._task.cancel()

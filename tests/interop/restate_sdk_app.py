@@ -1,0 +1,143 @@
+"""Services written with the real restate-sdk (1.2.0), run on Durably in the interop tests.
+
+Served by hypercorn from its own virtual environment (`.interop/sdk-venv`); side effects go to the file
+named by RESTATE_APP_EFFECTS so the tests can count them.
+"""
+
+import os
+from datetime import timedelta
+
+import restate
+from restate import RunOptions, TerminalError
+
+EFFECTS = os.environ.get("RESTATE_APP_EFFECTS", "/dev/null")
+
+
+def effect(line: str) -> None:
+    with open(EFFECTS, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def count(line: str) -> int:
+    try:
+        with open(EFFECTS) as f:
+            return sum(1 for x in f if x.strip() == line)
+    except FileNotFoundError:
+        return 0
+
+
+greeter = restate.Service("SdkGreeter")
+
+
+@greeter.handler()
+async def greet(ctx: restate.Context, name: str) -> dict:
+    hello = await ctx.run_typed("hello", lambda: f"Hello {name}!")
+    return {"hello": hello, "uuid": str(ctx.uuid()), "random": ctx.random().random(), "time": await ctx.time()}
+
+
+@greeter.handler()
+async def flaky(ctx: restate.Context, key: str) -> str:
+    def fails_twice() -> str:
+        effect(key)
+        n = count(key)
+        if n < 3:
+            raise ConnectionError(f"attempt {n} failed")
+        return f"ok after {n}"
+
+    return await ctx.run_typed("flaky", fails_twice, RunOptions(initial_retry_interval=timedelta(milliseconds=10)))
+
+
+@greeter.handler()
+async def exhausted(ctx: restate.Context, key: str) -> str:
+    def always() -> None:
+        effect(key)
+        raise ValueError("boom")
+
+    try:
+        await ctx.run_typed("write", always, RunOptions(max_attempts=3, initial_retry_interval=timedelta(milliseconds=10)))
+    except TerminalError as e:
+        await ctx.run_typed("compensate", lambda: effect(key + "-compensated"))
+        return f"caught {e.message}"
+    return "unreachable"
+
+
+@greeter.handler()
+async def nap(ctx: restate.Context, ms: int) -> str:
+    await ctx.sleep(timedelta(milliseconds=ms))
+    return "rested"
+
+
+@greeter.handler()
+async def steps(ctx: restate.Context, spec: dict) -> list:
+    out = []
+    for i in range(spec["n"]):
+        def step(i: int = i) -> str:
+            effect(f"{spec['key']} step {i}")
+            if i == spec.get("block_at"):
+                gate = spec["gate"]
+                while not os.path.exists(gate):
+                    import time
+                    time.sleep(0.01)
+            return f"v{i}"
+        out.append(await ctx.run_typed(f"step {i}", step))
+    return out
+
+
+@greeter.handler()
+async def wait_cancel(ctx: restate.Context, key: str) -> str:
+    try:
+        await ctx.sleep(timedelta(hours=1))
+    except TerminalError:
+        await ctx.run_typed("undo", lambda: effect(key + "-undo"))
+        raise
+    return "slept"
+
+
+@greeter.handler()
+async def await_awakeable(ctx: restate.Context, key: str) -> str:
+    aw_id, fut = ctx.awakeable(type_hint=str)
+    await ctx.run_typed("publish", lambda: effect(f"{key} {aw_id}"))
+    return await fut
+
+
+counter = restate.VirtualObject("SdkCounter")
+
+
+@counter.handler()
+async def add(ctx: restate.ObjectContext, delta: int) -> int:
+    value = (await ctx.get("value") or 0) + delta
+    ctx.set("value", value)
+    return value
+
+
+@counter.handler(kind="shared")
+async def get(ctx: restate.ObjectSharedContext) -> int:
+    return await ctx.get("value") or 0
+
+
+signup = restate.Workflow("SdkSignup")
+
+
+@signup.main()
+async def run(ctx: restate.WorkflowContext, email: str) -> str:
+    link = await ctx.promise("link", type_hint=str).value()
+    return f"{email}:{link}"
+
+
+@signup.handler()
+async def click(ctx: restate.WorkflowSharedContext, link: str) -> None:
+    await ctx.promise("link").resolve(link)
+
+
+
+
+@greeter.handler()
+async def call_durably(ctx: restate.Context, n: int) -> int:
+    """Calls a handler of the embedded Durably app that drives this deployment."""
+    raw = await ctx.generic_call("DurablyLocal", "double", str(n).encode())
+    return int(raw) + 1
+
+
+app = restate.app(services=[greeter, counter, signup])

@@ -1,0 +1,120 @@
+"""Durably drives services written with the real restate-sdk: register the deployment, call them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+import durably
+from durably.testing import TestRuntime
+
+from .conftest import SdkDeployment
+
+pytestmark = pytest.mark.interop
+
+local = durably.Service("DurablyLocal")
+
+
+@local.handler()
+async def double(ctx: durably.Context, n: int) -> int:
+    return await ctx.run_typed("double", lambda: n * 2)
+
+
+@local.handler()
+async def call_remote(ctx: durably.Context, key: str) -> int:
+    raw = await ctx.generic_call("SdkCounter", "add", b"3", key=key)
+    return int(raw)
+
+
+APP = durably.app(services=[local])
+
+
+@pytest.fixture(params=["h2-bidi", "h2-always-replay", "http1.1"])
+async def rt(request: pytest.FixtureRequest, sdk_deployment: SdkDeployment, tmp_path) -> AsyncIterator[TestRuntime]:  # noqa: ANN001
+    async with TestRuntime(APP, "sqlite", data_dir=tmp_path / "data",
+                           always_replay=request.param == "h2-always-replay") as runtime:
+        dep, created = await runtime.engine.register_deployment(sdk_deployment.url,
+                                                                use_http_11=request.param == "http1.1")
+        assert created
+        assert dep.bidi == (request.param != "http1.1")
+        yield runtime
+
+
+async def test_services_are_registered_with_their_kinds(rt: TestRuntime) -> None:
+    services = rt.engine.services
+    assert services["SdkGreeter"].kind == "service"
+    assert services["SdkCounter"].kind == "object"
+    assert services["SdkCounter"].handlers["get"].kind == "shared"
+    assert services["SdkSignup"].handlers["run"].kind == "workflow"
+
+
+async def test_greeter_run_uuid_random_time(rt: TestRuntime) -> None:
+    async with rt.http() as http:
+        resp = await http.post("/SdkGreeter/greet", json="Ada")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["hello"] == "Hello Ada!"
+    uuid.UUID(body["uuid"])
+    assert body["time"] > 1.7e9
+
+
+async def test_run_fails_twice_then_succeeds_and_exhaustion_is_caught(rt: TestRuntime,
+                                                                     sdk_deployment: SdkDeployment) -> None:
+    key = f"f-{uuid.uuid4()}"
+    async with rt.http() as http:
+        assert (await http.post("/SdkGreeter/flaky", json=key)).json() == "ok after 3"
+        ex = f"x-{uuid.uuid4()}"
+        assert (await http.post("/SdkGreeter/exhausted", json=ex)).json() == "caught ValueError('boom')"
+    assert sdk_deployment.count(key) == 3
+    assert sdk_deployment.count(ex) == 3
+    assert sdk_deployment.count(ex + "-compensated") == 1
+
+
+async def test_sleep_counter_and_workflow(rt: TestRuntime) -> None:
+    key = f"c-{uuid.uuid4()}"
+    async with rt.http() as http:
+        assert (await http.post("/SdkGreeter/nap", json=20)).json() == "rested"
+        results = await asyncio.gather(*(http.post(f"/SdkCounter/{key}/add", json=1) for _ in range(10)))
+        assert sorted(r.json() for r in results) == list(range(1, 11))
+        assert (await http.post(f"/SdkCounter/{key}/get")).json() == 10
+        sent = await http.post(f"/SdkSignup/{key}/run/send", json="a@b")
+        assert sent.status_code == 202
+        assert (await http.post(f"/SdkSignup/{key}/click", json="L")).status_code == 200
+        assert (await http.get(f"/restate/workflow/SdkSignup/{key}/attach")).json() == "a@b:L"
+
+
+async def test_awakeable_and_cancellation(rt: TestRuntime, sdk_deployment: SdkDeployment) -> None:
+    key = f"a-{uuid.uuid4()}"
+    async with rt.http() as http:
+        sent = await http.post("/SdkGreeter/await_awakeable/send", json=key)
+        inv = sent.json()["invocationId"]
+        for _ in range(3000):
+            lines = [x for x in sdk_deployment.lines() if x.startswith(key + " ")]
+            if lines:
+                break
+            await rt.settle()
+        aw_id = lines[0].split(" ", 1)[1]
+        assert (await http.post(f"/restate/awakeables/{aw_id}/resolve", json="yes")).status_code == 202
+        assert (await http.get(f"/restate/invocation/{inv}/attach")).json() == "yes"
+        cx = f"cx-{uuid.uuid4()}"
+        sent = await http.post("/SdkGreeter/wait_cancel/send", json=cx)
+        inv = sent.json()["invocationId"]
+        for _ in range(3000):
+            await rt.engine.flushed()
+            if any(t == 0x040C for t, _ in rt.store.load_journal(inv)):
+                break
+            await rt.settle()
+        assert rt.engine.cancel(inv) == 202
+        resp = await http.get(f"/restate/invocation/{inv}/attach")
+    assert resp.status_code == 409
+    assert sdk_deployment.count(cx + "-undo") == 1
+
+
+async def test_embedded_and_remote_call_each_other(rt: TestRuntime) -> None:
+    key = f"m-{uuid.uuid4()}"
+    async with rt.http() as http:
+        assert (await http.post("/DurablyLocal/call_remote", json=key)).json() == 3
+        assert (await http.post("/SdkGreeter/call_durably", json=20)).json() == 41
