@@ -288,7 +288,7 @@ async def test_describe_keyed_failed_and_sleeping_invocations(runtime) -> None:
         assert body["journal"][-1]["failure"] == {"code": 422, "message": "no greeting for Bo"}
 
         sleeping = await rt.send("Saga/trip")
-        body = await wait_sleeping(rt, client, sleeping)
+        await wait_sleeping(rt, client, sleeping)
         body = await describe(client, sleeping)
         assert body["status"] in ("invoked", "suspended")
         sleep = next(e for e in body["journal"] if e["type"] == "sleep")
@@ -366,8 +366,8 @@ async def test_pause_and_resume(runtime) -> None:
         paused = (await client.get("/invocations", params={"status": "paused"})).json()["invocations"]
         assert [r["id"] for r in paused] == [inv]
         assert (await client.patch(f"/invocations/{inv}/resume")).status_code == 202
-        body = await wait_sleeping(rt, client, inv)
-        body = await wait_status(rt, client, inv, "invoked", "suspended")
+        await wait_sleeping(rt, client, inv)
+        await wait_status(rt, client, inv, "invoked", "suspended")
         assert_error(await client.patch(f"/invocations/{inv}/resume"), 409, "not paused")
         assert effects["book"] == 1  # the resumed attempt replayed the step
         assert (await client.patch(f"/invocations/{inv}/kill")).status_code == 200

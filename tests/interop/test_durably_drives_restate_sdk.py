@@ -33,7 +33,7 @@ APP = durably.app(services=[local])
 
 
 @pytest.fixture(params=["h2-bidi", "h2-always-replay", "http1.1"])
-async def rt(request: pytest.FixtureRequest, sdk_deployment: SdkDeployment, tmp_path) -> AsyncIterator[TestRuntime]:  # noqa: ANN001
+async def rt(request: pytest.FixtureRequest, sdk_deployment: SdkDeployment, tmp_path) -> AsyncIterator[TestRuntime]:
     async with TestRuntime(APP, "sqlite", data_dir=tmp_path / "data",
                            always_replay=request.param == "h2-always-replay") as runtime:
         dep, created = await runtime.engine.register_deployment(sdk_deployment.url,
