@@ -56,7 +56,8 @@ async def exhausted(ctx: restate.Context, key: str) -> str:
         raise ValueError("boom")
 
     try:
-        await ctx.run_typed("write", always, RunOptions(max_attempts=3, initial_retry_interval=timedelta(milliseconds=10)))
+        opts = RunOptions(max_attempts=3, initial_retry_interval=timedelta(milliseconds=10))
+        await ctx.run_typed("write", always, opts)
     except TerminalError as e:
         await ctx.run_typed("compensate", lambda: effect(key + "-compensated"))
         return f"caught {e.message}"
