@@ -137,7 +137,8 @@ class TestRuntime:
 
     def _handler(self, target: str) -> tuple[Handler, str]:
         parts = target.strip("/").split("/")
-        svc = self.app.services.get(parts[0])
+        services = self.engine.services if self.engine is not None else self.app.services
+        svc = services.get(parts[0])
         if svc is None:
             raise KeyError(f"no service {parts[0]!r}")
         keyed = svc.kind != "service"
