@@ -118,7 +118,7 @@ def _reporting() -> Iterator[None]:
             click.echo(f"invocation id: {e.invocation_id}", err=True)
         click.echo(f"error {e.code}: {e.message}", err=True)
         sys.exit(EXIT_FAILED)
-    except ClientError as e:  # pragma: no cover - every subclass is handled above
+    except ClientError as e:  # e.g. the server went away in the middle of the request
         click.echo(f"durably: {e}", err=True)
         sys.exit(EXIT_FAILED)
 
@@ -196,7 +196,7 @@ def _failure_text(code: Any, message: Any) -> str:
 # ---- durably invoke ----
 
 
-@main.command()
+@main.command(short_help="Call a handler through the ingress.")
 @click.argument("target")
 @click.argument("body", required=False)
 @click.option("--send", is_flag=True, help="Do not wait: print the invocation id and status.")
@@ -243,6 +243,11 @@ def invoke(target: str, body: str | None, send: bool, delay: str | None, idempot
             if e.status == 400 and payload and not _is_json(payload):
                 e.message += " (BODY must be JSON: quote strings, e.g. '\"Alice\"')"
             raise
+        except TimedOut:
+            # The server keeps running the invocation; only this caller stopped waiting.
+            click.echo(f"durably: no result within {timeout} s; the invocation goes on "
+                       "(see `durably invocations list`)", err=True)
+            sys.exit(EXIT_FAILED)
     if result.invocation_id:
         click.echo(f"invocation id: {result.invocation_id}", err=True)
     if as_json:
@@ -478,6 +483,72 @@ def _handler_text(h: dict[str, Any]) -> str:
     if h.get("public") is False:
         notes.append("private")
     return f"{h['name']} ({', '.join(notes)})" if notes else h["name"]
+
+
+# ---- durably deployments ----
+
+
+@main.group()
+@_admin_option
+def deployments(admin_url: str | None) -> None:
+    """Remote deployments: services written with any Restate SDK, driven by this server."""
+
+
+@deployments.command("register")
+@click.argument("uri")
+@click.option("--use-http-11", is_flag=True, help="Talk HTTP/1.1 request/response instead of HTTP/2 streams.")
+@click.option("--force", is_flag=True, help="Discover again and replace a deployment with the same URI.")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Send this header on every request.")
+@click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON.")
+@_admin_option
+def register_deployment(uri: str, use_http_11: bool, force: bool, headers: tuple[str, ...], as_json: bool,
+                        admin_url: str | None) -> None:
+    """Discover the deployment at URI and route its services to it."""
+    extra = {}
+    for h in headers:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{h!r} is not NAME:VALUE", param_hint="--header")
+        extra[name.strip()] = value.strip()
+    with _reporting(), _admin(admin_url) as admin:
+        status, body = admin.register_deployment(uri, use_http_11=use_http_11, force=force, additional_headers=extra)
+    if as_json:
+        _json_out(body)
+        return
+    verb = "registered" if status == 201 else "already registered"
+    click.echo(f"{verb} {body['id']} at {uri}")
+    for svc in body.get("services", []):
+        click.echo(f"  {svc['name']} ({svc.get('ty', '').lower()}): "
+                   + ", ".join(_handler_text(h) for h in svc.get("handlers", [])))
+
+
+@deployments.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON.")
+@_admin_option
+def list_deployments(as_json: bool, admin_url: str | None) -> None:
+    """Registered deployments with their services."""
+    with _reporting(), _admin(admin_url) as admin:
+        found = admin.deployments()
+    if as_json:
+        _json_out({"deployments": found})
+        return
+    if not found:
+        click.echo("no deployments")
+        return
+    rows = [[d["id"], d["uri"], d.get("protocol_type", ""), ", ".join(s["name"] for s in d.get("services", []))]
+            for d in found]
+    for line in _table(["ID", "URI", "PROTOCOL", "SERVICES"], rows):
+        click.echo(line)
+
+
+@deployments.command("remove")
+@click.argument("deployment_id", metavar="ID")
+@_admin_option
+def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
+    """Forget a deployment: its services stop being invocable here."""
+    with _reporting(), _admin(admin_url) as admin:
+        admin.remove_deployment(deployment_id)
+    click.echo(f"removed {deployment_id}")
 
 
 if __name__ == "__main__":

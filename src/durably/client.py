@@ -115,8 +115,8 @@ class _Client:
             raise TimedOut(self.url, self.timeout) from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
             raise BadURL(self.url, str(e)) from None
-        except httpx.RemoteProtocolError as e:
-            raise ServerUnreachable(self.url, f"the connection broke ({e})") from None
+        except httpx.TransportError as e:  # the server went away mid-request, or spoke something else than HTTP
+            raise ClientError(f"{self.url} broke off the request: {e or type(e).__name__}") from None
 
     def close(self) -> None:
         """Close the connections."""
@@ -235,3 +235,25 @@ class AdminClient(_Client):
         if resp.status_code >= 300:
             self._raise(resp, path)
         return resp.status_code
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Registered remote deployments."""
+        return self._json("/deployments")["deployments"]
+
+    def register_deployment(self, uri: str, *, use_http_11: bool = False, force: bool = False,
+                            additional_headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        """Discover a deployment and register its services; returns (201 created | 200 known, body)."""
+        body: dict[str, Any] = {"uri": uri, "use_http_11": use_http_11, "force": force}
+        if additional_headers:
+            body["additional_headers"] = additional_headers
+        resp = self._request("POST", "/deployments", json=body)
+        if resp.status_code >= 300:
+            self._raise(resp, "/deployments")
+        return resp.status_code, resp.json()
+
+    def remove_deployment(self, deployment_id: str) -> None:
+        """Forget a deployment (its services stop being invocable)."""
+        path = f"/deployments/{quote(deployment_id, safe='')}"
+        resp = self._request("DELETE", path)
+        if resp.status_code >= 300:
+            self._raise(resp, path)

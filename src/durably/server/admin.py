@@ -234,9 +234,11 @@ class Admin:
 
     async def _list(self, send: Send, query: dict[str, str]) -> None:
         try:
-            limit = max(1, min(int(query.get("limit", "100")), 10_000))
+            limit = int(query.get("limit", "100"))
+            if not 1 <= limit <= 10_000:
+                raise ValueError
         except ValueError:
-            await error(send, 400, "limit must be an integer", "admin")
+            await error(send, 400, "limit must be an integer from 1 to 10000", "admin")
             return
         await self.engine.flushed()
         sql = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
@@ -249,7 +251,15 @@ class Admin:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
         rows = self.engine.store.query(sql, (*params, limit))
-        await respond_json(send, 200, {"invocations": [invocation_json(r) for r in rows]})
+        await respond_json(send, 200, {"invocations": [self._row_json(r) for r in rows]})
+
+    def _row_json(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        # A running invocation's row is written only on status changes; its live record is more current.
+        live = self.engine.live_row(row[0])
+        body = invocation_json(live if live is not None else row)
+        if isinstance(body.get("waiting"), list):
+            body["waiting"] = _waiting_json(body["waiting"])
+        return body
 
     async def _describe(self, send: Send, inv_id: str) -> None:
         try:
@@ -262,9 +272,7 @@ class Admin:
         if row is None:
             await error(send, 404, f"invocation {inv_id} not found", "admin")
             return
-        body = invocation_json(row)
-        if isinstance(body.get("waiting"), list):
-            body["waiting"] = _waiting_json(body["waiting"])
+        body = self._row_json(row)
         body["journal"] = [journal_entry_json(*r) for r in self.engine.store.journal_rows(inv_id)]
         body["journal_length"] = len(body["journal"])
         await respond_json(send, 200, body)

@@ -1109,7 +1109,7 @@ class Engine:
         if inv.status == COMPLETED:
             return 409
         if inv.status in (INBOXED, SCHEDULED):
-            self._complete(inv, Outcome(failure_code=409, failure_message="canceled"))
+            self._complete(inv, Outcome(failure_code=409, failure_message="cancelled"))
             return 202
         note = pb.NotificationMessage(signal_id=CANCEL_SIGNAL)
         note.void.SetInParent()
@@ -1197,6 +1197,11 @@ class Engine:
                 self._delete(row)
                 n += 1
         return n
+
+    def live_row(self, inv_id: str) -> tuple[Any, ...] | None:
+        """The current row of an invocation held in memory (None if it is not)."""
+        inv = self._active.get(inv_id)
+        return None if inv is None else inv.to_row()
 
     def active_count(self) -> int:
         """Invocations held in memory right now."""
