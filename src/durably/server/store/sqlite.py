@@ -12,7 +12,7 @@ from durably.server.store.base import INVOCATION_COLUMNS, Batch, Store
 
 _memory_ids = itertools.count()
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -87,6 +87,8 @@ MIGRATIONS: list[str] = [
         type INTEGER NOT NULL,          -- the notification type to answer with (0x800D call, 0x8012 attach, ...)
         PRIMARY KEY (target, invocation_id, completion_id)
     ) WITHOUT ROWID;
+    """,
+    """
     CREATE TABLE deployments (
         id TEXT PRIMARY KEY,            -- dp_...
         uri TEXT NOT NULL,
