@@ -418,3 +418,16 @@ async def test_pause_resume_and_purge(runtime) -> None:
         assert rt.store.load_invocation(inv) is None
         assert rt.store.load_journal(inv) == []
         assert rt.engine.purge(inv) == 404
+
+
+async def test_no_lost_updates_when_a_key_goes_idle_between_calls(runtime) -> None:
+    """Clients that wait for each answer let the key go idle between calls; no update may be lost."""
+    async with runtime(APP) as rt:
+
+        async def client() -> list[int]:
+            return [await rt.call("Counter/idle/add", 1) for _ in range(25)]
+
+        results = await asyncio.gather(*(client() for _ in range(8)))
+        seen = [v for r in results for v in r]
+        assert sorted(seen) == list(range(1, 201))
+        assert await rt.call("Counter/idle/get") == 200

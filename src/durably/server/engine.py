@@ -466,7 +466,8 @@ class Engine:
             self._run_queued(nxt)
         else:
             svc, key = inv.service, inv.key
-            self._after_commit(lambda: self.keys.drop_if_idle(svc, key))
+            generation = self.keys.generation(svc, key)
+            self._after_commit(lambda: self.keys.drop_if_idle(svc, key, generation))
 
     # ---- outcomes ----
 

@@ -19,6 +19,9 @@ class KeyEntry:
     holder: str | None = None
     inbox: deque[str] = field(default_factory=deque)
     state: dict[bytes, bytes] | None = None
+    # Bumped whenever the lock changes hands: a drop scheduled at one release must not discard the state
+    # cache of a later holder whose writes are not committed yet.
+    generation: int = 0
 
     @property
     def idle(self) -> bool:
@@ -41,6 +44,7 @@ class KeyTable:
         entry = self._keys.setdefault((service, key), KeyEntry())
         if entry.holder is None or entry.holder == inv_id:
             entry.holder = inv_id
+            entry.generation += 1
             return True
         if inv_id not in entry.inbox:
             entry.inbox.append(inv_id)
@@ -64,6 +68,7 @@ class KeyTable:
                 entry.inbox.remove(inv_id)
             return None
         entry.holder = entry.inbox.popleft() if entry.inbox else None
+        entry.generation += 1
         return entry.holder
 
     def state(self, service: str, key: str, load: Callable[[], dict[bytes, bytes]]) -> dict[bytes, bytes]:
@@ -73,10 +78,15 @@ class KeyTable:
             entry.state = load()
         return entry.state
 
-    def drop_if_idle(self, service: str, key: str) -> None:
-        """Forget an idle key (and its cached state)."""
+    def generation(self, service: str, key: str) -> int:
+        """The key's current generation (0 if it is not busy)."""
         entry = self._keys.get((service, key))
-        if entry is not None and entry.idle:
+        return 0 if entry is None else entry.generation
+
+    def drop_if_idle(self, service: str, key: str, generation: int) -> None:
+        """Forget a key (and its cached state) if it stayed idle since `generation` was read."""
+        entry = self._keys.get((service, key))
+        if entry is not None and entry.idle and entry.generation == generation:
             del self._keys[(service, key)]
 
     def __len__(self) -> int:
