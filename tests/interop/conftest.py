@@ -49,7 +49,8 @@ def wait_until(check, timeout: float, what: str) -> None:
 class Deployment:
     """An App served by hypercorn (HTTP/2 cleartext) on a thread of this process."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, max_requests: int | None = None) -> None:
+        self.max_requests = max_requests
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._app = app
@@ -62,6 +63,8 @@ class Deployment:
         config = Config()
         config.bind = [f"127.0.0.1:{self.port}"]
         config.loglevel = "WARNING"
+        if self.max_requests is not None:
+            config.keep_alive_max_requests = self.max_requests  # hypercorn then sends GOAWAY
         self._stop = asyncio.Event()
         self._loop.run_until_complete(serve(self._app, config, shutdown_trigger=self._stop.wait))  # type: ignore[arg-type]
 

@@ -114,3 +114,25 @@ async def test_unreachable_deployment_is_retried(bad: Deployment) -> None:
             await runtime.call("Bad/garbage")
         assert "connect" in info.value.message or "failed" in info.value.message
         assert await runtime.call("Healthy/ping") == "pong"
+
+
+async def test_connections_rotate_before_the_servers_request_limit() -> None:
+    """hypercorn closes a connection after N requests with a GOAWAY; Durably moves on before that."""
+    from .apps import app as durably_app
+
+    dep = Deployment(durably_app, max_requests=3)
+    dep.start()
+    try:
+        async with TestRuntime(durably.app(services=[svc])) as runtime:
+            await runtime.engine.register_deployment(dep.url)
+            runtime.engine.pool.max_streams_per_connection = 2  # below the server's limit of 3
+            import asyncio
+
+            # A remote handler takes and returns raw bytes here (its types live in the deployment).
+            results = await asyncio.gather(*(runtime.call("InteropCounter/goaway/add", b"1") for _ in range(20)))
+            assert sorted(int(r) for r in results) == list(range(1, 21))
+            await runtime.engine.flushed()
+            rows = runtime.store.query("SELECT attempts, last_error FROM invocations WHERE service = 'InteropCounter'")
+            assert all(attempts == 1 and err is None for attempts, err in rows), rows
+    finally:
+        dep.stop()

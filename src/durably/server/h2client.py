@@ -16,6 +16,9 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
+# How long streams the peer kept after a graceful GOAWAY may take before they are failed (and retried).
+GOAWAY_GRACE = 5.0
+
 
 class H2Error(Exception):
     """The connection or the stream failed."""
@@ -36,6 +39,8 @@ class H2Stream:
         self.error: str | None = None
         self.local_closed = False
         self.remote_closed = False
+        # The peer said (GOAWAY) it never processed this stream: it may be sent again, elsewhere, at once.
+        self.refused = False
 
     async def response(self) -> tuple[int, dict[str, str]]:
         """Wait for the response head."""
@@ -109,6 +114,7 @@ class H2Connection:
         self.authority = authority
         self.streams: dict[int, H2Stream] = {}
         self.closed = False
+        self.opened = 0  # streams ever opened here
         self.h2.initiate_connection()
         # A generous receive window: journals and notifications arrive in bursts.
         self.h2.increment_flow_control_window(16 * 1024 * 1024)
@@ -131,6 +137,7 @@ class H2Connection:
         if self.closed:
             raise H2Error("the connection is closed")
         sid = self.h2.get_next_available_stream_id()
+        self.opened += 1
         stream = H2Stream(self, sid)
         self.streams[sid] = stream
         self.h2.send_headers(sid, [(":method", method), (":scheme", "http"), (":authority", self.authority),
@@ -178,10 +185,27 @@ class H2Connection:
             for s in targets:
                 s._window.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self._fail(f"the peer ended the connection (error code {event.error_code})")
+            # A graceful GOAWAY (servers send one after N requests): streams up to last_stream_id finish
+            # normally; later ones were never processed. Either way no new stream goes on this connection.
+            self.closed = True
+            last = event.last_stream_id
+            for s in list(self.streams.values()):
+                if last is not None and s.id > last:
+                    s.refused = True
+                    s.error = "refused by the peer (GOAWAY)"
+                    s._closed()
+                    self.streams.pop(s.id, None)
+            if event.error_code:
+                self._fail(f"the peer ended the connection (error code {event.error_code})")
+            elif self.streams:
+                # Streams it kept must finish soon; some servers stall them instead. Do not wait forever.
+                asyncio.get_running_loop().call_later(
+                    GOAWAY_GRACE, lambda: self.streams and self._fail("the peer closed the connection (GOAWAY)"))
 
     def _fail(self, reason: str) -> None:
         self.closed = True
+        if self._writer.is_closing() and not self.streams:
+            return
         for stream in list(self.streams.values()):
             if stream.error is None:
                 stream.error = reason

@@ -35,7 +35,10 @@ class RemoteAttemptError(Exception):
 class ConnectionPool:
     """HTTP/2 connections to deployments (many streams each), and one HTTP/1.1 client."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_streams_per_connection: int = 500) -> None:
+        # Servers close a connection after so many requests (hypercorn: 1,000, with a GOAWAY that can stall
+        # the last ones); move to a fresh connection well before that and let the old one drain.
+        self.max_streams_per_connection = max_streams_per_connection
         self._h2: dict[str, list[H2Connection]] = {}
         self._lock = asyncio.Lock()
         self.http11 = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10))
@@ -45,8 +48,14 @@ class ConnectionPool:
         url = urlsplit(deployment.uri)
         key = f"{url.hostname}:{url.port or 80}"
         async with self._lock:
-            conns = [c for c in self._h2.get(key, []) if not c.closed]
-            conn = next((c for c in conns if len(c.streams) < 90), None)
+            conns = []
+            for c in self._h2.get(key, []):
+                if c.opened >= self.max_streams_per_connection and not c.streams:
+                    c.close()  # drained
+                elif not c.closed:
+                    conns.append(c)
+            conn = next((c for c in conns if len(c.streams) < 90 and c.opened < self.max_streams_per_connection),
+                        None)
             if conn is None:
                 try:
                     conn = await asyncio.wait_for(H2Connection.connect(url.hostname or "127.0.0.1", url.port or 80), 10)
@@ -80,7 +89,11 @@ class RemoteAttempt:
         self._stream: H2Stream | None = None
         self._input_closed = close_input or not deployment.bidi
         self._ended = False
-        self._pending: list[bytes] = []
+        # Every notification delivered in this attempt, to send again if a stream is refused and retried.
+        self._delivered: list[bytes] = []
+        self._sent = 0  # how many of them the current stream has
+        # One writer at a time on the stream: a frame must never land inside another one.
+        self._send_lock = asyncio.Lock()
 
     # ---- engine side ----
 
@@ -89,10 +102,9 @@ class RemoteAttempt:
         if self._input_closed or self._ended:
             return  # request/response: it is in the journal for the next attempt
         frame = encode_frame(type_id, msg.SerializeToString())
-        if self._stream is None:
-            self._pending.append(frame)
-        else:
-            asyncio.get_running_loop().create_task(self._send(frame))
+        self._delivered.append(frame)
+        if self._stream is not None:
+            asyncio.get_running_loop().create_task(self._send_delivered())
 
     def close_input(self) -> None:
         """Close the request stream: the deployment suspends when it next waits on something new."""
@@ -107,14 +119,16 @@ class RemoteAttempt:
         if self._stream is not None:
             self._stream.reset()
 
-    async def _send(self, frame: bytes) -> None:
-        stream = self._stream
-        if stream is None or stream.local_closed:
-            return
-        try:
-            await stream.send(frame)
-        except H2Error:
-            pass  # the reader sees the failure too
+    async def _send_delivered(self) -> None:
+        async with self._send_lock:
+            stream = self._stream
+            if stream is None or stream.local_closed or self._sent >= len(self._delivered):
+                return
+            frames, self._sent = self._delivered[self._sent:], len(self._delivered)
+            try:
+                await stream.send(b"".join(frames))
+            except H2Error:
+                pass  # the reader sees the failure too
 
     # ---- the exchange ----
 
@@ -168,32 +182,44 @@ class RemoteAttempt:
             await self._run_http11()
 
     async def _run_h2(self) -> None:
-        try:
-            stream = await self.pool.stream(self.deployment, self._path(), self._headers())
-        except H2Error as e:
-            raise RemoteAttemptError(f"cannot reach {self.deployment.uri}: {e}") from None
-        self._stream = stream
-        try:
-            await stream.send(self._request_body() + b"".join(self._pending))
-            self._pending.clear()
+        for _ in range(5):
+            try:
+                stream = await self.pool.stream(self.deployment, self._path(), self._headers())
+            except H2Error as e:
+                raise RemoteAttemptError(f"cannot reach {self.deployment.uri}: {e}") from None
+            try:
+                async with self._send_lock:
+                    self._stream = stream
+                await self._exchange(stream)
+                return
+            except H2Error as e:
+                if stream.refused:
+                    continue  # never processed by the deployment: send it again on a fresh connection
+                if not self._ended:
+                    raise RemoteAttemptError(f"the stream to {self.deployment.uri} failed: {e}") from None
+                return
+            finally:
+                if not stream.local_closed:
+                    stream.reset()
+        raise RemoteAttemptError(f"{self.deployment.uri} refused the stream again and again")
+
+    async def _exchange(self, stream: H2Stream) -> None:
+        async with self._send_lock:
+            # Notifications delivered so far go with the journal; later ones follow through the cursor.
+            self._sent = len(self._delivered)
+            await stream.send(self._request_body() + b"".join(self._delivered))
             if self._input_closed:
                 stream.end()
-            status, headers = await stream.response()
-            self._check_head(status, headers)
-            decoder = FrameDecoder()
-            while (chunk := await stream.read()) is not None:
-                if self._relay(decoder, chunk):
-                    # The deployment is done; it waits for us to close our side before it ends (§2.2).
-                    self._ended = True
-                    stream.end()
-            if not self._ended:
-                raise RemoteAttemptError(f"{self.deployment.uri} ended the stream without End, Suspension or Error")
-        except H2Error as e:
-            if not self._ended:
-                raise RemoteAttemptError(f"the stream to {self.deployment.uri} failed: {e}") from None
-        finally:
-            if not stream.local_closed:
-                stream.reset()
+        status, headers = await stream.response()
+        self._check_head(status, headers)
+        decoder = FrameDecoder()
+        while (chunk := await stream.read()) is not None:
+            if self._relay(decoder, chunk):
+                # The deployment is done; it waits for us to close our side before it ends (§2.2).
+                self._ended = True
+                stream.end()
+        if not self._ended:
+            raise RemoteAttemptError(f"{self.deployment.uri} ended the stream without End, Suspension or Error")
 
     async def _run_http11(self) -> None:
         url = self.deployment.uri.rstrip("/") + self._path()[len(urlsplit(self.deployment.uri).path.rstrip("/")):]
