@@ -156,6 +156,8 @@ class Result:
 class Server:
     """A `durably serve` subprocess on free ports with a temporary data dir."""
 
+    app_ref = APP_REF  # subclasses serve other bench apps
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = free_port()
@@ -175,7 +177,7 @@ class Server:
 
     def start(self, timeout: float = 30.0) -> None:
         durably_bin = Path(sys.executable).parent / "durably"
-        cmd = [str(durably_bin) if durably_bin.exists() else sys.executable, "serve", APP_REF,
+        cmd = [str(durably_bin) if durably_bin.exists() else sys.executable, "serve", self.app_ref,
                "--port", str(self.port), "--admin-port", str(self.admin_port),
                "--data-dir", str(self.data_dir), "--synchronous", "full", "--log-level", "warning"]
         if not durably_bin.exists():

@@ -197,26 +197,7 @@ class WrkRun:
 class ObjectsServer(Server):
     """http_bench's Server, serving bench/objects_apps.py."""
 
-    def start(self, timeout: float = 30.0) -> None:
-        durably_bin = Path(sys.executable).parent / "durably"
-        launcher = [str(durably_bin)] if durably_bin.exists() else [sys.executable, "-m", "durably.cli"]
-        cmd = [*launcher, "serve", APP_REF, "--port", str(self.port), "--admin-port", str(self.admin_port),
-               "--data-dir", str(self.data_dir), "--synchronous", "full", "--log-level", "warning"]
-        print(f"starting: {' '.join(cmd)}")
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"durably serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/restate/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"durably serve not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+    app_ref = APP_REF
 
     def main_thread_cpu_seconds(self) -> float | None:
         """User + system CPU time of the server's main thread (the event loop) so far."""
