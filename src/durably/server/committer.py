@@ -18,6 +18,9 @@ from durably.server.store.base import Batch, Store
 log = logging.getLogger("durably.commit")
 
 
+INLINE_COMMIT_ROWS = 4
+
+
 class StoreFailed(RuntimeError):
     """The store could not commit; nothing more is written or acknowledged."""
 
@@ -96,7 +99,9 @@ class GroupCommitter:
             self._idle.set()
             return
         self.batch = Batch()
-        if self._writer is None:
+        # A small batch with nothing else in flight (low load) commits right here: the fsync costs less
+        # than two thread hops. Larger batches go to the writer thread so the loop keeps working meanwhile.
+        if self._writer is None or len(batch.journal) + len(batch.invocations) <= INLINE_COMMIT_ROWS:
             try:
                 self.store.commit(batch)
             except BaseException as e:  # a broken store must not leave callers hanging
