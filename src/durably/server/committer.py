@@ -19,6 +19,17 @@ log = logging.getLogger("durably.commit")
 
 
 INLINE_COMMIT_ROWS = 4
+INLINE_COMMIT_BYTES = 16 * 1024
+
+
+def _small(batch: Batch) -> bool:
+    """Few rows and little data: cheap enough to write and fsync on the event loop."""
+    if len(batch.journal) + len(batch.invocations) > INLINE_COMMIT_ROWS:
+        return False
+    size = sum(len(row[3]) for row in batch.journal)
+    for row in batch.invocations.values():
+        size += sum(len(v) for v in row if isinstance(v, bytes | str))
+    return size <= INLINE_COMMIT_BYTES
 
 
 class StoreFailed(RuntimeError):
@@ -100,8 +111,9 @@ class GroupCommitter:
             return
         self.batch = Batch()
         # A small batch with nothing else in flight (low load) commits right here: the fsync costs less
-        # than two thread hops. Larger batches go to the writer thread so the loop keeps working meanwhile.
-        if self._writer is None or len(batch.journal) + len(batch.invocations) <= INLINE_COMMIT_ROWS:
+        # than two thread hops. Larger batches (more rows, or large payloads, whose write and fsync take
+        # milliseconds) go to the writer thread so the loop keeps working meanwhile.
+        if self._writer is None or _small(batch):
             try:
                 self.store.commit(batch)
             except BaseException as e:  # a broken store must not leave callers hanging
