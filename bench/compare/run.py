@@ -315,8 +315,9 @@ def durably_cmd(app_ref: str, port: int, admin: int, data: Path) -> list[str]:
 
 
 def hypercorn_proc(workdir: Path, port: int) -> Proc:
-    return Proc("hypercorn (restate-sdk)", [str(SDK_VENV / "bin" / "hypercorn"), "--bind", f"127.0.0.1:{port}",
-                                            "restate_app:app"], HERE, workdir / "hypercorn.log")
+    return Proc("hypercorn (restate-sdk)", [str(SDK_VENV / "bin" / "hypercorn"), "--config", "hypercorn.toml",
+                                            "--bind", f"127.0.0.1:{port}", "restate_app:app"], HERE,
+                workdir / "hypercorn.log")
 
 
 class DurablyStore:
