@@ -107,6 +107,18 @@ def verdicts(results: dict[str, Any]) -> tuple[list[str], list[str]]:
     return head, behind
 
 
+def spread(results: dict[str, Any], limit: float = 1.3) -> list[str]:
+    """Lines naming every throughput figure whose runs differ by more than `limit` (fastest / slowest)."""
+    out = []
+    for r in results["throughput"]:
+        rates = [x["req_per_s"] for x in r["runs"]]
+        if len(rates) > 1 and max(rates) > 0 and (min(rates) == 0 or max(rates) / min(rates) > limit):
+            out.append(f"- {LABELS[r['system']]}, {r['workload']} at {r['connections']} connection"
+                       f"{'s' if r['connections'] > 1 else ''}: runs of {', '.join(fmt(x) for x in rates)} "
+                       "requests/s, in that order.")
+    return out
+
+
 def throughput_tables(results: dict[str, Any]) -> list[str]:
     idx = _throughput_index(results)
     systems = [s for s in LABELS if any(r["system"] == s for r in results["throughput"])]
@@ -291,7 +303,7 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
     meta = results["meta"]
     head, behind = verdicts(results)
     machine = meta["machine"]
-    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    versions = ", ".join(f"{k} {str(v).removeprefix(k + ' ')}" for k, v in meta["versions"].items())
     lines = [
         "# Benchmarks: Durably, Restate and DBOS side by side",
         "",
@@ -310,6 +322,8 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
         "",
         "## Results",
         "",
+        *(["Figures whose runs differed by more than 30% (the median is quoted):", "", *spread(results), ""]
+          if spread(results) else []),
         "Each throughput and latency figure is the median of the runs (requests/s, p50 and p99 each taken "
         "separately). *Durably vs this* is Durably embedded's throughput divided by that system's; for Durably "
         "driving the restate-sdk it is that system against Restate driving the same deployment.",
@@ -324,7 +338,8 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
         f"- Versions: {versions}.",
         f"- Load: wrk, one thread, closed loop (each connection sends its next request when the answer "
         f"arrives); {meta['warmup_s']:g} s of warm-up, then {meta['runs']} run(s) of {meta['duration_s']:g} s per "
-        "figure; the median is quoted. Any non-2xx answer or socket error is counted and shown.",
+        "figure (the fan-out's runs last at least 10 s in a full run); "
+        "the median is quoted. Any non-2xx answer or socket error is counted and shown.",
         "- **Durably (embedded)**: `durably serve bench/compare/durably_app.py:app --synchronous full`: ingress, "
         "engine and handlers in one process; SQLite in WAL mode with `synchronous=FULL`, so every commit is "
         "fsynced before a step's result is acknowledged (group commit batches concurrent invocations).",
@@ -333,6 +348,11 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
         "- **Restate → restate-sdk**: restate-server from npm (`@restatedev/restate-server`) with its default "
         "configuration (replicated loglet on the embedded log server; RocksDB WAL with fsync, "
         "`rocksdb-disable-wal-fsync = false`), driving the same restate-sdk deployment as above.",
+        "- hypercorn runs with `keep_alive_max_requests` raised (`bench/compare/hypercorn.toml`) for both runtimes. "
+        "With its default, which ends an HTTP/2 connection with GOAWAY after 1,000 requests, Restate retried the "
+        "streams cut off and a retried invocation on the hot key hung until its inactivity timeout, stalling that "
+        "key for a minute (0 requests/s in whole runs); Durably resends refused streams on a fresh connection and "
+        "rotates connections before such limits. The setting keeps that default out of the comparison.",
         "- **DBOS (SQLite)**: DBOS Transact from PyPI, in-process, with async workflows and steps, behind uvicorn "
         "(uvloop, httptools) in `bench/compare/dbos_app.py`; its system database is SQLite with DBOS's own settings "
         "(rollback journal, `synchronous=FULL`, as SQLite defaults): every checkpoint is fsynced. DBOS has no "
