@@ -53,17 +53,20 @@ class H2Stream:
     async def send(self, data: bytes) -> None:
         """Send body bytes, waiting for flow-control credit when the peer asks us to."""
         conn = self._conn
-        while data:
+        view, pos = memoryview(data), 0
+        while pos < len(view):
             if self.error is not None:
                 raise H2Error(self.error)
             window = min(conn.h2.local_flow_control_window(self.id), conn.h2.max_outbound_frame_size)
             if window <= 0:
+                conn.flush()  # what the window allowed goes out before we wait for more credit
                 self._window.clear()
                 await self._window.wait()
                 continue
-            chunk, data = data[:window], data[window:]
-            conn.h2.send_data(self.id, chunk)
-            conn.flush()
+            conn.h2.send_data(self.id, bytes(view[pos:pos + window]))
+            pos += window
+        # One socket write for all the frames of this body, not one per frame.
+        conn.flush()
 
     def end(self) -> None:
         """Close our side of the stream (no more request body)."""
