@@ -44,7 +44,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from http_bench import (  # bench/ is not a package: found through sys.path
     machine_cpu,
     run_wrk,
 )
+from procs import Proc
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -142,53 +143,6 @@ def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tupl
 def healthy(url: str) -> bool:
     status, _ = http("GET", url, timeout=2)
     return status == 200
-
-
-@dataclass
-class Proc:
-    """A subprocess in its own session (so it and its children can be stopped by its id) with a log file."""
-
-    name: str
-    cmd: list[str]
-    cwd: Path
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        print(f"starting {self.name}: {' '.join(self.cmd)}")
-        with self.log_path.open("wb") as log:
-            self.popen = subprocess.Popen(self.cmd, cwd=self.cwd, env={**os.environ, **self.env}, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, then SIGKILL to its process group (the session started for it) if it lingers."""
-        if self.popen is None:
-            return None
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"WARNING: {self.name} did not stop within {timeout:.0f} s of SIGTERM; killing it")
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)  # leftover children (e.g. hypercorn's worker)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.popen.poll() is None:
-            self.popen.wait(5)
-        return self.popen.returncode
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return f"(no {self.name} log)"
 
 
 @dataclass

@@ -60,18 +60,14 @@ def verdicts(results: dict[str, Any]) -> tuple[list[str], list[str]]:
     def get(w: str, c: int, s: str) -> dict[str, Any] | None:
         return idx.get((w, c, s))
 
-    d, r = get("steps10", 32, "durably"), get("steps10", 32, "restate")
-    if d and r:
-        x = d["median"]["req_per_s"] / r["median"]["req_per_s"]
-        head.append(f"- Journaled steps per second (10-step handler, 32 connections): Durably "
-                    f"{fmt(d['median']['units_per_s'])}, Restate {fmt(r['median']['units_per_s'])}: **{x:.1f}{TIMES}** "
-                    f"(target ≥ {STEPS_TARGET}{TIMES}: {'met' if x >= STEPS_TARGET else 'MISSED'}).")
-    d, r = get("echo", 32, "durably"), get("echo", 32, "restate")
-    if d and r:
-        x = d["median"]["req_per_s"] / r["median"]["req_per_s"]
-        head.append(f"- Invocations per second (echo, 32 connections): Durably {fmt(d['median']['req_per_s'])}, "
-                    f"Restate {fmt(r['median']['req_per_s'])}: **{x:.1f}{TIMES}** "
-                    f"(target ≥ {INVOCATIONS_TARGET}{TIMES}: {'met' if x >= INVOCATIONS_TARGET else 'MISSED'}).")
+    for workload, what, metric, target in (
+            ("steps10", "Journaled steps per second (10-step handler, 32 connections)", "units_per_s", STEPS_TARGET),
+            ("echo", "Invocations per second (echo, 32 connections)", "req_per_s", INVOCATIONS_TARGET)):
+        d, r = get(workload, 32, "durably"), get(workload, 32, "restate")
+        if d and r:
+            x = d["median"]["req_per_s"] / r["median"]["req_per_s"]
+            head.append(f"- {what}: Durably {fmt(d['median'][metric])}, Restate {fmt(r['median'][metric])}: "
+                        f"**{x:.1f}{TIMES}** (target ≥ {target}{TIMES}: {'met' if x >= target else 'MISSED'}).")
 
     comparisons: list[tuple[str, str, str, float, float, bool]] = []  # (workload label, ours, peer, a, b, higher)
     for (w, c, s), rec in idx.items():

@@ -31,7 +31,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from http_bench import LUA_TEMPLATE, busy_cores, free_port, run_wrk  # noqa: E402 (bench/ is not a package)
+from procs import Proc  # noqa: E402
 
 REPO = HERE.parent.parent
 WORK = REPO / ".bench" / "work"
@@ -167,59 +167,6 @@ def submit_many(url: str, count: int, body: Any, concurrency: int = 32) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ processes
-
-
-@dataclass
-class Proc:
-    """A subprocess in its own session, so that it and its children can be stopped or killed together."""
-
-    name: str
-    cmd: list[str]
-    cwd: Path
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
-        env = {**os.environ, **self.env, **(extra_env or {})}
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(self.cmd, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the process and everything in its session: a crash, nothing gets to clean up."""
-        if self.popen is None:
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.popen.wait(10)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"    warning: {self.name} did not stop within {timeout:.0f} s of SIGTERM; killing it")
-        self.kill()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return f"(no {self.name} log)"
 
 
 def tree_rss_kib(root: int) -> int:
