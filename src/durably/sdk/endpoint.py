@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from google.protobuf.message import Message
 
+from durably.asgi import Receive, Scope, Send, lifespan, respond
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.framing import FrameDecoder, FramingError, encode_message
@@ -29,9 +29,6 @@ from durably.sdk.service import App, Handler, ServiceDefinition
 
 log = logging.getLogger("durably.endpoint")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 SUPPORTED_PROTOCOLS = {f"application/vnd.restate.invocation.v{v}": v for v in (5, 6)}
 MANIFEST_TYPE = "application/vnd.restate.endpointmanifest.v{}+json"
@@ -143,10 +140,7 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
-    body = text.encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain"), SERVER_HEADER]})
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, status, text.encode(), b"text/plain", [SERVER_HEADER])
 
 
 class _StreamTransport:
@@ -175,21 +169,13 @@ class Endpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path = scope["path"].rstrip("/")
         if path.endswith("/health") or path == "/health":
-            body = json.dumps({"status": "ok"}).encode()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), SERVER_HEADER]})
-            await send({"type": "http.response.body", "body": body})
+            await respond(send, 200, json.dumps({"status": "ok"}).encode(), headers=[SERVER_HEADER])
             return
         if path.endswith("/discover"):
             await self._discover(scope, send)
@@ -214,9 +200,7 @@ class Endpoint:
         except ValueError as e:
             await _plain(send, 500, str(e))
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", MANIFEST_TYPE.format(version).encode()), SERVER_HEADER]})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, 200, body, MANIFEST_TYPE.format(version).encode(), [SERVER_HEADER])
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send, service: str, name: str) -> None:
         handler = self.app.handler(service, name)

@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from durably.asgi import Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
-from durably.server.http import Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}

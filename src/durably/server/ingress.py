@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from durably.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import Handler
 from durably.server.delay import parse_delay
 from durably.server.engine import Engine, EngineStopped
-from durably.server.http import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.server.invocation import Outcome
 
 log = logging.getLogger("durably.ingress")

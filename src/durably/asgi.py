@@ -1,4 +1,4 @@
-"""Small helpers shared by the ingress and admin ASGI apps."""
+"""Small ASGI helpers shared by the SDK endpoint and the server's ingress and admin apps."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
