@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from counter_app import counter_object
 
 import durably
 from durably import TerminalError
@@ -38,27 +39,7 @@ async def refuse(ctx: durably.Context, name: str) -> str:
     raise TerminalError(f"no greeting for {name}", 422)
 
 
-counter = durably.VirtualObject("Counter")
-
-
-@counter.handler()
-async def add(ctx: durably.ObjectContext, delta: int) -> int:
-    value = (await ctx.get("value") or 0) + delta
-    ctx.set("value", value)
-    return value
-
-
-@counter.handler(kind="shared")
-async def get(ctx: durably.ObjectSharedContext) -> int:
-    return await ctx.get("value") or 0
-
-
-@counter.handler()
-async def hold(ctx: durably.ObjectContext) -> str:
-    """Holds the key's lock until someone resolves the awakeable."""
-    aw_id, fut = ctx.awakeable(type_hint=str)
-    await ctx.run_typed("publish", lambda: awakeables.__setitem__(ctx.key(), aw_id))
-    return await fut
+counter = counter_object("Counter", awakeables)
 
 
 saga = durably.Service("Saga")

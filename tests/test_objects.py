@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from counter_app import counter_object
 
 import durably
 from durably import TerminalError
@@ -14,29 +15,11 @@ from durably.server.invocation import COMPLETED, INBOXED, PAUSED
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 
-counter = durably.VirtualObject("Counter")
 effects: Counter[str] = Counter()
 awakeables: dict[str, str] = {}
 
 
-@counter.handler()
-async def add(ctx: durably.ObjectContext, delta: int) -> int:
-    value = (await ctx.get("value") or 0) + delta
-    ctx.set("value", value)
-    return value
-
-
-@counter.handler(kind="shared")
-async def get(ctx: durably.ObjectSharedContext) -> int:
-    return await ctx.get("value") or 0
-
-
-@counter.handler()
-async def hold(ctx: durably.ObjectContext) -> str:
-    """Holds the key's lock until someone resolves the awakeable."""
-    aw_id, fut = ctx.awakeable(type_hint=str)
-    await ctx.run_typed("publish", lambda: awakeables.__setitem__(ctx.key(), aw_id))
-    return await fut
+counter = counter_object("Counter", awakeables)
 
 
 @counter.handler()
@@ -90,7 +73,7 @@ async def ordered(ctx: durably.Context, key: str) -> list:
 
 @orchestrator.handler()
 async def call_with_id(ctx: durably.Context) -> list:
-    fut = ctx.object_call(add, "calls", 5)
+    fut = ctx.object_call(counter.handlers["add"].fn, "calls", 5)
     inv_id = await fut.invocation_id()
     value = await fut
     again = await ctx.attach_invocation(inv_id, type_hint=int)

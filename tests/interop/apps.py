@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+from counter_app import counter_object
+
 import durably
 from durably import RunOptions, TerminalError
 
@@ -74,31 +76,12 @@ async def first_of(ctx: durably.Context) -> list:
     return await durably.select(never=ctx.sleep(timedelta(days=1)), soon=ctx.sleep(timedelta(milliseconds=100)))
 
 
-counter = durably.VirtualObject("InteropCounter")
-
-
-@counter.handler()
-async def add(ctx: durably.ObjectContext, delta: int) -> int:
-    value = (await ctx.get("value") or 0) + delta
-    ctx.set("value", value)
-    return value
-
-
-@counter.handler(kind="shared")
-async def get(ctx: durably.ObjectSharedContext) -> int:
-    return await ctx.get("value") or 0
-
-
-@counter.handler()
-async def hold(ctx: durably.ObjectContext) -> str:
-    aw_id, fut = ctx.awakeable(type_hint=str)
-    await ctx.run_typed("publish", lambda: AWAKEABLES.__setitem__(ctx.key(), aw_id))
-    return await fut
+counter = counter_object("InteropCounter", AWAKEABLES)
 
 
 @counter.handler()
 async def call_other(ctx: durably.ObjectContext, other: str) -> int:
-    return await ctx.object_call(add, other, 10)
+    return await ctx.object_call(counter.handlers["add"].fn, other, 10)
 
 
 signup = durably.Workflow("InteropSignup")
