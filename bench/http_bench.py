@@ -6,12 +6,12 @@ Run from the repository root:
     .venv/bin/python bench/http_bench.py --quick    # ~3 s per measurement
     .venv/bin/python bench/http_bench.py --duration 20 --connections 64 --only steps10 --no-latency
 
-It starts `durably serve bench/apps.py:app --synchronous full` on free ports with a fresh temporary data
+It starts `durably serve bench/compare/durably_app.py:app --synchronous full` on free ports with a fresh temporary data
 dir, waits for `GET /restate/health`, then for each workload runs a short wrk warm-up followed by the
 measurement (32 connections for throughput, 1 connection for latency), prints a table with the targets,
 the server's peak RSS (VmHWM), and stops the server with SIGTERM.
 
-Workloads (see bench/apps.py):
+Workloads (see bench/compare/durably_app.py):
     echo          POST /Bench/echo          returns its input, no journaled steps
     steps10       POST /Bench/steps10       10 `ctx.run_typed` steps with async closures
     steps10_sync  POST /Bench/steps10_sync  10 `ctx.run_typed` steps with sync lambdas (thread pool)
@@ -52,7 +52,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-APP_REF = "bench/apps.py:app"
+APP_REF = "bench/compare/durably_app.py:app"
 STEPS_PER_INVOCATION = 10
 BODY = '"hello"'
 NOISE_LIMIT = 0.25  # CPUs' worth of other load that makes a measurement suspect

@@ -4,18 +4,19 @@ Run from the repository root (needs `bash scripts/test.sh` to have installed `.i
 
     .venv/bin/python bench/interop_bench.py            # 3 s warm-up + 10 s per measurement (about 2 minutes)
     .venv/bin/python bench/interop_bench.py --quick    # 1 s warm-up + 3 s per measurement
-    .venv/bin/python bench/interop_bench.py --echo     # also measure SdkBench/echo (no journaled steps)
+    .venv/bin/python bench/interop_bench.py --echo     # also measure Bench/echo (no journaled steps)
     .venv/bin/python bench/interop_bench.py --durably-first --verbose   # other order; wrk's latency distribution
     .venv/bin/python bench/interop_bench.py --py-spy /tmp/durably.txt   # profile durably during steps10@32
 
 In one run it starts
-  1. hypercorn (one worker) serving bench/interop_sdk_app.py, written with restate-sdk, from `.interop/sdk-venv`;
+  1. hypercorn (one worker) serving bench/compare/restate_app.py, written with restate-sdk, from `.interop/sdk-venv`;
   2. restate-server (`.interop/node_modules/...`) on free ports with a temporary base dir, and registers the
      deployment with it (`POST {admin}/deployments`);
-  3. `durably serve bench/apps.py:app --synchronous full` on free ports with a temporary data dir, and
+  3. `durably serve bench/compare/durably_app.py:no_services --synchronous full` on free ports with a temporary
+     data dir, and
      registers the same deployment URL with it;
 then, for each system in turn (Restate, then Durably), runs wrk against that system's ingress on
-`POST /SdkBench/steps10` (10 `ctx.run_typed` steps per invocation): a warm-up, then a measurement at 32
+`POST /Bench/steps10` (10 `ctx.run_typed` steps per invocation): a warm-up, then a measurement at 32
 connections (throughput) and at 1 connection (latency). The deployment's handler code is the same for both;
 what differs is the runtime in front of it (journal storage, the protocol driver, the ingress).
 
@@ -69,9 +70,9 @@ SDK_VENV = INTEROP / "sdk-venv"
 RESTATE_WRAPPER = INTEROP / "node_modules" / ".bin" / "restate-server"
 # The npm wrapper (node) spawns this native binary; run it directly so no idle node process sits in between.
 RESTATE_NATIVE = INTEROP / "node_modules" / "@restatedev" / "restate-server-linux-x64" / "bin" / "restate-server"
-SDK_MODULE = "interop_sdk_app:app"
-DURABLY_APP = "bench/apps.py:app"
-SERVICE = "SdkBench"
+SDK_MODULE = "restate_app:app"
+DURABLY_APP = "bench/compare/durably_app.py:no_services"
+SERVICE = "Bench"
 STEPS = 10
 SYSTEMS = ("Restate", "Durably")
 GROUPS = ("restate-server", "durably", "hypercorn")
@@ -301,8 +302,10 @@ def print_results(results: list[Result]) -> bool:
 def start_sdk(workdir: Path) -> tuple[Proc, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = Proc("hypercorn", [str(SDK_VENV / "bin" / "hypercorn"), "--bind", f"127.0.0.1:{port}", SDK_MODULE],
-                cwd=BENCH_DIR, log_path=workdir / "hypercorn.log")
+    # The comparison benchmark's deployment and hypercorn settings (see bench/compare/hypercorn.toml).
+    proc = Proc("hypercorn", [str(SDK_VENV / "bin" / "hypercorn"), "--config", "hypercorn.toml", "--bind",
+                              f"127.0.0.1:{port}", SDK_MODULE], cwd=BENCH_DIR / "compare",
+                log_path=workdir / "hypercorn.log")
     proc.start()
     wait_until(lambda: healthy(f"{url}/health"), 30, "the restate-sdk deployment (hypercorn)", proc)
     return proc, url
@@ -350,7 +353,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up before each (default 3)")
     parser.add_argument("--connections", type=int, default=32, help="connections for throughput (default 32)")
     parser.add_argument("--no-latency", action="store_true", help="skip the 1-connection latency runs")
-    parser.add_argument("--echo", action="store_true", help="also measure SdkBench/echo (no journaled steps)")
+    parser.add_argument("--echo", action="store_true", help="also measure Bench/echo (no journaled steps)")
     parser.add_argument("--only", choices=SYSTEMS, default=None, help="measure one system only")
     parser.add_argument("--durably-first", action="store_true", help="measure Durably before Restate")
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output for each measurement")

@@ -6,9 +6,9 @@ Run from the repository root:
     .venv/bin/python bench/objects_bench.py --quick    # 1 s warm-up + 3 s per workload
     .venv/bin/python bench/objects_bench.py --only hot --duration 20 --profile /tmp/objects-profile
 
-It starts `durably serve bench/objects_apps.py:app --synchronous full` on free ports with a fresh temporary data
+It starts `durably serve bench/compare/durably_app.py:app --synchronous full` on free ports with a fresh temporary data
 dir, waits for `GET /restate/health`, checks the handlers once (on a key of its own), then for each workload runs
-a wrk warm-up followed by the measurement, 32 connections each (see bench/objects_apps.py for the app):
+a wrk warm-up followed by the measurement, 32 connections each (see bench/compare/durably_app.py for the app):
 
     hot       POST /Counter/hot/add            every request on one key: the key's inbox runs them one at a time
     keys100   POST /Counter/key{0..99}/add     each wrk thread cycles through the 100 keys, request by request
@@ -58,7 +58,7 @@ from pathlib import Path
 
 from http_bench import NOISE_LIMIT, REPO, Server, busy_cores, machine_cpu
 
-APP_REF = "bench/objects_apps.py:app"
+APP_REF = "bench/compare/durably_app.py:app"
 TAIL_S = 2  # wrk runs this much longer than the Lua deadline, so every `add` sent before it is answered
 CHECK_KEY = "check"  # the key of the one-off handler check, outside every workload
 HOT_TARGET = 1_000.0
@@ -195,7 +195,7 @@ class WrkRun:
 
 
 class ObjectsServer(Server):
-    """http_bench's Server, serving bench/objects_apps.py."""
+    """http_bench's Server, serving bench/compare/durably_app.py."""
 
     app_ref = APP_REF
 

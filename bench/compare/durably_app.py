@@ -6,11 +6,13 @@ of them through the same HTTP paths:
 
     POST /Bench/echo              returns its input
     POST /Bench/steps1|3|10       1, 3 or 10 journaled steps; returns their sum
+    POST /Bench/steps10_sync      (Durably only, for bench/http_bench.py) the same with sync closures
     POST /Bench/payload           one journaled step whose result is the (100 KB) input; returns its length
     POST /Bench/fanout            {"n": 100, "ms": 100}: n concurrent durable sleeps of ms; returns n
     POST /Bench/gate/send         steps "before", "gate", "after"; while BENCH_GATE_BLOCK=1 the gate step
                                   appends a line to BENCH_GATE_FILE and blocks (the SIGKILL recovery workload)
     POST /Counter/{key}/add       exclusive handler: adds its input to the key's state; returns the new value
+    POST /Counter/{key}/get       shared handler: the key's value (0 if never added to)
     POST /Replay/{key}/run        workflow: n journaled steps, then waits on the promise "go" (suspending after
                                   0.2 s) and returns n; POST /Replay/{key}/go resolves the promise
     POST /Park/wait/send          sleeps an hour (suspends after 1 s): the memory-per-suspended-invocation workload
@@ -63,6 +65,15 @@ async def steps10(ctx: durably.Context, x: Any) -> int:
 
 
 @bench.handler()
+async def steps10_sync(ctx: durably.Context, x: Any) -> int:
+    """Durably only (bench/http_bench.py): 10 steps whose closures are sync lambdas, run on the thread pool."""
+    total = 0
+    for i in range(10):
+        total += await ctx.run_typed("step", lambda i=i: i)
+    return total
+
+
+@bench.handler()
 async def payload(ctx: durably.Context, x: str) -> int:
     async def keep() -> str:
         return x
@@ -101,6 +112,11 @@ async def add(ctx: durably.ObjectContext, delta: int) -> int:
     value: int = (await ctx.get("value", type_hint=int) or 0) + delta
     ctx.set("value", value)
     return value
+
+
+@counter.handler(kind="shared")
+async def get(ctx: durably.ObjectSharedContext) -> int:
+    return await ctx.get("value", type_hint=int) or 0
 
 
 @replay.main()

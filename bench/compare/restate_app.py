@@ -91,6 +91,11 @@ async def add(ctx: restate.ObjectContext, delta: int) -> int:
     return value
 
 
+@counter.handler(kind="shared")
+async def get(ctx: restate.ObjectSharedContext) -> int:
+    return await ctx.get("value", type_hint=int) or 0
+
+
 @replay.main()
 async def run(ctx: restate.WorkflowContext, n: int) -> int:
     total = await _steps(ctx, n)
