@@ -223,8 +223,17 @@ class AdminClient(_Client):
         return self._json("/invocations", params)["invocations"]
 
     def invocation(self, invocation_id: str) -> dict[str, Any]:
-        """One invocation with its journal."""
-        return self._json(f"/invocations/{quote(invocation_id, safe='')}")
+        """One invocation with its whole journal (fetched page by page)."""
+        path = f"/invocations/{quote(invocation_id, safe='')}"
+        inv: dict[str, Any] = self._json(path)
+        journal = list(inv.get("journal") or [])
+        while "journal_next_offset" in inv:
+            inv = self._json(path, {"journal_offset": inv["journal_next_offset"]})
+            journal.extend(inv.get("journal") or [])
+        inv["journal"] = journal
+        inv.pop("journal_next_offset", None)
+        inv["journal_offset"] = 0
+        return inv
 
     def action(self, invocation_id: str, action: str) -> int:
         """cancel, kill, pause, resume or purge an invocation; returns the status (200 or 202)."""

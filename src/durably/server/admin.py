@@ -3,7 +3,7 @@
     GET    /health
     GET    /services, /services/{name}
     GET    /invocations[?status=&service=&limit=]       newest first
-    GET    /invocations/{id}                            the invocation with its journal
+    GET    /invocations/{id}[?journal_offset=&journal_limit=]   the invocation with a page of its journal
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
     POST   /deployments {"uri", "use_http_11"?, "force"?, "additional_headers"?}   discover and register
     GET    /deployments, /deployments/{id};  DELETE /deployments/{id}
@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from durably.asgi import Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
+from durably.server.journal_page import ADMIN_BODY_LIMIT, journal_page, journal_paging
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -154,8 +155,9 @@ def _waiting_json(waiting: list[int]) -> list[str]:
 class Admin:
     """The admin ASGI app."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, body_limit: int = ADMIN_BODY_LIMIT) -> None:
         self.engine = engine
+        self.body_limit = body_limit
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -181,7 +183,7 @@ class Admin:
         elif segs == ["invocations"] and method == "GET":
             await self._list(send, query)
         elif len(segs) == 2 and segs[0] == "invocations" and method == "GET":
-            await self._describe(send, segs[1])
+            await self._describe(send, segs[1], query)
         elif len(segs) == 3 and segs[0] == "invocations" and segs[2] in _ACTIONS and method == "PATCH":
             await self._action(send, segs[1], segs[2])
         elif len(segs) == 2 and segs[0] == "invocations" and method == "DELETE":
@@ -210,13 +212,16 @@ class Admin:
 
     async def _register(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
-            body = json.loads(await read_body(scope, receive, 1024 * 1024) or b"{}")
+            body = json.loads(await read_body(scope, receive, self.body_limit) or b"{}")
             uri = body["uri"]
             if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
                 raise ValueError("uri must be an http:// or https:// URL")
             headers = body.get("additional_headers") or {}
             if not isinstance(headers, dict):
                 raise ValueError("additional_headers must be an object")
+        except BodyTooLarge:
+            await error(send, 413, f"request body exceeds the admin API's limit of {self.body_limit} bytes", "admin")
+            return
         except (ValueError, KeyError, TypeError) as e:
             await error(send, 400, f"bad deployment registration: {e!r}; send {{\"uri\": \"http://host:9080\"}}",
                         "admin")
@@ -261,11 +266,15 @@ class Admin:
             body["waiting"] = _waiting_json(body["waiting"])
         return body
 
-    async def _describe(self, send: Send, inv_id: str) -> None:
+    async def _describe(self, send: Send, inv_id: str, query: dict[str, str]) -> None:
         try:
             InvocationId.parse(inv_id)
         except ValueError as e:
             await error(send, 400, f"malformed invocation id: {e}", "admin")
+            return
+        page = journal_page(query)
+        if isinstance(page, str):
+            await error(send, 400, page, "admin")
             return
         await self.engine.flushed()
         row = self.engine.store.load_invocation(inv_id)
@@ -273,8 +282,12 @@ class Admin:
             await error(send, 404, f"invocation {inv_id} not found", "admin")
             return
         body = self._row_json(row)
-        body["journal"] = [journal_entry_json(*r) for r in self.engine.store.journal_rows(inv_id)]
-        body["journal_length"] = len(body["journal"])
+        offset, limit = page
+        rows = self.engine.store.journal_rows(inv_id, offset, limit)
+        body["journal"] = [journal_entry_json(*r) for r in rows]
+        total = self.engine.store.query("SELECT count(*) FROM journal WHERE invocation_seq = "
+                                        "(SELECT seq FROM invocations WHERE id = ?)", (inv_id,))[0][0]
+        body.update(journal_paging(total, offset, len(rows)))
         await respond_json(send, 200, body)
 
     async def _action(self, send: Send, inv_id: str, action: str, deprecated: bool = False) -> None:

@@ -36,6 +36,12 @@ from durably.server.deployments import (
     discover,
     services_from_manifest,
 )
+from durably.server.entry_limit import (
+    DEFAULT_ENTRY_LIMIT,
+    ENTRY_TOO_LARGE_CODE,
+    command_too_large,
+    run_result_too_large,
+)
 from durably.server.invocation import (
     BACKING_OFF,
     COMPLETED,
@@ -87,6 +93,8 @@ class EngineOptions:
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
     run_threads: int = 64
+    # Resource limits (docs: README "Resource limits").
+    journal_entry_limit: int = DEFAULT_ENTRY_LIMIT
 
 
 class _LocalTransport:
@@ -637,7 +645,8 @@ class Engine:
             if inv.attempt is not attempt:
                 return  # a stale attempt (aborted, superseded): its writes are ignored
             if m.is_command(type_id):
-                error = self._command(inv, attempt, type_id, msg)
+                error = command_too_large(type_id, msg, self.options.journal_entry_limit) or self._command(
+                    inv, attempt, type_id, msg)
                 if error is not None:
                     self._abort_attempt(inv)
                     self._attempt_failed(inv, pb.ErrorMessage(code=571, message=error))
@@ -690,11 +699,23 @@ class Engine:
 
     def _run_completed(self, inv: Invocation, msg: pb.ProposeRunCompletionMessage) -> None:
         note = _note(msg.result_completion_id)
-        if msg.WhichOneof("result") == "failure":
+        too_large = run_result_too_large(msg, self._run_name(inv, msg.result_completion_id),
+                                         self.options.journal_entry_limit)
+        if too_large is not None:
+            log.warning("invocation %s: %s", inv.id, too_large)
+            note.failure.code = ENTRY_TOO_LARGE_CODE
+            note.failure.message = too_large
+        elif msg.WhichOneof("result") == "failure":
             note.failure.CopyFrom(msg.failure)
         else:
             note.value.content = msg.value
         self._notify_running(inv, m.RUN_COMPLETION, note)
+
+    def _run_name(self, inv: Invocation, cid: int) -> str:
+        for type_id, cmd in reversed(inv.journal or ()):
+            if type_id == m.RUN and cmd.result_completion_id == cid:  # type: ignore[attr-defined]
+                return cmd.name  # type: ignore[attr-defined,no-any-return]
+        return ""
 
     def _notify_running(self, inv: Invocation, type_id: int, note: pb.NotificationMessage) -> None:
         """Journal a notification for an invocation whose attempt is (probably) running; deliver after commit."""

@@ -54,8 +54,9 @@ class FaultyStore(Store):
     def load_timers(self, until_ms: int) -> list[tuple[int, str, str, int]]:
         return self.inner.load_timers(until_ms)
 
-    def journal_rows(self, invocation_id: str) -> list[tuple[int, int, bytes, int]]:
-        return self.inner.journal_rows(invocation_id)
+    def journal_rows(self, invocation_id: str, offset: int = 0,
+                     limit: int | None = None) -> list[tuple[int, int, bytes, int]]:
+        return self.inner.journal_rows(invocation_id, offset, limit)
 
     def max_seq(self) -> int:
         return self.inner.max_seq()

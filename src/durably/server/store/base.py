@@ -77,8 +77,10 @@ class Store(ABC):
         """Timers due by `until_ms`, earliest first, as (fire_at, invocation id, kind, completion id)."""
 
     @abstractmethod
-    def journal_rows(self, invocation_id: str) -> list[tuple[int, int, bytes, int]]:
-        """The journal as (index, type id, encoded entry, appended at ms), in order."""
+    def journal_rows(self, invocation_id: str, offset: int = 0,
+                     limit: int | None = None) -> list[tuple[int, int, bytes, int]]:
+        """The journal as (index, type id, encoded entry, appended at ms), in order, from index `offset`,
+        at most `limit` entries (all if None)."""
 
     @abstractmethod
     def max_seq(self) -> int:

@@ -230,11 +230,13 @@ class SQLiteStore(Store):
             (until_ms,),
         ).fetchall()
 
-    def journal_rows(self, invocation_id: str) -> list[tuple[int, int, bytes, int]]:
+    def journal_rows(self, invocation_id: str, offset: int = 0,
+                     limit: int | None = None) -> list[tuple[int, int, bytes, int]]:
         """The journal with positions and times: (index, type id, encoded entry, appended at ms)."""
         return self._reader.execute(
             "SELECT idx, type, entry, appended_at FROM journal WHERE invocation_seq = "
-            "(SELECT seq FROM invocations WHERE id = ?) ORDER BY idx", (invocation_id,)
+            "(SELECT seq FROM invocations WHERE id = ?) AND idx >= ? ORDER BY idx LIMIT ?",
+            (invocation_id, offset, -1 if limit is None else limit)
         ).fetchall()
 
     def max_seq(self) -> int:
