@@ -17,26 +17,43 @@ class BodyTooLarge(Exception):
     """The request body exceeds the configured limit."""
 
 
-async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:
-    """The whole request body; raises BodyTooLarge past `limit` bytes without buffering the rest."""
+class ClientDisconnected(Exception):
+    """The client went away (or was disconnected by a timeout) before its request body was complete."""
+
+
+async def read_body(scope: dict[str, Any], receive: Receive, limit: int,
+                    reserve: Callable[[int], None] | None = None) -> bytes:
+    """The whole request body; raises BodyTooLarge past `limit` bytes without buffering the rest.
+
+    `reserve(n)` is called before n more bytes are held (the declared length at once, else chunk by chunk);
+    it may raise to refuse them (a memory budget). A disconnect raises ClientDisconnected: a partial body
+    is never returned.
+    """
+    declared = None
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                if int(value) > limit:
-                    raise BodyTooLarge
+                declared = int(value)
             except ValueError:
                 pass
+            else:
+                if declared > limit:
+                    raise BodyTooLarge
+    if reserve is not None and declared:
+        reserve(declared)
     chunks: list[bytes] = []
     size = 0
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected
         chunk = msg.get("body", b"")
         if chunk:
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge
+            if reserve is not None and declared is None:
+                reserve(len(chunk))
             chunks.append(chunk)
         if not msg.get("more_body", False):
             break
@@ -60,10 +77,11 @@ async def respond_json(send: Send, status: int, payload: Any,
     await respond(send, status, json.dumps(payload).encode(), JSON, headers)
 
 
-async def error(send: Send, status: int, message: str, source: str = "ingress") -> None:
+async def error(send: Send, status: int, message: str, source: str = "ingress",
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Send an error in Restate's shape: `{"code", "message"}` with `x-restate-error-source`."""
     await respond_json(send, status, {"code": status, "message": message},
-                       [(b"x-restate-error-source", source.encode())])
+                       [(b"x-restate-error-source", source.encode()), *(headers or ())])
 
 
 async def lifespan(receive: Receive, send: Send) -> None:

@@ -19,7 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from durably.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.asgi import (
+    BodyTooLarge,
+    ClientDisconnected,
+    Receive,
+    Send,
+    error,
+    lifespan,
+    read_body,
+    respond,
+    respond_json,
+)
 from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
@@ -219,6 +229,8 @@ class Admin:
             headers = body.get("additional_headers") or {}
             if not isinstance(headers, dict):
                 raise ValueError("additional_headers must be an object")
+        except ClientDisconnected:
+            return
         except BodyTooLarge:
             await error(send, 413, f"request body exceeds the admin API's limit of {self.body_limit} bytes", "admin")
             return

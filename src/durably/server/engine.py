@@ -93,8 +93,10 @@ class EngineOptions:
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
     run_threads: int = 64
-    # Resource limits (docs: README "Resource limits").
+    # Resource limits (docs: README "Resource limits"; defaults in server/limits.py).
     journal_entry_limit: int = DEFAULT_ENTRY_LIMIT
+    loop_stall_threshold: float | None = None  # None: not watched (tests); `durably serve` sets 1 s
+    stuck_report_interval: float = 60.0
 
 
 class _LocalTransport:

@@ -17,10 +17,21 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from durably.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.asgi import (
+    BodyTooLarge,
+    ClientDisconnected,
+    Receive,
+    Send,
+    error,
+    lifespan,
+    read_body,
+    respond,
+    respond_json,
+)
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import Handler
+from durably.server.body_budget import BodyBudget, OverBudget
 from durably.server.delay import parse_delay
 from durably.server.engine import Engine, EngineStopped
 from durably.server.invocation import Outcome
@@ -37,9 +48,11 @@ _OK_HEALTH = json.dumps({"status": "ok"}).encode()
 class Ingress:
     """The ingress ASGI app over one engine."""
 
-    def __init__(self, engine: Engine, body_limit: int = DEFAULT_BODY_LIMIT) -> None:
+    def __init__(self, engine: Engine, body_limit: int = DEFAULT_BODY_LIMIT, budget: BodyBudget | None = None) -> None:
         self.engine = engine
         self.body_limit = body_limit
+        # Request bodies held at once (None: unbounded, as in tests that drive the app in process).
+        self.budget = budget
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -47,12 +60,24 @@ class Ingress:
             return
         if scope["type"] != "http":
             return
+        lease = scope["durably.body_lease"] = self.budget.lease() if self.budget is not None else None
         try:
             await self._route(scope, receive, send)
         except BodyTooLarge:
             await error(send, 413, f"request body exceeds the limit of {self.body_limit} bytes")
+        except OverBudget as e:
+            await error(send, 503, str(e), headers=[(b"retry-after", b"1")])
+        except ClientDisconnected:
+            pass  # nobody to answer; nothing was invoked with a partial body
         except EngineStopped as e:
             await error(send, 503, str(e))
+        finally:
+            if lease is not None:
+                lease.release()
+
+    async def _read_body(self, scope: dict[str, Any], receive: Receive) -> bytes:
+        lease = scope.get("durably.body_lease")
+        return await read_body(scope, receive, self.body_limit, lease.reserve if lease is not None else None)
 
     async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()
@@ -106,7 +131,7 @@ class Ingress:
             except ValueError as e:
                 await error(send, 400, str(e))
                 return
-        body = await read_body(scope, receive, self.body_limit)
+        body = await self._read_body(scope, receive)
         headers: list[tuple[str, str]] = []
         idem: str | None = None
         for name, value in scope["headers"]:
@@ -155,7 +180,7 @@ class Ingress:
             if method != "POST":
                 await error(send, 405, f"method {method} not allowed: use POST")
                 return
-            body = await read_body(scope, receive, self.body_limit)
+            body = await self._read_body(scope, receive)
             await self._complete_awakeable(send, segs[1], segs[2] == "resolve", body)
             return
         if len(segs) >= 3 and segs[0] in ("invocation", "workflow") and segs[-1] in ("attach", "output"):

@@ -6,15 +6,19 @@ import asyncio
 import logging
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import uvicorn
 
 from durably.sdk.service import App
 from durably.server.admin import Admin
+from durably.server.body_budget import BodyBudget
 from durably.server.engine import Engine, EngineOptions
+from durably.server.fd_limit import fit_connection_cap, raise_nofile_limit
+from durably.server.http_limits import protocol_class
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.limits import ResourceLimits, engine_limits
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
@@ -62,6 +66,7 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
 
 
 class DurablyServer:
@@ -81,16 +86,22 @@ class DurablyServer:
         """Serve until SIGTERM/SIGINT or `request_stop`."""
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay))
+        limits = cfg.limits
+        limits = replace(limits, max_connections=fit_connection_cap(limits.max_connections, 2, raise_nofile_limit()))
+        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, **engine_limits(limits)))
         self.engine = engine
         await engine.start()
         servers = [
-            _QuietServer(uvicorn.Config(Ingress(engine, cfg.body_limit), host=cfg.host, port=cfg.port,
+            _QuietServer(uvicorn.Config(Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body)),
+                                        host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
                                         timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
-                                        date_header=False)),
+                                        date_header=False, http=protocol_class(limits, "ingress"),
+                                        timeout_keep_alive=limits.keep_alive_timeout)),  # type: ignore[arg-type]
             _QuietServer(uvicorn.Config(Admin(engine), host=cfg.host, port=cfg.admin_port, lifespan="off",
-                                        log_level="warning", access_log=False, timeout_graceful_shutdown=5)),
+                                        log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                                        http=protocol_class(limits, "admin"),  # type: ignore[arg-type]
+                                        timeout_keep_alive=limits.keep_alive_timeout)),
         ]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
