@@ -8,7 +8,12 @@ that does not fit is answered 503 with Retry-After, which Restate's clients retr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from durably.server.entry_limit import size_text
+
+# Bytes of bodies handled before an idle moment gives memory back.
+TRIM_AFTER = 64 * 1024 * 1024
 
 
 class OverBudget(Exception):
@@ -18,10 +23,13 @@ class OverBudget(Exception):
 class BodyBudget:
     """Bytes of request bodies held now, against a limit. Use from the event loop only."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_idle: Callable[[], None] = lambda: None) -> None:
         self.limit = limit
         self.in_use = 0
         self.refused = 0
+        # Called when no body is held any more after many bytes were (to give memory back).
+        self.on_idle = on_idle
+        self.since_trim = 0
 
     def lease(self) -> BodyLease:
         """A lease for one request; release it when the request is answered."""
@@ -53,5 +61,10 @@ class BodyLease:
 
     def release(self) -> None:
         """Give back everything this request held."""
-        self.budget.in_use -= self.held
+        b = self.budget
+        b.in_use -= self.held
+        b.since_trim += self.held
         self.held = 0
+        if b.in_use == 0 and b.since_trim >= TRIM_AFTER:
+            b.since_trim = 0
+            b.on_idle()

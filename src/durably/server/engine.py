@@ -747,6 +747,11 @@ class Engine:
         self._complete(inv, outcome)
 
     def _detach(self, inv: Invocation) -> None:
+        transport = getattr(inv.attempt, "transport", None)
+        if isinstance(transport, _LocalTransport):
+            # The attempt and its transport point at each other, and the attempt's VM holds the input
+            # (up to the body limit): break the cycle so it is freed now, not at some later full GC.
+            transport.attempt = None
         inv.attempt = None
         inv.task = None
         if inv.watchdog is not None:

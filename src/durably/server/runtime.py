@@ -19,6 +19,7 @@ from durably.server.fd_limit import fit_connection_cap, raise_nofile_limit
 from durably.server.http_limits import protocol_class
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
 from durably.server.limits import ResourceLimits, engine_limits
+from durably.server.memory_return import set_mmap_threshold, trim_soon
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
@@ -86,14 +87,15 @@ class DurablyServer:
         """Serve until SIGTERM/SIGINT or `request_stop`."""
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
+        set_mmap_threshold()
         limits = cfg.limits
         limits = replace(limits, max_connections=fit_connection_cap(limits.max_connections, 2, raise_nofile_limit()))
         engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, **engine_limits(limits)))
         self.engine = engine
         await engine.start()
+        ingress = Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon))
         servers = [
-            _QuietServer(uvicorn.Config(Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body)),
-                                        host=cfg.host, port=cfg.port,
+            _QuietServer(uvicorn.Config(ingress, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
                                         timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
                                         date_header=False, http=protocol_class(limits, "ingress"),
