@@ -235,8 +235,7 @@ class Attempt:
             task: asyncio.Future[Any] = asyncio.get_running_loop().create_task(
                 action(*run.args, **run.kwargs), context=ctx)
         else:
-            task = asyncio.get_running_loop().run_in_executor(
-                self.executor, ctx.run, _call_sync, action, run.args, run.kwargs)
+            task = self._submit_sync(run, ctx)
         run.task = task
 
         def done(t: asyncio.Future[Any]) -> None:
@@ -263,17 +262,32 @@ class Attempt:
                 finally:
                     IN_RUN.reset(token)
             else:
-                ctx = self._run_context(run)
-                result = await asyncio.wrap_future(
-                    self.executor.submit(ctx.run, _call_sync, action, run.args, run.kwargs)  # type: ignore[union-attr]
-                    if self.executor is not None else
-                    asyncio.get_running_loop().run_in_executor(None, ctx.run, _call_sync, action, run.args, run.kwargs))
+                result = await self._submit_sync(run, self._run_context(run))
         except asyncio.CancelledError:
             raise  # the attempt is being aborted
         except Exception as e:
             exc = e
         run.task.set_result(None)
         self._run_outcome(handle, run, result, exc, started)
+
+    def _submit_sync(self, run: _PendingRun, ctx: contextvars.Context) -> asyncio.Future[Any]:
+        """Hand a sync closure to the executor; ends the attempt (retryably) if no thread may run it."""
+        ex = self.executor
+        submit_step = getattr(ex, "submit_step", None)
+        try:
+            if submit_step is not None:  # the runtime's pool, which labels each closure with its step
+                return asyncio.wrap_future(submit_step(run.name, ctx.run, _call_sync, run.action, run.args,
+                                                       run.kwargs))
+            return asyncio.get_running_loop().run_in_executor(ex, ctx.run, _call_sync, run.action, run.args,
+                                                              run.kwargs)
+        except RetryableError as e:
+            # Not the closure's failure (it never ran), so the run's own retry limits are not spent.
+            delay = int(e.retry_after.total_seconds() * 1000) if e.retry_after is not None else None
+            self.vm.sys_error(e.status_code, e.message, "", delay, (self.vm.command_index, 0x0411, run.name))
+            self.flush()
+            self._ended = AttemptEndedException(e.message)
+            self._wake()
+            raise self._ended from None
 
     def _run_outcome(self, handle: int, run: _PendingRun, result: Any, exc: BaseException | None,
                      started: float) -> None:

@@ -1,6 +1,7 @@
 """The admin API (default port 9070), with Restate's paths and status codes.
 
     GET    /health
+    GET    /threads                                     sync-step threads (stuck ones) and event-loop stalls
     GET    /services, /services/{name}
     GET    /invocations[?status=&service=&limit=]       newest first
     GET    /invocations/{id}[?journal_offset=&journal_limit=]   the invocation with a page of its journal
@@ -37,6 +38,7 @@ from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
 from durably.server.journal_page import ADMIN_BODY_LIMIT, journal_page, journal_paging
+from durably.server.stalls_json import threads_json
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -182,6 +184,8 @@ class Admin:
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
             await respond_json(send, 200, {"status": "ok"})
+        elif segs == ["threads"] and method == "GET":
+            await respond_json(send, 200, threads_json(self.engine))
         elif segs == ["services"] and method == "GET":
             await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
         elif len(segs) == 2 and segs[0] == "services" and method == "GET":
@@ -215,7 +219,7 @@ class Admin:
             else:
                 await self.engine.remove_deployment(dep.id)
                 await respond(send, 202)
-        elif segs and segs[0] in ("services", "invocations", "health", "deployments"):
+        elif segs and segs[0] in ("services", "invocations", "health", "deployments", "threads"):
             await error(send, 405, f"method {method} not allowed here", "admin")
         else:
             await error(send, 404, "not found", "admin")

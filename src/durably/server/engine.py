@@ -55,9 +55,10 @@ from durably.server.invocation import (
     outcome_of_row,
 )
 from durably.server.keys import KeyTable
+from durably.server.loop_stalls import LoopStallMonitor
 from durably.server.remote import ConnectionPool, RemoteAttempt, RemoteAttemptError
 from durably.server.store.base import COL, Store
-from durably.server.threads import DaemonThreadPool
+from durably.server.threads import AttemptThreads, StepThreads, report_stuck
 from durably.server.timers import TimerService
 
 log = logging.getLogger("durably.engine")
@@ -149,7 +150,7 @@ class Engine:
         self.timers = TimerService(store, self.committer, self.clock,
                                    int(self.options.timer_window.total_seconds() * 1000), self._timer_fired)
         # Sync ctx.run closures run here; a closure abandoned by the abort timeout keeps its thread.
-        self.run_executor = DaemonThreadPool(self.options.run_threads)
+        self.run_executor = StepThreads(self.options.run_threads)
         self.keys = KeyTable()
         # Every invocable service: the embedded app's and those of registered deployments.
         self.services: dict[str, Any] = dict(app.services)
@@ -168,6 +169,8 @@ class Engine:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
+        self._stuck_task: asyncio.Task[None] | None = None
+        self.loop_stalls: LoopStallMonitor | None = None
 
     # ---- services ----
 
@@ -270,6 +273,11 @@ class Engine:
                 self._run_queued(nxt)
         self.timers.start()
         self._cleanup_task = self._loop.create_task(self._cleanup_loop())
+        # User code that stalls the server is named in the log (stuck step threads, a blocked loop).
+        self._stuck_task = self._loop.create_task(report_stuck(self.run_executor, self.options.stuck_report_interval))
+        if self.options.loop_stall_threshold is not None:
+            self.loop_stalls = LoopStallMonitor(self._loop, self.options.loop_stall_threshold)
+            self.loop_stalls.start()
 
     def _recover(self, inv: Invocation) -> None:
         if inv.status == INVOKED:
@@ -287,6 +295,10 @@ class Engine:
         self._stopping = True
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()
+        if self._stuck_task is not None:
+            self._stuck_task.cancel()
+        if self.loop_stalls is not None:
+            self.loop_stalls.stop()
         self.timers.stop()
         for inv in list(self._active.values()):
             if inv.retry_timer is not None:
@@ -555,7 +567,8 @@ class Engine:
                 self._attempt_failed(inv, pb.ErrorMessage(code=e.code, message=e.message))
                 return
             transport = _LocalTransport(self, inv)
-            attempt = Attempt(handler, vm, transport, executor=self.run_executor, clock=self.clock.now)
+            attempt = Attempt(handler, vm, transport, clock=self.clock.now,
+                              executor=AttemptThreads(self.run_executor, inv.id, f"{inv.service}/{inv.handler}"))
             transport.attempt = attempt
             inv.attempt = attempt
             inv.input_closed = False
@@ -915,6 +928,10 @@ class Engine:
         self._detach(inv)
         if attempt is not None:
             attempt.abort()
+            threads = getattr(attempt, "executor", None)
+            if isinstance(threads, AttemptThreads) and threads.abandon():
+                log.warning("invocation %s: its attempt was aborted while a sync ctx.run closure runs; the thread "
+                            "stays busy until the closure returns (see GET /threads)", inv.id)
         if task is not None and not task.done():
             task.cancel()
 
