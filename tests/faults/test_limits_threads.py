@@ -45,22 +45,22 @@ async def quick(ctx: durably.Context) -> int:
 @orders.handler()
 async def blocks_loop(ctx: durably.Context, seconds: float) -> str:
     await ctx.run_typed("before", lambda: "ok")
-    time.sleep(seconds)  # the mistake under test: blocking in an async handler
+    time.sleep(seconds)  # noqa: ASYNC251 - the mistake under test: blocking in an async handler
     return "done"
 
 
 APP = durably.app(services=[orders])
 
 
-async def poll(condition, what: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+async def poll(condition, what: str, within: float = 20.0):  # type: ignore[no-untyped-def]
     """Wait until `condition()` is truthy (checked every 10 ms), or fail."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.01)
 
 
