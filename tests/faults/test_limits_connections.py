@@ -158,6 +158,7 @@ def test_header_block_and_header_count_limits_answer_431(serve) -> None:  # type
     resp = client.post("/Limits/ping", headers=many + [("x-more", "v")] * 5)
     assert resp.status_code == 431
     assert resp.json()["code"] == 431 and "100 header fields" in resp.json()["message"]
+    assert resp.headers["x-restate-error-source"] == "ingress"
     assert client.post("/Limits/ping", headers={"x-big": "a" * 60_000}).status_code == 200
     assert client.post("/Limits/ping", headers={"x-big": "a" * 70_000}).status_code == 431
     # A 4 MB header is refused after the first 64 KiB, not buffered (and the client reads the answer).

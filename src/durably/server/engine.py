@@ -93,7 +93,7 @@ class EngineOptions:
     abort_timeout: timedelta = timedelta(minutes=10)
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
-    run_threads: int = 64
+    run_threads: int = 256  # sync ctx.run threads, stuck ones included (server/threads.py)
     # Resource limits (docs: README "Resource limits"; defaults in server/limits.py).
     journal_entry_limit: int = DEFAULT_ENTRY_LIMIT
     loop_stall_threshold: float | None = None  # None: not watched (tests); `durably serve` sets 1 s

@@ -57,12 +57,12 @@ class _RateLimitedWarning:
             self.count = 0
 
 
-def raw_error(status: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+def raw_error(status: int, message: str, source: str) -> bytes:
     """A complete HTTP/1.1 error response that closes the connection (for errors outside any request)."""
     body = json.dumps({"code": status, "message": message}).encode()
     head = [STATUS_LINE[status], b"content-type: application/json\r\n",
-            b"content-length: " + str(len(body)).encode() + b"\r\n", b"connection: close\r\n"]
-    head += [name + b": " + value + b"\r\n" for name, value in extra]
+            b"content-length: " + str(len(body)).encode() + b"\r\n", b"connection: close\r\n",
+            b"x-restate-error-source: " + source.encode() + b"\r\n"]
     return b"".join(head) + b"\r\n" + body
 
 
@@ -123,7 +123,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         response before the client reads it.
         """
         self._cancel_timers()
-        self.transport.write(raw_error(status, message))
+        self.transport.write(raw_error(status, message, self.listener))
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             # The app sees a disconnect, and whatever it still sends goes nowhere.
@@ -166,10 +166,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._raw_header_bytes = 0
         app = self.app
         if self._header_count > self.limits.max_headers or self._header_bytes > self.limits.max_header_bytes:
-            self.app = _Refuse(431, self._header_message())
+            self.app = _Refuse(431, self._header_message(), self.listener)
         elif self._over_cap:
             self.app = _Refuse(503, f"too many connections: this server's {self.listener} accepts "
-                               f"{self.limits.max_connections}; retry later", retry_after=True)
+                               f"{self.limits.max_connections}; retry later", self.listener, retry_after=True)
         try:
             super().on_headers_complete()
         finally:
@@ -227,16 +227,17 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 class _Refuse:
     """An ASGI app that answers every request with one error and closes the connection."""
 
-    def __init__(self, status: int, message: str, retry_after: bool = False) -> None:
+    def __init__(self, status: int, message: str, source: str, retry_after: bool = False) -> None:
         self.status = status
         self.message = message
+        self.source = source
         self.retry_after = retry_after
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         headers = [(b"connection", b"close")]
         if self.retry_after:
             headers.append((b"retry-after", b"1"))
-        await error(send, self.status, self.message, headers=headers)
+        await error(send, self.status, self.message, self.source, headers)
 
 
 def protocol_class(limits: ResourceLimits, listener: str) -> type[LimitedHttpProtocol]:

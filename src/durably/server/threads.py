@@ -85,14 +85,17 @@ class StepThreads(Executor):
                 raise RuntimeError("the pool is shut down")
             if self._idle > 0:
                 self._idle -= 1
+                self._queue.put((fut, fn, args, kwargs, job))
             elif self._threads < self.max_threads:
                 self._threads += 1
                 self._started += 1
+                # Queued first: the new thread finds the closure as it starts (while this thread waits for
+                # it to start), instead of waiting for the GIL after this thread has gone on.
+                self._queue.put((fut, fn, args, kwargs, job))
                 threading.Thread(target=self._work, name=f"{self._name}-{self._started}", daemon=True).start()
             else:
                 self.refused += 1
                 raise StepThreadsBusy(self._busy_message())
-            self._queue.put((fut, fn, args, kwargs, job))
         return fut
 
     def _busy_message(self) -> str:
