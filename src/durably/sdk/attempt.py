@@ -30,7 +30,10 @@ from durably.sdk.errors import (
     TerminalError,
     VMError,
 )
+from durably.sdk.input_check import input_problem, is_checked
 from durably.sdk.options import RunOptions
+from durably.sdk.output_check import encode_or_fail, unencodable_message
+from durably.sdk.replay_log import CURRENT_VM
 from durably.sdk.service import Handler
 from durably.sdk.vm import VM, failure, notification_value
 
@@ -285,8 +288,8 @@ class Attempt:
             try:
                 value = run.serde.serialize(result)
             except Exception as e:
-                self.vm.propose_run_completion(
-                    handle, failure=failure(500, f"the result of run '{run.name}' cannot be serialized: {e!r}"))
+                msg = unencodable_message(f"run '{run.name}' returned", result, e, "pass a serde in RunOptions")
+                self.vm.propose_run_completion(handle, failure=failure(500, msg))
             else:
                 self.vm.propose_run_completion(handle, value=value)
             self.flush()
@@ -335,10 +338,16 @@ class Attempt:
         """Run the handler until the attempt ends (output, suspension or error)."""
         vm = self.vm
         h = self.handler
+        vm_token = CURRENT_VM.set(vm)  # durably.getLogger stays silent while this VM replays
         try:
             try:
                 if h.takes_input:
                     raw = vm.input().value.content
+                    if raw and is_checked(h.input_type):
+                        # Callers that bypass Durably's ingress (Restate's, a generic_call) are checked here.
+                        problem = input_problem(f"{h.service.name}/{h.name}", h.input_type, h.input_serde, raw)
+                        if problem is not None:
+                            raise TerminalError(problem, 400)
                     try:
                         arg = h.input_serde.deserialize(raw)
                     except Exception as e:
@@ -346,7 +355,8 @@ class Attempt:
                     result = await h.fn(ctx, arg)
                 else:
                     result = await h.fn(ctx)
-                out = h.output_serde.serialize(result) if h.returns_output else b""
+                out = encode_or_fail(h.output_serde, result, f"{h.service.name}/{h.name} returned",
+                                     "set an output serde") if h.returns_output else b""
                 vm.sys_output(value=out)
             except TerminalError as e:
                 vm.sys_output(failure=failure(e.status_code, e.message, e.metadata))
@@ -370,6 +380,7 @@ class Attempt:
             elif not vm.closed:
                 vm.sys_error(500, repr(e), "".join(traceback.format_exception(e)))
         finally:
+            CURRENT_VM.reset(vm_token)
             if not (isinstance(self._ended, AttemptEndedException) and str(self._ended) == "aborted"):
                 self.flush()
             for run in self._runs.values():

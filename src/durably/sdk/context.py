@@ -20,7 +20,9 @@ from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import awakeable_id
 from durably.sdk.attempt import IN_RUN, Attempt, pb_failure_to_error
 from durably.sdk.errors import TerminalError, VMError
+from durably.sdk.input_check import input_problem, is_checked
 from durably.sdk.options import RunOptions
+from durably.sdk.output_check import encode_or_fail
 from durably.sdk.serde import BytesSerde, DefaultSerde, Serde, serde_for
 from durably.sdk.service import Handler, handler_of
 from durably.sdk.vm import notification_value, signal_handle
@@ -407,7 +409,17 @@ class Context:
 
 
 def _encode_arg(h: Handler, arg: Any) -> bytes:
-    return h.input_serde.serialize(arg) if h.takes_input else b""
+    """The call's parameter, checked against the callee's type hint as the ingress would check it."""
+    if not h.takes_input:
+        return b""
+    target = f"{h.service.name}/{h.name}"
+    body = encode_or_fail(h.input_serde, arg, f"the call to {target} passes", "set the handler's input serde",
+                          verb="pass")
+    if body and is_checked(h.input_type):
+        problem = input_problem(target, h.input_type, h.input_serde, body)
+        if problem is not None:
+            raise TerminalError(problem, 400)
+    return body
 
 
 def _decoder(h: Handler) -> Callable[[Any], Any]:
