@@ -161,10 +161,12 @@ async def test_create_test_harness_and_typed_client() -> None:
         with pytest.raises(durably.HttpError) as e:
             await client.generic_call("ShapeCounter", "add", b'"not a number"', key="c1")
         assert e.value.status_code == 400
-        assert httpx.get(f"{env.admin_api_url}/services").status_code == 200
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{env.admin_api_url}/services")).status_code == 200
     # stopped: nothing listens any more
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{env.ingress_url}/restate/health")
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"{env.ingress_url}/restate/health")
 
 
 async def test_harness_options() -> None:
