@@ -25,7 +25,8 @@ def test_typed_client_drives_restate(restate: RestateServer) -> None:
             key = f"wf-{uuid.uuid4()}"
             handle = await client.workflow_send(run, key, "ada@example.com")
             assert handle.invocation_id.startswith("inv_")
-            resp = httpx.post(f"{restate.ingress}/InteropSignup/{key}/click", json="the-link", timeout=30)
+            async with httpx.AsyncClient(timeout=30) as http:
+                resp = await http.post(f"{restate.ingress}/InteropSignup/{key}/click", json="the-link")
             assert resp.status_code == 200, resp.text
             assert await client.workflow_attach(run, key) == await client.attach(handle, run)
             idem = f"i-{uuid.uuid4()}"
