@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from datetime import timedelta
@@ -19,7 +20,8 @@ RESTATE_MODULES = {
                    "TerminalError", "is_internal_exception"],
     "serde": ["BytesSerde", "DefaultSerde", "JsonSerde", "MsgspecJsonSerde", "PydanticJsonSerde", "Serde",
               "is_pydantic"],
-    "context": ["Context", "DurablePromise", "KeyValueStore", "ObjectContext", "ObjectSharedContext", "Request",
+    "context": ["AttemptFinishedEvent", "Context", "DurablePromise", "KeyValueStore", "ObjectContext",
+                "ObjectSharedContext", "Request",
                 "RestateDurableCallFuture", "RestateDurableFuture", "RestateDurableSleepFuture", "RunOptions",
                 "SendHandle", "WorkflowContext", "WorkflowSharedContext", "HandlerType", "RunAction"],
     "service": ["Service"],
@@ -105,6 +107,24 @@ async def fails(ctx: durably.Context) -> str:
     raise TerminalError("no luck", 418)
 
 
+finished: list[bool] = []
+watchers: set[asyncio.Task[None]] = set()
+
+
+@svc.handler()
+async def cleanup(ctx: durably.Context) -> bool:
+    event = ctx.request().attempt_finished_event
+    assert isinstance(event, durably.context.AttemptFinishedEvent)
+
+    async def release() -> None:
+        await event.wait()
+        finished.append(event.is_set())
+
+    watchers.add(asyncio.get_running_loop().create_task(release()))
+    await ctx.run_typed("work", lambda: None)
+    return event.is_set()
+
+
 counter = durably.VirtualObject("ShapeCounter")
 
 
@@ -138,6 +158,17 @@ async def test_get_logger_is_silent_while_replaying(runtime, caplog: pytest.LogC
     lines = [r.getMessage() for r in caplog.records if r.name == "tests.shape"]
     # In always-replay mode the handler runs 4 times from the top; each line still appears once.
     assert lines == ["before the steps", "after step 0", "after step 1", "after step 2"]
+
+
+async def test_attempt_finished_event_is_set_when_the_attempt_ends(runtime) -> None:
+    finished.clear()
+    async with runtime(app) as rt:
+        assert await rt.call("Shape/cleanup") is False  # not over while the handler runs
+        for _ in range(100):
+            if finished:
+                break
+            await asyncio.sleep(0)
+    assert finished and all(finished)
 
 
 async def test_create_test_harness_and_typed_client() -> None:

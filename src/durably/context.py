@@ -7,6 +7,7 @@ holds for what `ctx.service_call` returns.
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from durably.sdk.attempt import AttemptFinishedEvent
 from durably.sdk.context import (
     CallFuture,
     Context,
@@ -38,6 +39,7 @@ HandlerType = Callable[[Any, I], Awaitable[O]] | Callable[[Any], Awaitable[O]]
 RunAction = Callable[..., Coroutine[Any, Any, T]] | Callable[..., T]
 
 __all__ = [
+    "AttemptFinishedEvent",
     "CallFuture",
     "Context",
     "DefaultSerde",

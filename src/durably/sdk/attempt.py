@@ -67,6 +67,27 @@ class _PendingRun:
         self.finished = False
 
 
+class AttemptFinishedEvent:
+    """Set when this attempt is over (completed, suspended, failed or aborted): `ctx.request()
+    .attempt_finished_event`. Resources tied to the attempt, such as a pending third-party call started in a
+    `ctx.run`, can be released once it is set."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def is_set(self) -> bool:
+        """Whether the attempt is over."""
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        """Wait until the attempt is over."""
+        await self._event.wait()
+
+    def set(self) -> None:
+        """Mark the attempt as over (the runtime does it)."""
+        self._event.set()
+
+
 class Attempt:
     """Runs one attempt of a handler. Create it, then `await attempt.run(ctx_factory)`."""
 
@@ -86,6 +107,8 @@ class Attempt:
         self._ended: BaseException | None = None
         self._replayed_run_pending = False
         self.started_at = time.monotonic()
+        # Created on the first ctx.request() only: most handlers never ask for it.
+        self.finished_event: AttemptFinishedEvent | None = None
 
     # ---- runtime side ----
 
@@ -109,6 +132,8 @@ class Attempt:
         if self._ended is None:
             self._ended = AttemptEndedException("aborted")
             self.vm.closed = True
+        if self.finished_event is not None:
+            self.finished_event.set()
         self._wake()
         for run in self._runs.values():
             if run.task is not None and not run.task.done():
@@ -381,6 +406,8 @@ class Attempt:
                 vm.sys_error(500, repr(e), "".join(traceback.format_exception(e)))
         finally:
             CURRENT_VM.reset(vm_token)
+            if self.finished_event is not None:
+                self.finished_event.set()
             if not (isinstance(self._ended, AttemptEndedException) and str(self._ended) == "aborted"):
                 self.flush()
             for run in self._runs.values():

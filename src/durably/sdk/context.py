@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import awakeable_id
-from durably.sdk.attempt import IN_RUN, Attempt, pb_failure_to_error
+from durably.sdk.attempt import IN_RUN, Attempt, AttemptFinishedEvent, pb_failure_to_error
 from durably.sdk.errors import TerminalError, VMError
 from durably.sdk.input_check import input_problem, is_checked
 from durably.sdk.options import RunOptions
@@ -39,6 +39,7 @@ class Request:
     attempt_headers: dict[str, str]
     body: bytes
     idempotency_key: str | None = None
+    attempt_finished_event: AttemptFinishedEvent | None = None
 
 
 class DurableFuture(Generic[T]):
@@ -222,12 +223,15 @@ class Context:
     def request(self) -> Request:
         """The request that started this invocation."""
         inp = self._attempt.vm.input()
+        if self._attempt.finished_event is None:
+            self._attempt.finished_event = AttemptFinishedEvent()
         return Request(
             id=self._invocation_id,
             headers={h.key: h.value for h in inp.headers},
             attempt_headers=dict(self._attempt.attempt_headers),
             body=inp.value.content,
             idempotency_key=self._attempt.vm.start.idempotency_key or None,
+            attempt_finished_event=self._attempt.finished_event,
         )
 
     def random(self) -> _random.Random:
