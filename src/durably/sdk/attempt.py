@@ -30,7 +30,7 @@ from durably.sdk.errors import (
     TerminalError,
     VMError,
 )
-from durably.sdk.input_check import input_problem, is_checked
+from durably.sdk.input_check import BadInput, decode_input
 from durably.sdk.options import RunOptions
 from durably.sdk.output_check import encode_or_fail, unencodable_message
 from durably.sdk.replay_log import CURRENT_VM
@@ -367,16 +367,12 @@ class Attempt:
         try:
             try:
                 if h.takes_input:
-                    raw = vm.input().value.content
-                    if raw and is_checked(h.input_type):
-                        # Callers that bypass Durably's ingress (Restate's, a generic_call) are checked here.
-                        problem = input_problem(f"{h.service.name}/{h.name}", h.input_type, h.input_serde, raw)
-                        if problem is not None:
-                            raise TerminalError(problem, 400)
+                    # Checked here too: callers that bypass Durably's ingress (Restate's, a generic_call).
                     try:
-                        arg = h.input_serde.deserialize(raw)
-                    except Exception as e:
-                        raise TerminalError(f"Unable to parse an input argument. {e}", 400) from None
+                        arg = decode_input(f"{h.service.name}/{h.name}", h.input_type, h.input_serde,
+                                           vm.input().value.content)
+                    except BadInput as e:
+                        raise TerminalError(str(e), 400) from None
                     result = await h.fn(ctx, arg)
                 else:
                     result = await h.fn(ctx)

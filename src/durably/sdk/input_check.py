@@ -169,10 +169,15 @@ def is_checked(hint: Any) -> bool:
     return hint is not None and hint not in _NOT_CHECKED
 
 
-def input_problem(target: str, hint: Any, serde: Any, body: bytes) -> str | None:
-    """Why `body` is not a valid input for the handler `target` ("Service/handler"), or None if it is.
+class BadInput(ValueError):
+    """The input does not fit the handler: the message names the handler, the expected type and the value."""
 
-    With a custom serde only decoding is tried: its format is its own business.
+
+def decode_input(target: str, hint: Any, serde: Any, body: bytes) -> Any:
+    """Decode `body` for the handler `target` ("Service/handler"), checked against its type hint.
+
+    Raises BadInput saying why it does not fit. Models validate themselves (pydantic, msgspec); a custom
+    serde's format is its own business, so only its decoding can fail.
     """
     if not body:
         return None  # no input is None, as in restate-sdk
@@ -180,18 +185,25 @@ def input_problem(target: str, hint: Any, serde: Any, body: bytes) -> str | None
         is_pydantic(serde.type_hint) or is_msgspec_struct(serde.type_hint))
     try:
         if not plain:
-            # Models validate themselves; a custom serde's format is its own business.
-            serde.deserialize(body)
-            return None
+            return serde.deserialize(body)
         data = json.loads(body)
         check_json(hint, data)
-        from_jsonable(hint, data)  # dataclasses are built: their own checks (__post_init__) run too
+        return from_jsonable(hint, data)  # dataclasses are built: their own checks (__post_init__) run too
     except Mismatch as m:
         if not m.path:
-            return f"{target} expects {m.expected} as input; got {m.got}"
-        return f"{target} expects {_type_name(hint)} as input; got {m.got} at {m.path} where {m.expected} is expected"
+            raise BadInput(f"{target} expects {m.expected} as input; got {m.got}") from None
+        raise BadInput(f"{target} expects {_type_name(hint)} as input; got {m.got} at {m.path} where {m.expected} "
+                       "is expected") from None
     except Exception as e:
-        return f"{target} cannot decode its input{_as(hint)}: {_one_line(e)}"
+        raise BadInput(f"{target} cannot decode its input{_as(hint)}: {_one_line(e)}") from None
+
+
+def input_problem(target: str, hint: Any, serde: Any, body: bytes) -> str | None:
+    """Why `body` is not a valid input for the handler `target`, or None if it is (see `decode_input`)."""
+    try:
+        decode_input(target, hint, serde, body)
+    except BadInput as e:
+        return str(e)
     return None
 
 
