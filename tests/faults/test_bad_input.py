@@ -108,6 +108,12 @@ async def step_returns_set(ctx: durably.ObjectContext) -> str:
 
 
 @orders.handler()
+async def stores_set(ctx: durably.ObjectContext) -> str:
+    ctx.set("tags", {"a"})
+    return "stored"
+
+
+@orders.handler()
 async def raises_odd_terminal(ctx: durably.ObjectContext) -> str:
     runs["raises_odd_terminal"] = runs.get("raises_odd_terminal", 0) + 1
     raise TerminalError(["not", "a", "string"], 422)  # type: ignore[arg-type]
@@ -255,6 +261,13 @@ async def test_step_result_json_cannot_encode_is_a_terminal_step_failure(rt) -> 
     out = await rt.call("Orders/k/step_returns_set")
     assert out == ("caught: run 'collect' returned a set, which JSON cannot encode; return a list, or pass a "
                    "serde in RunOptions")
+
+
+async def test_state_value_json_cannot_encode_fails_terminally(rt) -> None:
+    with pytest.raises(TerminalError) as e:
+        await rt.call("Orders/k/stores_set")
+    assert e.value.message == ("ctx.set('tags') got a set, which JSON cannot encode; store a list, or pass a serde "
+                               "to ctx.set")
 
 
 async def test_terminal_error_with_a_non_string_message_is_terminal(rt) -> None:

@@ -133,7 +133,8 @@ class DurablePromise(Generic[T]):
         """Resolve the promise; awaiting the result raises TerminalError 409 if it was already completed."""
         self._ctx._check_not_in_run("resolve a promise")
         cmd = pb.CompletePromiseCommandMessage(key=self.name)
-        cmd.completion_value.content = self._serde.serialize(value)
+        cmd.completion_value.content = encode_or_fail(self._serde, value, f"promise '{self.name}' was resolved with",
+                                                      "pass a serde to ctx.promise", verb="resolve it with")
         handle = self._ctx._vm_call(self._ctx._attempt.vm.sys_completable, m.COMPLETE_PROMISE, cmd)
         return DurableFuture(self._ctx, handle, lambda _: None)
 
@@ -384,7 +385,7 @@ class Context:
         self._check_not_in_run("resolve an awakeable")
         s = serde if serde is not None else DefaultSerde(type(value))
         cmd = pb.CompleteAwakeableCommandMessage(awakeable_id=name)
-        cmd.value.content = s.serialize(value)
+        cmd.value.content = encode_or_fail(s, value, "resolve_awakeable got", "pass a serde", verb="resolve it with")
         self._vm_call(self._attempt.vm.sys_complete_awakeable, cmd)
 
     def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
@@ -463,7 +464,8 @@ class ObjectContext(ObjectSharedContext):
         self._check_not_in_run("use ctx.set")
         self._check_kind("use ctx.set", write=True)
         s = serde if serde is not None else DefaultSerde(type(value))
-        self._vm_call(self._attempt.vm.sys_set_state, name.encode(), s.serialize(value))
+        data = encode_or_fail(s, value, f"ctx.set('{name}') got", "pass a serde to ctx.set", verb="store")
+        self._vm_call(self._attempt.vm.sys_set_state, name.encode(), data)
 
     def clear(self, name: str) -> None:
         """Delete a state value."""
