@@ -47,6 +47,7 @@ def test_file_in_a_subdirectory_imports_from_the_working_directory(project) -> N
     """)
     app = load_app("app/1_building_blocks.py:app")
     assert list(app.services) == ["Blocks"]
+    assert list(load_app("app/1_building_blocks:app").services) == ["Blocks"]  # hypercorn's form, no .py
 
 
 def test_main_file_is_not_run_as_main(project) -> None:

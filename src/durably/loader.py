@@ -130,6 +130,8 @@ def load_module(target: str) -> ModuleType:
                 return _load_file(init if init.is_file() else path / "__main__.py")
             raise AppLoadError(f"{target} is a directory without __init__.py or __main__.py: name the file "
                                "that builds the app (durably serve path/to/file.py)")
+        if not path.is_file() and path.suffix != ".py" and path.with_name(path.name + ".py").is_file():
+            path = path.with_name(path.name + ".py")  # hypercorn's form: `durably serve ordering/app:app`
         if not path.is_file():
             raise AppLoadError(f"no such file: {target}")
         return _load_file(path)

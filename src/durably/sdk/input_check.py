@@ -195,7 +195,27 @@ def decode_input(target: str, hint: Any, serde: Any, body: bytes) -> Any:
         raise BadInput(f"{target} expects {_type_name(hint)} as input; got {m.got} at {m.path} where {m.expected} "
                        "is expected") from None
     except Exception as e:
+        detail = _pydantic_detail(e)
+        if detail is not None:
+            raise BadInput(f"{target} expects {_type_name(serde.type_hint)} as input: {detail}") from None
         raise BadInput(f"{target} cannot decode its input{_as(hint)}: {_one_line(e)}") from None
+
+
+def _pydantic_detail(e: Exception) -> str | None:
+    """A pydantic ValidationError in one line: what is wrong, where, and what was there."""
+    errors = getattr(e, "errors", None)
+    if type(e).__name__ != "ValidationError" or not callable(errors):
+        return None
+    try:
+        parts = []
+        for err in errors()[:3]:
+            loc = "".join(f"[{p!r}]" for p in err.get("loc", ()))
+            where = f" at {loc}" if loc else ""
+            parts.append(f"{err.get('msg', 'invalid')}{where} (got {_describe(err.get('input'))})")
+        more = len(errors()) - 3
+        return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    except Exception:  # an unexpected errors() shape: fall back to str(e)
+        return None
 
 
 def input_problem(target: str, hint: Any, serde: Any, body: bytes) -> str | None:
