@@ -90,6 +90,11 @@ def test_relative_imports_work_in_a_directory_without_init(project) -> None:
     assert list(load_app("resilient/server.py").services) == ["Chat"]
 
 
+def test_directory_names_that_are_not_module_names(project) -> None:
+    project("v1.2/my-app/server.py", SERVICE.format(name="Dotted") + "\napp = durably.app(services=[svc])\n")
+    assert list(load_app("v1.2/my-app/server.py").services) == ["Dotted"]
+
+
 def test_package_directory(project) -> None:
     project("shop/__init__.py", "")
     project("shop/orders.py", SERVICE.format(name="Orders"))

@@ -30,6 +30,10 @@ class AppLoadError(Exception):
     """The app reference cannot be resolved to a durably App."""
 
 
+class _NotFound(AppLoadError):
+    """The module named is not there (as opposed to being there and failing)."""
+
+
 def _put_on_path(*dirs: Path) -> None:
     for d in reversed(dirs):
         s = str(d)
@@ -45,8 +49,8 @@ def _import(name: str, shown: str) -> ModuleType:
         raise AppLoadError(_syntax_error_line(e)) from None
     except ModuleNotFoundError as e:
         if e.name and (name == e.name or name.startswith(e.name + ".")):
-            raise AppLoadError(f"cannot import {shown}: no module named {e.name!r} (looked in {os.getcwd()} "
-                               "and the installed packages)") from None
+            raise _NotFound(f"cannot import {shown}: no module named {e.name!r} (looked in {os.getcwd()} "
+                            "and the installed packages)") from None
         raise  # a missing dependency of the user's code: its traceback says where
 
 
@@ -86,8 +90,11 @@ def _load_file(path: Path) -> ModuleType:
         spec = _find_spec(top)
         # Only if the name leads to this very file (not to an installed package of the same name).
         if spec is not None and _spec_holds(spec, path, cwd):
-            module = _import(dotted, str(path))
-            if Path(getattr(module, "__file__", "") or "").resolve() == path:
+            try:
+                module = _import(dotted, str(path))
+            except _NotFound:
+                module = None  # e.g. a directory name with a dot in it: load the file by location instead
+            if module is not None and Path(getattr(module, "__file__", "") or "").resolve() == path:
                 return module
     name = MAIN_FILE_MODULE if path.stem == "__main__" else path.stem
     spec = importlib.util.spec_from_file_location(name, path)
