@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from typing import Any, Literal
 
 import httpx
 import pydantic
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import durably
 from durably import TerminalError
 from durably.cli import main as cli
+from durably.sdk.input_check import Mismatch, check_json
 from durably.server.admin import Admin
 
 
@@ -289,3 +293,29 @@ def test_syntax_error_in_the_app_file_is_one_line(tmp_path) -> None:
     assert len(lines) == 1, result.output
     assert f"{app_file}:3" in lines[0] and "SyntaxError" in lines[0]
     assert "Traceback" not in result.output
+
+
+# ---- the JSON type check agrees with pydantic's strict JSON validation on plain hints ----
+
+PLAIN_HINTS: list[Any] = [int, float, str, bool, int | None, list[int], dict[str, float], tuple[int, str],
+                          Literal["a", "b"], list[dict[str, list[int]]], Literal[1, True], list[str] | str]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hint=st.sampled_from(PLAIN_HINTS), value=json_values)
+def test_json_type_check_matches_pydantic_strict(hint: Any, value: Any) -> None:
+    try:
+        pydantic.TypeAdapter(hint).validate_json(json.dumps(value), strict=True)
+        expected = True
+    except pydantic.ValidationError:
+        expected = False
+    try:
+        check_json(hint, value)
+        ours = True
+    except Mismatch:
+        ours = False
+    assert ours == expected, (hint, value)

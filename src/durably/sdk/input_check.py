@@ -65,6 +65,10 @@ def check_json(hint: Any, value: Any, path: str = "", depth: int = 0) -> None:
     """Raise Mismatch if a decoded JSON value does not fit the type hint."""
     if hint in _NOT_CHECKED or hint is None or depth > _MAX_DEPTH or isinstance(hint, typing.TypeVar):
         return
+    supertype = getattr(hint, "__supertype__", None)
+    if supertype is not None:  # typing.NewType("UserId", str) is checked as str
+        check_json(supertype, value, path, depth + 1)
+        return
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Annotated:
@@ -79,7 +83,8 @@ def check_json(hint: Any, value: Any, path: str = "", depth: int = 0) -> None:
                 continue
         raise Mismatch(path, _type_name(hint), _describe(value))
     if origin is typing.Literal:
-        if value not in args or any(type(value) is bool and a is not value for a in args if a == value):
+        # Compared with the type too: JSON `1` is not `Literal[True]`, nor `true` `Literal[1]`.
+        if not any(type(a) is type(value) and a == value for a in args):
             raise Mismatch(path, " or ".join(json.dumps(a) for a in args), _describe(value))
         return
     if hint is type(None):
