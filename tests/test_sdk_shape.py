@@ -208,3 +208,14 @@ async def test_harness_options() -> None:
 def test_sync_harness() -> None:
     with durably.test_harness(app) as h, h.ingress_client() as http:
         assert http.post("/Shape/echo", json="sync").json() == "echo sync"
+
+
+def test_endpoint_builder() -> None:
+    from durably.endpoint import Endpoint
+
+    built = Endpoint().bind(svc, counter).app()
+    assert isinstance(built, durably.App) and list(built.services) == ["Shape", "ShapeCounter"]
+    with pytest.raises(ValueError, match="already exists"):
+        Endpoint().bind(svc, svc)
+    with pytest.raises(NotImplementedError, match="identity keys"):
+        Endpoint().identity_key("publickeyv1_x")
