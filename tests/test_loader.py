@@ -95,6 +95,20 @@ def test_directory_names_that_are_not_module_names(project) -> None:
     assert list(load_app("v1.2/my-app/server.py").services) == ["Dotted"]
 
 
+def test_file_of_a_package_outside_the_working_directory(project, tmp_path: Path, monkeypatch) -> None:
+    project("elsewhere/shipping/__init__.py", "")
+    project("elsewhere/shipping/rates.py", SERVICE.format(name="Rates"))
+    path = project("elsewhere/shipping/server.py", """
+        import durably
+        from .rates import svc
+        app = durably.app(services=[svc])
+    """)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert list(load_app(str(path)).services) == ["Rates"]
+    assert sys.modules["shipping.server"].__file__ == str(path)
+
+
 def test_package_directory(project) -> None:
     project("shop/__init__.py", "")
     project("shop/orders.py", SERVICE.format(name="Orders"))

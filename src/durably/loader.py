@@ -60,36 +60,34 @@ def _syntax_error_line(e: SyntaxError) -> str:
     return f"{where}: SyntaxError: {e.msg}" + (f": {text}" if text else "")
 
 
-def _dotted_name(path: Path, cwd: Path) -> str | None:
-    """The name `python -m` would import `path` under from `cwd` (None if it is not below cwd)."""
+def _dotted_name(path: Path, cwd: Path) -> tuple[str | None, Path]:
+    """The name `python -m` would import `path` under (None if it has no better name than its file's), and
+    the directory that name is relative to: `cwd` when the file lies below it, else its package root."""
     try:
-        rel = path.with_suffix("").relative_to(cwd)
+        parts = list(path.with_suffix("").relative_to(cwd).parts)
+        root = cwd
     except ValueError:
         # Outside the working directory: its package is found by walking up the __init__.py files.
         parts = [path.stem]
-        d = path.parent
-        while (d / "__init__.py").is_file():
-            parts.insert(0, d.name)
-            d = d.parent
-        _put_on_path(d)
-        return ".".join(parts) if len(parts) > 1 else None
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
+        root = path.parent
+        while (root / "__init__.py").is_file():
+            parts.insert(0, root.name)
+            root = root.parent
+    if parts and parts[-1] == "__init__":
         parts.pop()
-    if not parts or parts == ["__main__"]:
-        return None
-    return ".".join(parts)
+    if len(parts) < 2 and (not parts or root != cwd or parts == ["__main__"]):
+        return None, root
+    return ".".join(parts), root
 
 
 def _load_file(path: Path) -> ModuleType:
     cwd = Path.cwd().resolve()
-    _put_on_path(cwd, path.parent)
-    dotted = _dotted_name(path, cwd)
+    dotted, root = _dotted_name(path, cwd)
+    _put_on_path(cwd, path.parent, root)
     if dotted is not None:
-        top = dotted.split(".", 1)[0]
-        spec = _find_spec(top)
+        spec = _find_spec(dotted.split(".", 1)[0])
         # Only if the name leads to this very file (not to an installed package of the same name).
-        if spec is not None and _spec_holds(spec, path, cwd):
+        if spec is not None and _spec_holds(spec, path):
             try:
                 module = _import(dotted, str(path))
             except _NotFound:
@@ -117,7 +115,7 @@ def _find_spec(name: str) -> Any:
         return None
 
 
-def _spec_holds(spec: Any, path: Path, cwd: Path) -> bool:
+def _spec_holds(spec: Any, path: Path) -> bool:
     locations = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
     for loc in locations:
         loc_path = Path(loc).resolve()
