@@ -39,7 +39,7 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("--body-timeout", _SECONDS, "Seconds a client has to send a request's body after its headers (then 408)."),
     ("--keep-alive-timeout", _SECONDS, "Seconds an idle keep-alive connection stays open."),
     ("--max-connections", click.IntRange(min=1), "Open connections per listener (ingress, admin); "
-     "requests on connections past it get 503."),
+     "connections past it are answered 503 and closed."),
     ("--max-header-bytes", ByteSize(), "Request line and headers, at most (then 431)."),
     ("--max-headers", click.IntRange(min=1), "Header fields per request, at most (then 431)."),
     ("--max-inflight-body", ByteSize(), "Request bodies the ingress holds at once (then 503 with Retry-After)."),

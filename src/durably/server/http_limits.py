@@ -13,8 +13,8 @@ and journaled. This protocol subclass adds, per connection:
 - a header limit: more than `max_header_bytes` of request line and headers, or more than `max_headers`
   fields, is answered 431 and the connection closed; the bytes are counted as they arrive, so a giant
   header is refused before it is buffered.
-- a connection cap: a request on a connection opened while the listener already had `max_connections`
-  gets 503 with Retry-After, and the log says the cap was reached (at most every 10 s).
+- a connection cap: a connection opened while the listener already has `max_connections` is answered
+  503 with Retry-After and closed at once, and the log says the cap was reached (at most every 10 s).
 
 Errors are in Restate's shape, `{"code", "message"}`.
 """
@@ -57,12 +57,14 @@ class _RateLimitedWarning:
             self.count = 0
 
 
-def raw_error(status: int, message: str, source: str) -> bytes:
+def raw_error(status: int, message: str, source: str, retry_after: bool = False) -> bytes:
     """A complete HTTP/1.1 error response that closes the connection (for errors outside any request)."""
     body = json.dumps({"code": status, "message": message}).encode()
     head = [STATUS_LINE[status], b"content-type: application/json\r\n",
             b"content-length: " + str(len(body)).encode() + b"\r\n", b"connection: close\r\n",
             b"x-restate-error-source: " + source.encode() + b"\r\n"]
+    if retry_after:
+        head.append(b"retry-after: 1\r\n")
     return b"".join(head) + b"\r\n" + body
 
 
@@ -86,11 +88,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._linger: asyncio.TimerHandle | None = None
         self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(
             self.limits.header_timeout, self._header_timed_out)
-        self._over_cap = len(self.connections) > self.limits.max_connections
-        if self._over_cap:
+        if len(self.connections) > self.limits.max_connections:
+            # Answered and closed at once, so that idle connections past the cap cannot use up the
+            # process's file descriptors (which would lock out the other listener too).
             self.over_cap_warning(
-                "%s: %d connections are open, over the cap of %d (--max-connections); new requests get 503",
+                "%s: %d connections are open, over the cap of %d (--max-connections); new ones get 503",
                 self.listener, len(self.connections), self.limits.max_connections)
+            self._fail_connection(503, f"too many connections: this server's {self.listener} accepts "
+                                  f"{self.limits.max_connections}; retry later", retry_after=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -115,7 +120,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 and not self.transport.is_closing()):
             self._fail_connection(431, self._header_message())
 
-    def _fail_connection(self, status: int, message: str) -> None:
+    def _fail_connection(self, status: int, message: str, retry_after: bool = False) -> None:
         """Answer with an error outside the app and close the connection.
 
         The close lingers: we send FIN and keep reading (and dropping) what the client still sends for a
@@ -123,7 +128,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         response before the client reads it.
         """
         self._cancel_timers()
-        self.transport.write(raw_error(status, message, self.listener))
+        self.transport.write(raw_error(status, message, self.listener, retry_after))
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             # The app sees a disconnect, and whatever it still sends goes nowhere.
@@ -167,9 +172,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         app = self.app
         if self._header_count > self.limits.max_headers or self._header_bytes > self.limits.max_header_bytes:
             self.app = _Refuse(431, self._header_message(), self.listener)
-        elif self._over_cap:
-            self.app = _Refuse(503, f"too many connections: this server's {self.listener} accepts "
-                               f"{self.limits.max_connections}; retry later", self.listener, retry_after=True)
         try:
             super().on_headers_complete()
         finally:
@@ -227,17 +229,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 class _Refuse:
     """An ASGI app that answers every request with one error and closes the connection."""
 
-    def __init__(self, status: int, message: str, source: str, retry_after: bool = False) -> None:
+    def __init__(self, status: int, message: str, source: str) -> None:
         self.status = status
         self.message = message
         self.source = source
-        self.retry_after = retry_after
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        headers = [(b"connection", b"close")]
-        if self.retry_after:
-            headers.append((b"retry-after", b"1"))
-        await error(send, self.status, self.message, self.source, headers)
+        await error(send, self.status, self.message, self.source, [(b"connection", b"close")])
 
 
 def protocol_class(limits: ResourceLimits, listener: str) -> type[LimitedHttpProtocol]:

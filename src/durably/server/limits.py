@@ -17,7 +17,7 @@ class ResourceLimits:
     header_timeout: float = 10.0  # s from connection (or end of the previous response) to complete headers: 408
     body_timeout: float = 60.0  # s from complete headers to the end of the body: 408
     keep_alive_timeout: float = 5.0  # s an idle keep-alive connection stays open
-    max_connections: int = 4096  # open connections per listener; over it requests get 503
+    max_connections: int = 4096  # open connections per listener; past it: 503 and closed
     # Requests.
     max_header_bytes: int = 64 * 1024  # request line plus header block: 431
     max_headers: int = 100  # header fields: 431
