@@ -12,7 +12,7 @@ import resource
 import selectors
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,9 +30,10 @@ pytestmark = pytest.mark.system
 def serve(tmp_path: Path) -> Iterator[object]:
     servers: list[ServerProcess] = []
 
-    def start(*args: str) -> ServerProcess:
+    def start(*args: str, preexec_fn: Callable[[], None] | None = None) -> ServerProcess:
         server = ServerProcess(APP, tmp_path / f"data{len(servers)}", tmp_path / f"server-{len(servers)}.log")
         server.extra_args = list(args)
+        server.preexec_fn = preexec_fn
         servers.append(server)
         return server.start()
 
@@ -197,18 +198,42 @@ def test_header_block_and_header_count_limits_answer_431(serve) -> None:  # type
 
 def test_the_soft_open_file_limit_is_raised_so_many_idle_sockets_do_not_lock_out_requests(
         serve) -> None:  # type: ignore[no-untyped-def]
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 2048:
         pytest.skip(f"the hard open-file limit ({hard}) leaves no room above the lowered soft limit")
-    # The server inherits a soft limit of 256, as under `ulimit -Sn 256`.
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-    try:
-        server = serve("--header-timeout", "60")
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    def ulimit_soft_256() -> None:  # in the server's process only, as `ulimit -Sn 256` would
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    server = serve("--header-timeout", "60", preexec_fn=ulimit_soft_256)
     limits = Path(f"/proc/{server.pid}/limits").read_text()
     line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
     assert line.split()[3] == line.split()[4], line  # soft == hard
     with sockets(server.port, 300), sockets(server.admin_port, 300):
         assert httpx.post(f"{server.url}/Limits/ping", timeout=10).json() == "pong"
         assert httpx.get(f"http://127.0.0.1:{server.admin_port}/health", timeout=10).status_code == 200
+
+
+def test_with_1024_open_files_1100_idle_sockets_get_answers_not_silence(serve) -> None:  # type: ignore[no-untyped-def]
+    def ulimit_1024() -> None:  # in the server's process only, as `ulimit -n 1024` would
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    server = serve("--header-timeout", "60", preexec_fn=ulimit_1024)
+    assert "does not fit the open-file limit of 1024 for 2 listeners: using 448" in server.log()
+    admin = f"http://127.0.0.1:{server.admin_port}"
+    with sockets(server.port, 1100) as idle:
+        # Past the cap each connection is answered and closed, so the process soon has descriptors free
+        # again (while they run out, libuv accepts and drops connections: that is what must not last).
+        drain_until_closed(idle[460:], 20)
+
+        def answered() -> httpx.Response | None:
+            try:
+                return httpx.post(f"{server.url}/Limits/ping", timeout=10)
+            except httpx.TransportError:  # dropped (reset or closed unanswered) while descriptors ran out
+                return None
+
+        resp = wait_until(answered, 10, "an answer from the ingress while 1,100 sockets are open")
+        assert isinstance(resp, httpx.Response)
+        assert resp.status_code == 503 and "too many connections" in resp.json()["message"]
+        assert httpx.get(f"{admin}/health", timeout=10).status_code == 200
+    wait_until(lambda: httpx.post(f"{server.url}/Limits/ping", timeout=10).status_code == 200, 20,
+               "the ingress to answer again")

@@ -56,6 +56,8 @@ class ServerProcess:
         self.admin_port = 0
         # More `durably serve` options (e.g. limits), appended to the command line.
         self.extra_args: list[str] = []
+        # Run in the child before it starts (e.g. to lower its resource limits).
+        self.preexec_fn: Callable[[], None] | None = None
 
     @property
     def pid(self) -> int:
@@ -92,7 +94,8 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "durably.cli", "serve", self.app_ref, "--port", str(self.port),
                  "--admin-port", str(self.admin_port), "--data-dir", str(self.data_dir), *self.extra_args],
-                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                preexec_fn=self.preexec_fn)
         proc = self.proc
 
         def serving_or_exited() -> str | None:

@@ -37,6 +37,8 @@ log = logging.getLogger("durably.connections")
 _WARN_EVERY_S = 10.0
 # How long a connection refused outside the app keeps reading before it is closed.
 _LINGER_S = 2.0
+# Shorter past the connection cap: there the descriptors are what is scarce (the request, if any, is small).
+_OVER_CAP_LINGER_S = 0.25
 
 
 class _RateLimitedWarning:
@@ -95,7 +97,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 "%s: %d connections are open, over the cap of %d (--max-connections); new ones get 503",
                 self.listener, len(self.connections), self.limits.max_connections)
             self._fail_connection(503, f"too many connections: this server's {self.listener} accepts "
-                                  f"{self.limits.max_connections}; retry later", retry_after=True)
+                                  f"{self.limits.max_connections}; retry later", retry_after=True,
+                                  linger=_OVER_CAP_LINGER_S)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -120,7 +123,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 and not self.transport.is_closing()):
             self._fail_connection(431, self._header_message())
 
-    def _fail_connection(self, status: int, message: str, retry_after: bool = False) -> None:
+    def _fail_connection(self, status: int, message: str, retry_after: bool = False,
+                         linger: float = _LINGER_S) -> None:
         """Answer with an error outside the app and close the connection.
 
         The close lingers: we send FIN and keep reading (and dropping) what the client still sends for a
@@ -134,7 +138,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             # The app sees a disconnect, and whatever it still sends goes nowhere.
             cycle.disconnected = True
             cycle.message_event.set()
-        self._linger = self.loop.call_later(_LINGER_S, self.transport.close)
+        self._linger = self.loop.call_later(linger, self.transport.close)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.flow.resume_reading()
