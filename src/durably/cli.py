@@ -86,7 +86,7 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
-                          limits=resource_limits(limits))
+                          body_limit=limits.pop("max_body"), limits=resource_limits(limits))
     server = DurablyServer(app, config)
     try:
         import uvloop

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from durably.server.limits import ResourceLimits
+from durably.server.limits import DEFAULT_MAX_BODY, ResourceLimits
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
           "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
@@ -40,6 +40,7 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("--keep-alive-timeout", _SECONDS, "Seconds an idle keep-alive connection stays open."),
     ("--max-connections", click.IntRange(min=1), "Open connections per listener (ingress, admin); "
      "connections past it are answered 503 and closed."),
+    ("--max-body", ByteSize(), "One request body, at most (then 413)."),
     ("--max-header-bytes", ByteSize(), "Request line and headers, at most (then 431)."),
     ("--max-headers", click.IntRange(min=1), "Header fields per request, at most (then 431)."),
     ("--max-inflight-body", ByteSize(), "Request bodies the ingress holds at once (then 503 with Retry-After)."),
@@ -55,8 +56,8 @@ def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add the resource-limit options to a command (they arrive as keyword arguments)."""
     for flag, kind, text in reversed(_OPTIONS):
         name = flag[2:].replace("-", "_")
-        f = click.option(flag, name, type=kind, default=getattr(_D, name), show_default=True,
-                         help=text)(f)
+        default = DEFAULT_MAX_BODY if name == "max_body" else getattr(_D, name)
+        f = click.option(flag, name, type=kind, default=default, show_default=True, help=text)(f)
     return f
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from durably.server.entry_limit import DEFAULT_ENTRY_LIMIT
 
 MiB = 1024 * 1024
+# One request body (the ingress's DEFAULT_BODY_LIMIT; a ServerConfig field of its own).
+DEFAULT_MAX_BODY = 32 * MiB
 
 
 @dataclass(frozen=True)
