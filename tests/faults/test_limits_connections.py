@@ -189,8 +189,9 @@ def test_header_block_and_header_count_limits_answer_431(serve) -> None:  # type
     assert got.startswith(b"HTTP/1.1 431 ")
     assert body_of(got)["code"] == 431
 
-    small = serve("--max-headers", "12", "--max-header-bytes", "4KiB")
+    small = serve("--max-headers", "12", "--max-header-bytes", "4KiB", "--max-body", "1KiB")
     client = httpx.Client(base_url=small.url, timeout=10)
+    assert client.post("/Limits/size", json="x" * 2000).status_code == 413
     assert client.post("/Limits/ping", headers=[(f"x-h{i}", "v") for i in range(5)]).status_code == 200
     assert client.post("/Limits/ping", headers=[(f"x-h{i}", "v") for i in range(12)]).status_code == 431
     assert client.post("/Limits/ping", headers={"x-big": "a" * 5000}).status_code == 431
