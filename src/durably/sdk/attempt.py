@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from durably.protocol import protocol_pb2 as pb
+from durably.sdk import current
 from durably.sdk.errors import (
     JOURNAL_MISMATCH,
     AttemptEndedException,
@@ -335,6 +336,7 @@ class Attempt:
         """Run the handler until the attempt ends (output, suspension or error)."""
         vm = self.vm
         h = self.handler
+        bound = current.bind(ctx)  # integrations find the handler's ctx through durably.extensions
         try:
             try:
                 if h.takes_input:
@@ -370,6 +372,7 @@ class Attempt:
             elif not vm.closed:
                 vm.sys_error(500, repr(e), "".join(traceback.format_exception(e)))
         finally:
+            current.unbind(bound, ctx)
             if not (isinstance(self._ended, AttemptEndedException) and str(self._ended) == "aborted"):
                 self.flush()
             for run in self._runs.values():
