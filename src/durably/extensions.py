@@ -4,6 +4,12 @@ The same names as `restate.extensions` / `restate.server_context`, so integratio
 those work here.
 """
 
-from durably.sdk.current import current_context, get_extension_data, is_replaying, set_extension_data
+from durably.sdk.current import (
+    clear_extension_data,
+    current_context,
+    get_extension_data,
+    is_replaying,
+    set_extension_data,
+)
 
-__all__ = ["current_context", "get_extension_data", "is_replaying", "set_extension_data"]
+__all__ = ["clear_extension_data", "current_context", "get_extension_data", "is_replaying", "set_extension_data"]

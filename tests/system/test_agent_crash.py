@@ -18,7 +18,7 @@ from .conftest import ServerFactory, ServerProcess, wait_until
 pytestmark = pytest.mark.system
 
 WAIT_S = 20.0
-FRAMEWORKS = {"openai": "agents", "pydantic": "pydantic_ai"}
+FRAMEWORKS = {"openai": "agents", "pydantic": "pydantic_ai", "langchain": "langchain.agents"}
 
 
 def lines(path: Path) -> list[str]:
@@ -41,7 +41,7 @@ def attach(server: ServerProcess, key: str) -> str:
 @pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
 def test_agent_survives_kill_9_between_tool_calls(durably_serve: ServerFactory, tmp_path: Path,
                                                    framework: str) -> None:
-    if importlib.util.find_spec(FRAMEWORKS[framework]) is None:
+    if importlib.util.find_spec(FRAMEWORKS[framework].split(".")[0]) is None:
         pytest.skip(f"{FRAMEWORKS[framework]} is not installed")
     app = f"agent_{framework}"
     work = tmp_path / "work"

@@ -65,6 +65,15 @@ def set_extension_data(ctx: Any, key: str, value: Any) -> None:
     data[key] = value
 
 
+def clear_extension_data(ctx: Any, key: str) -> None:
+    """Drop the value stored under `key` (calling its `__close__` if it has one)."""
+    data: dict[str, Any] | None = getattr(ctx, _EXTENSION_ATTR, None)
+    value = None if data is None else data.pop(key, None)
+    close = getattr(value, "__close__", None)
+    if close is not None:
+        close()
+
+
 def is_replaying(ctx: Any = None) -> bool:
     """True while the handler re-executes steps whose results come from the journal."""
     ctx = ctx if ctx is not None else _CURRENT.get()
