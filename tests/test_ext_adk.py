@@ -79,8 +79,8 @@ async def run_agent(agent: LlmAgent, prompt: str, user: str, session: str,
     app = App(name="durably_test", root_agent=agent, plugins=[plugin or RestatePlugin()])
     runner = Runner(app=app, session_service=RestateSessionService())
     answer = ""
-    async for event in runner.run_async(user_id=user, session_id=session,
-                                        new_message=types.Content(role="user", parts=[types.Part.from_text(text=prompt)])):
+    message = types.Content(role="user", parts=[types.Part.from_text(text=prompt)])
+    async for event in runner.run_async(user_id=user, session_id=session, new_message=message):
         if event.is_final_response() and event.content and event.content.parts and event.content.parts[0].text:
             answer = event.content.parts[0].text
     return answer

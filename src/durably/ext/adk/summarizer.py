@@ -43,6 +43,6 @@ class RestateEventSummarizer(BaseEventsSummarizer):
         async def summarize() -> Event | None:
             return await inner.maybe_summarize_events(events=events)
 
-        return await ctx.run_typed("compaction LLM call", summarize,
-                                   RunOptions(max_attempts=self._max_retries, initial_retry_interval=timedelta(seconds=1),
-                                              type_hint=Event))
+        options: RunOptions[Event | None] = RunOptions(
+            max_attempts=self._max_retries, initial_retry_interval=timedelta(seconds=1), type_hint=Event)
+        return await ctx.run_typed("compaction LLM call", summarize, options)
