@@ -119,6 +119,8 @@ class DurableRunner:
             return model
 
         run_config = kwargs.pop("run_config", None) or RunConfig()
+        if isinstance(run_config, dict):  # newer Agents SDKs accept the config as a dict too
+            run_config = RunConfig(**run_config)
         run_config = dataclasses.replace(run_config, model_provider=DurableModelCalls(state, llm_retry_opts),
                                          model=wrap_model(run_config.model))
 
