@@ -87,10 +87,11 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
         runner = asyncio.run
     from durably.server.runtime import StartupError
+    from durably.server.store.datadir import DataDirError
 
     try:
         runner(server.serve())
-    except (OSError, StartupError) as e:
+    except (OSError, StartupError, DataDirError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
 
