@@ -169,7 +169,11 @@ class Admin:
         method = scope["method"]
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
-            await respond_json(send, 200, {"status": "ok"})
+            problem = self.engine.store_problem()
+            if problem is not None:
+                await error(send, 503, problem, "admin")
+            else:
+                await respond_json(send, 200, {"status": "ok"})
         elif segs == ["services"] and method == "GET":
             await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
         elif len(segs) == 2 and segs[0] == "services" and method == "GET":

@@ -309,12 +309,21 @@ class Engine:
         self.timers.stop()
         for inv in list(self._active.values()):
             self._abort_attempt(inv)
-        self._fail_outcome_waiters(EngineStopped(f"the store failed: {exc!r}"))
+        self._fail_outcome_waiters(EngineStopped(f"the store failed: {exc}"))
 
     def _stop_reason(self) -> str:
         if self.committer.failed is not None:
-            return f"the store failed: {self.committer.failed!r}"
-        return "the server is shutting down"
+            return f"the store failed: {self.committer.failed}"
+        return "the server is stopping; retry (with the same idempotency key) once it is back"
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot commit now (disk full, read-only...), or None while it can."""
+        if self.committer.failed is not None:
+            return f"the store failed: {self.committer.failed}"
+        err = self.committer.unhealthy
+        if err is not None:
+            return f"the store cannot commit ({err.cause}): {err.detail}; retrying until it recovers"
+        return None
 
     async def flushed(self) -> None:
         """Wait until everything written so far is committed."""
@@ -405,6 +414,8 @@ class Engine:
         """
         if self._stopping:
             raise EngineStopped(self._stop_reason())
+        if self.committer.unhealthy is not None:
+            raise EngineStopped(self.store_problem() or "")
         svc = handler.service.name
         if handler.kind == "workflow":
             inv_id = str(InvocationId.for_workflow(svc, key))

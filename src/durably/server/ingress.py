@@ -149,6 +149,10 @@ class Ingress:
     async def _restate_path(self, segs: list[str], method: str, scope: dict[str, Any], receive: Receive,
                             send: Send) -> None:
         if segs == ["health"]:
+            problem = self.engine.store_problem()
+            if problem is not None:
+                await error(send, 503, problem)
+                return
             await respond(send, 200, _OK_HEALTH)
             return
         if len(segs) == 3 and segs[0] in ("awakeables", "a") and segs[2] in ("resolve", "reject"):
