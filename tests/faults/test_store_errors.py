@@ -41,10 +41,14 @@ class FlakyStore(FaultyStore):
         self.error = error
         self.broken = False
         self.failures = 0
+        self.retried = asyncio.Event()  # set on the second failure: the committer retried (MemoryStore
+        # commits on the event loop, so setting it here is safe)
 
     def commit(self, batch: Batch) -> None:
         if self.broken:
             self.failures += 1
+            if self.failures >= 2:
+                self.retried.set()
             raise self.error
         self.inner.commit(batch)
 
@@ -62,8 +66,7 @@ async def test_a_failing_store_is_named_then_recovers(error: BaseException, caus
         assert engine is not None
         store.broken = True
         waiting = asyncio.ensure_future(rt.call("Svc/twice", 5, idempotency_key="k"))
-        while store.failures < 2:  # polled: the committer retries with backoff
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(store.retried.wait(), 30)
         problem = engine.store_problem()
         assert problem is not None and f"({cause})" in problem
         with pytest.raises(EngineStopped, match=cause):
