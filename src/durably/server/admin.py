@@ -169,7 +169,7 @@ class Admin:
         method = scope["method"]
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
-            problem = self.engine.store_problem()
+            problem = self.engine.health_problem()
             if problem is not None:
                 await error(send, 503, problem, "admin")
             else:

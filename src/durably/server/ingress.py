@@ -149,7 +149,7 @@ class Ingress:
     async def _restate_path(self, segs: list[str], method: str, scope: dict[str, Any], receive: Receive,
                             send: Send) -> None:
         if segs == ["health"]:
-            problem = self.engine.store_problem()
+            problem = self.engine.health_problem()
             if problem is not None:
                 await error(send, 503, problem)
                 return
