@@ -25,7 +25,7 @@ from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
-from durably.server.engine import Engine
+from durably.server.engine import Engine, EngineStopped
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -286,6 +286,11 @@ class Admin:
             InvocationId.parse(inv_id)
         except ValueError as e:
             await error(send, 400, f"malformed invocation id: {e}", "admin")
+            return
+        try:
+            self.engine.check_writable()
+        except EngineStopped as e:
+            await error(send, 503, str(e), "admin")
             return
         status = getattr(self.engine, action)(inv_id)
         if status == 404:

@@ -345,6 +345,13 @@ class Engine:
             return self.store_problem() or self._stop_reason()
         return self.store_problem()
 
+    def check_writable(self) -> None:
+        """Raise EngineStopped (503) if a write now could not be committed soon: stopping, or the store failing."""
+        if self._stopping or self._draining:
+            raise EngineStopped(self._stop_reason())
+        if self.committer.unhealthy is not None:
+            raise EngineStopped(self.store_problem() or "")
+
     def store_problem(self) -> str | None:
         """Why the store cannot commit now (disk full, read-only...), or None while it can."""
         if self.committer.failed is not None:
@@ -441,10 +448,7 @@ class Engine:
         A workflow's main handler runs once per key: a second request gets `created` False too.
         With `delay_ms` the invocation is scheduled: it starts when a durable timer fires.
         """
-        if self._stopping or self._draining:
-            raise EngineStopped(self._stop_reason())
-        if self.committer.unhealthy is not None:
-            raise EngineStopped(self.store_problem() or "")
+        self.check_writable()
         svc = handler.service.name
         if handler.kind == "workflow":
             inv_id = str(InvocationId.for_workflow(svc, key))

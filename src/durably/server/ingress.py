@@ -184,6 +184,7 @@ class Ingress:
         await error(send, 404, "unknown /restate path")
 
     async def _complete_awakeable(self, send: Send, awakeable_id: str, resolve: bool, body: bytes) -> None:
+        self.engine.check_writable()
         failure = None
         if not resolve:
             failure = pb.Failure(code=500, message=body.decode("utf-8", "replace"))

@@ -132,6 +132,7 @@ class SQLiteStore(Store):
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL, EXTRA or OFF")
         self._lock = threading.Lock()
+        self._writer_broken = False
         if data_dir is None:
             # A private in-memory database shared by the writer and reader connections.
             self.path = None
@@ -227,6 +228,8 @@ class SQLiteStore(Store):
     def commit(self, batch: Batch) -> None:
         """Write the batch in one transaction."""
         with self._lock:
+            if self._writer_broken:
+                self._replace_writer()
             c = self._writer
             c.execute("BEGIN")
             try:
@@ -259,6 +262,9 @@ class SQLiteStore(Store):
                         c.execute("ROLLBACK")
                     except sqlite3.Error:
                         pass
+                # A transaction that would not roll back leaves the connection unusable: the next commit
+                # starts on a fresh one (closing this one discards the transaction).
+                self._writer_broken = c.in_transaction
                 raise
 
     def load_invocation(self, invocation_id: str) -> tuple[Any, ...] | None:
@@ -337,12 +343,17 @@ class SQLiteStore(Store):
         if self.path is None:
             return
         with self._lock:
-            try:
-                self._writer.close()
-            except sqlite3.Error:
-                pass
-            self._writer = self._connect(check_same_thread=False)
-            self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._replace_writer()
+
+    def _replace_writer(self) -> None:
+        try:
+            self._writer.close()
+        except sqlite3.Error:
+            pass
+        self._writer_broken = True  # until the new connection is open
+        self._writer = self._connect(check_same_thread=False)
+        self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
+        self._writer_broken = False
 
     def close(self) -> None:
         """Close both connections and give up the data directory."""
