@@ -77,3 +77,20 @@ def test_backup_refuses_to_overwrite(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "nothing to back up" in result.stderr or "not an empty directory" in result.stderr
+
+
+def test_a_backup_copied_over_a_crashed_directory_restores_it(serve: ServeFactory, work: Path,
+                                                              tmp_path: Path) -> None:
+    live = serve().wait_serving()
+    assert call(live.url, work, "kept").status_code == 200
+    out = tmp_path / "copy"
+    assert run_cli("backup", "--data-dir", str(live.data_dir), str(out)).returncode == 0
+    assert call(live.url, work, "after-backup").status_code == 200
+    live.kill()
+    for old in live.data_dir.glob("durably.sqlite3*"):
+        old.unlink()
+    (live.data_dir / "durably.sqlite3").write_bytes((out / "durably.sqlite3").read_bytes())
+    restored = serve().wait_serving()
+    with restored.client() as c:
+        assert c.get("/restate/invocation/Stepper/run/kept/output").status_code == 200
+        assert c.get("/restate/invocation/Stepper/run/after-backup/output").status_code == 404  # after the copy

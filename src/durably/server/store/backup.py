@@ -75,6 +75,8 @@ def backup(data_dir: Path, out: Path) -> BackupResult:
         try:
             dst.execute("PRAGMA synchronous=FULL")
             src.backup(dst)  # all pages in one step: one read transaction, one consistent snapshot
+            # A self-contained file: no WAL expected beside it, so it may replace a crashed directory's database.
+            dst.execute("PRAGMA journal_mode=DELETE")
             row = dst.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
             check = dst.execute("PRAGMA quick_check").fetchone()[0]
             invocations = dst.execute("SELECT count(*) FROM invocations").fetchone()[0]

@@ -119,6 +119,17 @@ _UPSERT = (
 _SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
 
 
+def _in_wal_mode(path: Path) -> bool:
+    """Whether the file's header says WAL mode. A database served by durably always is; a copy written by
+    `durably backup` is not (it has no WAL to lose), so it may replace the database of a crashed directory."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return True
+    return len(header) == 20 and header[18] == 2
+
+
 class SQLiteStore(Store):
     """Durable storage in `<data_dir>/durably.sqlite3`.
 
@@ -164,7 +175,8 @@ class SQLiteStore(Store):
             if not self.path.exists() or self.path.stat().st_size == 0:
                 raise DataDirError(missing_message(self.data_dir))
             wal = self.path.with_name(self.path.name + "-wal")
-            if self._dir_lock is not None and self._dir_lock.unclean_pid and not wal.exists():
+            if self._dir_lock is not None and self._dir_lock.unclean_pid and not wal.exists() \
+                    and _in_wal_mode(self.path):
                 # After an unclean stop the commits since the last checkpoint live only in the WAL.
                 raise DataDirError(
                     f"--data-dir {self.data_dir}: {wal.name} is missing after pid {self._dir_lock.unclean_pid} "
