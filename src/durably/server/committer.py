@@ -64,6 +64,8 @@ class GroupCommitter:
         self._unhealthy_since = 0.0
         self._retry_delay = RETRY_FIRST_S
         self._retries = 0
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._closed = False
         self.commits = 0
 
     def start(self) -> None:
@@ -171,11 +173,12 @@ class GroupCommitter:
         self._idle.set()  # `flushed` callers (shutdown) must not wait for a disk that may not come back
         assert self._loop is not None
         delay, self._retry_delay = self._retry_delay, min(self._retry_delay * 2, RETRY_MAX_S)
-        self._loop.call_later(delay, self._retry, err)
+        self._retry_handle = self._loop.call_later(delay, self._retry, err)
 
     def _retry(self, err: StoreError) -> None:
+        self._retry_handle = None
         batch = self._held
-        if batch is None or self.failed is not None or self._committing:
+        if batch is None or self.failed is not None or self._committing or self._closed:
             return
         if err.cause == "I/O error":
             reopen = getattr(self.store, "reopen_writer", None)
@@ -227,5 +230,11 @@ class GroupCommitter:
 
     def close(self) -> None:
         """Stop the writer thread (after `flushed`)."""
+        self._closed = True
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        if self._held is not None and self.failed is None:
+            log.error("stopping while the store cannot commit (%s): the last writes were not committed, and "
+                      "none of them was acknowledged", self.unhealthy)
         if self._writer is not None:
             self._writer.shutdown(wait=True)
