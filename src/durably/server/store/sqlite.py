@@ -165,6 +165,9 @@ class SQLiteStore(Store):
         try:
             self._open()
         except BaseException:
+            writer = getattr(self, "_writer", None)
+            if writer is not None:
+                writer.close()
             self._dir_lock.release(clean=False)
             self._dir_lock = None
             raise
@@ -227,7 +230,7 @@ class SQLiteStore(Store):
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise DataDirError(
                 f"{self.path} was written by a newer durably (schema {version}, this one knows {SCHEMA_VERSION}); "
                 "upgrade durably or use another --data-dir")
         for target in range(version, SCHEMA_VERSION):
