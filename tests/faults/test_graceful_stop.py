@@ -17,10 +17,11 @@ pytestmark = pytest.mark.system
 STEPS = 3
 
 
-def start_blocked(proc: Serve, work: Path, pool: concurrent.futures.Executor) -> concurrent.futures.Future:
+def start_blocked(proc: Serve, work: Path, pool: concurrent.futures.Executor,
+                  async_steps: bool = False) -> concurrent.futures.Future:
     """A caller waiting on `Stepper/run` (key "a") whose step 1 blocks on the gate; returns once it blocks."""
-    fut = pool.submit(httpx.post, f"{proc.url}/Stepper/run", json={"dir": str(work), "steps": STEPS, "block_at": 1},
-                      headers={"idempotency-key": "a"}, timeout=60)
+    fut = pool.submit(httpx.post, f"{proc.url}/Stepper/run", headers={"idempotency-key": "a"}, timeout=60,
+                      json={"dir": str(work), "steps": STEPS, "block_at": 1, "async_steps": async_steps})
     wait_until(lambda: (1, proc.proc.pid) in effects(work), 20, "step 1 to start", lambda: f"\n{proc.log()}")
     return fut
 
@@ -34,10 +35,12 @@ def finish_after_restart(serve: ServeFactory, work: Path, data: Path) -> Serve:
     return again
 
 
-def test_sigterm_lets_the_running_step_finish_and_suspends_the_rest(serve: ServeFactory, work: Path) -> None:
+@pytest.mark.parametrize("closure", ["sync", "async"])
+def test_sigterm_lets_the_running_step_finish_and_suspends_the_rest(serve: ServeFactory, work: Path,
+                                                                    closure: str) -> None:
     proc = serve().wait_serving()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        caller = start_blocked(proc, work, pool)
+        caller = start_blocked(proc, work, pool, async_steps=closure == "async")
         r = httpx.post(f"{proc.url}/Stepper/await_awakeable/send", json={"dir": str(work)},
                        headers={"idempotency-key": "w"}, timeout=10)
         assert r.status_code == 202, r.text

@@ -1,6 +1,7 @@
 """The app under test of the fault tests.
 
-`Stepper/run` takes `{"dir": <path>, "steps": N, "block_at": k, "pad": bytes}` and runs N journaled steps.
+`Stepper/run` takes `{"dir": <path>, "steps": N, "block_at": k, "pad": bytes, "async_steps": bool}` and runs
+N journaled steps (sync closures on threads, or coroutines on the loop).
 Each step's closure appends `step <i> <pid>` to `<dir>/effects.log` (fsynced) and returns `pad` bytes of
 text, so a test can make commits as large as it likes; step `block_at` then waits until `<dir>/gate` exists.
 `Stepper/await_awakeable` writes its awakeable's id to `<dir>/awakeable` and waits for it.
@@ -9,6 +10,7 @@ The test and the handlers talk only through those files.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -39,12 +41,22 @@ def do_step(directory: str, i: int, block: bool, pad: int) -> str:
     return f"value-{i}" + "x" * pad
 
 
+async def do_step_async(directory: str, i: int, block: bool, pad: int) -> str:
+    """Like do_step, as a coroutine (it runs on the event loop, not on a thread)."""
+    d = Path(directory)
+    append_line(d / "effects.log", f"step {i} {os.getpid()}")
+    while block and not (d / "gate").exists():  # noqa: ASYNC110 - the signal is a file made by another process
+        await asyncio.sleep(GATE_POLL_S)
+    return f"value-{i}" + "x" * pad
+
+
 @stepper.handler()
 async def run(ctx: durably.Context, req: dict) -> list[str]:
     """Run `steps` journaled steps, one of which may block on the gate; returns their values' heads."""
     values = []
+    action = do_step_async if req.get("async_steps") else do_step
     for i in range(int(req["steps"])):
-        value = await ctx.run_typed(f"step {i}", do_step, None, req["dir"], i, i == int(req.get("block_at", -1)),
+        value = await ctx.run_typed(f"step {i}", action, None, req["dir"], i, i == int(req.get("block_at", -1)),
                                     int(req.get("pad", 0)))
         values.append(value[:16])
     return values
