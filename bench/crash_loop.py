@@ -4,6 +4,7 @@ Run from the repository root:
 
     .venv/bin/python bench/crash_loop.py                    # 300 invocations, 10 kills
     .venv/bin/python bench/crash_loop.py --invocations 1000 --kills 30 --step-ms 20
+    .venv/bin/python bench/crash_loop.py --signal term      # graceful stops instead: no step runs again
 
 Serves `bench/crash_loop_app.py:app` (five journaled steps per invocation, each a sync closure that sleeps
 --step-ms and records its start and end in a log file) with `--synchronous full` on fixed free ports and a
@@ -31,6 +32,7 @@ import argparse
 import asyncio
 import random
 import shutil
+import signal
 import socket
 import statistics
 import sys
@@ -93,6 +95,12 @@ class Server:
         assert self.proc is not None
         self.proc.kill()
 
+    async def terminate(self) -> None:
+        """SIGTERM (a graceful stop: running steps finish) and wait for the exit."""
+        assert self.proc is not None and self.proc.popen is not None
+        self.proc.popen.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self.proc.popen.wait)
+
 
 @dataclass
 class Run:
@@ -132,12 +140,16 @@ async def invocation(server: Server, client: httpx.AsyncClient, run: Run, work: 
         await asyncio.sleep(RETRY_S)
 
 
-async def killer(server: Server, client: httpx.AsyncClient, run: Run, kills: int, rng: random.Random) -> None:
+async def killer(server: Server, client: httpx.AsyncClient, run: Run, kills: int, rng: random.Random,
+                 graceful: bool) -> None:
     for _ in range(kills):
         await asyncio.sleep(rng.uniform(0.3, 1.0))
         if not run.work_done:
             run.kills_during_work += 1
-        server.kill()
+        if graceful:
+            await server.terminate()
+        else:
+            server.kill()
         run.restarts.append(await server.start(client))
 
 
@@ -189,7 +201,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     key = queue.get_nowait()
                     await invocation(server, client, run, work, key, args.step_ms, deadline)
 
-            kill_task = asyncio.create_task(killer(server, client, run, args.kills, rng))
+            kill_task = asyncio.create_task(killer(server, client, run, args.kills, rng, args.signal == "term"))
             await asyncio.gather(*(worker() for _ in range(args.clients)))
             run.work_done = True
             elapsed = time.perf_counter() - started
@@ -201,7 +213,7 @@ async def main_async(args: argparse.Namespace) -> int:
     lost = len(run.acknowledged - set(run.results))
     complete = sum(1 for v in run.results.values() if len(v) == STEPS)
     print(f"crash loop: {args.invocations} invocations of {STEPS} steps ({args.step_ms} ms each), {args.clients} "
-          f"clients, {args.kills} SIGKILLs ({run.kills_during_work} while invocations were running), "
+          f"clients, {args.kills} SIG{args.signal.upper()}s ({run.kills_during_work} while invocations were running), "
           f"{elapsed:.1f} s")
     print(f"  acknowledged        {len(run.acknowledged)}")
     print(f"  completed           {complete}")
@@ -232,6 +244,8 @@ def main() -> int:
     parser.add_argument("--step-ms", type=int, default=100, help="how long each step's closure works")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on invocations after this many s")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--signal", choices=["kill", "term"], default="kill",
+                        help="kill: SIGKILL (a crash); term: SIGTERM (a graceful stop)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     return asyncio.run(main_async(parser.parse_args()))
 
