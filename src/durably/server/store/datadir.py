@@ -140,4 +140,5 @@ def new_database_id() -> str:
 
 def missing_message(data_dir: Path) -> str:
     """The refusal for a directory whose database vanished or was emptied."""
-    return f"--data-dir {data_dir} held a database that is now missing; refusing to start on an empty one"
+    return (f"--data-dir {data_dir} held a database that is now missing; refusing to start on an empty one "
+            f"(restore it from a backup; to start afresh on purpose, remove {data_dir / ID_FILE})")
