@@ -80,6 +80,14 @@ class DataDirLock:
             raise DataDirError(f"--data-dir {data_dir} is not writable: {e.strerror} ({path})") from None
         return cls(data_dir, fd, previous)
 
+    def mark_clean(self) -> None:
+        """Say the store is closing cleanly (before its last connection goes and SQLite removes the WAL)."""
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass  # a read-only or full disk: the next start then checks a little more, nothing worse
+
     def release(self, clean: bool = True) -> None:
         """Unlock. `clean` (the store was closed properly) empties the file so the next owner knows; else
         the file keeps naming the last owner that did not stop cleanly (a refused start changes nothing)."""

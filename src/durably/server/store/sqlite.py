@@ -374,8 +374,12 @@ class SQLiteStore(Store):
         """Close both connections and give up the data directory."""
         with self._lock:
             self._writer.close()
-        self._reader.close()
         lock = getattr(self, "_dir_lock", None)
+        if lock is not None:
+            # Before the last connection closes: SQLite then checkpoints and removes the WAL, and a kill
+            # between the two must not look like a WAL lost after a crash.
+            lock.mark_clean()
+        self._reader.close()
         if lock is not None:
             self._dir_lock = None
             lock.release(clean=True)
