@@ -85,9 +85,11 @@ def backup(data_dir: Path, out: Path) -> BackupResult:
     except sqlite3.Error as e:
         raise DataDirError(f"backup of {data_dir} failed: {e}") from None
     finally:
+        if lock is not None:
+            lock.mark_clean()  # our connection is the last: closing it checkpoints and removes the WAL
         src.close()
         if lock is not None:
-            lock.release(clean=True)  # our connection was the last: SQLite checkpointed and closed cleanly
+            lock.release(clean=True)
     if check != "ok":
         raise DataDirError(f"backup of {data_dir} failed its integrity check: {check}")
     database_id = row[0] if row else None
