@@ -94,3 +94,18 @@ def test_a_backup_copied_over_a_crashed_directory_restores_it(serve: ServeFactor
     with restored.client() as c:
         assert c.get("/restate/invocation/Stepper/run/kept/output").status_code == 200
         assert c.get("/restate/invocation/Stepper/run/after-backup/output").status_code == 404  # after the copy
+
+
+def test_backup_of_a_crashed_directory_leaves_it_servable(serve: ServeFactory, work: Path, tmp_path: Path) -> None:
+    live = serve().wait_serving()
+    assert call(live.url, work, "kept").status_code == 200
+    live.kill()  # its commits are in the WAL; the backup's connection checkpoints them and removes it
+    out = tmp_path / "copy"
+    result = run_cli("backup", "--data-dir", str(live.data_dir), str(out))
+    assert result.returncode == 0, result.stderr
+    for data in (live.data_dir, out):
+        proc = serve(data_dir=data).wait_serving()
+        with proc.client() as c:
+            assert c.get("/restate/invocation/Stepper/run/kept/output").status_code == 200
+        proc.signal(15)
+        assert proc.wait_exit() == 0
