@@ -4,6 +4,7 @@
     durably invoke Service/handler '"json"'          call a handler (or Object/key/handler)
     durably invocations list|describe|cancel|...     the admin API's invocations
     durably services list                            the served services and handlers
+    durably backup --data-dir D OUT                  a consistent copy of a data directory, even while served
 """
 
 from __future__ import annotations
