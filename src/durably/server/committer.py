@@ -25,6 +25,8 @@ INLINE_COMMIT_BYTES = 16 * 1024
 # Retrying a store that cannot commit (disk full, read-only, I/O error): first after this, doubling to the cap.
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
+# While it lasts, the outage is logged again this often (an operator tailing the log sees it is ongoing).
+REMIND_S = 60.0
 
 
 def _small(batch: Batch) -> bool:
@@ -62,6 +64,7 @@ class GroupCommitter:
         self.unhealthy: StoreError | None = None
         self._held: Batch | None = None
         self._unhealthy_since = 0.0
+        self._reminded = 0.0
         self._retry_delay = RETRY_FIRST_S
         self._retries = 0
         self._retry_handle: asyncio.TimerHandle | None = None
@@ -164,11 +167,14 @@ class GroupCommitter:
         # keep it and try again, in order, before anything newer.
         self._held = batch
         self._retries += 1
+        now = time.monotonic()
         if self.unhealthy is None:
-            self._unhealthy_since = time.monotonic()
+            self._unhealthy_since = self._reminded = now
             log.error("the store cannot commit (%s); writes are refused and retried until it recovers", err)
-        elif err.cause != self.unhealthy.cause:
-            log.error("the store still cannot commit, now: %s", err)
+        elif err.cause != self.unhealthy.cause or now - self._reminded >= REMIND_S:
+            self._reminded = now
+            log.error("the store still cannot commit after %.0f s (%d retries): %s", now - self._unhealthy_since,
+                      self._retries, err)
         self.unhealthy = err
         self._idle.set()  # `flushed` callers (shutdown) must not wait for a disk that may not come back
         assert self._loop is not None
