@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 import durably
 from durably.server.engine import EngineStopped
-from durably.server.store import MemoryStore
+from durably.server.store import MemoryStore, SQLiteStore
 from durably.server.store.base import Batch
 from durably.server.store.errors import classify
 from durably.testing import TestRuntime
@@ -82,3 +83,18 @@ def test_errors_that_are_not_the_disk_stay_fatal() -> None:
     assert not classify(sqlite3.IntegrityError("UNIQUE constraint failed: journal.idx")).retryable
     assert not classify(sqlite_error("database disk image is malformed", 11)).retryable
     assert classify(OSError(28, "No space left on device")).cause == "disk full"
+
+
+def test_a_failed_commit_rolls_back_and_the_store_keeps_working(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    try:
+        bad = Batch(ops=[("INSERT INTO state VALUES (?, ?, ?, ?)", ("S", "k", b"a", b"1")),
+                         ("INSERT INTO no_such_table VALUES (1)", ())])
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):  # the cause, not a failed ROLLBACK
+            store.commit(bad)
+        assert store.load_state("S", "k") == {}  # nothing of the failed batch
+        store.reopen_writer()  # what a retry after an I/O error does
+        store.commit(Batch(ops=[("INSERT INTO state VALUES (?, ?, ?, ?)", ("S", "k", b"a", b"2"))]))
+        assert store.load_state("S", "k") == {b"a": b"2"}
+    finally:
+        store.close()
