@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from durably.server.store.backup import backup
+
 from .conftest import REPO_ROOT, ServeFactory
 
 pytestmark = pytest.mark.system
@@ -84,7 +86,7 @@ def test_a_backup_copied_over_a_crashed_directory_restores_it(serve: ServeFactor
     live = serve().wait_serving()
     assert call(live.url, work, "kept").status_code == 200
     out = tmp_path / "copy"
-    assert run_cli("backup", "--data-dir", str(live.data_dir), str(out)).returncode == 0
+    backup(live.data_dir, out)  # in-process: the command itself is covered above
     assert call(live.url, work, "after-backup").status_code == 200
     live.kill()
     for old in live.data_dir.glob("durably.sqlite3*"):
@@ -101,8 +103,7 @@ def test_backup_of_a_crashed_directory_leaves_it_servable(serve: ServeFactory, w
     assert call(live.url, work, "kept").status_code == 200
     live.kill()  # its commits are in the WAL; the backup's connection checkpoints them and removes it
     out = tmp_path / "copy"
-    result = run_cli("backup", "--data-dir", str(live.data_dir), str(out))
-    assert result.returncode == 0, result.stderr
+    backup(live.data_dir, out)
     for data in (live.data_dir, out):
         proc = serve(data_dir=data).wait_serving()
         with proc.client() as c:
