@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 from system.conftest import ServerProcess, wait_until
-from test_limits_connections import drain_until_closed, sockets
 
 import durably
 from durably.testing import TestRuntime
+
+from .test_limits_connections import drain_until_closed, sockets
 
 APP = f"{Path(__file__).resolve().parent / 'limits_app.py'}:app"
 MiB = 1024 * 1024
