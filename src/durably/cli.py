@@ -52,6 +52,39 @@ def main() -> None:
     """Durable execution for Python."""
 
 
+def _retry_flags(fn: Any) -> Any:
+    """`--default-retry-*`: the server-wide invocation retry policy (Restate's [default-retry-policy])."""
+    helps = {
+        "max_attempts": "Attempts per invocation, the first included, or 'unlimited' (default 70).",
+        "on_max_attempts": "What happens when they are spent: pause (default) or kill.",
+        "initial_interval": "Delay before the first retry (default 500ms).",
+        "max_interval": "Longest delay between retries (default 1m).",
+        "exponentiation_factor": "Growth of the delay per retry (default 2.0).",
+    }
+    for name, text in reversed(helps.items()):
+        fn = click.option("--default-retry-" + name.replace("_", "-"), "retry_" + name, metavar="VALUE",
+                          help=text + " Env: RESTATE_/DURABLY_DEFAULT_RETRY_POLICY__" + name.upper() + ".")(fn)
+    return fn
+
+
+def _default_retry_policy(flags: dict[str, str | None]) -> Any:
+    from durably.server.retry_config import (
+        RetryConfigError,
+        default_retry_policy,
+        parse_flag,
+        settings_from_env,
+    )
+
+    try:
+        settings = settings_from_env(os.environ)
+        for name, value in flags.items():
+            if value is not None:
+                settings[name.removeprefix("retry_")] = parse_flag(name.removeprefix("retry_"), value)
+        return default_retry_policy(settings) if settings else None
+    except RetryConfigError as e:
+        raise click.ClickException(f"bad default retry policy: {e}") from e
+
+
 @main.command()
 @click.argument("app_ref", metavar="APP")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind ingress and admin to.")
@@ -67,8 +100,9 @@ def main() -> None:
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@_retry_flags
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, **retry: str | None) -> None:
     """Serve APP (module:app or path/to/file.py) with the embedded runtime."""
     from durably.server.runtime import DurablyServer, ServerConfig
 
@@ -78,7 +112,8 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except AppLoadError as e:
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
-                          synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay)
+                          synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
+                          default_retry_policy=_default_retry_policy(retry))
     server = DurablyServer(app, config)
     try:
         import uvloop

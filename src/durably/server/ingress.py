@@ -132,7 +132,8 @@ class Ingress:
             return
         inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem, delay_ms)
         if not created and handler.kind == "workflow" and not is_send:
-            await respond_json(send, 409, {"code": 409, "message": "the workflow method was already invoked"},
+            await respond_json(send, 409, {"code": 409, "message": "the workflow method was already invoked",
+                                                "source": "ingress"},
                                [(b"x-restate-id", inv_id.encode()), (b"x-restate-error-source", b"ingress")])
             return
         if is_send:
@@ -263,4 +264,5 @@ async def respond_outcome(send: Send, inv_id: str, outcome: Outcome, handler: Ha
     payload: dict[str, Any] = {"code": code, "message": outcome.failure_message or ""}
     if outcome.failure_metadata:
         payload["metadata"] = outcome.failure_metadata
+    payload["source"] = "invocation"
     await respond_json(send, status, payload, [id_header, (b"x-restate-error-source", b"invocation")])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
@@ -62,6 +63,8 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
+    # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
+    default_retry_policy: InvocationRetryPolicy | None = None
 
 
 class DurablyServer:
@@ -81,7 +84,10 @@ class DurablyServer:
         """Serve until SIGTERM/SIGINT or `request_stop`."""
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay))
+        options = EngineOptions(always_replay=cfg.always_replay)
+        if cfg.default_retry_policy is not None:
+            options.default_retry_policy = cfg.default_retry_policy
+        engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
         servers = [
