@@ -27,6 +27,7 @@ from durably.sdk.errors import VMError
 from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.sdk.service import App, Handler
 from durably.sdk.vm import CANCEL_SIGNAL, SIGNAL_HANDLE_BASE, VM
+from durably.server import calltree
 from durably.server.clock import Clock
 from durably.server.committer import GroupCommitter
 from durably.server.deployments import (
@@ -1102,74 +1103,27 @@ class Engine:
 
     # ---- operator actions ----
 
+    # Call-tree operations live in server/calltree.py; these are the engine's entry points for them.
+
     def cancel(self, inv_id: str) -> int:
-        """Cancel: the handler gets TerminalError 409 at its next await. 202, 404 or 409 (completed)."""
-        inv = self._load(inv_id)
-        if inv is None:
-            return 404
-        if inv.status == COMPLETED:
-            return 409
-        if inv.status in (INBOXED, SCHEDULED):
-            self._complete(inv, Outcome(failure_code=409, failure_message="cancelled"))
-            return 202
-        note = pb.NotificationMessage(signal_id=CANCEL_SIGNAL)
-        note.void.SetInParent()
-        self.notify(inv_id, m.SIGNAL_NOTIFICATION, note)
-        if inv.status == PAUSED:
-            inv.attempts = 0
-            self._start_attempt(inv)  # let it run its compensations
-        return 202
+        """Cancel an invocation (and, through its handler, the calls it made). 202, 404 or 409."""
+        return calltree.cancel(self, inv_id)
 
     def kill(self, inv_id: str) -> int:
-        """End an invocation now without running user code; callers get 409 "killed". 200, 404 or 409."""
-        inv = self._load(inv_id)
-        if inv is None:
-            return 404
-        if inv.status == COMPLETED:
-            return 409
-        self._abort_attempt(inv)
-        self._complete(inv, Outcome(failure_code=409, failure_message="killed"))
-        return 200
+        """Kill an invocation and every call below it; callers get 409 "killed". 200, 404 or 409."""
+        return calltree.kill(self, inv_id)
 
     def pause(self, inv_id: str) -> int:
         """Stop retrying an invocation until it is resumed. 202, 200 (already paused), 404 or 409."""
-        inv = self._load(inv_id)
-        if inv is None:
-            return 404
-        if inv.status == PAUSED:
-            return 200
-        if inv.status not in (INVOKED, SUSPENDED, BACKING_OFF):
-            return 409
-        self._abort_attempt(inv)
-        if inv.retry_timer is not None:
-            inv.retry_timer.cancel()
-            inv.retry_timer = None
-        inv.status = PAUSED
-        self._mark(inv)
-        return 202
+        return calltree.pause(self, inv_id)
 
     def resume(self, inv_id: str) -> int:
         """Run a paused invocation again with a fresh retry budget. 202, 404 or 409 (not paused)."""
-        inv = self._load(inv_id)
-        if inv is None:
-            return 404
-        if inv.status != PAUSED:
-            return 409
-        inv.attempts = 0
-        self._start_attempt(inv)
-        return 202
+        return calltree.resume(self, inv_id)
 
     def purge(self, inv_id: str) -> int:
         """Delete a completed invocation with its journal. 200, 404 or 409 (not completed)."""
-        if inv_id in self._active:
-            return 409
-        row = self.store.load_invocation(inv_id)
-        if row is None:
-            return 404
-        if row[COL["status"]] != COMPLETED:
-            return 409
-        self._delete(row)
-        return 200
+        return calltree.purge(self, inv_id)
 
     def _delete(self, row: tuple[Any, ...]) -> None:
         inv_id = row[COL["id"]]
