@@ -141,4 +141,35 @@ async def call_durably(ctx: restate.Context, n: int) -> int:
     return int(raw) + 1
 
 
-app = restate.app(services=[greeter, counter, signup])
+signals = restate.Service("SdkSignals")
+
+
+@signals.handler()
+async def wait(ctx: restate.Context) -> list:
+    """A named signal raced against a long sleep."""
+    match await restate.select(sig=ctx.signal("go", type_hint=str), timeout=ctx.sleep(timedelta(hours=1))):
+        case ["sig", value]:
+            return ["sig", value]
+        case _:
+            return ["timeout", None]
+
+
+@signals.handler()
+async def wait_caught(ctx: restate.Context) -> str:
+    try:
+        return await ctx.signal("go", type_hint=str)
+    except TerminalError as e:
+        return f"rejected {e.status_code} {e.message}"
+
+
+@signals.handler()
+async def resolve(ctx: restate.Context, req: dict) -> None:
+    ctx.resolve_signal(req["id"], "go", req["value"])
+
+
+@signals.handler()
+async def reject(ctx: restate.Context, req: dict) -> None:
+    ctx.reject_signal(req["id"], "go", req["message"], 451)
+
+
+app = restate.app(services=[greeter, counter, signup, signals])

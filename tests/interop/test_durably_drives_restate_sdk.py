@@ -118,3 +118,20 @@ async def test_embedded_and_remote_call_each_other(rt: TestRuntime) -> None:
     async with rt.http() as http:
         assert (await http.post("/DurablyLocal/call_remote", json=key)).json() == 3
         assert (await http.post("/SdkGreeter/call_durably", json=20)).json() == 41
+
+
+@pytest.mark.parametrize("handler", ["wait", "wait_caught"])
+async def test_named_signals_across_invocations(rt: TestRuntime, handler: str) -> None:
+    async with rt.http() as http:
+        sent = await http.post(f"/SdkSignals/{handler}/send")
+        assert sent.status_code == 202, sent.text
+        inv = sent.json()["invocationId"]
+        if handler == "wait":
+            ok = await http.post("/SdkSignals/resolve", json={"id": inv, "value": "now"})
+            expected: object = ["sig", "now"]
+        else:
+            ok = await http.post("/SdkSignals/reject", json={"id": inv, "message": "nope"})
+            expected = "rejected 451 nope"
+        assert ok.status_code == 200, ok.text
+        attached = await asyncio.wait_for(http.get(f"/restate/invocation/{inv}/attach"), 30)
+    assert (attached.status_code, attached.json()) == (200, expected)

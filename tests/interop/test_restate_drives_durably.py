@@ -110,3 +110,18 @@ def test_cancellation_runs_compensation(restate: RestateServer) -> None:
     out = httpx.get(f"{restate.ingress}/restate/invocation/{inv}/attach", timeout=60)
     assert out.status_code == 409
     wait_until(lambda: EFFECTS[key + "-undo"] == 1, 30, "the compensation")
+
+
+@pytest.mark.parametrize("handler", ["wait", "wait_caught"])
+def test_named_signals_across_invocations(restate: RestateServer, handler: str) -> None:
+    sent = httpx.post(f"{restate.ingress}/InteropSignals/{handler}/send", timeout=30)
+    assert sent.status_code == 202, sent.text
+    inv = sent.json()["invocationId"]
+    if handler == "wait":
+        assert call(restate, "InteropSignals/resolve", {"id": inv, "value": "now"}).status_code == 200
+        expected = ["sig", "now"]
+    else:
+        assert call(restate, "InteropSignals/reject", {"id": inv, "message": "nope"}).status_code == 200
+        expected = "rejected 451 nope"
+    attached = httpx.get(f"{restate.ingress}/restate/invocation/{inv}/attach", timeout=60)
+    assert (attached.status_code, attached.json()) == (200, expected)

@@ -389,6 +389,35 @@ class Context:
         cmd.failure.message = failure_message
         self._vm_call(self._attempt.vm.sys_complete_awakeable, cmd)
 
+    # ---- named signals ----
+
+    def signal(self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None) -> DurableFuture[T]:
+        """A future completed when someone resolves (or rejects) the signal `name` of this invocation.
+
+        Other handlers send it with `ctx.resolve_signal(invocation_id, name, value)`. A signal sent before
+        the handler asks for it is kept; use the future in select/gather like any other.
+        """
+        self._check_not_in_run("await a signal")
+        s = serde_for(serde, type_hint)
+        handle = self._vm_call(self._attempt.vm.sys_signal, name)
+        return DurableFuture(self, handle, lambda v: None if v is None else s.deserialize(v))
+
+    def resolve_signal(self, invocation_id: str, name: str, value: Any, serde: Serde[Any] | None = None) -> None:
+        """Complete the signal `name` of another invocation with a value."""
+        self._check_not_in_run("resolve a signal")
+        s = serde if serde is not None else DefaultSerde(type(value))
+        cmd = pb.SendSignalCommandMessage(target_invocation_id=invocation_id, name=name)
+        cmd.value.content = s.serialize(value)
+        self._vm_call(self._attempt.vm.sys_send_signal, cmd)
+
+    def reject_signal(self, invocation_id: str, name: str, failure_message: str, failure_code: int = 500) -> None:
+        """Complete the signal `name` of another invocation with a failure (its awaiter gets TerminalError)."""
+        self._check_not_in_run("reject a signal")
+        cmd = pb.SendSignalCommandMessage(target_invocation_id=invocation_id, name=name)
+        cmd.failure.code = failure_code
+        cmd.failure.message = failure_message
+        self._vm_call(self._attempt.vm.sys_send_signal, cmd)
+
     def cancel_invocation(self, invocation_id: str) -> None:
         """Cancel another invocation: it gets TerminalError 409 at its next await and may compensate."""
         self._check_not_in_run("cancel an invocation")

@@ -106,6 +106,8 @@ def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int) -> 
         which = msg.WhichOneof("id")
         if which == "signal_id":
             entry["signal"] = msg.signal_id
+        elif which == "signal_name":
+            entry["signal"] = msg.signal_name
         elif which == "completion_id":
             entry["completion_id"] = msg.completion_id
         value = notification_value(msg)
@@ -147,8 +149,9 @@ def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int) -> 
     return entry
 
 
-def _waiting_json(waiting: list[int]) -> list[str]:
-    return [f"signal {h - SIGNAL_HANDLE_BASE}" if h >= SIGNAL_HANDLE_BASE else f"completion {h}" for h in waiting]
+def _waiting_json(waiting: list[int | str]) -> list[str]:
+    return [f"signal '{h}'" if isinstance(h, str) else f"signal {h - SIGNAL_HANDLE_BASE}"
+            if h >= SIGNAL_HANDLE_BASE else f"completion {h}" for h in waiting]
 
 
 class Admin:

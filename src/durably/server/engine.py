@@ -769,7 +769,9 @@ class Engine:
 
     def _suspend(self, inv: Invocation, msg: pb.SuspensionMessage) -> None:
         self._detach(inv)
-        waiting = list(msg.waiting_completions) + [SIGNAL_HANDLE_BASE + s for s in msg.waiting_signals]
+        # Named signals wait under their name (a str never equals an int handle).
+        waiting: list[int | str] = list(msg.waiting_completions) + [
+            SIGNAL_HANDLE_BASE + s for s in msg.waiting_signals] + list(msg.waiting_named_signals)
         inv.waiting = waiting
         inv.status = SUSPENDED
         self._mark(inv)
@@ -792,10 +794,10 @@ class Engine:
 
         self._after_commit(resume)
 
-    def _completed_handles(self, inv: Invocation) -> set[int]:
+    def _completed_handles(self, inv: Invocation) -> set[int | str]:
         if inv.journal is None:
             self._load_journal(inv)
-        done: set[int] = set()
+        done: set[int | str] = set()
         for type_id, msg in inv.journal or ():
             if m.is_notification(type_id):
                 which = msg.WhichOneof("id")  # type: ignore[attr-defined]
@@ -803,6 +805,8 @@ class Engine:
                     done.add(msg.completion_id)  # type: ignore[attr-defined]
                 elif which == "signal_id":
                     done.add(SIGNAL_HANDLE_BASE + msg.signal_id)  # type: ignore[attr-defined]
+                elif which == "signal_name":
+                    done.add(msg.signal_name)  # type: ignore[attr-defined]
         return done
 
     def _attempt_failed(self, inv: Invocation, err: pb.ErrorMessage) -> None:
@@ -906,7 +910,8 @@ class Engine:
             return True
         self._append(inv, type_id, note)
         which = note.WhichOneof("id")
-        handle = note.completion_id if which == "completion_id" else SIGNAL_HANDLE_BASE + note.signal_id
+        handle: int | str = (note.completion_id if which == "completion_id" else note.signal_name
+                             if which == "signal_name" else SIGNAL_HANDLE_BASE + note.signal_id)
         if inv.status == SUSPENDED:
             if inv.waiting is not None and handle in inv.waiting:
                 # Durably mark the resumption with the notification, so a crash in between resumes too.
@@ -1020,10 +1025,10 @@ class Engine:
         if cmd.WhichOneof("signal_id") == "idx" and cmd.idx == CANCEL_SIGNAL:
             self.cancel(target)
             return
-        if cmd.WhichOneof("signal_id") != "idx":
-            log.warning("invocation %s: named signals are not supported; dropped", inv.id)
-            return
-        note = pb.NotificationMessage(signal_id=cmd.idx)
+        if cmd.WhichOneof("signal_id") == "name":
+            note = pb.NotificationMessage(signal_name=cmd.name)
+        else:
+            note = pb.NotificationMessage(signal_id=cmd.idx)
         which = cmd.WhichOneof("result")
         if which == "value":
             note.value.CopyFrom(cmd.value)

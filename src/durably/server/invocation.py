@@ -54,7 +54,7 @@ class Invocation:
     next_retry_at: int | None = None
     last_error: str | None = None
     journal_length: int = 0
-    waiting: list[int] | None = None
+    waiting: list[int | str] | None = None  # completion/signal handles; named signals by name
     outcome: Outcome | None = None
     completed_at: int | None = None
     retention_until: int | None = None
