@@ -25,8 +25,8 @@ async def wait_one(ctx: durably.Context) -> str:
 
 @svc.handler()
 async def wait_select(ctx: durably.Context) -> list:
-    """A signal raced against a long sleep, an awakeable and a run that never finishes first."""
-    aw_id, aw = ctx.awakeable(type_hint=str)
+    """A signal raced against a long sleep and an awakeable nobody resolves."""
+    _, aw = ctx.awakeable(type_hint=str)
     return await durably.select(sig=ctx.signal("go", type_hint=str), timeout=ctx.sleep(timedelta(hours=1)), aw=aw)
 
 
