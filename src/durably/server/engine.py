@@ -651,6 +651,9 @@ class Engine:
                 self._suspend(inv, msg)  # type: ignore[arg-type]
             elif type_id == m.ERROR:
                 self._attempt_failed(inv, msg)  # type: ignore[arg-type]
+                bug = getattr(attempt, "code_bug", None)  # only the in-process attempt can tell
+                if bug is not None:
+                    self._tell_waiters_of_bug(inv, bug)
             else:
                 log.warning("ignoring unexpected message %s from %s", m.type_name(type_id), inv.id)
 
@@ -846,6 +849,21 @@ class Engine:
                                                      lambda: self._retry_now(inv))
 
         self._after_commit(schedule)
+
+    def _tell_waiters_of_bug(self, inv: Invocation, message: str) -> None:
+        """Answer whoever waits on the invocation over HTTP with the bug now (500); it keeps retrying.
+
+        Callers inside the runtime (other invocations' calls) keep waiting for the real outcome: what they
+        see must come from the journal.
+        """
+        outcome = Outcome(failure_code=500, failure_message=message)
+
+        def answer() -> None:
+            for w in self._outcome_waiters.pop(inv.id, ()):
+                if not w.done():
+                    w.set_result(outcome)
+
+        self._after_commit(answer)
 
     def _retry_now(self, inv: Invocation) -> None:
         inv.retry_timer = None
