@@ -85,6 +85,16 @@ def _default_retry_policy(flags: dict[str, str | None]) -> Any:
         raise click.ClickException(f"bad default retry policy: {e}") from e
 
 
+def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
+    from durably.server.flow_control import FlowControlError, parse_rules
+
+    env = [x for x in os.environ.get("DURABLY_CONCURRENCY_LIMITS", "").split(",") if x.strip()]
+    try:
+        return parse_rules([*env, *flags])  # flags come last: they win over the environment
+    except FlowControlError as e:
+        raise click.ClickException(str(e)) from e
+
+
 @main.command()
 @click.argument("app_ref", metavar="APP")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind ingress and admin to.")
@@ -101,8 +111,13 @@ def _default_retry_policy(flags: dict[str, str | None]) -> Any:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @_retry_flags
+@click.option("--concurrency-limit", "concurrency_limits", multiple=True, metavar="PATTERN=N",
+              help="Restate 1.7 flow control: at most N invocations run at once per matching scope or limit "
+                   "key ('*=100', 'checkout=50', 'checkout/*=5', 'checkout/*/*=2'). Repeatable. Env: "
+                   "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str, **retry: str | None) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, concurrency_limits: tuple[str, ...],
+          **retry: str | None) -> None:
     """Serve APP (module:app or path/to/file.py) with the embedded runtime."""
     from durably.server.runtime import DurablyServer, ServerConfig
 
@@ -113,7 +128,8 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
-                          default_retry_policy=_default_retry_policy(retry))
+                          default_retry_policy=_default_retry_policy(retry),
+                          concurrency_rules=_concurrency_rules(concurrency_limits))
     server = DurablyServer(app, config)
     try:
         import uvloop

@@ -21,6 +21,7 @@ from durably.protocol.ids import awakeable_id
 from durably.sdk.attempt import IN_RUN, Attempt, pb_failure_to_error
 from durably.sdk.errors import TerminalError, VMError
 from durably.sdk.options import RunOptions
+from durably.sdk.scope import FLOW_HEADERS, ScopedContext
 from durably.sdk.serde import BytesSerde, DefaultSerde, Serde, serde_for
 from durably.sdk.service import Handler, handler_of
 from durably.sdk.vm import notification_value, signal_handle
@@ -37,6 +38,8 @@ class Request:
     attempt_headers: dict[str, str]
     body: bytes
     idempotency_key: str | None = None
+    scope: str | None = None
+    limit_key: str | None = None
 
 
 class DurableFuture(Generic[T]):
@@ -220,13 +223,20 @@ class Context:
     def request(self) -> Request:
         """The request that started this invocation."""
         inp = self._attempt.vm.input()
+        start = self._attempt.vm.start
         return Request(
             id=self._invocation_id,
-            headers={h.key: h.value for h in inp.headers},
+            headers={h.key: h.value for h in inp.headers if h.key not in FLOW_HEADERS},
             attempt_headers=dict(self._attempt.attempt_headers),
             body=inp.value.content,
-            idempotency_key=self._attempt.vm.start.idempotency_key or None,
+            idempotency_key=start.idempotency_key or None,
+            scope=start.scope if start.HasField("scope") else None,
+            limit_key=start.limit_key if start.HasField("limit_key") else None,
         )
+
+    def scope(self, scope: str) -> ScopedContext:
+        """Calls and sends within `scope` (flow control: concurrency limits per scope and limit key)."""
+        return ScopedContext(self, scope)
 
     def random(self) -> _random.Random:
         """A random generator seeded by the invocation: the same numbers on every attempt.
@@ -288,20 +298,30 @@ class Context:
     # ---- calling other handlers ----
 
     def _call(self, service: str, handler: str, param: bytes, key: str, idempotency_key: str | None,
-              headers: dict[str, str] | None, decode: Callable[[Any], T]) -> CallFuture[T]:
+              headers: dict[str, str] | None, decode: Callable[[Any], T], scope: str | None = None,
+              limit_key: str | None = None) -> CallFuture[T]:
         self._check_not_in_run("call another handler")
         cmd = pb.CallCommandMessage(service_name=service, handler_name=handler, parameter=param, key=key)
         if idempotency_key:
             cmd.idempotency_key = idempotency_key
+        if scope is not None:
+            cmd.scope = scope
+        if limit_key is not None:
+            cmd.limit_key = limit_key
         for k, v in (headers or {}).items():
             cmd.headers.add(key=k, value=v)
         id_handle, handle = self._vm_call(self._attempt.vm.sys_call, cmd)
         return CallFuture(self, handle, decode, id_handle)
 
     def _send(self, service: str, handler: str, param: bytes, key: str, send_delay: timedelta | None,
-              idempotency_key: str | None, headers: dict[str, str] | None) -> SendHandle:
+              idempotency_key: str | None, headers: dict[str, str] | None, scope: str | None = None,
+              limit_key: str | None = None) -> SendHandle:
         self._check_not_in_run("send to another handler")
         cmd = pb.OneWayCallCommandMessage(service_name=service, handler_name=handler, parameter=param, key=key)
+        if scope is not None:
+            cmd.scope = scope
+        if limit_key is not None:
+            cmd.limit_key = limit_key
         if send_delay:
             cmd.invoke_time = int(self._attempt.clock() * 1000 + send_delay.total_seconds() * 1000)
         if idempotency_key:
@@ -310,53 +330,68 @@ class Context:
             cmd.headers.add(key=k, value=v)
         return SendHandle(self, self._vm_call(self._attempt.vm.sys_send, cmd))
 
+    # `scope`/`limit_key` (keyword-only) are what ctx.scope(...) passes; see durably.sdk.scope.
+
     def service_call(self, tpe: Callable[..., Awaitable[T]], arg: Any = None, idempotency_key: str | None = None,
-                     headers: dict[str, str] | None = None) -> CallFuture[T]:
+                     headers: dict[str, str] | None = None, *, scope: str | None = None,
+                     limit_key: str | None = None) -> CallFuture[T]:
         """Call a handler of a service and get a future of its result (exactly once, journaled)."""
         h = handler_of(tpe)
         return self._call(h.service.name, h.name, _encode_arg(h, arg), "", idempotency_key, headers,
-                          _decoder(h))
+                          _decoder(h), scope, limit_key)
 
     def object_call(self, tpe: Callable[..., Awaitable[T]], key: str, arg: Any = None,
-                    idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[T]:
+                    idempotency_key: str | None = None, headers: dict[str, str] | None = None, *,
+                    scope: str | None = None, limit_key: str | None = None) -> CallFuture[T]:
         """Call a handler of a virtual object on `key`."""
         h = handler_of(tpe)
-        return self._call(h.service.name, h.name, _encode_arg(h, arg), key, idempotency_key, headers, _decoder(h))
+        return self._call(h.service.name, h.name, _encode_arg(h, arg), key, idempotency_key, headers, _decoder(h),
+                          scope, limit_key)
 
     def workflow_call(self, tpe: Callable[..., Awaitable[T]], key: str, arg: Any = None,
-                      idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[T]:
+                      idempotency_key: str | None = None, headers: dict[str, str] | None = None, *,
+                      scope: str | None = None, limit_key: str | None = None) -> CallFuture[T]:
         """Call a handler of a workflow on `key`."""
-        return self.object_call(tpe, key, arg, idempotency_key, headers)
+        return self.object_call(tpe, key, arg, idempotency_key, headers, scope=scope, limit_key=limit_key)
 
     def service_send(self, tpe: Callable[..., Awaitable[Any]], arg: Any = None, send_delay: timedelta | None = None,
-                     idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> SendHandle:
+                     idempotency_key: str | None = None, headers: dict[str, str] | None = None, *,
+                     scope: str | None = None, limit_key: str | None = None) -> SendHandle:
         """Start a handler of a service without waiting for it (optionally after `send_delay`)."""
         h = handler_of(tpe)
-        return self._send(h.service.name, h.name, _encode_arg(h, arg), "", send_delay, idempotency_key, headers)
+        return self._send(h.service.name, h.name, _encode_arg(h, arg), "", send_delay, idempotency_key, headers,
+                          scope, limit_key)
 
     def object_send(self, tpe: Callable[..., Awaitable[Any]], key: str, arg: Any = None,
                     send_delay: timedelta | None = None, idempotency_key: str | None = None,
-                    headers: dict[str, str] | None = None) -> SendHandle:
+                    headers: dict[str, str] | None = None, *, scope: str | None = None,
+                    limit_key: str | None = None) -> SendHandle:
         """Start a handler of a virtual object on `key` without waiting for it."""
         h = handler_of(tpe)
-        return self._send(h.service.name, h.name, _encode_arg(h, arg), key, send_delay, idempotency_key, headers)
+        return self._send(h.service.name, h.name, _encode_arg(h, arg), key, send_delay, idempotency_key, headers,
+                          scope, limit_key)
 
     def workflow_send(self, tpe: Callable[..., Awaitable[Any]], key: str, arg: Any = None,
                       send_delay: timedelta | None = None, idempotency_key: str | None = None,
-                      headers: dict[str, str] | None = None) -> SendHandle:
+                      headers: dict[str, str] | None = None, *, scope: str | None = None,
+                      limit_key: str | None = None) -> SendHandle:
         """Start a handler of a workflow on `key` without waiting for it."""
-        return self.object_send(tpe, key, arg, send_delay, idempotency_key, headers)
+        return self.object_send(tpe, key, arg, send_delay, idempotency_key, headers, scope=scope,
+                                limit_key=limit_key)
 
     def generic_call(self, service: str, handler: str, arg: bytes, key: str | None = None,
-                     idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[bytes]:
+                     idempotency_key: str | None = None, headers: dict[str, str] | None = None,
+                     scope: str | None = None, limit_key: str | None = None) -> CallFuture[bytes]:
         """Call any handler by name with raw bytes; the result is raw bytes."""
-        return self._call(service, handler, arg, key or "", idempotency_key, headers, lambda v: v or b"")
+        return self._call(service, handler, arg, key or "", idempotency_key, headers, lambda v: v or b"", scope,
+                          limit_key)
 
     def generic_send(self, service: str, handler: str, arg: bytes, key: str | None = None,
                      send_delay: timedelta | None = None, idempotency_key: str | None = None,
-                     headers: dict[str, str] | None = None) -> SendHandle:
+                     headers: dict[str, str] | None = None, scope: str | None = None,
+                     limit_key: str | None = None) -> SendHandle:
         """Start any handler by name with raw bytes, without waiting for it."""
-        return self._send(service, handler, arg, key or "", send_delay, idempotency_key, headers)
+        return self._send(service, handler, arg, key or "", send_delay, idempotency_key, headers, scope, limit_key)
 
     # ---- awakeables, cancellation, attaching ----
 

@@ -5,6 +5,7 @@
     GET    /invocations[?status=&service=&limit=]       newest first
     GET    /invocations/{id}                            the invocation with its journal
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
+    GET|PUT|DELETE /rules                               concurrency rules (flow control) and their usage
     POST   /deployments {"uri", "use_http_11"?, "force"?, "additional_headers"?}   discover and register
     GET    /deployments, /deployments/{id};  DELETE /deployments/{id}
     DELETE /invocations/{id}?mode=cancel|kill|purge     (deprecated form)
@@ -26,6 +27,7 @@ from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
+from durably.server.flow_control import FlowControlError
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -206,10 +208,39 @@ class Admin:
             else:
                 await self.engine.remove_deployment(dep.id)
                 await respond(send, 202)
+        elif segs == ["rules"]:
+            await self._rules(scope, receive, send, method, query)
         elif segs and segs[0] in ("services", "invocations", "health", "deployments"):
             await error(send, 405, f"method {method} not allowed here", "admin")
         else:
             await error(send, 404, "not found", "admin")
+
+    async def _rules(self, scope: dict[str, Any], receive: Receive, send: Send, method: str,
+                     query: dict[str, str]) -> None:
+        """The concurrency rule book: GET lists rules and usage; PUT {"pattern", "concurrency"}; DELETE ?pattern=."""
+        limiter = self.engine.limiter
+        try:
+            if method == "GET":
+                rules = [{"pattern": p, "concurrency": n} for p, n in limiter.rules().items()]
+                await respond_json(send, 200, {"rules": rules, "usage": limiter.usage()})
+            elif method == "PUT":
+                body = json.loads(await read_body(scope, receive, 64 * 1024) or b"{}")
+                pattern, limit = body["pattern"], body["concurrency"]
+                if not isinstance(pattern, str) or not isinstance(limit, int) or isinstance(limit, bool):
+                    raise FlowControlError("send {\"pattern\": \"checkout/*\", \"concurrency\": 5}")
+                self.engine.set_concurrency_rule(pattern, limit)
+                await respond_json(send, 200, {"pattern": pattern, "concurrency": limit})
+            elif method == "DELETE":
+                if "pattern" not in query:
+                    raise FlowControlError("say which rule: DELETE /rules?pattern=checkout/*")
+                if self.engine.set_concurrency_rule(query["pattern"], None):
+                    await respond(send, 200)
+                else:
+                    await error(send, 404, f"no rule for pattern {query['pattern']!r}", "admin")
+            else:
+                await error(send, 405, f"method {method} not allowed here", "admin")
+        except (FlowControlError, KeyError, ValueError, TypeError) as e:
+            await error(send, 400, f"bad rule: {e}", "admin")
 
     async def _register(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         try:

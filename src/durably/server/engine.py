@@ -12,7 +12,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +36,13 @@ from durably.server.deployments import (
     RemoteService,
     discover,
     services_from_manifest,
+)
+from durably.server.flow_control import (
+    LIMIT_KEY_HEADER,
+    SCOPE_HEADER,
+    ConcurrencyLimiter,
+    FlowControlError,
+    check_scope,
 )
 from durably.server.invocation import (
     BACKING_OFF,
@@ -88,6 +95,8 @@ class EngineOptions:
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
     run_threads: int = 64
+    # Restate 1.7's concurrency rules, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
 
 
 class _LocalTransport:
@@ -120,6 +129,12 @@ def _outcome_note(cid: int, outcome: Outcome) -> pb.NotificationMessage:
     return note
 
 
+def _flow_fields(cmd: Any) -> tuple[str | None, str | None]:
+    """The scope and limit key of a call or send command (None when absent)."""
+    return (cmd.scope if cmd.HasField("scope") else None,
+            cmd.limit_key if cmd.HasField("limit_key") else None)
+
+
 def _failure_note(cid: int, code: int, message: str) -> pb.NotificationMessage:
     note = _note(cid)
     note.failure.code = code
@@ -142,6 +157,7 @@ class Engine:
         # Sync ctx.run closures run here; a closure abandoned by the abort timeout keeps its thread.
         self.run_executor = DaemonThreadPool(self.options.run_threads)
         self.keys = KeyTable()
+        self.limiter = ConcurrencyLimiter(self.options.concurrency_rules)
         # Every invocable service: the embedded app's and those of registered deployments.
         self.services: dict[str, Any] = dict(app.services)
         self.deployments: dict[str, Deployment] = {}
@@ -243,7 +259,11 @@ class Engine:
         for target, inv_id, cid, type_id in self.store.load_waiters():
             self._waiters.setdefault(target, []).append((inv_id, cid, type_id))
         rows = [Invocation.from_row(r) for r in self.store.unfinished()]
-        inboxed = sorted((i for i in rows if i.status == INBOXED), key=lambda i: i.inbox_seq or 0)
+        # Inboxed behind a key have an inbox position; those without one wait for a concurrency slot.
+        inboxed = sorted((i for i in rows if i.status == INBOXED and i.inbox_seq is not None),
+                         key=lambda i: i.inbox_seq or 0)
+        flow_queued = sorted((i for i in rows if i.status == INBOXED and i.inbox_seq is None),
+                             key=lambda i: i.seq)
         self._inbox_seq = max((i.inbox_seq or 0 for i in inboxed), default=0)
         for inv in rows:
             if inv.status in _HOLDING and self._is_exclusive(inv):
@@ -259,8 +279,26 @@ class Engine:
                 nxt = entry.inbox.popleft()
                 entry.holder = nxt
                 self._run_queued(nxt)
+        self._recover_flow(rows, flow_queued)
         self.timers.start()
         self._cleanup_task = self._loop.create_task(self._cleanup_loop())
+
+    def _recover_flow(self, rows: list[Invocation], queued: list[Invocation]) -> None:
+        """Rebuild the concurrency counters: running scoped invocations hold slots, queued ones wait again."""
+        if self.limiter.rules():
+            for inv in rows:
+                if inv.status in _HOLDING:
+                    scope, limit_key = self._flow_of(inv)
+                    if scope is not None:
+                        self.limiter.occupy(inv.id, scope, limit_key)
+            for inv in queued:
+                scope, limit_key = self._flow_of(inv)
+                if scope is not None:
+                    self.limiter.enqueue(inv.id, scope, limit_key)
+            admitted = set(self.limiter.drain())
+            queued = [i for i in queued if i.id in admitted or not self.limiter.is_queued(i.id)]
+        for inv in queued:
+            self._admitted(inv.id)
 
     def _recover(self, inv: Invocation) -> None:
         if inv.status == INVOKED:
@@ -396,21 +434,25 @@ class Engine:
         return handler.service.kind != "service" and not handler.is_shared
 
     def invoke(self, handler: Handler, body: bytes, headers: list[tuple[str, str]], key: str = "",
-               idempotency_key: str | None = None, delay_ms: int = 0) -> tuple[Invocation | None, str, bool]:
+               idempotency_key: str | None = None, delay_ms: int = 0, scope: str | None = None,
+               limit_key: str | None = None) -> tuple[Invocation | None, str, bool]:
         """Start an invocation; returns (in-memory invocation or None, id, created).
 
         With an idempotency key the id is derived from it: a second request finds the first invocation
         (running, or completed and still retained) and is attached to it instead (`created` is False).
         A workflow's main handler runs once per key: a second request gets `created` False too.
         With `delay_ms` the invocation is scheduled: it starts when a durable timer fires.
+        A `scope` (and `limit_key`) subjects it to the concurrency rules and is part of the identity of
+        workflows and idempotent requests; raises FlowControlError if either is malformed.
         """
+        check_scope(scope, limit_key)
         if self._stopping:
             raise EngineStopped(self._stop_reason())
         svc = handler.service.name
         if handler.kind == "workflow":
-            inv_id = str(InvocationId.for_workflow(svc, key))
+            inv_id = str(InvocationId.for_workflow(svc, key, scope))
         elif idempotency_key is not None:
-            inv_id = str(InvocationId.for_idempotent_request(svc, handler.name, idempotency_key, key or None))
+            inv_id = str(InvocationId.for_idempotent_request(svc, handler.name, idempotency_key, key or None, scope))
         elif key:
             inv_id = str(InvocationId.for_keyed(svc, key))
         else:
@@ -424,8 +466,14 @@ class Engine:
                          idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[], seq=self._seq)
         inp = pb.InputCommandMessage()
         for k, v in headers:
-            inp.headers.add(key=k, value=v)
+            if k not in (SCOPE_HEADER, LIMIT_KEY_HEADER):  # only the arguments say what the flow is
+                inp.headers.add(key=k, value=v)
+        if scope is not None:
+            inp.headers.add(key=SCOPE_HEADER, value=scope)
+        if limit_key is not None:
+            inp.headers.add(key=LIMIT_KEY_HEADER, value=limit_key)
         inp.value.content = body
+        inv.flow = (scope, limit_key)
         self._active[inv_id] = inv
         self._append(inv, m.INPUT, inp)
         self._mark(inv)
@@ -437,8 +485,45 @@ class Engine:
             self._begin(inv, handler)
         return inv, inv_id, True
 
+    def _flow_of(self, inv: Invocation) -> tuple[str | None, str | None]:
+        """The invocation's scope and limit key, as journaled in its input command."""
+        if inv.flow is None:
+            if inv.journal is None:
+                self._load_journal(inv)
+            scope = limit_key = None
+            if inv.journal:
+                for h in inv.journal[0][1].headers:  # type: ignore[attr-defined]
+                    if h.key == SCOPE_HEADER:
+                        scope = h.value
+                    elif h.key == LIMIT_KEY_HEADER:
+                        limit_key = h.value
+            inv.flow = (scope, limit_key)
+        return inv.flow
+
     def _begin(self, inv: Invocation, handler: Handler) -> None:
-        """Run a new (or newly due) invocation now, or queue it behind its key's lock."""
+        """Run a new (or newly due) invocation now, or queue it for a concurrency slot or its key's lock."""
+        scope, limit_key = self._flow_of(inv)
+        if scope is not None and not self.limiter.admit(inv.id, scope, limit_key):
+            inv.status = INBOXED
+            inv.inbox_seq = None  # no key position: it waits for a slot (see _recover_flow)
+            self._mark(inv)
+            return
+        self._begin_admitted(inv, handler)
+
+    def _admitted(self, inv_id: str) -> None:
+        """A queued invocation got its concurrency slots: go on to its key's lock, or start it."""
+        inv = self._load(inv_id)
+        if inv is None or inv.status != INBOXED:
+            if inv is not None and inv.status == COMPLETED:
+                self.limiter.release(inv.id)
+            return
+        handler = self.handler(inv.service, inv.handler)
+        if handler is None:
+            self._start_attempt(inv)  # fails and retries with a clear error
+            return
+        self._begin_admitted(inv, handler)
+
+    def _begin_admitted(self, inv: Invocation, handler: Handler) -> None:
         if handler.service.kind != "service" and not handler.is_shared:
             if not self.keys.acquire(inv.service, inv.key, inv.id):
                 self._inbox_seq += 1
@@ -525,6 +610,11 @@ class Engine:
         )
         if inv.idempotency_key:
             start.idempotency_key = inv.idempotency_key
+        scope, limit_key = self._flow_of(inv)
+        if scope is not None:
+            start.scope = scope
+        if limit_key is not None:
+            start.limit_key = limit_key
         lazy = handler.enable_lazy_state or handler.service.enable_lazy_state
         if handler.service.kind == "service" or lazy:
             start.partial_state = True
@@ -760,6 +850,8 @@ class Engine:
         self.committer.batch.ops.append(("DELETE FROM waiters WHERE target = ?", (inv.id,)))
         if inv.key and (was_holding or was_queued):
             self._release_key(inv)
+        for nxt in self.limiter.release(inv.id):
+            self._admitted(nxt)
 
         def release() -> None:
             self._active.pop(inv.id, None)
@@ -960,14 +1052,19 @@ class Engine:
 
     def _child(self, caller: Invocation, service: str, handler_name: str, param: bytes,
                headers: list[tuple[str, str]], key: str, idempotency_key: str | None,
-               delay_ms: int) -> tuple[str | None, bool, str | None]:
+               delay_ms: int, scope: str | None = None,
+               limit_key: str | None = None) -> tuple[str | None, bool, str | None]:
         """Create a callee; returns (its id, created, error)."""
         handler = self.handler(service, handler_name)
         if handler is None:
             return None, False, f"handler '{service}/{handler_name}' not found"
         if handler.service.kind != "service" and not key:
             return None, False, f"'{service}' is keyed: calls to it need a key"
-        _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms)
+        try:
+            _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms, scope,
+                                               limit_key)
+        except FlowControlError as e:
+            return None, False, str(e)
         if handler.kind == "workflow" and not created:
             return child_id, False, "the workflow method was already invoked"
         return child_id, created, None
@@ -975,13 +1072,14 @@ class Engine:
     def _call(self, inv: Invocation, cmd: pb.CallCommandMessage) -> None:
         headers = [(h.key, h.value) for h in cmd.headers]
         child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers,
-                                               cmd.key, cmd.idempotency_key if cmd.HasField("idempotency_key")
-                                               else None, 0)
+                                         cmd.key, cmd.idempotency_key if cmd.HasField("idempotency_key")
+                                         else None, 0, *_flow_fields(cmd))
         id_note = _note(cmd.invocation_id_notification_idx)
         id_note.invocation_id = child_id or ""
         self._notify_running(inv, m.CALL_INVOCATION_ID_COMPLETION, id_note)
         if error is not None and (child_id is None or error.startswith("the workflow")):
-            code = 409 if child_id is not None else 404
+            code = 409 if child_id is not None else 400 if error.startswith("invalid") or "needs a scope" in error \
+                else 404
             self._notify_running(inv, m.CALL_COMPLETION, _failure_note(cmd.result_completion_id, code, error))
             return
         self._wait_for_outcome(inv, child_id, cmd.result_completion_id, m.CALL_COMPLETION)  # type: ignore[arg-type]
@@ -1005,7 +1103,8 @@ class Engine:
         headers = [(h.key, h.value) for h in cmd.headers]
         delay = max(0, cmd.invoke_time - self.now_ms()) if cmd.invoke_time else 0
         child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers, cmd.key,
-                                         cmd.idempotency_key if cmd.HasField("idempotency_key") else None, delay)
+                                         cmd.idempotency_key if cmd.HasField("idempotency_key") else None, delay,
+                                         *_flow_fields(cmd))
         if error is not None and child_id is None:
             log.warning("invocation %s: send to %s/%s dropped: %s", inv.id, cmd.service_name, cmd.handler_name,
                         error)
@@ -1125,6 +1224,21 @@ class Engine:
         self.committer.batch.ops.append(("DELETE FROM waiters WHERE target = ?", (target,)))
 
     # ---- operator actions ----
+
+    def set_concurrency_rule(self, pattern: str, limit: int | None) -> bool:
+        """Create or change (limit) or delete (None) a concurrency rule; queued invocations that now fit start.
+
+        Returns False when deleting a rule that does not exist. Raises FlowControlError on a bad pattern.
+        Rules changed here last until the server stops; `durably serve --concurrency-limit` sets them at start.
+        """
+        found = True
+        if limit is None:
+            found = self.limiter.delete_rule(pattern)
+        else:
+            self.limiter.set_rule(pattern, limit)
+        for inv_id in self.limiter.drain():
+            self._admitted(inv_id)
+        return found
 
     # Call-tree operations live in server/calltree.py; these are the engine's entry points for them.
 

@@ -63,6 +63,7 @@ class Invocation:
     # Only while the invocation is in memory:
     version: int = 0  # bumped on every change; eviction waits until the changed row is committed
     # Also only while the invocation is in memory:
+    flow: tuple[str | None, str | None] | None = None  # (scope, limit key) once read from the input command
     journal: list[tuple[int, Message]] | None = None
     attempt: Any = None
     output_command: Message | None = None

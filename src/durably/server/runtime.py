@@ -65,6 +65,8 @@ class ServerConfig:
     log_level: str = "info"
     # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
     default_retry_policy: InvocationRetryPolicy | None = None
+    # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
 
 
 class DurablyServer:
@@ -87,6 +89,7 @@ class DurablyServer:
         options = EngineOptions(always_replay=cfg.always_replay)
         if cfg.default_retry_policy is not None:
             options.default_retry_policy = cfg.default_retry_policy
+        options.concurrency_rules = dict(cfg.concurrency_rules)
         engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
