@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -14,10 +15,15 @@ import httpx
 import pytest
 
 from durably import InvocationRetryPolicy
+from durably.loader import load_app
 from durably.server.admin import Admin
 from durably.testing import TestRuntime
 
-from .services import app
+from . import services
+
+# Run the scenarios against another app written to the same contracts (e.g. Restate's own test services
+# with the import changed): DURABLY_CONFORMANCE_APP=path/to/testservices.py:app
+app = load_app(os.environ["DURABLY_CONFORMANCE_APP"]) if os.environ.get("DURABLY_CONFORMANCE_APP") else services.app
 
 T = TypeVar("T")
 
