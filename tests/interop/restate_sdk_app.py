@@ -172,4 +172,27 @@ async def reject(ctx: restate.Context, req: dict) -> None:
     ctx.reject_signal(req["id"], "go", req["message"], 451)
 
 
-app = restate.app(services=[greeter, counter, signup, signals])
+kill_runner = restate.VirtualObject("SdkKillRunner")
+kill_singleton = restate.VirtualObject("SdkKillSingleton")
+
+
+@kill_runner.handler(name="startCallTree")
+async def start_call_tree(ctx: restate.ObjectContext) -> None:
+    await ctx.object_call(recursive_call, key=ctx.key(), arg=None)
+
+
+@kill_singleton.handler(name="recursiveCall")
+async def recursive_call(ctx: restate.ObjectContext) -> None:
+    """Publishes an awakeable, waits for it, then calls itself on its own key: deadlocked on its lock."""
+    aw_id, fut = ctx.awakeable()
+    await ctx.run_typed("publish", lambda: effect(f"{ctx.key()} {aw_id}"))
+    await fut
+    await ctx.object_call(recursive_call, key=ctx.key(), arg=None)
+
+
+@kill_singleton.handler(name="isUnlocked")
+async def is_unlocked(ctx: restate.ObjectContext) -> str:
+    return "unlocked"
+
+
+app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton])

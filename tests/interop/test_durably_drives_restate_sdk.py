@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 import durably
+from durably.server.invocation import INBOXED
+from durably.server.store.base import COL
 from durably.testing import TestRuntime
 
 from .conftest import SdkDeployment
@@ -135,3 +137,33 @@ async def test_named_signals_across_invocations(rt: TestRuntime, handler: str) -
         assert ok.status_code == 200, ok.text
         attached = await asyncio.wait_for(http.get(f"/restate/invocation/{inv}/attach"), 30)
     assert (attached.status_code, attached.json()) == (200, expected)
+
+
+async def test_kill_reaches_the_remote_call_tree(rt: TestRuntime, sdk_deployment: SdkDeployment) -> None:
+    key = f"k-{uuid.uuid4()}"
+    async with rt.http() as http:
+        sent = await http.post(f"/SdkKillRunner/{key}/startCallTree/send")
+        root = sent.json()["invocationId"]
+        lines: list[str] = []
+        for _ in range(3000):
+            lines = [x for x in sdk_deployment.lines() if x.startswith(key + " ")]
+            if lines:
+                break
+            await rt.settle()
+        aw_id = lines[0].split(" ", 1)[1]
+        assert (await http.post(f"/restate/awakeables/{aw_id}/resolve", json="go")).status_code == 202
+        # Wait until the self-call is queued behind its own caller's lock: the tree is deadlocked.
+        def deadlocked() -> bool:
+            return any(r[COL["key"]] == key and r[COL["status"]] == INBOXED for r in rt.store.list_invocations())
+
+        for _ in range(3000):
+            await rt.engine.flushed()
+            if deadlocked():
+                break
+            await rt.settle()
+        assert deadlocked()
+        assert rt.engine.kill(root) == 200
+        answer = await asyncio.wait_for(http.get(f"/restate/invocation/{root}/attach"), 30)
+        assert (answer.status_code, answer.json()["message"]) == (409, "killed")
+        unlocked = await asyncio.wait_for(http.post(f"/SdkKillSingleton/{key}/isUnlocked"), 30)
+    assert (unlocked.status_code, unlocked.json()) == (200, "unlocked")
