@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -25,12 +26,18 @@ async def bad_keyword(ctx: durably.Context) -> bytes:
     return await ctx.generic_call("Buggy", "no_such_method", b"", teleport=True)  # type: ignore[call-arg]
 
 
+@svc.handler()
+async def no_such_function(ctx: durably.Context) -> list:
+    return await durably.race(ctx.sleep(timedelta(seconds=1)))  # type: ignore[attr-defined]
+
+
 APP = durably.app(services=[svc])
 
 
 @pytest.mark.parametrize(("handler", "words"), [
     ("no_such_method", "has no attribute 'telepathy'"),
     ("bad_keyword", "takes no keyword argument 'teleport'"),
+    ("no_such_function", "module durably has no attribute 'race'"),
 ])
 async def test_caller_sees_the_bug_at_once_and_it_keeps_retrying(runtime, caplog, handler: str, words: str) -> None:
     caplog.set_level(logging.ERROR, logger="durably.handler")

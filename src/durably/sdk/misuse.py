@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import traceback
+import types
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,9 @@ def sdk_misuse(e: BaseException) -> str | None:
     """If `e` comes from using the SDK in a way it does not support, what went wrong; else None."""
     if isinstance(e, AttributeError):
         obj = getattr(e, "obj", None)
+        if isinstance(obj, types.ModuleType) and obj.__name__.split(".")[0] == "durably":
+            return (f"module {obj.__name__} has no attribute '{e.name}': Durably's SDK does not provide it "
+                    "(check the spelling, or the restate-sdk API it mirrors)")
         if obj is not None and type(obj).__module__.startswith("durably.sdk"):
             return (f"{type(obj).__name__} has no attribute '{e.name}': Durably's SDK does not provide it "
                     "(check the spelling, or the restate-sdk API it mirrors)")
