@@ -6,10 +6,12 @@ import asyncio
 import logging
 from datetime import timedelta
 
+import httpx
 import pytest
 
 import durably
 from durably.sdk import misuse
+from durably.server.admin import Admin
 from durably.server.invocation import BACKING_OFF, COMPLETED
 from durably.server.store.base import COL
 
@@ -61,6 +63,10 @@ async def test_caller_sees_the_bug_at_once_and_it_keeps_retrying(runtime, caplog
         assert row[COL["status"]] != COMPLETED
         assert row[COL["status"]] in (BACKING_OFF, "invoked")
         assert words in row[COL["last_error"]]
+        admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=Admin(rt.engine)), base_url="http://admin")
+        async with admin:
+            described = (await admin.get(f"/invocations/{inv}")).json()
+        assert described["last_error"]["code"] == 500 and words in described["last_error"]["message"]
         logged = [r for r in caplog.records if f"Buggy/{handler}" in r.getMessage()]
         assert len(logged) == 1, "logged once, not on every retry"
         assert "bug in the handler" in logged[0].getMessage()
