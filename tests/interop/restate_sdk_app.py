@@ -163,6 +163,13 @@ async def wait_caught(ctx: restate.Context) -> str:
 
 
 @signals.handler()
+async def whoami(ctx: restate.Context) -> list:
+    """The scope and limit key the invocation was started with."""
+    req = ctx.request()
+    return [req.scope, req.limit_key, sorted(k for k in req.headers if k.startswith("x-restate-"))]
+
+
+@signals.handler()
 async def resolve(ctx: restate.Context, req: dict) -> None:
     ctx.resolve_signal(req["id"], "go", req["value"])
 

@@ -167,3 +167,14 @@ async def test_kill_reaches_the_remote_call_tree(rt: TestRuntime, sdk_deployment
         assert (answer.status_code, answer.json()["message"]) == (409, "killed")
         unlocked = await asyncio.wait_for(http.post(f"/SdkKillSingleton/{key}/isUnlocked"), 30)
     assert (unlocked.status_code, unlocked.json()) == (200, "unlocked")
+
+
+async def test_scoped_calls_run_on_a_restate_sdk_deployment_without_leaking_headers(rt: TestRuntime) -> None:
+    # Over protocol v6 a deployment learns no scope (Restate's v6 deployments neither: it is a v7 Start
+    # field); what matters here is that the call runs under the limits and shows no internal headers.
+    rt.engine.set_concurrency_rule("tenant1", 1)
+    async with rt.http() as http:
+        scoped = await http.post("/restate/scope/tenant1/call/SdkSignals/whoami?limit-key=a/b")
+    assert scoped.status_code == 200, scoped.text
+    assert scoped.json()[2] == ["x-restate-ingress-path"]
+

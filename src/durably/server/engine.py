@@ -43,6 +43,7 @@ from durably.server.flow_control import (
     ConcurrencyLimiter,
     FlowControlError,
     check_scope,
+    without_flow_headers,
 )
 from durably.server.invocation import (
     BACKING_OFF,
@@ -625,7 +626,11 @@ class Engine:
         ctx: InvocationContext | None = None
         if isinstance(handler.service, RemoteService):
             dep = handler.service.deployment
-            attempt = RemoteAttempt(self, inv, handler, dep, start, list(inv.journal), self.pool,
+            journal = list(inv.journal)
+            if scope is not None:
+                # The scope travels in Start (v7 field); the deployment does not see it as a request header.
+                journal[0] = (journal[0][0], without_flow_headers(journal[0][1]))
+            attempt = RemoteAttempt(self, inv, handler, dep, start, journal, self.pool,
                                     self.options.always_replay)
             inv.attempt = attempt
             inv.input_closed = self.options.always_replay or not dep.bidi

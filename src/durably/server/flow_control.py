@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from durably.sdk.scope import FLOW_HEADERS, LIMIT_KEY_HEADER, SCOPE_HEADER
 
@@ -34,6 +35,15 @@ __all__ = ["FLOW_HEADERS", "LIMIT_KEY_HEADER", "SCOPE_HEADER", "ConcurrencyLimit
 _COMPONENT = re.compile(r"^[A-Za-z0-9_.-]{1,36}$")
 
 Level = tuple[str, ...]
+
+
+def without_flow_headers(inp: Any) -> Any:
+    """A copy of an input command without the scope and limit-key headers (what a deployment is shown)."""
+    out = type(inp)()
+    out.CopyFrom(inp)
+    del out.headers[:]
+    out.headers.extend(h for h in inp.headers if h.key not in FLOW_HEADERS)
+    return out
 
 
 class FlowControlError(ValueError):
