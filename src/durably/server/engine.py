@@ -1076,15 +1076,20 @@ class Engine:
 
     def _call(self, inv: Invocation, cmd: pb.CallCommandMessage) -> None:
         headers = [(h.key, h.value) for h in cmd.headers]
-        child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers,
-                                         cmd.key, cmd.idempotency_key if cmd.HasField("idempotency_key")
-                                         else None, 0, *_flow_fields(cmd))
+        scope, limit_key = _flow_fields(cmd)
+        try:
+            check_scope(scope, limit_key)
+        except FlowControlError as e:
+            child_id, error, code = None, str(e), 400
+        else:
+            child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers,
+                                             cmd.key, cmd.idempotency_key if cmd.HasField("idempotency_key")
+                                             else None, 0, scope, limit_key)
+            code = 409 if child_id is not None else 404
         id_note = _note(cmd.invocation_id_notification_idx)
         id_note.invocation_id = child_id or ""
         self._notify_running(inv, m.CALL_INVOCATION_ID_COMPLETION, id_note)
         if error is not None and (child_id is None or error.startswith("the workflow")):
-            code = 409 if child_id is not None else 400 if error.startswith("invalid") or "needs a scope" in error \
-                else 404
             self._notify_running(inv, m.CALL_COMPLETION, _failure_note(cmd.result_completion_id, code, error))
             return
         self._wait_for_outcome(inv, child_id, cmd.result_completion_id, m.CALL_COMPLETION)  # type: ignore[arg-type]
