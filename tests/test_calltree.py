@@ -43,7 +43,20 @@ async def start(ctx: durably.Context, key: str) -> str:
     return await ctx.object_call(spin, key=key, arg=None)
 
 
-APP = durably.app(services=[loop, root])
+chain = durably.Service("Chain")
+
+
+@chain.handler()
+async def down(ctx: durably.Context, n: int) -> str:
+    """Calls itself n levels deep; the deepest waits for an awakeable nobody resolves."""
+    if n == 0:
+        aw_id, fut = ctx.awakeable(type_hint=str)
+        await ctx.run_typed("publish", lambda: awakeables.__setitem__("deepest", aw_id))
+        return await fut
+    return await ctx.service_call(down, n - 1)
+
+
+APP = durably.app(services=[loop, root, chain])
 
 
 async def until(cond: Callable[[], object], what: str) -> None:
@@ -110,3 +123,16 @@ async def test_caller_of_a_killed_child_sees_409_killed(runtime) -> None:
         assert answer.status_code == 409
         assert answer.json() == {"code": 409, "message": "killed", "source": "invocation"}
         assert rt.engine.kill(spin_id) == 409  # already completed
+
+
+async def test_kill_reaches_every_level_of_a_deep_call_chain(runtime) -> None:
+    awakeables.pop("deepest", None)
+    async with runtime(APP) as rt, rt.http() as http:
+        call = asyncio.create_task(http.post("/Chain/down", json=20))
+        await until(lambda: "deepest" in awakeables and len(rows(rt, "down")) == 21, "the chain to be built")
+        first = min(rows(rt, "down"), key=lambda r: r[COL["seq"]])[COL["id"]]  # created first: the top
+        assert rt.engine.kill(first) == 200
+        assert (await asyncio.wait_for(call, 10)).status_code == 409
+        await rt.engine.flushed()
+        statuses = {(r[COL["status"]], r[COL["failure_message"]]) for r in rows(rt, "down")}
+        assert statuses == {(COMPLETED, "killed")}

@@ -86,22 +86,33 @@ def kill(engine: Engine, inv_id: str) -> int:
     return 200
 
 
-def _kill_tree(engine: Engine, inv: Invocation, seen: set[str]) -> None:
+def _kill_tree(engine: Engine, root: Invocation, seen: set[str]) -> None:
+    # Depth first without recursion (a call chain may be deeper than Python's stack). Each invocation is
+    # stopped when first reached, so it makes no new calls while its children go; it completes only after
+    # its children: a child queued behind its own parent's key (a self-call) must be gone before the
+    # parent's completion hands the lock to the next one in the inbox.
+    stack: list[tuple[Invocation, list[str]]] = [(_stop(engine, root, seen), children(engine, root))]
+    while stack:
+        inv, pending = stack[-1]
+        if pending:
+            child_id = pending.pop(0)
+            if child_id in seen:
+                continue
+            child = engine._load(child_id)
+            if child is not None and child.status != COMPLETED:
+                stack.append((_stop(engine, child, seen), children(engine, child)))
+            continue
+        stack.pop()
+        engine._complete(inv, KILLED)
+
+
+def _stop(engine: Engine, inv: Invocation, seen: set[str]) -> Invocation:
     seen.add(inv.id)
-    # Stop the invocation first so it makes no new calls while its children go.
     engine._abort_attempt(inv)
     if inv.retry_timer is not None:
         inv.retry_timer.cancel()
         inv.retry_timer = None
-    # Children first: a child queued behind its own parent's key (a self-call) must be gone before the
-    # parent's completion hands the lock to the next one in the inbox.
-    for child_id in children(engine, inv):
-        if child_id in seen:
-            continue
-        child = engine._load(child_id)
-        if child is not None and child.status != COMPLETED:
-            _kill_tree(engine, child, seen)
-    engine._complete(inv, KILLED)
+    return inv
 
 
 def pause(engine: Engine, inv_id: str) -> int:
