@@ -6,6 +6,7 @@ server-wide retry policy from Restate's environment variables, and kill over the
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -120,6 +121,17 @@ def test_kill_and_stop_runtime_keep_state_and_serve_applies_restates_retry_env(s
         assert serve.post(f"/KillTestSingleton/{key}/isUnlocked").status_code == 200
         rules = httpx.get(f"{serve.admin}/rules", timeout=5).json()
         assert rules["rules"] == [{"pattern": "conformance", "concurrency": 4}]
+        # Restate's `restate rules set|list|delete`, as `durably rules`.
+        cli = [sys.executable, "-m", "durably.cli", "rules"]
+        subprocess.run([*cli, "set", "checkout/*", "--concurrency", "5", "--admin", serve.admin], check=True,
+                       cwd=ROOT, capture_output=True, timeout=30)
+        listed = subprocess.run([*cli, "list", "--json", "--admin", serve.admin], check=True, cwd=ROOT,
+                                capture_output=True, timeout=30)
+        assert json.loads(listed.stdout)["rules"] == [{"pattern": "checkout/*", "concurrency": 5},
+                                                      {"pattern": "conformance", "concurrency": 4}]
+        gone = subprocess.run([*cli, "delete", "nope", "--admin", serve.admin], cwd=ROOT, capture_output=True,
+                              timeout=30)
+        assert gone.returncode != 0 and b"no rule" in gone.stderr
     except BaseException:
         print(serve.log.read_text(errors="replace"))
         raise
