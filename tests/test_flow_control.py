@@ -232,3 +232,20 @@ async def test_queued_invocations_survive_a_restart_still_limited(tmp_path) -> N
             await resolve(http, "s2")
         assert (await rt.attach(second, "Work/slow"))["name"] == "s2"
         assert (await rt.attach(first, "Work/slow"))["name"] == "s1"
+
+
+async def test_rules_changed_over_the_admin_api_survive_a_restart_and_flags_win(tmp_path) -> None:
+    from durably.testing import TestRuntime
+
+    rt = TestRuntime(APP, "sqlite", data_dir=tmp_path / "d", concurrency_rules={"t": 1})
+    async with rt:
+        rt.engine.set_concurrency_rule("t", 5)
+        rt.engine.set_concurrency_rule("u/*", 2)
+        rt.engine.set_concurrency_rule("gone", 3)
+        assert rt.engine.set_concurrency_rule("gone", None)
+        assert not rt.engine.set_concurrency_rule("never", None)
+        await rt.engine.barrier()
+        assert rt.engine.limiter.rules() == {"t": 5, "u/*": 2}
+        await rt.restart()
+        # The flag names "t": its value applies at start; the other changes came back from the store.
+        assert rt.engine.limiter.rules() == {"t": 1, "u/*": 2}

@@ -613,9 +613,9 @@ def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
 @main.group()
 @_admin_option
 def rules(admin_url: str | None) -> None:
-    """Concurrency rules per scope and limit key (Restate 1.7's `restate rules`); until the server stops.
+    """Concurrency rules per scope and limit key (Restate 1.7's `restate rules`), kept in the store.
 
-    Rules given to `durably serve --concurrency-limit` are set again at every start.
+    Patterns given to `durably serve --concurrency-limit` take the flag's value again at every start.
     """
 
 

@@ -229,11 +229,13 @@ class Admin:
                 if not isinstance(pattern, str) or not isinstance(limit, int) or isinstance(limit, bool):
                     raise FlowControlError("send {\"pattern\": \"checkout/*\", \"concurrency\": 5}")
                 self.engine.set_concurrency_rule(pattern, limit)
+                await self.engine.barrier()
                 await respond_json(send, 200, {"pattern": pattern, "concurrency": limit})
             elif method == "DELETE":
                 if "pattern" not in query:
                     raise FlowControlError("say which rule: DELETE /rules?pattern=checkout/*")
                 if self.engine.set_concurrency_rule(query["pattern"], None):
+                    await self.engine.barrier()
                     await respond(send, 200)
                 else:
                     await error(send, 404, f"no rule for pattern {query['pattern']!r}", "admin")

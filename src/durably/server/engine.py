@@ -71,6 +71,9 @@ _HOLDING = frozenset({INVOKED, SUSPENDED, BACKING_OFF, PAUSED})
 _EVICTABLE = frozenset({SUSPENDED, SCHEDULED, INBOXED, PAUSED})
 
 
+_RULES_META_KEY = "concurrency_rules"
+
+
 class EngineStopped(RuntimeError):
     """The engine is shutting down or failed to write to its store."""
 
@@ -159,6 +162,8 @@ class Engine:
         self.run_executor = DaemonThreadPool(self.options.run_threads)
         self.keys = KeyTable()
         self.limiter = ConcurrencyLimiter(self.options.concurrency_rules)
+        # Rules changed over the admin API since the data directory was created (pattern -> limit or None).
+        self._rule_changes: dict[str, int | None] = {}
         # Every invocable service: the embedded app's and those of registered deployments.
         self.services: dict[str, Any] = dict(app.services)
         self.deployments: dict[str, Deployment] = {}
@@ -247,6 +252,7 @@ class Engine:
         """Resume every unfinished invocation found in the store."""
         self._loop = asyncio.get_running_loop()
         self.committer.start()
+        self._restore_rules()
         self._seq = self.store.max_seq()
         for row in self.store.query("SELECT id, uri, use_http_11, headers, protocol_mode, protocol_version, "
                                     "manifest, created_at FROM deployments ORDER BY created_at"):
@@ -1239,16 +1245,38 @@ class Engine:
         """Create or change (limit) or delete (None) a concurrency rule; queued invocations that now fit start.
 
         Returns False when deleting a rule that does not exist. Raises FlowControlError on a bad pattern.
-        Rules changed here last until the server stops; `durably serve --concurrency-limit` sets them at start.
+        The change is kept in the store (like Restate's rule book) and applies again after a restart, except
+        for patterns `durably serve --concurrency-limit` names: those take the flag's value at every start.
+        Await `barrier()` to know it is durable.
         """
         found = True
         if limit is None:
             found = self.limiter.delete_rule(pattern)
         else:
             self.limiter.set_rule(pattern, limit)
+        if not found:
+            return False
+        self._rule_changes[pattern.strip()] = limit
+        self.committer.batch.ops.append(("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                         (_RULES_META_KEY, json.dumps(self._rule_changes))))
+        self.committer.schedule()
         for inv_id in self.limiter.drain():
             self._admitted(inv_id)
         return found
+
+    def _restore_rules(self) -> None:
+        rows = self.store.query("SELECT value FROM meta WHERE key = ?", (_RULES_META_KEY,))
+        self._rule_changes = json.loads(rows[0][0]) if rows else {}
+        for pattern, limit in self._rule_changes.items():
+            if pattern in self.options.concurrency_rules:
+                continue  # the flag given at this start wins
+            try:
+                if limit is None:
+                    self.limiter.delete_rule(pattern)
+                else:
+                    self.limiter.set_rule(pattern, limit)
+            except FlowControlError as e:
+                log.error("stored concurrency rule %r=%r ignored: %s", pattern, limit, e)
 
     # Call-tree operations live in server/calltree.py; these are the engine's entry points for them.
 
