@@ -249,3 +249,29 @@ async def test_rules_changed_over_the_admin_api_survive_a_restart_and_flags_win(
         await rt.restart()
         # The flag names "t": its value applies at start; the other changes came back from the store.
         assert rt.engine.limiter.rules() == {"t": 1, "u/*": 2}
+
+
+async def test_restates_rule_book_api(runtime) -> None:
+    # The shapes restate-server 1.7.12 answers with (its /openapi: upsert_rules, bulk_delete_rules).
+    async with runtime(APP) as rt:
+        admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=Admin(rt.engine)), base_url="http://admin")
+        async with admin:
+            put = await admin.put("/limits/rules", json=[{"pattern": "t/*", "limits": {"concurrency": 3}},
+                                                         {"pattern": "p", "limits": {"concurrency": 1},
+                                                          "disabled": True, "description": "parked"}])
+            assert put.status_code == 200
+            first, parked = put.json()
+            assert {k: first[k] for k in ("pattern", "limits", "disabled", "version")} == {
+                "pattern": "t/*", "limits": {"concurrency": 3}, "disabled": False, "version": 1}
+            assert isinstance(first["last_modified_millis_since_epoch"], int)
+            assert (parked["disabled"], parked["description"]) == (True, "parked")
+            assert rt.engine.limiter.rules() == {"t/*": 3}  # a parked rule constrains nothing
+            again = await admin.put("/limits/rules", json=[{"pattern": "t/*", "limits": {"concurrency": 4}}])
+            assert again.json()[0]["version"] == 2 and rt.engine.limiter.rules() == {"t/*": 4}
+            bad = await admin.put("/limits/rules", json=[{"pattern": "ok", "limits": {"concurrency": 1}},
+                                                         {"pattern": "a/b/c/d", "limits": {"concurrency": 1}}])
+            assert bad.status_code == 422 and "a/b/c/d" in bad.json()["message"]
+            assert "ok" not in rt.engine.limiter.rules()  # the batch applies whole or not at all
+            deleted = await admin.post("/limits/rules/bulk-delete", json=[{"pattern": "t/*"}, {"pattern": "nope"}])
+            assert (deleted.status_code, deleted.json()) == (200, ["t/*"])
+            assert rt.engine.limiter.rules() == {}

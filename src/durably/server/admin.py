@@ -6,6 +6,7 @@
     GET    /invocations/{id}                            the invocation with its journal
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
     GET|PUT|DELETE /rules                               concurrency rules (flow control) and their usage
+    PUT /limits/rules, POST /limits/rules/bulk-delete   the same, in Restate's rule-book API
     POST   /deployments {"uri", "use_http_11"?, "force"?, "additional_headers"?}   discover and register
     GET    /deployments, /deployments/{id};  DELETE /deployments/{id}
     DELETE /invocations/{id}?mode=cancel|kill|purge     (deprecated form)
@@ -27,7 +28,7 @@ from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
-from durably.server.flow_control import FlowControlError
+from durably.server.flow_control import FlowControlError, parse_rule
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -161,6 +162,8 @@ class Admin:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Per-pattern versions of Restate's rule-book API, counted while this server runs.
+        self._rule_versions: dict[str, int] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -210,6 +213,8 @@ class Admin:
                 await respond(send, 202)
         elif segs == ["rules"]:
             await self._rules(scope, receive, send, method, query)
+        elif segs in (["limits", "rules"], ["limits", "rules", "bulk-delete"]):
+            await self._restate_rules(scope, receive, send, method, segs[-1] == "bulk-delete")
         elif segs and segs[0] in ("services", "invocations", "health", "deployments"):
             await error(send, 405, f"method {method} not allowed here", "admin")
         else:
@@ -243,6 +248,48 @@ class Admin:
                 await error(send, 405, f"method {method} not allowed here", "admin")
         except (FlowControlError, KeyError, ValueError, TypeError) as e:
             await error(send, 400, f"bad rule: {e}", "admin")
+
+    async def _restate_rules(self, scope: dict[str, Any], receive: Receive, send: Send, method: str,
+                             delete: bool) -> None:
+        """Restate's rule-book API: `PUT /limits/rules` upserts a batch, `POST /limits/rules/bulk-delete`
+        removes one (the patterns actually removed come back). A batch is checked whole before any of it
+        applies; a malformed one is 422, as in Restate."""
+        if method != ("POST" if delete else "PUT"):
+            await error(send, 405, f"method {method} not allowed: use {'POST' if delete else 'PUT'}", "admin")
+            return
+        try:
+            body = json.loads(await read_body(scope, receive, 1024 * 1024) or b"null")
+            if not isinstance(body, list) or not all(isinstance(r, dict) and isinstance(r.get("pattern"), str)
+                                                     for r in body):
+                raise FlowControlError("the body must be a JSON array of objects with a \"pattern\"")
+            for r in body:
+                parse_rule(r["pattern"])
+                limit = (r.get("limits") or {}).get("concurrency")
+                if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+                    raise FlowControlError(f"{r['pattern']}: limits.concurrency must be a whole number >= 1")
+        except (ValueError, FlowControlError) as e:
+            await error(send, 422, f"bad rule batch: {e}", "admin")
+            return
+        engine = self.engine
+        if delete:
+            removed = [r["pattern"] for r in body if engine.set_concurrency_rule(r["pattern"], None)]
+            await engine.barrier()
+            await respond_json(send, 200, removed)
+            return
+        out = []
+        for r in body:
+            limit = (r.get("limits") or {}).get("concurrency")
+            disabled = bool(r.get("disabled", False))
+            # A parked (disabled) rule or one without a limit constrains nothing: the limiter drops it.
+            engine.set_concurrency_rule(r["pattern"], None if disabled else limit)
+            self._rule_versions[r["pattern"]] = self._rule_versions.get(r["pattern"], 0) + 1
+            item = {"pattern": r["pattern"], "limits": {"concurrency": limit}, "disabled": disabled,
+                    "version": self._rule_versions[r["pattern"]], "last_modified_millis_since_epoch": engine.now_ms()}
+            if r.get("description") is not None:
+                item["description"] = r["description"]
+            out.append(item)
+        await engine.barrier()
+        await respond_json(send, 200, out)
 
     async def _register(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
