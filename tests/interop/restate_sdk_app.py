@@ -170,6 +170,11 @@ async def whoami(ctx: restate.Context) -> list:
 
 
 @signals.handler()
+async def scoped_call(ctx: restate.Context) -> list:
+    return await ctx.scope("tenant1").service_call(whoami, arg=None, limit_key="a")
+
+
+@signals.handler()
 async def resolve(ctx: restate.Context, req: dict) -> None:
     ctx.resolve_signal(req["id"], "go", req["value"])
 

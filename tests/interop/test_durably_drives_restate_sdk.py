@@ -169,12 +169,16 @@ async def test_kill_reaches_the_remote_call_tree(rt: TestRuntime, sdk_deployment
     assert (unlocked.status_code, unlocked.json()) == (200, "unlocked")
 
 
-async def test_scoped_calls_run_on_a_restate_sdk_deployment_without_leaking_headers(rt: TestRuntime) -> None:
-    # Over protocol v6 a deployment learns no scope (Restate's v6 deployments neither: it is a v7 Start
-    # field); what matters here is that the call runs under the limits and shows no internal headers.
+async def test_scopes_and_limit_keys_reach_restate_sdk_handlers(rt: TestRuntime) -> None:
+    # Durably speaks protocol v7 with the deployment, so scope and limit key travel in Start (not as
+    # request headers), and restate-sdk's ctx.scope() calls are accepted.
+    dep = next(iter(rt.engine.deployments.values()))
+    assert dep.protocol_version == 7
     rt.engine.set_concurrency_rule("tenant1", 1)
     async with rt.http() as http:
         scoped = await http.post("/restate/scope/tenant1/call/SdkSignals/whoami?limit-key=a/b")
-    assert scoped.status_code == 200, scoped.text
-    assert scoped.json()[2] == ["x-restate-ingress-path"]
-
+        plain = await http.post("/SdkSignals/whoami")
+        inner = await asyncio.wait_for(http.post("/SdkSignals/scoped_call"), 30)
+    assert (scoped.status_code, scoped.json()) == (200, ["tenant1", "a/b", ["x-restate-ingress-path"]])
+    assert (plain.status_code, plain.json()) == (200, [None, None, ["x-restate-ingress-path"]])
+    assert (inner.status_code, inner.json()) == (200, ["tenant1", "a", []])

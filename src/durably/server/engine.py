@@ -875,9 +875,16 @@ class Engine:
 
     def _suspend(self, inv: Invocation, msg: pb.SuspensionMessage) -> None:
         self._detach(inv)
-        # Named signals wait under their name (a str never equals an int handle).
-        waiting: list[int | str] = list(msg.waiting_completions) + [
-            SIGNAL_HANDLE_BASE + s for s in msg.waiting_signals] + list(msg.waiting_named_signals)
+        # Named signals wait under their name (a str never equals an int handle). A v7 deployment sends the
+        # awaited future tree: any of its leaves completing is a reason to run again (the SDK re-evaluates).
+        waiting: list[int | str] = []
+        futures = [msg.awaiting_on] if msg.HasField("awaiting_on") else [msg]
+        while futures:
+            fut = futures.pop()
+            waiting += list(fut.waiting_completions)
+            waiting += [SIGNAL_HANDLE_BASE + s for s in fut.waiting_signals]
+            waiting += list(fut.waiting_named_signals)
+            futures += list(getattr(fut, "nested_futures", ()))
         inv.waiting = waiting
         inv.status = SUSPENDED
         self._mark(inv)
@@ -926,6 +933,14 @@ class Engine:
             log.error("invocation %s: %s", inv.id, err.message)
         else:
             log.info("invocation %s attempt %d failed: %s", inv.id, inv.attempts, err.message)
+        if err.behavior == pb.FAIL:  # v7: the deployment says retrying cannot help
+            code = err.code if 400 <= err.code <= 599 else 500
+            self._complete(inv, Outcome(failure_code=code, failure_message=err.message))
+            return
+        if err.behavior == pb.PAUSE:  # v7: the deployment asks for an operator
+            inv.status = PAUSED
+            self._mark(inv)
+            return
         if policy.max_attempts is not None and inv.attempts >= policy.max_attempts:
             if policy.on_max_attempts == "kill":
                 code = err.code if 400 <= err.code <= 599 else 500
