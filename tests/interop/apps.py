@@ -125,4 +125,15 @@ async def reject(ctx: durably.Context, req: dict) -> None:
     ctx.reject_signal(req["id"], "go", req["message"], 451)
 
 
+@signals.handler()
+async def scoped(ctx: durably.Context) -> list:
+    """Calls whoami within scope tenant1, limit key a."""
+    return await ctx.scope("tenant1").service_call(whoami, limit_key="a")
+
+
+@signals.handler()
+async def whoami(ctx: durably.Context) -> list:
+    return [ctx.request().scope, ctx.request().limit_key]
+
+
 app = durably.app(services=[greeter, counter, signup, signals])

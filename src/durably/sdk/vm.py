@@ -66,6 +66,7 @@ class VM:
             raise VMError(PROTOCOL_VIOLATION, "the journal must start with the input command")
         self.start = start
         self._named: dict[str, int] = {}
+        self._proposed: dict[int, pb.ProposeRunCompletionMessage] = {}
         self._commands: deque[tuple[int, Message]] = deque()
         # Notifications become visible one at a time, in journal order, and only when an await cannot be
         # satisfied by what is visible already. Live and on replay the same awaits then see the same
@@ -231,7 +232,21 @@ class VM:
             msg.failure.CopyFrom(failure)
         else:
             msg.value = value or b""
+        self._proposed[handle] = msg
         self.output.append((m.PROPOSE_RUN_COMPLETION, msg))
+
+    def run_completion_acked(self, handle: int) -> pb.NotificationMessage | None:
+        """Protocol v7: the runtime acknowledged a proposed run result; the notification it stands for
+        (built from the proposal this VM keeps), or None if nothing was proposed for the handle."""
+        proposal = self._proposed.pop(handle, None)
+        if proposal is None:
+            return None
+        note = pb.NotificationMessage(completion_id=handle)
+        if proposal.WhichOneof("result") == "failure":
+            note.failure.CopyFrom(proposal.failure)
+        else:
+            note.value.content = proposal.value
+        return note
 
     def sys_sleep(self, wake_up_time_ms: int, name: str = "") -> int:
         """Journal a durable timer."""
