@@ -16,6 +16,7 @@ from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.shutdown import DEFAULT_GRACE_S, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
@@ -67,6 +68,8 @@ class ServerConfig:
     default_retry_policy: InvocationRetryPolicy | None = None
     # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
     concurrency_rules: dict[str, int] = field(default_factory=dict)
+    # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
+    shutdown_grace: float = DEFAULT_GRACE_S
 
 
 class DurablyServer:
@@ -77,9 +80,12 @@ class DurablyServer:
         self.config = config
         self.engine: Engine | None = None
         self._stop = asyncio.Event()
+        self._force = asyncio.Event()
 
     def request_stop(self) -> None:
-        """Begin a clean shutdown."""
+        """Begin a graceful stop; asked again, stop at once."""
+        if self._stop.is_set():
+            self._force.set()
         self._stop.set()
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
@@ -135,6 +141,8 @@ class DurablyServer:
         stop_wait = asyncio.create_task(self._stop.wait())
         await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down")
+        if stop_wait.done():
+            await drain(engine, cfg.shutdown_grace, self._force)
         for s in servers:
             s.should_exit = True
         # Stopping the engine answers waiting callers (503) so their connections can close.
