@@ -142,3 +142,6 @@ async def test_an_oversized_admin_body_is_413_in_restates_shape(size: int) -> No
 
         resp = await client.post("/deployments", content=chunks())
         assert resp.status_code == 413 and resp.json()["code"] == 413
+        # Every admin route that reads a body answers the same way.
+        resp = await client.put("/rules", content=b"x" * 200_000)
+        assert resp.status_code == 413 and resp.json()["code"] == 413

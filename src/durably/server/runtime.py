@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.body_budget import BodyBudget
@@ -69,6 +70,10 @@ class ServerConfig:
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
+    default_retry_policy: InvocationRetryPolicy | None = None
+    # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
     # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
     shutdown_grace: float = DEFAULT_GRACE_S
 
@@ -96,7 +101,11 @@ class DurablyServer:
         set_mmap_threshold()
         limits = cfg.limits
         limits = replace(limits, max_connections=fit_connection_cap(limits.max_connections, 2, raise_nofile_limit()))
-        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, **engine_limits(limits)))
+        options = EngineOptions(always_replay=cfg.always_replay, **engine_limits(limits))
+        if cfg.default_retry_policy is not None:
+            options.default_retry_policy = cfg.default_retry_policy
+        options.concurrency_rules = dict(cfg.concurrency_rules)
+        engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
         ingress = Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon))
