@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from durably.cli_security import ADMIN_TOKEN_ENV, INGRESS_TOKEN_ENV, keys, security_options
 from durably.client import (
     ACTIONS,
     DEFAULT_ADMIN_URL,
@@ -67,8 +68,9 @@ def main() -> None:
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@security_options
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, **security: Any) -> None:
     """Serve APP (module:app or path/to/file.py) with the embedded runtime."""
     from durably.server.runtime import DurablyServer, ServerConfig
 
@@ -78,7 +80,8 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except AppLoadError as e:
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
-                          synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay)
+                          synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
+                          **security)
     server = DurablyServer(app, config)
     try:
         import uvloop
@@ -117,6 +120,8 @@ def _reporting() -> Iterator[None]:
         if e.invocation_id:
             click.echo(f"invocation id: {e.invocation_id}", err=True)
         click.echo(f"error {e.code}: {e.message}", err=True)
+        if e.status == 401:
+            click.echo(f"  (set {ADMIN_TOKEN_ENV} or {INGRESS_TOKEN_ENV} to the server's token)", err=True)
         sys.exit(EXIT_FAILED)
     except ClientError as e:  # e.g. the server went away in the middle of the request
         click.echo(f"durably: {e}", err=True)
@@ -132,7 +137,8 @@ def _admin(admin_url: str | None) -> AdminClient:
     """The admin client: this command's --admin, else the group's, else the environment, else the default."""
     ctx = click.get_current_context()
     group_url = ctx.parent.params.get("admin_url") if ctx.parent is not None else None
-    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL)
+    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL,
+                       token=os.environ.get(ADMIN_TOKEN_ENV) or None)
 
 
 def _json_out(data: Any) -> None:
@@ -227,7 +233,7 @@ def invoke(target: str, body: str | None, send: bool, delay: str | None, idempot
         raise click.BadParameter(str(e), param_hint="TARGET") from None
     with _reporting():
         try:
-            with IngressClient(ingress_url, timeout) as ingress:
+            with IngressClient(ingress_url, timeout, token=os.environ.get(INGRESS_TOKEN_ENV) or None) as ingress:
                 if send:
                     reply = ingress.send(target, payload, delay=delay, idempotency_key=idempotency_key)
                     if as_json:
@@ -550,6 +556,8 @@ def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
         admin.remove_deployment(deployment_id)
     click.echo(f"removed {deployment_id}")
 
+
+main.add_command(keys)
 
 if __name__ == "__main__":
     main()

@@ -329,6 +329,9 @@ class App:
     """
 
     services: dict[str, ServiceDefinition] = field(default_factory=dict)
+    # Restate request identity: `publickeyv1_...` keys; served as a deployment, only requests signed with one
+    # of them are accepted (health excepted). Empty: every request is accepted, as in restate-sdk.
+    identity_keys: list[str] = field(default_factory=list)
     _endpoint: Any = field(default=None, repr=False, compare=False)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
@@ -346,9 +349,21 @@ class App:
         return None if svc is None else svc.handlers.get(handler)
 
 
-def app(services: list[ServiceDefinition]) -> App:
-    """Bundle services into an application."""
+def app(services: list[ServiceDefinition], identity_keys: list[str] | None = None) -> App:
+    """Bundle services into an application.
+
+    `identity_keys`: as restate-sdk's, the `publickeyv1_...` keys of the Restate servers allowed to call this
+    app when it is served as a deployment; other requests get 401 and run nothing. `durably serve` running the
+    app embedded does not use them (its handlers are called in process).
+    """
     out = App()
+    if identity_keys:
+        # Checked now, so a typo fails at import rather than on the first request.
+        from durably.protocol.request_identity import parse_public_key
+
+        for key in identity_keys:
+            parse_public_key(key)
+        out.identity_keys = list(identity_keys)
     for svc in services:
         if not isinstance(svc, ServiceDefinition):
             raise TypeError(f"{svc!r} is not a Service, VirtualObject or Workflow")
