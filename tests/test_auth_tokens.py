@@ -77,7 +77,7 @@ async def test_every_ingress_path_needs_the_token(clients, method: str, path: st
 async def test_every_admin_path_needs_the_token(clients, method: str, path: str, caplog) -> None:
     _, admin = clients
     caplog.set_level(logging.DEBUG)
-    for headers in _bad_credentials(ADMIN_TOKEN) + [{"authorization": f"Bearer {INGRESS_TOKEN}"}]:
+    for headers in [*_bad_credentials(ADMIN_TOKEN), {"authorization": f"Bearer {INGRESS_TOKEN}"}]:
         resp = await admin.request(method, path, headers=headers)
         assert resp.status_code == 401, (headers, resp.text)
         assert resp.headers["x-restate-error-source"] == "admin"
