@@ -141,4 +141,6 @@ async def call_durably(ctx: restate.Context, n: int) -> int:
     return int(raw) + 1
 
 
-app = restate.app(services=[greeter, counter, signup])
+# RESTATE_APP_IDENTITY_KEYS (space-separated publickeyv1_... keys): only requests signed by them are accepted.
+app = restate.app(services=[greeter, counter, signup],
+                  identity_keys=os.environ.get("RESTATE_APP_IDENTITY_KEYS", "").split() or None)
