@@ -41,12 +41,13 @@ SIGNER = RequestSigner(load_private_key(PEM))
 OTHER = RequestSigner(Ed25519PrivateKey.generate())
 
 
-def token(signer: RequestSigner, path: str, **claims: int | str) -> dict[str, str]:
+def token(signer: RequestSigner, path: str, **claims: int | str | None) -> dict[str, str]:
     """Identity headers as the signer makes them, with some claims replaced."""
     headers = dict(signer.headers(path))
     if claims:
         payload = jwt.decode(headers["x-restate-jwt-v1"], options={"verify_signature": False})
         payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
         headers["x-restate-jwt-v1"] = jwt.encode(payload, signer._key, algorithm="EdDSA",
                                                  headers={"kid": signer.public_key})
     return headers
@@ -86,7 +87,9 @@ def test_signed_tokens_carry_restates_claims() -> None:
     ({"x-restate-signature-scheme": "v2"}, "/invoke/Guarded/effect", "unknown"),
     ({"x-restate-signature-scheme": "v1"}, "/invoke/Guarded/effect", "missing header x-restate-jwt-v1"),
     ({"x-restate-signature-scheme": "v1", "x-restate-jwt-v1": "not.a.jwt"}, "/discover", "invalid token"),
-    (token(SIGNER, "/invoke/Guarded/other"), "/invoke/Guarded/effect", "Audience"),
+    (token(SIGNER, "/invoke/Guarded/other"), "/invoke/Guarded/effect", "it is for ./invoke/Guarded/other"),
+    (token(SIGNER, "/discover", iat=None), "/discover", "no .iat. claim"),
+    (token(SIGNER, "/discover", exp="soon"), "/discover", ".exp. is not a number"),
     (token(SIGNER, "/discover", exp=int(time.time()) - 120), "/discover", "expired"),
     (token(SIGNER, "/discover", nbf=int(time.time()) + 120), "/discover", "not yet valid"),
     (token(OTHER, "/discover"), "/discover", "not signed by any"),
