@@ -81,22 +81,31 @@ def test_signed_tokens_carry_restates_claims() -> None:
     assert abs(claims["iat"] - time.time()) < 5
 
 
-@pytest.mark.parametrize(("headers", "path", "why"), [
-    ({}, "/invoke/Guarded/effect", "missing header x-restate-signature-scheme"),
-    ({"x-restate-signature-scheme": "unsigned"}, "/invoke/Guarded/effect", "unsigned request"),
-    ({"x-restate-signature-scheme": "v2"}, "/invoke/Guarded/effect", "unknown"),
-    ({"x-restate-signature-scheme": "v1"}, "/invoke/Guarded/effect", "missing header x-restate-jwt-v1"),
-    ({"x-restate-signature-scheme": "v1", "x-restate-jwt-v1": "not.a.jwt"}, "/discover", "invalid token"),
-    (token(SIGNER, "/invoke/Guarded/other"), "/invoke/Guarded/effect", "it is for ./invoke/Guarded/other"),
-    (token(SIGNER, "/discover", iat=None), "/discover", "no .iat. claim"),
-    (token(SIGNER, "/discover", exp="soon"), "/discover", ".exp. is not a number"),
-    (token(SIGNER, "/discover", exp=int(time.time()) - 120), "/discover", "expired"),
-    (token(SIGNER, "/discover", nbf=int(time.time()) + 120), "/discover", "not yet valid"),
-    (token(OTHER, "/discover"), "/discover", "not signed by any"),
-])
-def test_verifier_refuses(headers: dict[str, str], path: str, why: str) -> None:
+# Built when the test runs (tokens made at collection could expire before a long suite gets here).
+REFUSALS = {
+    "no scheme": (lambda: {}, "/invoke/Guarded/effect", "missing header x-restate-signature-scheme"),
+    "unsigned": (lambda: {"x-restate-signature-scheme": "unsigned"}, "/invoke/Guarded/effect", "unsigned request"),
+    "unknown scheme": (lambda: {"x-restate-signature-scheme": "v2"}, "/invoke/Guarded/effect", "unknown"),
+    "no token": (lambda: {"x-restate-signature-scheme": "v1"}, "/invoke/Guarded/effect",
+                 "missing header x-restate-jwt-v1"),
+    "garbage": (lambda: {"x-restate-signature-scheme": "v1", "x-restate-jwt-v1": "not.a.jwt"}, "/discover",
+                "invalid token"),
+    "other path": (lambda: token(SIGNER, "/invoke/Guarded/other"), "/invoke/Guarded/effect",
+                   "it is for ./invoke/Guarded/other"),
+    "no iat": (lambda: token(SIGNER, "/discover", iat=None), "/discover", "no .iat. claim"),
+    "exp not a number": (lambda: token(SIGNER, "/discover", exp="soon"), "/discover", ".exp. is not a number"),
+    "expired": (lambda: token(SIGNER, "/discover", exp=int(time.time()) - 120), "/discover", "expired"),
+    "not yet valid": (lambda: token(SIGNER, "/discover", nbf=int(time.time()) + 120), "/discover",
+                      "not yet valid"),
+    "other key": (lambda: token(OTHER, "/discover"), "/discover", "not signed by any"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_verifier_refuses(case: str) -> None:
+    make, path, why = REFUSALS[case]
     with pytest.raises(IdentityError, match=why):
-        IdentityVerifier([PUBLIC]).verify(headers, path)
+        IdentityVerifier([PUBLIC]).verify(make(), path)
 
 
 def test_verifier_accepts_any_configured_key_and_mounted_paths() -> None:
@@ -128,9 +137,11 @@ async def test_health_stays_open(deployment: httpx.AsyncClient) -> None:
     assert (await deployment.get("/health")).status_code == 200
 
 
-@pytest.mark.parametrize("headers", [{}, token(OTHER, "/discover"), token(SIGNER, "/invoke/Guarded/effect")])
+@pytest.mark.parametrize("case", ["none", "other key", "other path"])
 async def test_discover_without_a_valid_token_is_401_in_restates_shape(deployment: httpx.AsyncClient,
-                                                                       headers: dict[str, str]) -> None:
+                                                                       case: str) -> None:
+    headers = {"none": dict, "other key": lambda: token(OTHER, "/discover"),
+               "other path": lambda: token(SIGNER, "/invoke/Guarded/effect")}[case]()
     resp = await deployment.get("/discover", headers=headers)
     assert resp.status_code == 401
     body = resp.json()

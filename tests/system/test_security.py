@@ -156,6 +156,7 @@ def test_tls_on_both_listeners(serve, tmp_path: Path) -> None:
     (["--tls-cert", "{key}", "--tls-key", "{key}"], "cannot use the TLS certificate"),
     (["--request-identity-key", "{cert}"], "is not an unencrypted PEM private key"),
     (["--request-identity-key", "{key}"], "request identity needs an ed25519 key"),
+    (["--admin-token", ""], "empty --admin-token"),
 ])
 def test_unusable_security_files_stop_the_start(serve, tmp_path: Path, args: list[str], words: str) -> None:
     cert, key = _self_signed(tmp_path)

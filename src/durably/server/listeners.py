@@ -21,6 +21,8 @@ def security_options(cfg: Any) -> dict[str, Any]:
 
     Raises ValueError (KeyFormatError) when the key cannot be used.
     """
+    if cfg.admin_token == "" or cfg.ingress_token == "":
+        raise ValueError("an empty --admin-token or --ingress-token would let everyone in; give a long random one")
     signer = None
     if cfg.request_identity_key is not None:
         from durably.protocol.request_identity import RequestSigner  # the crypto libraries only when asked for
