@@ -181,3 +181,24 @@ def test_private_key_file_errors_are_clear(tmp_path) -> None:
     (tmp_path / "junk.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(KeyFormatError, match="not an unencrypted PEM"):
         RequestSigner.from_pem_file(tmp_path / "junk.pem")
+
+
+def test_keys_generate_writes_a_private_pem_and_prints_its_public_key(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from durably.cli import main
+
+    runner = CliRunner()
+    path = tmp_path / "identity.pem"
+    made = runner.invoke(main, ["keys", "generate", str(path)])
+    assert made.exit_code == 0, made.output
+    public = made.output.strip()
+    assert public.startswith("publickeyv1_")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert RequestSigner.from_pem_file(path).public_key == public
+    assert runner.invoke(main, ["keys", "public", str(path)]).output.strip() == public
+    again = runner.invoke(main, ["keys", "generate", str(path)])
+    assert again.exit_code != 0 and "--force" in again.output
+    assert RequestSigner.from_pem_file(path).public_key == public  # not overwritten
+    replaced = runner.invoke(main, ["keys", "generate", "--force", str(path)])
+    assert replaced.exit_code == 0 and replaced.output.strip() != public
