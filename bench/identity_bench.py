@@ -9,9 +9,10 @@ For each setting it starts
   1. hypercorn serving bench/identity_app.py (the comparison benchmark's Durably handlers as a Restate
      deployment), with `identity_keys=[<the key>]` when on, and
   2. `durably serve bench/compare/durably_app.py:no_services --synchronous full`, with
-     `--request-identity-key <the PEM>` when on, which registers the deployment,
+     `--request-identity-key <the PEM>` when on (with `--driver restate`: restate-server from `.interop/`, with
+     `worker.invoker.request-identity-private-key-pem-file` when on), which registers the deployment,
 then drives `POST /Bench/echo` (no journaled steps: the request path with the least other work, so the
-identity check weighs most) through Durably's ingress with wrk at 32 connections. With identity on, every
+identity check weighs most) through the driver's ingress with wrk at 32 connections. With identity on, every
 discovery and invocation request Durably sends carries an EdDSA JWT that it signed and the deployment verifies
 (one ed25519 signature and one verification per invocation).
 
@@ -28,6 +29,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 import timeit
 import urllib.request
 from pathlib import Path
@@ -35,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from http_bench import BODY, LUA_TEMPLATE, busy_cores, free_port, run_wrk
-from interop_bench import healthy, proc_table, tree_cpu, wait_until
+from interop_bench import RESTATE_NATIVE, RESTATE_WRAPPER, healthy, proc_table, tree_cpu, wait_until
 from procs import Proc
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -53,31 +55,52 @@ def post_json(url: str, body: object) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def start(workdir: Path, on: bool, key_file: Path, public: str) -> tuple[list[Proc], str]:
-    """hypercorn + durably serve for one setting; returns the processes and Durably's ingress URL."""
-    dep_port, port, admin = free_port(), free_port(), free_port()
+def start_driver(driver: str, workdir: Path, on: bool, key_file: Path) -> tuple[Proc, str, str]:
+    """durably serve or restate-server, signing with the key when on; returns (process, ingress, admin)."""
+    port, admin = free_port(), free_port()
+    if driver == "durably":
+        cmd = [sys.executable, "-m", "durably.cli", "serve", "bench/compare/durably_app.py:no_services", "--port",
+               str(port), "--admin-port", str(admin), "--data-dir", str(workdir / "data"), "--synchronous",
+               "full", "--log-level", "warning"]
+        if on:
+            cmd += ["--request-identity-key", str(key_file)]
+        proc = Proc("durably", cmd, cwd=REPO, log_path=workdir / "durably.log")
+    else:
+        node = free_port()
+        env = {"RESTATE_INGRESS__BIND_ADDRESS": f"127.0.0.1:{port}", "RESTATE_ADMIN__BIND_ADDRESS":
+               f"127.0.0.1:{admin}", "RESTATE_BIND_ADDRESS": f"127.0.0.1:{node}", "RESTATE_ADVERTISED_ADDRESS":
+               f"http://127.0.0.1:{node}/", "RESTATE_LISTEN_MODE": "tcp"}
+        if on:
+            env["RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE"] = str(key_file)
+        binary = RESTATE_NATIVE if RESTATE_NATIVE.exists() else RESTATE_WRAPPER
+        (workdir / "restate").mkdir()
+        proc = Proc("restate-server", [str(binary), "--base-dir", str(workdir / "restate"), "--no-logo"],
+                    cwd=workdir, log_path=workdir / "restate.log", env=env)
+    proc.start()
+    ingress, admin_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+    wait_until(lambda: healthy(f"{ingress}/restate/health") and healthy(f"{admin_url}/health"), 60, driver, proc)
+    return proc, ingress, admin_url
+
+
+def start(driver: str, workdir: Path, on: bool, key_file: Path, public: str) -> tuple[list[Proc], str]:
+    """The deployment (hypercorn) and its driver for one setting; returns the processes and the ingress URL."""
+    dep_port = free_port()
     env = {"BENCH_IDENTITY_KEY": public} if on else {}
     hyper = Proc("hypercorn", [str(VENV_BIN / "hypercorn"), "--config", "compare/hypercorn.toml", "--bind",
                                f"127.0.0.1:{dep_port}", "identity_app:app"], cwd=BENCH_DIR,
                  log_path=workdir / "hypercorn.log", env=env)
     hyper.start()
-    cmd = [sys.executable, "-m", "durably.cli", "serve", "bench/compare/durably_app.py:no_services", "--port",
-           str(port), "--admin-port", str(admin), "--data-dir", str(workdir / "data"), "--synchronous", "full",
-           "--log-level", "warning"]
-    if on:
-        cmd += ["--request-identity-key", str(key_file)]
-    durably = Proc("durably", cmd, cwd=REPO, log_path=workdir / "durably.log")
-    durably.start()
-    procs = [hyper, durably]
     wait_until(lambda: healthy(f"http://127.0.0.1:{dep_port}/health"), 30, "hypercorn", hyper)
-    wait_until(lambda: healthy(f"http://127.0.0.1:{port}/restate/health"), 30, "durably serve", durably)
-    status, body = post_json(f"http://127.0.0.1:{admin}/deployments", {"uri": f"http://127.0.0.1:{dep_port}"})
+    runtime, ingress, admin = start_driver(driver, workdir, on, key_file)
+    procs = [hyper, runtime]
+    status, body = post_json(f"{admin}/deployments", {"uri": f"http://127.0.0.1:{dep_port}"})
     if status not in (200, 201):
         raise RuntimeError(f"registration failed: {status} {body[:300]!r}")
-    ingress = f"http://127.0.0.1:{port}"
-    status, body = post_json(f"{ingress}/Bench/echo", "hello")
-    if (status, body) != (200, b'"hello"'):
-        raise RuntimeError(f"echo check failed: {status} {body[:300]!r}")
+    deadline = time.monotonic() + 30  # Restate applies a registration asynchronously
+    while (answer := post_json(f"{ingress}/Bench/echo", "hello")) != (200, b'"hello"'):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"echo check failed: {answer[0]} {answer[1][:300]!r}")
+        time.sleep(0.1)
     return procs, ingress
 
 
@@ -106,6 +129,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=None, help="off/on rounds (default 2, 1 with --quick)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--driver", choices=("durably", "restate"), default="durably",
+                        help="what drives the deployment: durably serve (default) or restate-server")
     args = parser.parse_args()
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -130,7 +155,7 @@ def main() -> int:
             for on in (False, True):
                 workdir = Path(tmp) / f"{r}-{'on' if on else 'off'}"
                 workdir.mkdir()
-                procs, ingress = start(workdir, on, key_file, public)
+                procs, ingress = start(args.driver, workdir, on, key_file, public)
                 try:
                     url = f"{ingress}/Bench/echo"
                     run_wrk(wrk, url, lua, args.connections, 1, warmup)
@@ -151,12 +176,12 @@ def main() -> int:
                 cpus[on].append(sum(per_req))
                 print(f"round {r + 1} identity {'on ' if on else 'off'}: {rps:8,.0f} req/s  p50 "
                       f"{stats['p50_us'] / 1000:.2f} ms  p99 {stats['p99_us'] / 1000:.2f} ms  CPU per request: "
-                      f"hypercorn {per_req[0]:.0f} us, durably {per_req[1]:.0f} us  (machine busy before: "
+                      f"hypercorn {per_req[0]:.0f} us, {args.driver} {per_req[1]:.0f} us  (machine busy before: "
                       f"{other if other is not None else float('nan'):.2f} CPUs)")
     off, on = statistics.median(results[False]), statistics.median(results[True])
     cost = 1 - on / off
     cpu_off, cpu_on = statistics.median(cpus[False]), statistics.median(cpus[True])
-    print(f"\necho@{args.connections} through durably serve -> Durably deployment (hypercorn):")
+    print(f"\necho@{args.connections} through {args.driver} -> Durably deployment (hypercorn):")
     print(f"  throughput: identity off {off:,.0f} req/s, on {on:,.0f} req/s: cost {cost:.1%} "
           f"(target at most {TARGET_COST:.0%}: {'MET' if cost <= TARGET_COST else 'MISSED'})")
     print(f"  CPU per request (both processes): off {cpu_off:.0f} us, on {cpu_on:.0f} us: "
