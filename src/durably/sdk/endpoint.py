@@ -203,7 +203,11 @@ class Endpoint:
         except IdentityError as e:
             log.warning("refused %s %s: %s", scope.get("method", ""), scope["path"][:200], e)
             body = json.dumps({"code": 401, "message": f"request identity check failed: {e}"}).encode()
-            await respond(send, 401, body, headers=[SERVER_HEADER])
+            headers = [SERVER_HEADER]
+            if scope.get("http_version") in ("1.0", "1.1"):
+                # The body stays unread: over HTTP/1.1 the connection cannot carry another request after it.
+                headers.append((b"connection", b"close"))
+            await respond(send, 401, body, headers=headers)
             return False
         return True
 
