@@ -139,7 +139,8 @@ class DurablyServer:
                                    "with --port and --admin-port")
             await asyncio.sleep(0.01)
         log.info("durably is serving %s on %s (admin API on %s), data in %s%s",
-                 ", ".join(self.app.services), url(cfg.host, cfg.port, cfg), url(cfg.admin_host, cfg.admin_port, cfg),
+                 ", ".join(self.app.services) or "no app of its own (remote deployments only)",
+                 url(cfg.host, cfg.port, cfg), url(cfg.admin_host, cfg.admin_port, cfg),
                  "memory" if cfg.in_memory else cfg.data_dir, protections(cfg))
         if ready is not None:
             ready.set()
