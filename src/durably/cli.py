@@ -4,6 +4,7 @@
     durably invoke Service/handler '"json"'          call a handler (or Object/key/handler)
     durably invocations list|describe|cancel|...     the admin API's invocations
     durably services list                            the served services and handlers
+    durably backup --data-dir D OUT                  a consistent copy of a data directory, even while served
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ def main() -> None:
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--shutdown-grace", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="On SIGTERM/SIGINT, how long running steps may take to finish (a second signal stops at once).")
 @security_options
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str, **security: Any) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, shutdown_grace: float, **security: Any) -> None:
     """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
 
     Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
@@ -86,7 +89,7 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
-                          **security)
+                          shutdown_grace=shutdown_grace, **security)
     server = DurablyServer(app, config)
     try:
         import uvloop
@@ -95,12 +98,35 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
         runner = asyncio.run
     from durably.server.runtime import StartupError
+    from durably.server.store.datadir import DataDirError
 
     try:
         runner(server.serve())
-    except (OSError, StartupError) as e:
+    except (OSError, StartupError, DataDirError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
+
+
+@main.command(short_help="Copy a data directory consistently, even while it is served.")
+@click.option("--data-dir", default="durably-data", show_default=True, type=click.Path(path_type=Path),
+              help="The data directory to back up.")
+@click.argument("out", type=click.Path(path_type=Path))
+def backup(data_dir: Path, out: Path) -> None:
+    """Write a consistent copy of --data-dir (database and WAL) to the new directory OUT.
+
+    Safe while `durably serve` runs. Restore by serving the copy: `durably serve app --data-dir OUT`.
+    """
+    from durably.server.store.backup import backup as run_backup
+    from durably.server.store.datadir import DataDirError
+
+    try:
+        result = run_backup(data_dir, out)
+    except DataDirError as e:
+        click.echo(f"durably: cannot back up: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"backed up {data_dir} to {result.path}: {result.invocations} invocations, "
+               f"{result.size_bytes / 1e6:.1f} MB, database {result.database_id}")
+    click.echo(f"restore by serving the copy: durably serve APP --data-dir {result.path}")
 
 
 # ---- talking to a running server ----

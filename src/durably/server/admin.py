@@ -25,7 +25,7 @@ from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
-from durably.server.engine import Engine
+from durably.server.engine import Engine, EngineStopped
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -169,7 +169,11 @@ class Admin:
         method = scope["method"]
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
-            await respond_json(send, 200, {"status": "ok"})
+            problem = self.engine.health_problem()
+            if problem is not None:
+                await error(send, 503, problem, "admin")
+            else:
+                await respond_json(send, 200, {"status": "ok"})
         elif segs == ["services"] and method == "GET":
             await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
         elif len(segs) == 2 and segs[0] == "services" and method == "GET":
@@ -282,6 +286,11 @@ class Admin:
             InvocationId.parse(inv_id)
         except ValueError as e:
             await error(send, 400, f"malformed invocation id: {e}", "admin")
+            return
+        try:
+            self.engine.check_writable()
+        except EngineStopped as e:
+            await error(send, 503, str(e), "admin")
             return
         status = getattr(self.engine, action)(inv_id)
         if status == 404:

@@ -16,6 +16,7 @@ from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
 from durably.server.listeners import guarded, protections, security_options, tls_options, url
+from durably.server.shutdown import DEFAULT_GRACE_S, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
@@ -72,6 +73,8 @@ class ServerConfig:
     tls_key: Path | None = None
     request_identity_key: Path | None = None
     secret_headers: tuple[str, ...] = ()
+    # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
+    shutdown_grace: float = DEFAULT_GRACE_S
 
 
 class DurablyServer:
@@ -82,9 +85,12 @@ class DurablyServer:
         self.config = config
         self.engine: Engine | None = None
         self._stop = asyncio.Event()
+        self._force = asyncio.Event()
 
     def request_stop(self) -> None:
-        """Begin a clean shutdown."""
+        """Begin a graceful stop; asked again, stop at once."""
+        if self._stop.is_set():
+            self._force.set()
         self._stop.set()
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
@@ -147,6 +153,8 @@ class DurablyServer:
         stop_wait = asyncio.create_task(self._stop.wait())
         await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down")
+        if stop_wait.done():
+            await drain(engine, cfg.shutdown_grace, self._force)
         for s in servers:
             s.should_exit = True
         # Stopping the engine answers waiting callers (503) so their connections can close.
