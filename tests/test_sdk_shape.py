@@ -223,3 +223,17 @@ def test_endpoint_builder() -> None:
 
     key = generate_private_key()[1]
     assert Endpoint().bind(svc).identity_key(key).app().identity_keys == [key]
+
+
+def test_app_takes_restate_sdks_arguments() -> None:
+    svc = durably.Service("ShapeApp")
+
+    @svc.handler()
+    async def ping(ctx: durably.Context) -> str:
+        return "pong"
+
+    assert "ShapeApp" in durably.app(services=[svc], protocol="bidi", identity_keys=None).services
+    with pytest.raises(ValueError, match="base58"):
+        durably.app(services=[svc], identity_keys=["publickeyv1_0x"])
+    with pytest.raises(ValueError, match="protocol"):
+        durably.app(services=[svc], protocol="carrier-pigeon")  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -349,13 +349,18 @@ class App:
         return None if svc is None else svc.handlers.get(handler)
 
 
-def app(services: list[ServiceDefinition], identity_keys: list[str] | None = None) -> App:
+def app(services: Iterable[ServiceDefinition], protocol: Literal["bidi", "request_response"] | None = None,
+        identity_keys: list[str] | None = None) -> App:
     """Bundle services into an application.
 
-    `identity_keys`: as restate-sdk's, the `publickeyv1_...` keys of the Restate servers allowed to call this
-    app when it is served as a deployment; other requests get 401 and run nothing. `durably serve` running the
-    app embedded does not use them (its handlers are called in process).
+    `protocol` and `identity_keys` are restate-sdk's arguments. Durably's endpoint answers in the mode each
+    request asks for, so `protocol` needs no setting. `identity_keys`: the `publickeyv1_...` keys of the
+    Restate servers allowed to call this app when it is served as a deployment; other requests get 401 and run
+    nothing (see SECURITY.md). `durably serve` running the app embedded does not use them (its handlers are
+    called in process).
     """
+    if protocol not in (None, "bidi", "request_response"):
+        raise ValueError(f"protocol must be 'bidi' or 'request_response', not {protocol!r}")
     out = App()
     if identity_keys:
         # Checked now, so a typo fails at import rather than on the first request.

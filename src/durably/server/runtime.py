@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
@@ -64,6 +65,10 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
+    # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
+    default_retry_policy: InvocationRetryPolicy | None = None
+    # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
     # Security (see SECURITY.md and server/listeners.py): the admin API's own bind address, bearer tokens,
     # TLS, the key that signs requests to remote deployments, extra headers never journaled.
     admin_host: str = "127.0.0.1"
@@ -101,7 +106,11 @@ class DurablyServer:
         except ValueError as e:
             raise StartupError(str(e)) from None
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, **security))
+        options = EngineOptions(always_replay=cfg.always_replay, **security)
+        if cfg.default_retry_policy is not None:
+            options.default_retry_policy = cfg.default_retry_policy
+        options.concurrency_rules = dict(cfg.concurrency_rules)
+        engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
         ingress_app, admin_app = guarded(Ingress(engine, cfg.body_limit), Admin(engine), cfg)
