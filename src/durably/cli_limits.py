@@ -52,6 +52,10 @@ _OPTIONS: list[tuple[str, Any, str]] = [
 ]
 
 
+# The keyword arguments the options arrive as.
+LIMIT_OPTIONS = frozenset(flag[2:].replace("-", "_") for flag, _, _ in _OPTIONS)
+
+
 def limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add the resource-limit options to a command (they arrive as keyword arguments)."""
     for flag, kind, text in reversed(_OPTIONS):
