@@ -4,6 +4,7 @@
     durably invoke Service/handler '"json"'          call a handler (or Object/key/handler)
     durably invocations list|describe|cancel|...     the admin API's invocations
     durably services list                            the served services and handlers
+    durably state get|set|edit|clear OBJECT KEY      a virtual object's state
 """
 
 from __future__ import annotations
@@ -550,6 +551,11 @@ def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
         admin.remove_deployment(deployment_id)
     click.echo(f"removed {deployment_id}")
 
+
+# Operator commands living in modules of their own (imported last: they use the helpers above).
+from durably.state_cli import state  # noqa: E402
+
+main.add_command(state)
 
 if __name__ == "__main__":
     main()

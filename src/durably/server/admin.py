@@ -2,6 +2,8 @@
 
     GET    /health
     GET    /services, /services/{name}
+    GET    /services/{name}/state/{key}                 a key's state with its version
+    POST   /services/{name}/state {"object_key", "new_state", "version"?}   replace a key's state (Restate's)
     GET    /invocations[?status=&service=&limit=]       newest first
     GET    /invocations/{id}                            the invocation with its journal
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
@@ -19,13 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from durably.asgi import Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
+from durably.server.object_state import StateConflict, has_state, parse_new_state, read_state, replace_state, state_json
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -172,6 +175,8 @@ class Admin:
             await respond_json(send, 200, {"status": "ok"})
         elif segs == ["services"] and method == "GET":
             await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
+        elif len(segs) >= 3 and segs[0] == "services" and segs[2] == "state":
+            await self._state(scope, receive, send, segs, method)
         elif len(segs) == 2 and segs[0] == "services" and method == "GET":
             svc = self.engine.services.get(segs[1])
             if svc is None:
@@ -207,6 +212,45 @@ class Admin:
             await error(send, 405, f"method {method} not allowed here", "admin")
         else:
             await error(send, 404, "not found", "admin")
+
+    async def _state(self, scope: dict[str, Any], receive: Receive, send: Send, segs: list[str],
+                     method: str) -> None:
+        service = segs[1]
+        if method == "GET" and len(segs) >= 4:
+            key = "/".join(segs[3:])
+            kind = has_state(self.engine, service)
+            if kind is None:
+                await error(send, 404, f"service '{service}' not found", "admin")
+            elif not kind:
+                await error(send, 400, f"'{service}' is a service: only virtual objects and workflows have state",
+                            "admin")
+            else:
+                await respond_json(send, 200, state_json(service, key, await read_state(self.engine, service, key)))
+            return
+        if method != "POST" or len(segs) != 3:
+            await error(send, 405, f"method {method} not allowed here", "admin")
+            return
+        try:
+            key, new_state, version = parse_new_state(json.loads(await read_body(scope, receive, 32 * 1024 * 1024)))
+        except BodyTooLarge:
+            await error(send, 413, "the new state is larger than 32 MiB", "admin")
+            return
+        except ValueError as e:
+            await error(send, 400, f"bad state change: {e}", "admin")
+            return
+        kind = has_state(self.engine, service)
+        if kind is False:
+            await error(send, 400, f"'{service}' is a service: only virtual objects and workflows have state", "admin")
+            return
+        if kind is None and new_state:  # state of a removed service may still be cleared, as Restate allows
+            await error(send, 404, f"service '{service}' not found", "admin")
+            return
+        try:
+            await replace_state(self.engine, service, key, new_state, version)
+        except StateConflict as e:
+            await error(send, e.status, str(e), "admin")
+            return
+        await respond(send, 202)
 
     async def _register(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
