@@ -68,8 +68,10 @@ def main() -> None:
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--metrics/--no-metrics", default=True, show_default=True,
+              help="Count and serve Prometheus metrics at the admin API's /metrics.")
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, metrics: bool) -> None:
     """Serve APP (module:app or path/to/file.py) with the embedded runtime."""
     from durably.server.runtime import DurablyServer, ServerConfig
 
@@ -79,7 +81,8 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except AppLoadError as e:
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
-                          synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay)
+                          synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
+                          metrics=metrics)
     server = DurablyServer(app, config)
     try:
         import uvloop

@@ -1,6 +1,7 @@
 """The admin API (default port 9070), with Restate's paths and status codes.
 
     GET    /health
+    GET    /metrics                                     Prometheus metrics
     GET    /services, /services/{name}
     GET    /services/{name}/state/{key}                 a key's state with its version
     POST   /services/{name}/state {"object_key", "new_state", "version"?}   replace a key's state (Restate's)
@@ -28,6 +29,8 @@ from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
+from durably.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from durably.server.metrics import render as render_metrics
 from durably.server.object_state import StateConflict, has_state, parse_new_state, read_state, replace_state, state_json
 from durably.server.store.base import INVOCATION_COLUMNS
 
@@ -173,6 +176,11 @@ class Admin:
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
             await respond_json(send, 200, {"status": "ok"})
+        elif segs == ["metrics"] and method == "GET":
+            if self.engine.stats is None:
+                await error(send, 404, "metrics are off (durably serve --no-metrics)", "admin")
+            else:
+                await respond(send, 200, render_metrics(self.engine), METRICS_TYPE)
         elif segs == ["services"] and method == "GET":
             await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
         elif len(segs) >= 3 and segs[0] == "services" and segs[2] == "state":

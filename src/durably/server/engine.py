@@ -49,6 +49,7 @@ from durably.server.invocation import (
     outcome_of_row,
 )
 from durably.server.keys import KeyTable
+from durably.server.metrics import EngineStats
 from durably.server.remote import ConnectionPool, RemoteAttempt, RemoteAttemptError
 from durably.server.store.base import COL, Store
 from durably.server.threads import DaemonThreadPool
@@ -87,6 +88,8 @@ class EngineOptions:
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
     run_threads: int = 64
+    # Count what /metrics shows (plain ints on the hot path); off leaves `Engine.stats` None.
+    metrics: bool = True
 
 
 class _LocalTransport:
@@ -146,6 +149,9 @@ class Engine:
         self.deployments: dict[str, Deployment] = {}
         self.pool = ConnectionPool()
         self.appends = 0
+        self.stats: EngineStats | None = EngineStats() if self.options.metrics else None
+        if self.stats is not None:
+            self.committer.on_commit = self._committed_batch
         self._active: dict[str, Invocation] = {}
         self._outcome_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         # target -> [(waiting invocation, completion id, notification type)], mirrored in the waiters table.
@@ -343,6 +349,12 @@ class Engine:
         self.committer.mark(inv)
         self._touch(inv)
 
+    def _committed_batch(self, rows: int, seconds: float) -> None:
+        st = self.stats
+        if st is not None:
+            st.batch_rows.observe(rows)
+            st.commit_seconds.observe(seconds)
+
     def _after_commit(self, cb: Callable[[], None]) -> None:
         self.committer.after_commit(cb)
 
@@ -426,6 +438,8 @@ class Engine:
             inp.headers.add(key=k, value=v)
         inp.value.content = body
         self._active[inv_id] = inv
+        if self.stats is not None:
+            self.stats.started[(svc, handler.name)] += 1
         self._append(inv, m.INPUT, inp)
         self._mark(inv)
         if delay_ms > 0:
@@ -506,6 +520,8 @@ class Engine:
         assert inv.journal is not None
         inv.status = INVOKED
         inv.attempts += 1
+        if self.stats is not None:
+            self.stats.attempts[(inv.service, inv.handler)] += 1
         inv.next_retry_at = None
         inv.waiting = None
         self._active[inv.id] = inv
@@ -737,6 +753,9 @@ class Engine:
         was_queued = inv.status == INBOXED
         inv.status = COMPLETED
         inv.outcome = outcome
+        if self.stats is not None:
+            counts = self.stats.completed if outcome.failure_code is None else self.stats.failed
+            counts[(inv.service, inv.handler)] += 1
         inv.completed_at = now
         handler = self.handler(inv.service, inv.handler)
         retention = self.options.retention
@@ -845,6 +864,8 @@ class Engine:
     def _retry_now(self, inv: Invocation) -> None:
         inv.retry_timer = None
         if inv.status == BACKING_OFF and not self._stopping:
+            if self.stats is not None:
+                self.stats.retries[(inv.service, inv.handler)] += 1
             self._start_attempt(inv)
 
     # ---- inactivity and abort timeouts ----

@@ -15,6 +15,7 @@ from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.metrics import LoopMonitor, TimedIngress
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
@@ -62,6 +63,7 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
+    metrics: bool = True
 
 
 class DurablyServer:
@@ -81,11 +83,17 @@ class DurablyServer:
         """Serve until SIGTERM/SIGINT or `request_stop`."""
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay))
+        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics))
         self.engine = engine
         await engine.start()
+        ingress: object = Ingress(engine, cfg.body_limit)
+        monitor = None
+        if engine.stats is not None:
+            ingress = TimedIngress(ingress, engine.stats)
+            monitor = LoopMonitor(engine.stats)
+            monitor.start()
         servers = [
-            _QuietServer(uvicorn.Config(Ingress(engine, cfg.body_limit), host=cfg.host, port=cfg.port,
+            _QuietServer(uvicorn.Config(ingress, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
                                         timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
                                         date_header=False)),
@@ -125,6 +133,8 @@ class DurablyServer:
         stop_wait = asyncio.create_task(self._stop.wait())
         await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down")
+        if monitor is not None:
+            monitor.stop()
         for s in servers:
             s.should_exit = True
         # Stopping the engine answers waiting callers (503) so their connections can close.
