@@ -2,6 +2,7 @@
 
     GET    /health
     GET    /metrics                                     Prometheus metrics
+    GET    /ui/...                                      the web UI (durably.server.ui)
     GET    /services, /services/{name}
     GET    /services/{name}/state/{key}                 a key's state with its version
     POST   /services/{name}/state {"object_key", "new_state", "version"?}   replace a key's state (Restate's)
@@ -161,7 +162,10 @@ class Admin:
     """The admin ASGI app."""
 
     def __init__(self, engine: Engine) -> None:
+        from durably.server.ui.app import WebUI  # the UI renders with helpers of this module
+
         self.engine = engine
+        self.ui = WebUI(engine)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -176,6 +180,8 @@ class Admin:
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
             await respond_json(send, 200, {"status": "ok"})
+        elif segs and segs[0] == "ui":
+            await self.ui.handle(scope, receive, send, segs[1:], method, query)
         elif segs == ["metrics"] and method == "GET":
             if self.engine.stats is None:
                 await error(send, 404, "metrics are off (durably serve --no-metrics)", "admin")

@@ -965,6 +965,8 @@ class Engine:
         if handler.service.kind != "service" and not key:
             return None, False, f"'{service}' is keyed: calls to it need a key"
         _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms)
+        if created:
+            self.committer.batch.ops.append(("INSERT OR IGNORE INTO calls VALUES (?, ?)", (child_id, caller.id)))
         if handler.kind == "workflow" and not created:
             return child_id, False, "the workflow method was already invoked"
         return child_id, created, None

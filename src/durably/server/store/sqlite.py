@@ -13,7 +13,7 @@ from durably.server.store.base import INVOCATION_COLUMNS, Batch, Store
 
 _memory_ids = itertools.count()
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -100,6 +100,16 @@ MIGRATIONS: list[str] = [
         manifest TEXT NOT NULL,         -- the discovery manifest, JSON
         created_at INTEGER NOT NULL
     );
+    """,
+    """
+    -- Who called (or sent to) an invocation: the web UI links a callee to its caller.
+    CREATE TABLE calls (
+        callee TEXT PRIMARY KEY,        -- the invocation called
+        caller TEXT NOT NULL            -- the invocation whose Call or OneWayCall created it
+    ) WITHOUT ROWID;
+    -- Listing pages newest first, by service or over everything, without a scan (the UI and GET /invocations).
+    CREATE INDEX invocations_created ON invocations(created_at);
+    CREATE INDEX invocations_service ON invocations(service, created_at);
     """,
 ]
 
@@ -190,6 +200,7 @@ class SQLiteStore(Store):
                     c.executemany("DELETE FROM journal WHERE invocation_seq = "
                                   "(SELECT seq FROM invocations WHERE id = ?)", ids)
                     c.executemany("DELETE FROM invocations WHERE id = ?", ids)
+                    c.executemany("DELETE FROM calls WHERE callee = ?", ids)
                 synced = time.perf_counter()
                 c.execute("COMMIT")
                 # COMMIT is where SQLite writes the WAL frames and fsyncs: /metrics shows its time.
