@@ -48,6 +48,8 @@ def page(store: Store, flt: InvocationFilter, limit: int, before: tuple[int, int
         if value:
             where.append(f"{column} = ?")
             params.append(value)
+    if flt.key:
+        where.append("key != ''")  # lets SQLite use the partial index of keyed invocations
     if flt.since_ms is not None:
         where.append("created_at >= ?")
         params.append(flt.since_ms)

@@ -110,6 +110,7 @@ MIGRATIONS: list[str] = [
     -- Listing pages newest first, by service or over everything, without a scan (the UI and GET /invocations).
     CREATE INDEX invocations_created ON invocations(created_at);
     CREATE INDEX invocations_service ON invocations(service, created_at);
+    CREATE INDEX invocations_key ON invocations(service, key, created_at) WHERE key != '';
     """,
 ]
 
