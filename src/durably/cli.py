@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import shutil
@@ -68,14 +67,17 @@ def main() -> None:
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
+              help="json: one JSON object per line (ts, level, logger, message, invocation_id, event, ...).")
 @click.option("--metrics/--no-metrics", default=True, show_default=True,
               help="Count and serve Prometheus metrics at the admin API's /metrics.")
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str, metrics: bool) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, log_format: str, metrics: bool) -> None:
     """Serve APP (module:app or path/to/file.py) with the embedded runtime."""
+    from durably.server.log_format import configure_logging
     from durably.server.runtime import DurablyServer, ServerConfig
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     try:
         app = load_app(app_ref)
     except AppLoadError as e:

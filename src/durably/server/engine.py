@@ -49,6 +49,7 @@ from durably.server.invocation import (
     outcome_of_row,
 )
 from durably.server.keys import KeyTable
+from durably.server.lifecycle_log import LifecycleLog
 from durably.server.metrics import EngineStats
 from durably.server.remote import ConnectionPool, RemoteAttempt, RemoteAttemptError
 from durably.server.store.base import COL, Store
@@ -150,6 +151,7 @@ class Engine:
         self.pool = ConnectionPool()
         self.appends = 0
         self.stats: EngineStats | None = EngineStats() if self.options.metrics else None
+        self.events = LifecycleLog()
         if self.stats is not None:
             self.committer.on_commit = self._committed_batch
         self._active: dict[str, Invocation] = {}
@@ -522,6 +524,8 @@ class Engine:
         inv.attempts += 1
         if self.stats is not None:
             self.stats.attempts[(inv.service, inv.handler)] += 1
+        if inv.attempts == 1:
+            self.events.started(inv)
         inv.next_retry_at = None
         inv.waiting = None
         self._active[inv.id] = inv
@@ -756,6 +760,7 @@ class Engine:
         if self.stats is not None:
             counts = self.stats.completed if outcome.failure_code is None else self.stats.failed
             counts[(inv.service, inv.handler)] += 1
+        self.events.ended(inv, outcome, now)
         inv.completed_at = now
         handler = self.handler(inv.service, inv.handler)
         retention = self.options.retention
@@ -792,7 +797,9 @@ class Engine:
         inv.status = SUSPENDED
         self._mark(inv)
         done = self._completed_handles(inv)
-        if any(h in done for h in waiting):
+        if not any(h in done for h in waiting):
+            self.events.suspended(inv, len(waiting))
+        else:
             # What it waits for is already journaled (a run result proposed just before suspending).
             inv.status = INVOKED
             inv.waiting = None
@@ -830,10 +837,8 @@ class Engine:
         handler = self.handler(inv.service, inv.handler)
         policy = (handler.effective_retry_policy(self.options.default_retry_policy) if handler is not None
                   else self.options.default_retry_policy)
-        if err.code in (570, 571):
-            log.error("invocation %s: %s", inv.id, err.message)
-        else:
-            log.info("invocation %s attempt %d failed: %s", inv.id, inv.attempts, err.message)
+        # A journal mismatch or protocol violation is a bug to fix, not a passing fault: logged as an error.
+        level = logging.ERROR if err.code in (570, 571) else logging.INFO
         if policy.max_attempts is not None and inv.attempts >= policy.max_attempts:
             if policy.on_max_attempts == "kill":
                 code = err.code if 400 <= err.code <= 599 else 500
@@ -841,6 +846,7 @@ class Engine:
                 return
             inv.status = PAUSED
             self._mark(inv)
+            self.events.paused(inv, err.code, err.message)
             return
         if err.HasField("next_retry_delay"):
             delay_ms = float(err.next_retry_delay)
@@ -853,6 +859,7 @@ class Engine:
         inv.status = BACKING_OFF
         inv.next_retry_at = self.now_ms() + int(delay_ms)
         self._mark(inv)
+        self.events.retrying(inv, err.code, err.message, int(delay_ms), level)
 
         def schedule() -> None:
             if inv.status == BACKING_OFF and not self._stopping:
