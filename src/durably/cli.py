@@ -17,7 +17,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,12 @@ def main() -> None:
               help="json: one JSON object per line (ts, level, logger, message, invocation_id, event, ...).")
 @click.option("--metrics/--no-metrics", default=True, show_default=True,
               help="Count and serve Prometheus metrics at the admin API's /metrics.")
+@click.option("--retention", default="1d", show_default=True, metavar="DURATION",
+              help="Keep completed invocations this long (30m, 12h, 7d) unless a handler or service sets "
+              "journal_retention / idempotency_retention.")
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str, log_format: str, metrics: bool) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, log_format: str, metrics: bool,
+          retention: str) -> None:
     """Serve APP (module:app or path/to/file.py) with the embedded runtime."""
     from durably.server.log_format import configure_logging
     from durably.server.runtime import DurablyServer, ServerConfig
@@ -84,7 +88,7 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
-                          metrics=metrics)
+                          metrics=metrics, retention=_retention(retention))
     server = DurablyServer(app, config)
     try:
         import uvloop
@@ -99,6 +103,15 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except (OSError, StartupError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
+
+
+def _retention(text: str) -> timedelta:
+    from durably.server.delay import parse_delay
+
+    try:
+        return parse_delay(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--retention") from None
 
 
 # ---- talking to a running server ----

@@ -52,6 +52,7 @@ from durably.server.keys import KeyTable
 from durably.server.lifecycle_log import LifecycleLog
 from durably.server.metrics import EngineStats
 from durably.server.remote import ConnectionPool, RemoteAttempt, RemoteAttemptError
+from durably.server.retention import retention_for
 from durably.server.store.base import COL, Store
 from durably.server.threads import DaemonThreadPool
 from durably.server.timers import TimerService
@@ -762,11 +763,8 @@ class Engine:
             counts[(inv.service, inv.handler)] += 1
         self.events.ended(inv, outcome, now)
         inv.completed_at = now
-        handler = self.handler(inv.service, inv.handler)
-        retention = self.options.retention
-        if handler is not None:
-            retention = (handler.workflow_retention if handler.kind == "workflow" else None) or \
-                handler.journal_retention or handler.service.journal_retention or retention
+        retention = retention_for(self.handler(inv.service, inv.handler), bool(inv.idempotency_key),
+                                  self.options.retention)
         inv.retention_until = now + int(retention.total_seconds() * 1000)
         inv.waiting = None
         inv.next_retry_at = None

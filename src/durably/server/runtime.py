@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -64,6 +65,8 @@ class ServerConfig:
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
     metrics: bool = True
+    # How long completed invocations are kept unless their handler or service says otherwise.
+    retention: timedelta = timedelta(days=1)
 
 
 class DurablyServer:
@@ -83,7 +86,8 @@ class DurablyServer:
         """Serve until SIGTERM/SIGINT or `request_stop`."""
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics))
+        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics,
+                                                    retention=cfg.retention))
         self.engine = engine
         await engine.start()
         ingress: object = Ingress(engine, cfg.body_limit)
