@@ -92,6 +92,8 @@ class EngineOptions:
     run_threads: int = 64
     # Count what /metrics shows (plain ints on the hot path); off leaves `Engine.stats` None.
     metrics: bool = True
+    # OpenTelemetry spans (durably.server.tracing.InvocationTracing), None when not configured.
+    tracing: Any = None
 
 
 class _LocalTransport:
@@ -153,6 +155,7 @@ class Engine:
         self.appends = 0
         self.stats: EngineStats | None = EngineStats() if self.options.metrics else None
         self.events = LifecycleLog()
+        self.tracing = self.options.tracing
         if self.stats is not None:
             self.committer.on_commit = self._committed_batch
         self._active: dict[str, Invocation] = {}
@@ -300,6 +303,8 @@ class Engine:
         self._fail_outcome_waiters(EngineStopped(self._stop_reason()))
         self.committer.close()
         await self.pool.close()
+        if self.tracing is not None:
+            self.tracing.close()
         # Abandoned sync closures may still run; do not wait for them.
         self.run_executor.shutdown(wait=False, cancel_futures=True)
         if close_store:
@@ -368,6 +373,8 @@ class Engine:
             inv.journal.append((type_id, msg))
         inv.journal_length += 1
         self.appends += 1
+        if self.tracing is not None:
+            self.tracing.appended(inv.id, type_id, msg, inv.journal_length - 1)
         inv.retry_count = 0
         inv.last_entry_at = now
         # Only the journal row is written: the invocation row's journal length and last-entry time are
@@ -527,6 +534,8 @@ class Engine:
             self.stats.attempts[(inv.service, inv.handler)] += 1
         if inv.attempts == 1:
             self.events.started(inv)
+        if self.tracing is not None:
+            self.tracing.attempt_started(inv, inv.journal)
         inv.next_retry_at = None
         inv.waiting = None
         self._active[inv.id] = inv
@@ -745,6 +754,8 @@ class Engine:
         self._complete(inv, outcome)
 
     def _detach(self, inv: Invocation) -> None:
+        if self.tracing is not None:
+            self.tracing.attempt_ended(inv.id)
         inv.attempt = None
         inv.task = None
         if inv.watchdog is not None:
@@ -829,6 +840,8 @@ class Engine:
         return done
 
     def _attempt_failed(self, inv: Invocation, err: pb.ErrorMessage) -> None:
+        if self.tracing is not None:
+            self.tracing.attempt_failed(inv.id, err.code, err.message)
         self._detach(inv)
         inv.retry_count += 1
         inv.last_error = json.dumps({"code": err.code, "message": err.message})
@@ -969,6 +982,8 @@ class Engine:
             return None, False, f"handler '{service}/{handler_name}' not found"
         if handler.service.kind != "service" and not key:
             return None, False, f"'{service}' is keyed: calls to it need a key"
+        if self.tracing is not None:
+            headers = self.tracing.child_headers(caller.id, headers)
         _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms)
         if created:
             self.committer.batch.ops.append(("INSERT OR IGNORE INTO calls VALUES (?, ?)", (child_id, caller.id)))

@@ -142,6 +142,10 @@ class RemoteAttempt:
         if self.start.key:
             hdrs.append(("x-restate-service-key", self.start.key))
         hdrs.extend((k.lower(), v) for k, v in self.deployment.additional_headers.items())
+        tracing = getattr(self.engine, "tracing", None)
+        traceparent = tracing.traceparent(self.inv.id) if tracing is not None else None
+        if traceparent:  # the deployment's own spans join the attempt's trace
+            hdrs.append(("traceparent", traceparent))
         return hdrs
 
     def _path(self) -> str:

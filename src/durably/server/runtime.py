@@ -18,6 +18,7 @@ from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
 from durably.server.metrics import LoopMonitor, TimedIngress
 from durably.server.store import MemoryStore, SQLiteStore, Store
+from durably.server.tracing import from_environment as tracing_from_environment
 
 log = logging.getLogger("durably.server")
 
@@ -87,7 +88,7 @@ class DurablyServer:
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
         engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics,
-                                                    retention=cfg.retention))
+                                                    retention=cfg.retention, tracing=tracing_from_environment()))
         self.engine = engine
         await engine.start()
         ingress: object = Ingress(engine, cfg.body_limit)
