@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from durably import serve_config
 from durably.client import (
     ACTIONS,
     DEFAULT_ADMIN_URL,
@@ -66,7 +67,8 @@ def main() -> None:
 @click.option("--always-replay", is_flag=True,
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              help="info logs one line per invocation lifecycle event; warning only problems.")
 @click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
               help="json: one JSON object per line (ts, level, logger, message, invocation_id, event, ...).")
 @click.option("--metrics/--no-metrics", default=True, show_default=True,
@@ -103,6 +105,10 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except (OSError, StartupError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
+
+
+# Every serve flag is also DURABLY_<NAME> and a --config file key; --dump-config prints the result.
+serve_config.apply(serve)
 
 
 def _retention(text: str) -> timedelta:
