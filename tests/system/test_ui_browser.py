@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import ServerFactory, ServerProcess, wait_until
+from .conftest import APPS, ServerFactory, ServerProcess, free_port, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -47,6 +49,34 @@ def shots_dir(tmp_path: Path) -> Path:
     out = Path(os.environ.get("DURABLY_UI_SCREENSHOTS") or tmp_path / "shots")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+_remote: list[subprocess.Popen[bytes]] = []
+
+
+def remote_deployment(tmp_path: Path) -> str:
+    """tests/system/apps/remote_greeter.py served by hypercorn in its own process; returns its URL."""
+    port = free_port()
+    log = (tmp_path / "remote.log").open("wb")
+    _remote.append(subprocess.Popen([sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}",
+                                     "remote_greeter:app"], cwd=APPS, stdout=log, stderr=subprocess.STDOUT))
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 20, "the remote deployment", lambda: (tmp_path / "remote.log").read_text())
+    return url
+
+
+def stop_remote() -> None:
+    while _remote:
+        proc = _remote.pop()
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def journal_types(admin: str, inv: str) -> list[str]:
@@ -122,13 +152,29 @@ def test_operator_flows_in_the_browser(durably_serve: ServerFactory, browser_pag
         assert http.post("/Counter/alice/get").json() == 41
         assert http.post("/Counter/alice/add", json=1).json() == 42
 
-    # Services and deployments: handlers listed; a deployment that cannot be reached is a clear error.
+    # Services and deployments: handlers listed; a deployment that cannot be reached is a clear error; a real
+    # one (another process) is registered from the page, its service answers, and it is removed again.
     page.goto(f"{admin}/ui/services")
     expect(page.locator("#svc-Trips")).to_be_visible()
     expect(page.locator("#svc-Trips + div + table")).to_contain_text("Reserve flight, hotel and car")
     page.fill("#register input[name=uri]", "http://127.0.0.1:1")
     page.click("#register button[type=submit]")
     expect(page.locator(".error")).to_contain_text("cannot register http://127.0.0.1:1")
-    page.goto(f"{admin}/ui/services")
-    page.screenshot(path=str(shots / "ui-services.png"), full_page=True)
+    remote = remote_deployment(tmp_path)
+    try:
+        page.fill("#register input[name=uri]", remote)
+        page.click("#register button[type=submit]")
+        expect(page.locator(".flash")).to_contain_text("registered dp_")
+        expect(page.locator("#deployments")).to_contain_text(remote)
+        expect(page.locator("#svc-FarGreeter")).to_be_visible()
+        with server.client() as http:
+            assert http.post("/FarGreeter/wave", json="ann").json() == "hi ann from afar"
+        page.screenshot(path=str(shots / "ui-services.png"), full_page=True)
+        page.click('#deployments button[data-action="remove"]')
+        expect(page.locator(".flash")).to_contain_text("removed dp_")
+        expect(page.locator("#svc-FarGreeter")).to_have_count(0)
+        with server.client() as http:
+            assert http.post("/FarGreeter/wave", json="ann").status_code == 404
+    finally:
+        stop_remote()
     assert shutil.disk_usage(shots).free > 0 and len(list(shots.glob("ui-*.png"))) == 5
