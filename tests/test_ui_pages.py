@@ -4,6 +4,7 @@ filters, escaping of user data, the operator actions' redirects, state edits wit
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from urllib.parse import unquote
 
 from test_admin import admin, poll
@@ -33,6 +34,12 @@ async def add(ctx: durably.ObjectContext, delta: int) -> int:
 @counter.handler()
 async def block(ctx: durably.ObjectContext) -> None:
     await ctx.awakeable()[1]
+
+
+@echo.handler()
+async def flaky(ctx: durably.Context) -> None:
+    await ctx.run_typed("fine", lambda: "ok")
+    raise RuntimeError("the database is down")
 
 
 APP = durably.app(services=[echo, counter])
@@ -134,3 +141,18 @@ async def test_state_edit_checks_the_version() -> None:
         assert resp.status_code == 303
         assert await rt.call("Counter/k/add", 1) == 11
         assert "not a virtual object" in (await client.get("/ui/state?service=Echo&key=k")).text
+
+
+async def test_a_failing_step_shows_its_retries_and_error() -> None:
+    policy = durably.InvocationRetryPolicy(initial_interval=timedelta(hours=1), max_attempts=5)
+    async with TestRuntime(APP, retry_policy=policy) as rt, admin(rt) as client:
+        inv = await rt.send("Echo/flaky")
+
+        async def backing_off() -> bool:
+            return ">backing-off</span>" in (await client.get(f"/ui/invocations/{inv}")).text
+
+        await poll(rt, backing_off, "the first failure")
+        text = (await client.get(f"/ui/invocations/{inv}")).text
+        row = text[text.index('data-type="retrying"'):]
+        assert "1 failed attempt(s) after the last entry" in row and "the database is down" in row
+        assert "next attempt at" in row

@@ -215,6 +215,13 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, steps: l
     callee_list = "".join(f'<li><a class="mono" href="{e(url("/invocations/" + c))}">{e(c)}</a></li>'
                           for c in callees)
     table = "".join(_step_row(s, created, status == "completed") for s in steps)
+    if status != "completed" and current[COL["retry_count"]]:
+        # The step after the last entry is what keeps failing: its retries, the last error, the next try.
+        le = inv.get("last_error") or {}
+        nxt = f"; next attempt at {inv['next_retry_at']}" if inv.get("next_retry_at") else ""
+        table += (f'<tr class="step retrying" data-type="retrying"><td class="idx"></td><td>retrying</td><td></td>'
+                  f'<td></td><td></td><td>{e(current[COL["retry_count"]])} failed attempt(s) after the last entry'
+                  f'{e(nxt)}</td><td><span class="failure">{e(le.get("code"))} {e(le.get("message"))}</span></td></tr>')
     return Markup(
         f'<div id="inv" data-status="{e(status)}">{_flash(msg, err)}'
         f'<h1 class="mono">{e(inv_id)}</h1><div class="actions">{"".join(buttons)}</div>'
