@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -44,6 +45,15 @@ async def flaky(ctx: durably.Context, name: str) -> str:
 @greeter.handler()
 async def nap(ctx: durably.Context) -> None:
     await ctx.sleep(timedelta(hours=1))
+
+
+release = threading.Event()
+
+
+@greeter.handler()
+async def stuck(ctx: durably.Context) -> str:
+    """A sync step that blocks its thread until the test releases it."""
+    return await ctx.run_typed("wait", lambda: "released" if release.wait(30) else "timed out")
 
 
 counter = counter_object("Counter", awakeables)
@@ -137,3 +147,22 @@ async def test_metrics_off_is_a_clear_404() -> None:
         resp = await client.get("/metrics")
         assert resp.status_code == 404
         assert "--no-metrics" in resp.json()["message"]
+
+
+async def test_a_stuck_sync_step_shows_as_a_busy_thread() -> None:
+    release.clear()
+    async with TestRuntime(APP) as rt, admin(rt) as client:
+        inv = await rt.send("Greeter/stuck")
+
+        async def busy() -> float:
+            m = scrape((await client.get("/metrics")).text)
+            return sample(m, "durably_run_threads_busy")
+
+        assert await poll(rt, busy, "the step to occupy a thread") == 1
+        release.set()
+        assert await rt.attach(inv, "Greeter/stuck") == "released"
+
+        async def idle() -> bool:
+            return await busy() == 0
+
+        await poll(rt, idle, "the thread to be free again")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from bisect import bisect_left
 from collections import defaultdict
@@ -208,10 +207,9 @@ def _busy_threads(engine: Engine) -> int:
     busy = getattr(pool, "busy", None)
     if busy is not None:
         return busy() if callable(busy) else int(busy)
-    prefix = getattr(pool, "_name", "durably-run")
-    # Idle workers wait in the pool's queue; those that do not are running a closure.
+    # Idle workers wait in the pool's queue (counted by its semaphore); the others are running a closure.
     idle = getattr(getattr(pool, "_idle", None), "_value", 0)
-    alive = sum(1 for t in threading.enumerate() if t.name.startswith(prefix + "-"))
+    alive = sum(1 for t in getattr(pool, "_threads", ()) if t.is_alive())
     return max(0, alive - idle)
 
 
