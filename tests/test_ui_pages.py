@@ -37,6 +37,13 @@ async def block(ctx: durably.ObjectContext) -> None:
 
 
 @echo.handler()
+async def many(ctx: durably.Context, n: int) -> int:
+    for i in range(n):
+        await ctx.run_typed(f"step {i}", lambda i=i: i)
+    return n
+
+
+@echo.handler()
 async def flaky(ctx: durably.Context) -> None:
     await ctx.run_typed("fine", lambda: "ok")
     raise RuntimeError("the database is down")
@@ -156,3 +163,13 @@ async def test_a_failing_step_shows_its_retries_and_error() -> None:
         row = text[text.index('data-type="retrying"'):]
         assert "1 failed attempt(s) after the last entry" in row and "the database is down" in row
         assert "next attempt at" in row
+
+
+async def test_a_huge_journal_shows_its_ends() -> None:
+    async with TestRuntime(APP) as rt, admin(rt) as client:
+        inv = await rt.send("Echo/many", 1200)
+        assert await rt.attach(inv, "Echo/many") == 1200
+        text = (await client.get(f"/ui/invocations/{inv}")).text
+        assert text.count('class="step"') == 1000
+        assert "202 steps not shown" in text  # input, 1200 runs, output: 1202 steps
+        assert ">step 0<" in text and ">step 1199<" in text and ">step 600<" not in text

@@ -22,6 +22,8 @@ from durably.server.ui.timeline import Step
 
 STATUSES = ("scheduled", "inboxed", "invoked", "suspended", "backing-off", "paused", "completed")
 PAGE_SIZE = 50
+# Journal steps on one invocation page: the first and the last half of this many.
+MAX_STEPS = 1000
 
 
 def _flash(msg: str | None, err: str | None = None) -> str:
@@ -214,7 +216,13 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, steps: l
     callees = [s.callee for s in steps if s.callee]
     callee_list = "".join(f'<li><a class="mono" href="{e(url("/invocations/" + c))}">{e(c)}</a></li>'
                           for c in callees)
-    table = "".join(_step_row(s, created, status == "completed") for s in steps)
+    shown = steps[:MAX_STEPS] if len(steps) <= MAX_STEPS else steps[:MAX_STEPS // 2] + steps[-MAX_STEPS // 2:]
+    table = "".join(_step_row(s, created, status == "completed") for s in shown[:MAX_STEPS // 2])
+    if len(steps) > MAX_STEPS:
+        # A page stays light with a huge journal; the whole of it is in the admin API and the CLI.
+        table += (f'<tr class="elided"><td colspan="7" class="muted">{len(steps) - MAX_STEPS} steps not shown: '
+                  f'<span class="mono">durably invocations describe {e(inv_id)}</span> lists them all</td></tr>')
+    table += "".join(_step_row(s, created, status == "completed") for s in shown[MAX_STEPS // 2:])
     if status != "completed" and current[COL["retry_count"]]:
         # The step after the last entry is what keeps failing: its retries, the last error, the next try.
         le = inv.get("last_error") or {}
