@@ -173,3 +173,21 @@ async def test_a_huge_journal_shows_its_ends() -> None:
         assert text.count('class="step"') == 1000
         assert "202 steps not shown" in text  # input, 1200 runs, output: 1202 steps
         assert ">step 0<" in text and ">step 1199<" in text and ">step 600<" not in text
+
+
+async def test_admin_list_pages_with_next_cursor_and_time_range(tmp_path) -> None:
+    async with TestRuntime(APP, "sqlite", data_dir=tmp_path) as rt, admin(rt) as client:
+        sent = [await rt.send("Echo/say", f"t{i}") for i in range(7)]
+        await rt.settle()
+        seen, params = [], {"limit": "3"}
+        while True:
+            body = (await client.get("/invocations", params=params)).json()
+            seen += [i["id"] for i in body["invocations"]]
+            if "next_cursor" not in body:
+                break
+            params["before"] = body["next_cursor"]
+        assert seen == list(reversed(sent))
+        newest = rt.engine.store.load_invocation(sent[-1])[6]
+        body = (await client.get("/invocations", params={"since": str(newest)})).json()
+        assert sent[-1] in [i["id"] for i in body["invocations"]]
+        assert (await client.get("/invocations", params={"since": "yesterday"})).status_code == 400

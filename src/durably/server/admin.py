@@ -6,7 +6,7 @@
     GET    /services, /services/{name}
     GET    /services/{name}/state/{key}                 a key's state with its version
     POST   /services/{name}/state {"object_key", "new_state", "version"?}   replace a key's state (Restate's)
-    GET    /invocations[?status=&service=&limit=]       newest first
+    GET    /invocations[?status=&service=&handler=&key=&since=&until=&limit=&before=]   newest first, paged
     GET    /invocations/{id}                            the invocation with its journal
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
     POST   /deployments {"uri", "use_http_11"?, "force"?, "additional_headers"?}   discover and register
@@ -30,6 +30,7 @@ from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
+from durably.server.invocation_query import InvocationFilter, cursor_of, page, parse_cursor
 from durably.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from durably.server.metrics import render as render_metrics
 from durably.server.object_state import StateConflict, has_state, parse_new_state, read_state, replace_state, state_json
@@ -298,18 +299,21 @@ class Admin:
         except ValueError:
             await error(send, 400, "limit must be an integer from 1 to 10000", "admin")
             return
+        try:
+            flt = InvocationFilter(status=query.get("status"), service=query.get("service"),
+                                   handler=query.get("handler"), key=query.get("key"),
+                                   since_ms=int(query["since"]) if "since" in query else None,
+                                   until_ms=int(query["until"]) if "until" in query else None)
+            before = parse_cursor(query["before"]) if "before" in query else None
+        except ValueError:
+            await error(send, 400, "since and until are ms since the epoch; before is a next_cursor", "admin")
+            return
         await self.engine.flushed()
-        sql = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
-        where, params = [], []
-        for column in ("status", "service", "handler", "key"):
-            if column in query:
-                where.append(f"{column} = ?")
-                params.append(query[column])
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
-        rows = self.engine.store.query(sql, (*params, limit))
-        await respond_json(send, 200, {"invocations": [self._row_json(r) for r in rows]})
+        rows = page(self.engine.store, flt, limit, before)
+        body: dict[str, Any] = {"invocations": [self._row_json(r) for r in rows]}
+        if len(rows) == limit:  # there may be more: ?before=<next_cursor> pages on
+            body["next_cursor"] = cursor_of(rows[-1])
+        await respond_json(send, 200, body)
 
     def _row_json(self, row: tuple[Any, ...]) -> dict[str, Any]:
         # A running invocation's row is written only on status changes; its live record is more current.
