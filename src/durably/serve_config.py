@@ -102,7 +102,6 @@ def apply(command: click.Command) -> None:
             param.show_envvar = True
         elif isinstance(param, click.Argument) and param.name == "app_ref":
             param.envvar = env_name("app")
-            param.required = False  # may come from DURABLY_APP or the file; checked below
     command.params.append(click.Option(
         ["--config"], metavar="FILE", envvar=env_name("config"), show_envvar=True, is_eager=True,
         expose_value=False, callback=_load, type=click.Path(dir_okay=False),
@@ -117,9 +116,6 @@ def apply(command: click.Command) -> None:
         if ctx.meta.get(_DUMP_KEY):
             click.echo(dump(ctx))
             sys.exit(0)
-        if not kwargs.get("app_ref"):
-            raise click.UsageError("missing APP: give it as an argument, in DURABLY_APP, or as app = \"module:app\" "
-                                   "in the --config file")
         return original(**kwargs)
 
     command.callback = callback
@@ -132,7 +128,8 @@ def table(command: click.Command) -> str:
         if param.name == "dump_config":
             continue
         if isinstance(param, click.Argument):
-            flag, key, what = "APP", "`app`", "module:app or path/to/file.py[:app] to serve"
+            flag, key = "APP", "`app`"
+            what = "module:app, path/to/file.py[:app] or a package to serve (none: a pure server)"
         else:
             assert isinstance(param, click.Option)
             flag = " / ".join(param.opts + param.secondary_opts)
