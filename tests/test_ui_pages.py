@@ -191,3 +191,11 @@ async def test_admin_list_pages_with_next_cursor_and_time_range(tmp_path) -> Non
         body = (await client.get("/invocations", params={"since": str(newest)})).json()
         assert sent[-1] in [i["id"] for i in body["invocations"]]
         assert (await client.get("/invocations", params={"since": "yesterday"})).status_code == 400
+
+
+async def test_services_page_shows_handlers_and_their_retry_policy() -> None:
+    async with TestRuntime(APP) as rt, admin(rt) as client:
+        text = (await client.get("/ui/services")).text
+        assert 'id="svc-Echo"' in text and 'id="svc-Counter"' in text
+        assert "retries: 70 attempts from 500 ms x2 up to 60.0 s, then pause" in text
+        assert '/ui/state?service=Counter' in text  # objects link to their state

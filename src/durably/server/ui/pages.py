@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from durably.server.admin import _waiting_json, invocation_json, service_json
@@ -252,9 +253,14 @@ def services_page(engine: Any, msg: str | None, err: str | None) -> Markup:
         for h in info["handlers"]:
             hopts = []
             handler = svc.handlers[h["name"]]
-            policy = getattr(handler, "retry_policy", None) or getattr(svc, "retry_policy", None)
-            if policy is not None and getattr(policy, "max_attempts", None) is not None:
-                hopts.append(f"max attempts {policy.max_attempts}, then {policy.on_max_attempts or 'pause'}")
+            effective = getattr(handler, "effective_retry_policy", None)
+            if effective is not None:
+                p = effective(engine.options.default_retry_policy)
+                hopts.append(f"retries: {p.max_attempts or 'unlimited'} attempts from "
+                             f"{duration((p.initial_interval or timedelta(0)).total_seconds() * 1000)} "
+                             f"x{p.exponentiation_factor or 2:g} up to "
+                             f"{duration((p.max_interval or timedelta(0)).total_seconds() * 1000)}, "
+                             f"then {p.on_max_attempts or 'pause'}")
             rows.append(f'<tr><td class="mono"><a href="{e(url("/invocations", service=svc.name, handler=h["name"]))}">'
                         f'{e(h["name"])}</a></td><td>{e(h.get("ty", "").lower())}</td>'
                         f'<td>{"public" if h.get("public") else "private"}</td>'
