@@ -149,6 +149,7 @@ def main() -> None:
                 "UI invocation page": f"/ui/invocations/{sample[len(sample) // 2]}",
                 "admin GET /invocations?limit=50": "/invocations?limit=50",
                 "admin GET /invocations?service=Bench&limit=50": "/invocations?service=Bench&limit=50",
+                "admin GET /metrics (Prometheus scrape)": "/metrics",
             }
             print(f"{'request':48} {'p50 ms':>8} {'p99 ms':>8}  target < {TARGET_MS:g} ms")
             missed = 0

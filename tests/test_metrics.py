@@ -133,6 +133,13 @@ async def test_counts_after_a_known_workload(tmp_path) -> None:
         assert sample(m, "durably_store_bytes") > 0
         assert sample(m, "durably_run_threads_busy") == 0
         assert rt.engine.kill(holder) == 200
+        await rt.settle()  # the kill frees the key: the two inboxed adds run and complete
+        some = (await client.get("/invocations", params={"status": "completed", "limit": "1"})).json()
+        assert (await client.patch(f"/invocations/{some['invocations'][0]['id']}/purge")).status_code == 200
+        m = scrape((await client.get("/metrics")).text)
+        # 5 before, the killed holder, the two adds it let through, minus the purged one.
+        assert sample(m, "durably_invocations", status="completed") == 5 + 1 + 2 - 1
+        assert ("durably_invocations", (("status", "inboxed"),)) not in m
 
 
 async def _get(d: dict[str, str], key: str) -> str | None:

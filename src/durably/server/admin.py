@@ -187,6 +187,7 @@ class Admin:
             if self.engine.stats is None:
                 await error(send, 404, "metrics are off (durably serve --no-metrics)", "admin")
             else:
+                await self.engine.flushed()  # counted completions are committed: the counts agree
                 await respond(send, 200, render_metrics(self.engine), METRICS_TYPE)
         elif segs == ["services"] and method == "GET":
             await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})

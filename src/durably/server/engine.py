@@ -1216,6 +1216,8 @@ class Engine:
 
     def _delete(self, row: tuple[Any, ...]) -> None:
         inv_id = row[COL["id"]]
+        if self.stats is not None:
+            self.stats.purged += 1
         self.committer.batch.deleted.append(inv_id)
         handler = self.handler(row[COL["service"]], row[COL["handler"]])
         if handler is not None and handler.kind == "workflow":
