@@ -150,6 +150,18 @@ async def test_state_edit_checks_the_version() -> None:
         assert "not a virtual object" in (await client.get("/ui/state?service=Echo&key=k")).text
 
 
+async def test_state_page_lists_the_keys_of_an_object() -> None:
+    async with TestRuntime(APP) as rt, admin(rt) as client:
+        for i in range(105):
+            await rt.send(f"Counter/k{i:03d}/add", 1)
+        await rt.settle()
+        text = (await client.get("/ui/state?service=Counter")).text
+        listed = re.findall(r'key=(k\d+)"', text)
+        assert listed == [f"k{i:03d}" for i in range(100)]
+        more = re.search(r'id="more-keys" href="([^"]+)"', text).group(1).replace("&amp;", "&")
+        assert re.findall(r'key=(k\d+)"', (await client.get(more)).text) == [f"k{i:03d}" for i in range(100, 105)]
+
+
 async def test_a_failing_step_shows_its_retries_and_error() -> None:
     policy = durably.InvocationRetryPolicy(initial_interval=timedelta(hours=1), max_attempts=5)
     async with TestRuntime(APP, retry_policy=policy) as rt, admin(rt) as client:

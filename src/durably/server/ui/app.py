@@ -77,7 +77,8 @@ class WebUI:
             body = pages.services_page(self.engine, query.get("msg"), query.get("err"))
             await _html(send, layout("Services", "services", body))
         elif segs == ["state"]:
-            await self._state(send, query.get("service"), query.get("key"), query.get("msg"), query.get("err"))
+            await self._state(send, query.get("service"), query.get("key"), query.get("msg"), query.get("err"),
+                              after=query.get("after", ""))
         else:
             await _html(send, layout("Not found", "", Markup("<h1>Not found</h1>")), 404)
 
@@ -126,16 +127,21 @@ class WebUI:
         await _html(send, layout(inv_id, "invocations", main, pages.LIVE_INVOCATION_SCRIPT))
 
     async def _state(self, send: Send, service: str | None, key: str | None, msg: str | None, err: str | None,
-                     edited: str | None = None, status: int = 200) -> None:
+                     edited: str | None = None, status: int = 200, after: str = "") -> None:
         objects = sorted(n for n, s in self.engine.services.items() if s.kind != "service")
-        body = None
-        if service and key:
-            if not has_state(self.engine, service):
-                err = err or f"'{service}' is not a virtual object or workflow"
-            else:
-                body = state_json(service, key, await read_state(self.engine, service, key))
-        await _html(send, layout("State", "state", pages.state_page(objects, service, key, body, msg, err, edited)),
-                    status)
+        body, keys = None, None
+        if service and not has_state(self.engine, service):
+            err = err or f"'{service}' is not a virtual object or workflow"
+        elif service and key:
+            body = state_json(service, key, await read_state(self.engine, service, key))
+        elif service:
+            # Keys with state, in order, a page at a time (the state table's primary key answers this).
+            await self.engine.flushed()
+            keys = [r[0] for r in self.engine.store.query(
+                "SELECT DISTINCT key FROM state WHERE service = ? AND key > ? ORDER BY key LIMIT ?",
+                (service, after, pages.KEYS_PAGE))]
+        page_ = pages.state_page(objects, service, key, body, msg, err, edited, keys)
+        await _html(send, layout("State", "state", page_), status)
 
     async def _post(self, send: Send, segs: list[str], form: dict[str, str]) -> None:
         if len(segs) == 3 and segs[0] == "invocations" and segs[2] in _ACTIONS:

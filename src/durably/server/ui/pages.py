@@ -23,6 +23,7 @@ from durably.server.ui.timeline import Step
 
 STATUSES = ("scheduled", "inboxed", "invoked", "suspended", "backing-off", "paused", "completed")
 PAGE_SIZE = 50
+KEYS_PAGE = 100
 # Journal steps on one invocation page: the first and the last half of this many.
 MAX_STEPS = 1000
 
@@ -296,14 +297,22 @@ def services_page(engine: Any, msg: str | None, err: str | None) -> Markup:
 
 
 def state_page(objects: list[str], service: str | None, key: str | None, body: dict[str, Any] | None,
-               msg: str | None, err: str | None, edited: str | None = None) -> Markup:
+               msg: str | None, err: str | None, edited: str | None = None, keys: list[str] | None = None,
+               ) -> Markup:
     """Look up a key's state; view and edit it as JSON (saved with the version it was read at)."""
     opts = "".join(f'<option value="{e(s)}"{" selected" if s == service else ""}>{e(s)}</option>' for s in objects)
     parts = [f"<h1>State</h1>{_flash(msg, err)}",
              '<form class="filters" method="get" action="/ui/state">'
              f'<label>Object<select name="service">{opts}</select></label>'
-             f'<label>Key<input name="key" value="{e(key or "")}" required></label>'
+             f'<label>Key<input name="key" value="{e(key or "")}" placeholder="empty: list keys"></label>'
              '<button type="submit" class="primary">Show</button></form>']
+    if keys is not None and service:
+        links = "".join(f'<li><a class="mono" href="{e(url("/state", service=service, key=k))}">{e(k)}</a></li>'
+                        for k in keys)
+        more = (f'<a id="more-keys" href="{e(url("/state", service=service, after=keys[-1]))}">more »</a>'
+                if len(keys) == KEYS_PAGE else "")
+        parts.append(f'<h2>Keys of {e(service)} with state</h2>'
+                     f'<ul id="keys">{links or "<li class=muted>none</li>"}</ul>{more}')
     if body is not None:
         text = edited if edited is not None else json.dumps(body["state"], indent=2, ensure_ascii=False)
         binary = body.get("binary", {})
