@@ -96,7 +96,7 @@ form.filters{display:flex;flex-wrap:wrap;gap:8px;align-items:end;margin-bottom:1
 border:1px solid #dde1e8}
 form.filters label{display:flex;flex-direction:column;font-size:12px;color:#4a5468;gap:2px}
 input,select,textarea{font:inherit;padding:4px 6px;border:1px solid #c5ccd8;border-radius:4px}
-textarea{font-family:ui-monospace,Menlo,monospace;font-size:13px;width:100%;min-height:240px}
+textarea{font-family:ui-monospace,Menlo,monospace;font-size:13px;width:100%;min-height:240px;box-sizing:border-box}
 button{font:inherit;padding:4px 12px;border-radius:4px;border:1px solid #9aa6bb;background:#fff;cursor:pointer}
 button.danger{border-color:#d9534f;color:#a12622} button.primary{background:#2f5bd3;color:#fff;border-color:#2f5bd3}
 form.inline{display:inline}
