@@ -211,3 +211,16 @@ async def test_services_page_shows_handlers_and_their_retry_policy() -> None:
         assert 'id="svc-Echo"' in text and 'id="svc-Counter"' in text
         assert "retries: 70 attempts from 500 ms x2 up to 60.0 s, then pause" in text
         assert '/ui/state?service=Counter' in text  # objects link to their state
+
+
+async def test_cross_site_form_posts_are_refused() -> None:
+    async with TestRuntime(APP) as rt, admin(rt) as client:
+        inv = await rt.send("Counter/k/block")
+        await rt.settle()
+        for headers in ({"origin": "http://evil.example"}, {"sec-fetch-site": "cross-site"}):
+            resp = await client.post(f"/ui/invocations/{inv}/kill", headers=headers)
+            assert resp.status_code == 403 and "cross-site" in resp.text
+        assert rt.engine.store.load_invocation(inv)[4] != "completed"
+        same = await client.post(f"/ui/invocations/{inv}/kill", headers={"origin": "http://admin",
+                                                                         "sec-fetch-site": "same-origin"})
+        assert same.status_code == 303

@@ -10,7 +10,7 @@ import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from durably.asgi import BodyTooLarge, Receive, Send, read_body, respond
 from durably.protocol.ids import InvocationId
@@ -48,6 +48,15 @@ async def _html(send: Send, body: bytes | str, status: int = 200) -> None:
                   [(b"cache-control", b"no-store")])
 
 
+def _cross_site(scope: dict[str, Any]) -> bool:
+    """Whether a request comes from another site's page (Origin or Sec-Fetch-Site say so)."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != headers.get("host", "")
+
+
 class WebUI:
     """Serves /ui/... for one engine."""
 
@@ -58,6 +67,10 @@ class WebUI:
                      query: dict[str, str]) -> None:
         """Route one request; `segs` are the path segments after `ui`."""
         if method == "POST":
+            if _cross_site(scope):
+                # A page elsewhere must not make the operator's browser kill or purge through its forms.
+                await _html(send, "cross-site form posts are refused: use the UI's own pages", 403)
+                return
             try:
                 form = {k: v[0] for k, v in parse_qs((await read_body(scope, receive, 1024 * 1024)).decode()).items()}
             except BodyTooLarge:
