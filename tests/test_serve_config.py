@@ -80,3 +80,23 @@ def test_readme_table_lists_every_setting() -> None:
     expected = serve_config.table(serve)
     readme = (REPO / "README.md").read_text()
     assert expected in readme, f"README.md's serve settings table is out of date; it should read:\n\n{expected}\n"
+
+
+def test_repeatable_and_float_flags_round_trip(tmp_path: Path) -> None:
+    import click
+
+    @click.command()
+    @click.option("--limit", "limits", multiple=True, help="PATTERN=N, repeatable.")
+    @click.option("--grace", default=30.0, type=float, help="Seconds.")
+    def cmd(limits: tuple[str, ...], grace: float) -> None:
+        click.echo(f"{limits} {grace}")
+
+    serve_config.apply(cmd)
+    runner = CliRunner()
+    out = runner.invoke(cmd, ["--limit", "A/*=2", "--limit", "B=1", "--dump-config"], env={}).output
+    assert 'limits = ["A/*=2", "B=1"]  # flag' in out and "grace = 30.0  # default" in out
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(out)
+    assert runner.invoke(cmd, ["--config", str(cfg)], env={}).output.strip() == "('A/*=2', 'B=1') 30.0"
+    assert runner.invoke(cmd, [], env={"DURABLY_LIMITS": "X=1 Y=2", "DURABLY_GRACE": "5"}).output.strip() == (
+        "('X=1', 'Y=2') 5.0")

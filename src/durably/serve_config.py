@@ -74,6 +74,8 @@ def _source(ctx: click.Context, param: click.Parameter) -> str:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list | tuple):  # a repeatable flag: a TOML array
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
