@@ -5,6 +5,7 @@
     durably invocations list|describe|cancel|...     the admin API's invocations
     durably services list                            the served services and handlers
     durably state get|set|edit|clear OBJECT KEY      a virtual object's state
+    durably backup --data-dir D OUT                  a consistent copy of a data directory, even while served
 """
 
 from __future__ import annotations
@@ -77,9 +78,11 @@ def main() -> None:
 @click.option("--retention", default="1d", show_default=True, metavar="DURATION",
               help="Keep completed invocations this long (30m, 12h, 7d) unless a handler or service sets "
               "journal_retention / idempotency_retention.")
+@click.option("--shutdown-grace", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="On SIGTERM/SIGINT, how long running steps may take to finish (a second signal stops at once).")
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
           in_memory: bool, always_replay: bool, log_level: str, log_format: str, metrics: bool,
-          retention: str) -> None:
+          retention: str, shutdown_grace: float) -> None:
     """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
 
     Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
@@ -95,7 +98,7 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
-                          metrics=metrics, retention=_retention(retention))
+                          metrics=metrics, retention=_retention(retention), shutdown_grace=shutdown_grace)
     server = DurablyServer(app, config)
     try:
         import uvloop
@@ -104,10 +107,11 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
         runner = asyncio.run
     from durably.server.runtime import StartupError
+    from durably.server.store.datadir import DataDirError
 
     try:
         runner(server.serve())
-    except (OSError, StartupError) as e:
+    except (OSError, StartupError, DataDirError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
 
@@ -123,6 +127,28 @@ def _retention(text: str) -> timedelta:
         return parse_delay(text)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--retention") from None
+
+
+@main.command(short_help="Copy a data directory consistently, even while it is served.")
+@click.option("--data-dir", default="durably-data", show_default=True, type=click.Path(path_type=Path),
+              help="The data directory to back up.")
+@click.argument("out", type=click.Path(path_type=Path))
+def backup(data_dir: Path, out: Path) -> None:
+    """Write a consistent copy of --data-dir (database and WAL) to the new directory OUT.
+
+    Safe while `durably serve` runs. Restore by serving the copy: `durably serve app --data-dir OUT`.
+    """
+    from durably.server.store.backup import backup as run_backup
+    from durably.server.store.datadir import DataDirError
+
+    try:
+        result = run_backup(data_dir, out)
+    except DataDirError as e:
+        click.echo(f"durably: cannot back up: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"backed up {data_dir} to {result.path}: {result.invocations} invocations, "
+               f"{result.size_bytes / 1e6:.1f} MB, database {result.database_id}")
+    click.echo(f"restore by serving the copy: durably serve APP --data-dir {result.path}")
 
 
 # ---- talking to a running server ----

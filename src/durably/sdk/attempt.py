@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from durably.protocol import protocol_pb2 as pb
+from durably.sdk import current
 from durably.sdk.errors import (
     JOURNAL_MISMATCH,
     AttemptEndedException,
@@ -364,6 +365,7 @@ class Attempt:
         vm = self.vm
         h = self.handler
         vm_token = CURRENT_VM.set(vm)  # durably.getLogger stays silent while this VM replays
+        bound = current.bind(ctx)  # integrations find the handler's ctx through durably.extensions
         try:
             try:
                 if h.takes_input:
@@ -401,6 +403,7 @@ class Attempt:
             elif not vm.closed:
                 vm.sys_error(500, repr(e), "".join(traceback.format_exception(e)))
         finally:
+            current.unbind(bound, ctx)
             CURRENT_VM.reset(vm_token)
             if self.finished_event is not None:
                 self.finished_event.set()

@@ -29,7 +29,7 @@ from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
-from durably.server.engine import Engine
+from durably.server.engine import Engine, EngineStopped
 from durably.server.invocation_query import InvocationFilter, cursor_of, page, parse_cursor
 from durably.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from durably.server.metrics import render as render_metrics
@@ -180,7 +180,11 @@ class Admin:
         method = scope["method"]
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
-            await respond_json(send, 200, {"status": "ok"})
+            problem = self.engine.health_problem()
+            if problem is not None:
+                await error(send, 503, problem, "admin")
+            else:
+                await respond_json(send, 200, {"status": "ok"})
         elif segs and segs[0] == "ui":
             await self.ui.handle(scope, receive, send, segs[1:], method, query)
         elif segs == ["metrics"] and method == "GET":
@@ -345,6 +349,11 @@ class Admin:
             InvocationId.parse(inv_id)
         except ValueError as e:
             await error(send, 400, f"malformed invocation id: {e}", "admin")
+            return
+        try:
+            self.engine.check_writable()
+        except EngineStopped as e:
+            await error(send, 503, str(e), "admin")
             return
         status = getattr(self.engine, action)(inv_id)
         if status == 404:

@@ -168,6 +168,8 @@ class Engine:
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Graceful stop (server/shutdown.py): no new work; running attempts finish their step and suspend.
+        self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
 
@@ -323,12 +325,55 @@ class Engine:
         self.timers.stop()
         for inv in list(self._active.values()):
             self._abort_attempt(inv)
-        self._fail_outcome_waiters(EngineStopped(f"the store failed: {exc!r}"))
+        self._fail_outcome_waiters(EngineStopped(f"the store failed: {exc}"))
 
     def _stop_reason(self) -> str:
         if self.committer.failed is not None:
-            return f"the store failed: {self.committer.failed!r}"
-        return "the server is shutting down"
+            return f"the store failed: {self.committer.failed}"
+        return "the server is stopping; retry (with the same idempotency key) once it is back"
+
+    def begin_drain(self) -> int:
+        """Graceful stop: refuse new invocations, fire no timers, and ask every running attempt to suspend
+        at its next wait (a running step finishes and is journaled first). Returns how many are running."""
+        self._draining = True
+        self.timers.stop()
+        running = 0
+        for inv in list(self._active.values()):
+            if inv.attempt is not None:
+                running += 1
+                inv.input_closed = True
+                inv.attempt.close_input()
+        return running
+
+    def running_attempts(self) -> int:
+        """Attempts still running (draining waits for this to reach 0)."""
+        return sum(1 for inv in self._active.values() if inv.attempt is not None)
+
+    def waiting_callers(self) -> int:
+        """HTTP callers (and attaches) waiting for an invocation's outcome."""
+        return sum(len(w) for w in self._outcome_waiters.values())
+
+    def health_problem(self) -> str | None:
+        """Why the server should not get traffic now (stopping, store failing), or None."""
+        if self._draining or self._stopping:
+            return self.store_problem() or self._stop_reason()
+        return self.store_problem()
+
+    def check_writable(self) -> None:
+        """Raise EngineStopped (503) if a write now could not be committed soon: stopping, or the store failing."""
+        if self._stopping or self._draining:
+            raise EngineStopped(self._stop_reason())
+        if self.committer.unhealthy is not None:
+            raise EngineStopped(self.store_problem() or "")
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot commit now (disk full, read-only...), or None while it can."""
+        if self.committer.failed is not None:
+            return f"the store failed: {self.committer.failed}"
+        err = self.committer.unhealthy
+        if err is not None:
+            return f"the store cannot commit ({err.cause}): {err.detail}; retrying until it recovers"
+        return None
 
     async def flushed(self) -> None:
         """Wait until everything written so far is committed."""
@@ -425,8 +470,7 @@ class Engine:
         A workflow's main handler runs once per key: a second request gets `created` False too.
         With `delay_ms` the invocation is scheduled: it starts when a durable timer fires.
         """
-        if self._stopping:
-            raise EngineStopped(self._stop_reason())
+        self.check_writable()
         svc = handler.service.name
         if handler.kind == "workflow":
             inv_id = str(InvocationId.for_workflow(svc, key))
@@ -522,8 +566,8 @@ class Engine:
     # ---- attempts ----
 
     def _start_attempt(self, inv: Invocation) -> None:
-        if self._stopping:
-            return
+        if self._stopping or self._draining:
+            return  # it stays invoked (or inboxed, backing-off) in the store and starts after the restart
         handler = self.handler(inv.service, inv.handler)
         if inv.journal is None:
             self._load_journal(inv)
@@ -734,7 +778,8 @@ class Engine:
             return
 
         def deliver() -> None:
-            if inv.attempt is attempt:
+            # While draining, an attempt gets nothing new: it suspends once its running step is journaled.
+            if inv.attempt is attempt and not self._draining:
                 inv.last_activity = self.clock.now()
                 attempt.deliver(type_id, note)
 

@@ -150,6 +150,10 @@ class Ingress:
     async def _restate_path(self, segs: list[str], method: str, scope: dict[str, Any], receive: Receive,
                             send: Send) -> None:
         if segs == ["health"]:
+            problem = self.engine.health_problem()
+            if problem is not None:
+                await error(send, 503, problem)
+                return
             await respond(send, 200, _OK_HEALTH)
             return
         if len(segs) == 3 and segs[0] in ("awakeables", "a") and segs[2] in ("resolve", "reject"):
@@ -181,6 +185,7 @@ class Ingress:
         await error(send, 404, "unknown /restate path")
 
     async def _complete_awakeable(self, send: Send, awakeable_id: str, resolve: bool, body: bytes) -> None:
+        self.engine.check_writable()
         failure = None
         if not resolve:
             failure = pb.Failure(code=500, message=body.decode("utf-8", "replace"))

@@ -17,6 +17,7 @@ from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
 from durably.server.metrics import LoopMonitor, TimedIngress
+from durably.server.shutdown import DEFAULT_GRACE_S, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
 from durably.server.tracing import from_environment as tracing_from_environment
 
@@ -68,6 +69,8 @@ class ServerConfig:
     metrics: bool = True
     # How long completed invocations are kept unless their handler or service says otherwise.
     retention: timedelta = timedelta(days=1)
+    # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
+    shutdown_grace: float = DEFAULT_GRACE_S
 
 
 class DurablyServer:
@@ -78,9 +81,12 @@ class DurablyServer:
         self.config = config
         self.engine: Engine | None = None
         self._stop = asyncio.Event()
+        self._force = asyncio.Event()
 
     def request_stop(self) -> None:
-        """Begin a clean shutdown."""
+        """Begin a graceful stop; asked again, stop at once."""
+        if self._stop.is_set():
+            self._force.set()
         self._stop.set()
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
@@ -139,6 +145,8 @@ class DurablyServer:
         stop_wait = asyncio.create_task(self._stop.wait())
         await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down")
+        if stop_wait.done():
+            await drain(engine, cfg.shutdown_grace, self._force)
         if monitor is not None:
             monitor.stop()
         for s in servers:
