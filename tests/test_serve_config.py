@@ -94,9 +94,18 @@ def test_repeatable_and_float_flags_round_trip(tmp_path: Path) -> None:
     serve_config.apply(cmd)
     runner = CliRunner()
     out = runner.invoke(cmd, ["--limit", "A/*=2", "--limit", "B=1", "--dump-config"], env={}).output
-    assert 'limits = ["A/*=2", "B=1"]  # flag' in out and "grace = 30.0  # default" in out
+    assert 'limit = ["A/*=2", "B=1"]  # flag' in out and "grace = 30.0  # default" in out
     cfg = tmp_path / "c.toml"
     cfg.write_text(out)
     assert runner.invoke(cmd, ["--config", str(cfg)], env={}).output.strip() == "('A/*=2', 'B=1') 30.0"
-    assert runner.invoke(cmd, [], env={"DURABLY_LIMITS": "X=1 Y=2", "DURABLY_GRACE": "5"}).output.strip() == (
+    assert runner.invoke(cmd, [], env={"DURABLY_LIMIT": "X=1 Y=2", "DURABLY_GRACE": "5"}).output.strip() == (
         "('X=1', 'Y=2') 5.0")
+
+
+def test_settings_are_named_after_their_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('default_retry_max_attempts = "5"\nconcurrency_limit = ["checkout/*=5", "*=100"]\n')
+    got = dump("--config", str(cfg), env={"DURABLY_DEFAULT_RETRY_INITIAL_INTERVAL": "2s"})
+    assert got["default_retry_max_attempts"] == ("5", "file")
+    assert got["concurrency_limit"] == (["checkout/*=5", "*=100"], "file")
+    assert got["default_retry_initial_interval"] == ("2s", "env DURABLY_DEFAULT_RETRY_INITIAL_INTERVAL")

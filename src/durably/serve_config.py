@@ -30,6 +30,14 @@ def env_name(param_name: str) -> str:
     return ENV_PREFIX + param_name.upper()
 
 
+def setting_name(param: click.Parameter) -> str:
+    """A setting's name in the file and (upper-cased) in the environment: its long flag, with underscores."""
+    if isinstance(param, click.Argument):
+        return "app" if param.name == "app_ref" else str(param.name)
+    longs = [o for o in param.opts if o.startswith("--")]
+    return longs[0][2:].replace("-", "_") if longs else str(param.name)
+
+
 def _settings(command: click.Command) -> list[click.Parameter]:
     return [p for p in command.params if p.name not in _OWN and p.name is not None]
 
@@ -44,14 +52,12 @@ def _load(ctx: click.Context, param: click.Parameter, path: str | None) -> None:
         raise click.BadParameter(f"cannot read {path}: {e.strerror}", ctx, param) from None
     except tomllib.TOMLDecodeError as e:
         raise click.BadParameter(f"{path} is not valid TOML: {e}", ctx, param) from None
-    known = {p.name: p for p in _settings(command)}
-    known["app"] = known.get("app_ref")  # type: ignore[assignment]
+    known = {setting_name(p): p for p in _settings(command)}
     defaults: dict[str, Any] = {}
     for key, value in data.items():
-        name = key.replace("-", "_")
-        target = known.get(name)
+        target = known.get(key.replace("-", "_"))
         if target is None:
-            valid = ", ".join(sorted(n for n in known if n != "app_ref"))
+            valid = ", ".join(sorted(known))
             raise click.BadParameter(f"{path}: unknown setting {key!r}; known: {valid}", ctx, param)
         defaults[target.name] = str(value) if isinstance(value, Path) else value  # type: ignore[index]
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
@@ -67,7 +73,7 @@ def _source(ctx: click.Context, param: click.Parameter) -> str:
     if src == ParameterSource.COMMANDLINE:
         return "flag" if isinstance(param, click.Option) else "argument"
     if src == ParameterSource.ENVIRONMENT:
-        return f"env {env_name('app' if param.name == 'app_ref' else param.name)}"  # type: ignore[arg-type]
+        return f"env {env_name(setting_name(param))}"
     if src == ParameterSource.DEFAULT_MAP:
         return "file"
     return "default"
@@ -87,8 +93,8 @@ def dump(ctx: click.Context) -> str:
     """The effective settings as TOML, each line saying where its value came from."""
     lines = ["# durably serve: effective settings (flag > env > file > default)"]
     for param in _settings(ctx.command):
-        key = "app" if param.name == "app_ref" else param.name
-        value = ctx.params.get(param.name)  # type: ignore[arg-type]
+        key = setting_name(param)
+        value = ctx.params.get(param.name, ctx.params.get(key))  # type: ignore[arg-type]
         if value is None:
             lines.append(f"# {key} is not set")
             continue
@@ -100,7 +106,7 @@ def apply(command: click.Command) -> None:
     """Give `serve` its environment variables, `--config` and `--dump-config`."""
     for param in _settings(command):
         if isinstance(param, click.Option) and param.envvar is None:
-            param.envvar = env_name(param.name)  # type: ignore[arg-type]
+            param.envvar = env_name(setting_name(param))
             param.show_envvar = True
         elif isinstance(param, click.Argument) and param.name == "app_ref":
             param.envvar = env_name("app")
@@ -135,9 +141,9 @@ def table(command: click.Command) -> str:
         else:
             assert isinstance(param, click.Option)
             flag = " / ".join(param.opts + param.secondary_opts)
-            key = "-" if param.name == "config" else f"`{param.name}`"
+            key = "-" if param.name == "config" else f"`{setting_name(param)}`"
             what = (param.help or "").split(". ")[0].rstrip(".")
-        env = env_name("app" if param.name == "app_ref" else param.name)  # type: ignore[arg-type]
+        env = param.envvar if isinstance(param.envvar, str) else env_name(setting_name(param))
         default = param.default
         if isinstance(param, click.Option) and param.is_flag and not isinstance(default, bool):
             default = False

@@ -32,6 +32,7 @@ from durably.sdk.errors import (
     VMError,
 )
 from durably.sdk.input_check import BadInput, decode_input
+from durably.sdk.misuse import report, sdk_misuse
 from durably.sdk.options import RunOptions
 from durably.sdk.output_check import encode_or_fail, unencodable_message
 from durably.sdk.replay_log import CURRENT_VM
@@ -107,6 +108,8 @@ class Attempt:
         self._runs: dict[int, _PendingRun] = {}
         self._ended: BaseException | None = None
         self._replayed_run_pending = False
+        # Set when the handler failed by using the SDK wrongly (see sdk/misuse.py): the error message.
+        self.code_bug: str | None = None
         self.started_at = time.monotonic()
         # Created on the first ctx.request() only: most handlers never ask for it.
         self.finished_event: AttemptFinishedEvent | None = None
@@ -401,7 +404,11 @@ class Attempt:
                 vm.sys_output(failure=failure(cause.status_code, cause.message, cause.metadata))
                 vm.sys_end()
             elif not vm.closed:
-                vm.sys_error(500, repr(e), "".join(traceback.format_exception(e)))
+                misuse = sdk_misuse(e)
+                if misuse is not None:
+                    # A bug in the handler, not a transient fault: retried all the same, but said loudly.
+                    self.code_bug = report(e, misuse, h)
+                vm.sys_error(500, self.code_bug or repr(e), "".join(traceback.format_exception(e)))
         finally:
             current.unbind(bound, ctx)
             CURRENT_VM.reset(vm_token)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
@@ -69,6 +70,10 @@ class ServerConfig:
     metrics: bool = True
     # How long completed invocations are kept unless their handler or service says otherwise.
     retention: timedelta = timedelta(days=1)
+    # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
+    default_retry_policy: InvocationRetryPolicy | None = None
+    # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
     # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
     shutdown_grace: float = DEFAULT_GRACE_S
 
@@ -93,8 +98,12 @@ class DurablyServer:
         """Serve until SIGTERM/SIGINT or `request_stop`."""
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics,
-                                                    retention=cfg.retention, tracing=tracing_from_environment()))
+        options = EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics, retention=cfg.retention,
+                                tracing=tracing_from_environment())
+        if cfg.default_retry_policy is not None:
+            options.default_retry_policy = cfg.default_retry_policy
+        options.concurrency_rules = dict(cfg.concurrency_rules)
+        engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
         ingress: object = Ingress(engine, cfg.body_limit)
