@@ -109,3 +109,12 @@ def test_settings_are_named_after_their_flags(tmp_path: Path) -> None:
     assert got["default_retry_max_attempts"] == ("5", "file")
     assert got["concurrency_limit"] == (["checkout/*=5", "*=100"], "file")
     assert got["default_retry_initial_interval"] == ("2s", "env DURABLY_DEFAULT_RETRY_INITIAL_INTERVAL")
+
+
+def test_dump_hides_tokens() -> None:
+    result = CliRunner().invoke(main, ["serve", "--admin-token", "s3cret-value", "--dump-config"],
+                                env={"DURABLY_INGRESS_TOKEN": "other-s3cret"})
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "# admin_token is set (hidden)  # flag" in result.output
+    assert "# ingress_token is set (hidden)  # env DURABLY_INGRESS_TOKEN" in result.output

@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from durably import serve_config
+from durably.cli_security import ADMIN_TOKEN_ENV, INGRESS_TOKEN_ENV, keys, security_options
 from durably.client import (
     ACTIONS,
     DEFAULT_ADMIN_URL,
@@ -128,9 +129,10 @@ def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
               help="Restate 1.7 flow control: at most N invocations run at once per matching scope or limit "
                    "key ('*=100', 'checkout=50', 'checkout/*=5', 'checkout/*/*=2'). Repeatable. Env: "
                    "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
+@security_options
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
           in_memory: bool, always_replay: bool, log_level: str, log_format: str, metrics: bool,
-          retention: str, shutdown_grace: float, concurrency_limits: tuple[str, ...], **retry: str | None) -> None:
+          retention: str, shutdown_grace: float, concurrency_limits: tuple[str, ...], **options: Any) -> None:
     """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
 
     Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
@@ -139,6 +141,9 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     from durably.server.log_format import configure_logging
     from durably.server.runtime import DurablyServer, ServerConfig
 
+    # The --default-retry-* flags arrive as retry_*, the security flags (cli_security.py) as ServerConfig fields.
+    retry = {k: v for k, v in options.items() if k.startswith("retry_")}
+    security = {k: v for k, v in options.items() if not k.startswith("retry_")}
     configure_logging(log_level, log_format)
     try:
         app = load_app(app_ref) if app_ref else App()
@@ -148,7 +153,7 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
                           metrics=metrics, retention=_retention(retention), shutdown_grace=shutdown_grace,
                           default_retry_policy=_default_retry_policy(retry),
-                          concurrency_rules=_concurrency_rules(concurrency_limits))
+                          concurrency_rules=_concurrency_rules(concurrency_limits), **security)
     server = DurablyServer(app, config)
     try:
         import uvloop
@@ -223,6 +228,8 @@ def _reporting() -> Iterator[None]:
         if e.invocation_id:
             click.echo(f"invocation id: {e.invocation_id}", err=True)
         click.echo(f"error {e.code}: {e.message}", err=True)
+        if e.status == 401:
+            click.echo(f"  (set {ADMIN_TOKEN_ENV} or {INGRESS_TOKEN_ENV} to the server's token)", err=True)
         sys.exit(EXIT_FAILED)
     except ClientError as e:  # e.g. the server went away in the middle of the request
         click.echo(f"durably: {e}", err=True)
@@ -238,7 +245,8 @@ def _admin(admin_url: str | None) -> AdminClient:
     """The admin client: this command's --admin, else the group's, else the environment, else the default."""
     ctx = click.get_current_context()
     group_url = ctx.parent.params.get("admin_url") if ctx.parent is not None else None
-    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL)
+    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL,
+                       token=os.environ.get(ADMIN_TOKEN_ENV) or None)
 
 
 def _json_out(data: Any) -> None:
@@ -333,7 +341,7 @@ def invoke(target: str, body: str | None, send: bool, delay: str | None, idempot
         raise click.BadParameter(str(e), param_hint="TARGET") from None
     with _reporting():
         try:
-            with IngressClient(ingress_url, timeout) as ingress:
+            with IngressClient(ingress_url, timeout, token=os.environ.get(INGRESS_TOKEN_ENV) or None) as ingress:
                 if send:
                     reply = ingress.send(target, payload, delay=delay, idempotency_key=idempotency_key)
                     if as_json:
@@ -711,6 +719,8 @@ def delete_rule(pattern: str, admin_url: str | None) -> None:
         admin.delete_rule(pattern)
     click.echo(f"deleted {pattern}")
 
+
+main.add_command(keys)
 
 # Operator commands living in modules of their own (imported last: they use the helpers above).
 from durably.state_cli import state  # noqa: E402

@@ -98,6 +98,10 @@ def dump(ctx: click.Context) -> str:
         if value is None:
             lines.append(f"# {key} is not set")
             continue
+        if key.endswith(("_token", "_secret", "_password")):
+            # A dump gets pasted into tickets and chats: say that a secret is set, never what it is.
+            lines.append(f"# {key} is set (hidden)  # {_source(ctx, param)}")
+            continue
         lines.append(f"{key} = {_toml_value(value)}  # {_source(ctx, param)}")
     return "\n".join(lines)
 
