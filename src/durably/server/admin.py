@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from durably.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.asgi import BodyTooLarge, Receive, Send, error, is_cross_site, lifespan, read_body, respond, respond_json
 from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
@@ -187,7 +187,11 @@ class Admin:
             segs = segs[1:]
         method = scope["method"]
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
-        if segs == ["health"]:
+        if method not in ("GET", "HEAD", "OPTIONS") and segs[:1] != ["ui"] and is_cross_site(scope):
+            # A page on another site must not register a deployment or purge through the operator's
+            # browser (a text/plain POST needs no CORS preflight). The UI answers its own forms.
+            await error(send, 403, "cross-site requests to the admin API are refused", "admin")
+        elif segs == ["health"]:
             problem = self.engine.health_problem()
             if problem is not None:
                 await error(send, 503, problem, "admin")

@@ -10,9 +10,9 @@ import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from durably.asgi import BodyTooLarge, Receive, Send, read_body, respond
+from durably.asgi import BodyTooLarge, Receive, Send, is_cross_site, read_body, respond
 from durably.protocol.ids import InvocationId
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine
@@ -48,15 +48,6 @@ async def _html(send: Send, body: bytes | str, status: int = 200) -> None:
                   [(b"cache-control", b"no-store")])
 
 
-def _cross_site(scope: dict[str, Any]) -> bool:
-    """Whether a request comes from another site's page (Origin or Sec-Fetch-Site say so)."""
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return True
-    origin = headers.get("origin")
-    return origin is not None and urlsplit(origin).netloc != headers.get("host", "")
-
-
 class WebUI:
     """Serves /ui/... for one engine."""
 
@@ -67,7 +58,7 @@ class WebUI:
                      query: dict[str, str]) -> None:
         """Route one request; `segs` are the path segments after `ui`."""
         if method == "POST":
-            if _cross_site(scope):
+            if is_cross_site(scope):
                 # A page elsewhere must not make the operator's browser kill or purge through its forms.
                 await _html(send, "cross-site form posts are refused: use the UI's own pages", 403)
                 return
