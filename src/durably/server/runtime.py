@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -22,8 +23,10 @@ from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
 from durably.server.limits import ResourceLimits, engine_limits
 from durably.server.listeners import guarded, protections, security_options, tls_options, url
 from durably.server.memory_return import set_mmap_threshold, trim_soon
+from durably.server.metrics import LoopMonitor, TimedIngress
 from durably.server.shutdown import DEFAULT_GRACE_S, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
+from durably.server.tracing import from_environment as tracing_from_environment
 
 log = logging.getLogger("durably.server")
 
@@ -71,6 +74,9 @@ class ServerConfig:
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    metrics: bool = True
+    # How long completed invocations are kept unless their handler or service says otherwise.
+    retention: timedelta = timedelta(days=1)
     # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
     default_retry_policy: InvocationRetryPolicy | None = None
     # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
@@ -115,15 +121,21 @@ class DurablyServer:
         set_mmap_threshold()
         limits = cfg.limits
         limits = replace(limits, max_connections=fit_connection_cap(limits.max_connections, 2, raise_nofile_limit()))
-        options = EngineOptions(always_replay=cfg.always_replay, **security, **engine_limits(limits))
+        options = EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics, retention=cfg.retention,
+                                tracing=tracing_from_environment(), **security, **engine_limits(limits))
         if cfg.default_retry_policy is not None:
             options.default_retry_policy = cfg.default_retry_policy
         options.concurrency_rules = dict(cfg.concurrency_rules)
         engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
-        ingress_app, admin_app = guarded(
-            Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon)), Admin(engine), cfg)
+        ingress: object = Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon))
+        monitor = None
+        if engine.stats is not None:
+            ingress = TimedIngress(ingress, engine.stats)
+            monitor = LoopMonitor(engine.stats)
+            monitor.start()
+        ingress_app, admin_app = guarded(ingress, Admin(engine), cfg)
         servers = [
             _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
@@ -176,6 +188,8 @@ class DurablyServer:
         log.info("shutting down")
         if stop_wait.done():
             await drain(engine, cfg.shutdown_grace, self._force)
+        if monitor is not None:
+            monitor.stop()
         for s in servers:
             s.should_exit = True
         # Stopping the engine answers waiting callers (503) so their connections can close.

@@ -153,6 +153,10 @@ class StepThreads(Executor):
                 n += 1
         return n
 
+    def busy(self) -> int:
+        """How many closures are running now (stuck ones included)."""
+        return len(self._running)
+
     def jobs(self) -> list[StepJob]:
         """The closures running now."""
         return list(self._running.values())
