@@ -551,5 +551,15 @@ def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
     click.echo(f"removed {deployment_id}")
 
 
+# ---- commands kept in modules of their own ----
+
+def _add_commands() -> None:
+    from durably.cli_run import run
+
+    main.add_command(run)
+
+
+_add_commands()
+
 if __name__ == "__main__":
     main()

@@ -77,8 +77,12 @@ class DurablyServer:
         """Begin a clean shutdown."""
         self._stop.set()
 
-    async def serve(self, ready: asyncio.Event | None = None) -> None:
-        """Serve until SIGTERM/SIGINT or `request_stop`."""
+    async def serve(self, ready: asyncio.Event | None = None, handle_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT or `request_stop`.
+
+        `handle_signals=False` leaves SIGTERM/SIGINT to whoever owns the loop (an ASGI server running the
+        app embedded calls `request_stop` from its lifespan shutdown instead).
+        """
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
         engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay))
@@ -93,7 +97,7 @@ class DurablyServer:
                                         log_level="warning", access_log=False, timeout_graceful_shutdown=5)),
         ]
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
             try:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not Unix
