@@ -23,11 +23,14 @@ def load_app(ref: str) -> App:
         if not path.is_file():
             raise AppLoadError(f"no such file: {target}")
         sys.path.insert(0, str(path.parent))
-        spec = importlib.util.spec_from_file_location(path.stem, path)
+        # A `__main__.py` (Restate's templates) must not be imported as `__main__`: its `if __name__ ==
+        # "__main__"` block would start the script's own server.
+        name = path.stem if path.stem != "__main__" else "__durably_main__"
+        spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise AppLoadError(f"cannot import {target}")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
     else:
         if "" not in sys.path and "." not in sys.path:
@@ -36,6 +39,7 @@ def load_app(ref: str) -> App:
             module = importlib.import_module(target)
         except ModuleNotFoundError as e:
             raise AppLoadError(f"cannot import module {target!r}: {e}") from e
+    path_or_none = Path(target).resolve() if target.endswith(".py") or "/" in target else None
     obj: Any
     if attr:
         obj = getattr(module, attr, None)
@@ -45,9 +49,22 @@ def load_app(ref: str) -> App:
         obj = getattr(module, "app", None)
         if not isinstance(obj, App):
             found = [v for v in vars(module).values() if isinstance(v, App)]
+            if not found:
+                found = _app_built_by_entry_point(module, path_or_none)
             if len(found) != 1:
                 raise AppLoadError(f"{target} has no durably app; name it with {target}:<attribute>")
             obj = found[0]
     if not isinstance(obj, App):
         raise AppLoadError(f"{ref} is a {type(obj).__name__}, not a durably app (use durably.app(services=[...]))")
     return obj
+
+
+def _app_built_by_entry_point(module: Any, path: Path | None) -> list[App]:
+    """An app built only inside `main()` (Restate's templates), captured without starting the script's server."""
+    from durably.capture import CaptureError, capture_app
+
+    try:
+        captured = capture_app(module, path)
+    except CaptureError as e:
+        raise AppLoadError(str(e)) from e
+    return [captured] if captured is not None else []

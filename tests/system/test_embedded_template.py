@@ -177,3 +177,20 @@ def test_embedded_start_failure_stops_the_script_with_the_reason(
     assert out.returncode != 0
     text = (out.stdout + out.stderr).decode(errors="replace")
     assert "cannot listen" in text and str(second_port) in text, text
+
+
+def test_durably_serve_finds_the_app_built_in_main_without_starting_its_server(tmp_path: Path) -> None:
+    from .conftest import ServerProcess
+
+    server = ServerProcess(str(TEMPLATE), tmp_path / "data", tmp_path / "serve.log")
+    try:
+        server.start()
+        work = tmp_path / "work"
+        work.mkdir()
+        with server.client() as c:
+            r = c.post("/Steps/run", json={"dir": str(work), "steps": 2})
+        assert r.status_code == 200, r.text
+        assert r.json() == ["value-0", "value-1"]
+        assert "Running on" not in server.log()  # the script's hypercorn call never ran
+    finally:
+        server.ensure_dead()
