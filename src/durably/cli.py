@@ -554,9 +554,11 @@ def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
 # ---- commands kept in modules of their own ----
 
 def _add_commands() -> None:
+    from durably.cli_endpoint import endpoint
     from durably.cli_run import run
 
     main.add_command(run)
+    main.add_command(endpoint)
 
 
 _add_commands()
