@@ -543,11 +543,12 @@ def list_deployments(as_json: bool, admin_url: str | None) -> None:
 
 @deployments.command("remove")
 @click.argument("deployment_id", metavar="ID")
+@click.option("--force", is_flag=True, help="Remove even with invocations pinned to it (Restate requires this).")
 @_admin_option
-def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
+def remove_deployment(deployment_id: str, force: bool, admin_url: str | None) -> None:
     """Forget a deployment: its services stop being invocable here."""
     with _reporting(), _admin(admin_url) as admin:
-        admin.remove_deployment(deployment_id)
+        admin.remove_deployment(deployment_id, force=force)
     click.echo(f"removed {deployment_id}")
 
 

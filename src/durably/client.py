@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import httpx
 
+from durably import restate_query
+
 DEFAULT_INGRESS_URL = "http://127.0.0.1:8080"
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 ACTIONS = ("cancel", "kill", "pause", "resume", "purge")
@@ -220,11 +222,38 @@ class AdminClient(_Client):
         """Invocations, newest first, optionally filtered."""
         params = {k: v for k, v in {"status": status, "service": service, "handler": handler, "key": key,
                                     "limit": limit}.items() if v is not None}
-        return self._json("/invocations", params)["invocations"]
+        resp = self._request("GET", "/invocations", params=params)
+        if resp.status_code in (404, 405):  # a Restate server: the same data through its SQL endpoint
+            return [restate_query.invocation_json(r) for r in self._query(restate_query.list_query(**params))]
+        if resp.status_code != 200:
+            self._raise(resp, "/invocations")
+        return resp.json()["invocations"]
 
     def invocation(self, invocation_id: str) -> dict[str, Any]:
         """One invocation with its journal."""
-        return self._json(f"/invocations/{quote(invocation_id, safe='')}")
+        path = f"/invocations/{quote(invocation_id, safe='')}"
+        resp = self._request("GET", path)
+        if resp.status_code not in (404, 405) or resp.content:  # Restate answers these with no body
+            if resp.status_code != 200:
+                self._raise(resp, path)
+            return resp.json()
+        inv_sql, journal_sql = restate_query.describe_queries(invocation_id)
+        rows = self._query(inv_sql)
+        if not rows:
+            raise RequestFailed(404, 404, f"invocation {invocation_id} not found")
+        out = restate_query.invocation_json(rows[0])
+        out["journal"] = [restate_query.journal_json(r) for r in self._query(journal_sql)]
+        return out
+
+    def _query(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a SQL query on a Restate server's `POST /query`."""
+        resp = self._request("POST", "/query", json={"query": sql}, headers={"accept": "application/json"})
+        if resp.status_code != 200:
+            if resp.status_code in (404, 405):
+                raise RequestFailed(resp.status_code, resp.status_code, f"{self.url} has neither a durably "
+                                    "invocations API nor Restate's /query: is it an admin URL?")
+            self._raise(resp, "/query")
+        return resp.json().get("rows", [])
 
     def action(self, invocation_id: str, action: str) -> int:
         """cancel, kill, pause, resume or purge an invocation; returns the status (200 or 202)."""
@@ -251,9 +280,12 @@ class AdminClient(_Client):
             self._raise(resp, "/deployments")
         return resp.status_code, resp.json()
 
-    def remove_deployment(self, deployment_id: str) -> None:
-        """Forget a deployment (its services stop being invocable)."""
+    def remove_deployment(self, deployment_id: str, force: bool = False) -> None:
+        """Forget a deployment (its services stop being invocable). A Restate server removes only with `force`."""
         path = f"/deployments/{quote(deployment_id, safe='')}"
-        resp = self._request("DELETE", path)
+        resp = self._request("DELETE", path, params={"force": "true"} if force else None)
+        if resp.status_code == 501:
+            raise RequestFailed(501, 501, "this server (Restate) removes a deployment only when forced: add --force "
+                                "(invocations still running on it then fail)")
         if resp.status_code >= 300:
             self._raise(resp, path)
