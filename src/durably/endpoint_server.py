@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -133,8 +135,18 @@ def _worker(opts: EndpointOptions, sockets: Any, shutdown_event: EventType | Non
         loop_factory: Any = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
         loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve_app(app, opts, sockets=sockets, shutdown_trigger=trigger))
+    code = 0
+    try:
+        # Not closed: closing the runner joins the executor's threads, and a sync `ctx.run` closure that never
+        # returned holds one forever. Once the drain is over its attempt is Restate's to retry, so we leave.
+        asyncio.Runner(loop_factory=loop_factory).run(serve_app(app, opts, sockets=sockets, shutdown_trigger=trigger))
+    except BaseException:
+        log.exception("durably endpoint: worker %d failed", os.getpid())
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def serve_app(app: Any, opts: EndpointOptions, sockets: Any = None,
@@ -149,8 +161,27 @@ async def serve_app(app: Any, opts: EndpointOptions, sockets: Any = None,
     tune_h2_windows(opts.stream_window, opts.connection_window)
     config = hypercorn_config(opts)
     config.workers = 1
-    await worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets,
-                       shutdown_trigger=shutdown_trigger)
+    stopping = asyncio.Event()
+    if shutdown_trigger is None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+
+    async def trigger() -> None:
+        if shutdown_trigger is not None:
+            await shutdown_trigger()
+            stopping.set()
+        await stopping.wait()
+
+    try:
+        await worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets,
+                           shutdown_trigger=trigger)
+    except Exception as e:
+        if not stopping.is_set():
+            raise
+        # Hypercorn can trip over its own task group while cutting the streams left after the graceful timeout;
+        # the drain is over either way.
+        log.warning("durably endpoint: error while closing the connections left at the end of the drain: %r", e)
 
 
 def serve_endpoint(opts: EndpointOptions) -> int:

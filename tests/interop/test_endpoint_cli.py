@@ -25,9 +25,9 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "system" / "apps" / "template" 
 class EndpointProcess:
     """`durably endpoint` on a free port, its output in a log file."""
 
-    def __init__(self, tmp_path: Path, *args: str, app: str = str(TEMPLATE)) -> None:
-        self.port = free_port()
-        self.log_path = tmp_path / f"endpoint-{self.port}.log"
+    def __init__(self, tmp_path: Path, *args: str, app: str = str(TEMPLATE), port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = tmp_path / f"endpoint-{self.port}-{len(list(tmp_path.glob('endpoint-*.log')))}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLY_")}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
@@ -150,3 +150,33 @@ def test_tls_serves_http2_over_alpn(tmp_path: Path) -> None:
         assert [s["name"] for s in r.json()["services"]] == ["Steps"]
     finally:
         ep.stop()
+
+
+def test_sigterm_past_the_graceful_timeout_hands_the_attempt_back_to_restate(
+        tmp_path: Path, restate_node: RestateServer) -> None:
+    """A step that outlives the drain: the endpoint still exits on time, and Restate retries the attempt on the
+    next endpoint without re-running the committed step."""
+    ep = EndpointProcess(tmp_path, "--graceful-timeout", "1")
+    port = ep.port
+    try:
+        ep.wait_healthy()
+        restate_node.register(ep.url)
+        work = tmp_path / "work"
+        work.mkdir()
+        r = httpx.post(f"{restate_node.ingress}/Steps/run/send", json={"dir": str(work), "steps": 3, "block_at": 1},
+                       headers={"idempotency-key": "stuck"}, timeout=30)
+        assert r.status_code == 202, r.text
+        wait_until(lambda: len(effects(work)) == 2, 30, "the attempt to block in step 1")
+        ep.proc.send_signal(signal.SIGTERM)
+        assert ep.proc.wait(20) == 0, ep.log()
+    finally:
+        ep.stop()
+    (work / "gate").touch()
+    again = EndpointProcess(tmp_path, port=port)  # Restate knows the deployment by its URL
+    try:
+        again.wait_healthy()
+        r = httpx.get(f"{restate_node.ingress}/restate/invocation/Steps/run/stuck/attach", timeout=60)
+        assert (r.status_code, r.json()) == (200, ["value-0", "value-1", "value-2"]), r.text
+        assert Counter(step for step, _ in effects(work)) == {0: 1, 1: 2, 2: 1}
+    finally:
+        again.stop()
