@@ -10,5 +10,7 @@ fi
 .venv/bin/python -m pip install --quiet -e '.[test]'
 # The real Restate server and restate-sdk: the other side of the wire in the interop tests.
 bash scripts/install-peers.sh
+# The compose linter of the deployment-artifact tests (npm).
+bash scripts/install-deploy-lint.sh
 .venv/bin/ruff check src tests bench examples scripts
 .venv/bin/python -m pytest -q "$@"
