@@ -67,8 +67,10 @@ def main() -> None:
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--drain", is_flag=True,
+              help="Finish the invocations in the store but take no new ones (503), e.g. when moving to a cluster.")
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, drain: bool) -> None:
     """Serve APP (module:app or path/to/file.py) with the embedded runtime."""
     from durably.server.runtime import DurablyServer, ServerConfig
 
@@ -78,7 +80,8 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except AppLoadError as e:
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
-                          synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay)
+                          synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
+                          drain=drain)
     server = DurablyServer(app, config)
     try:
         import uvloop

@@ -62,6 +62,17 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
+    # Refuse new invocations from outside, finish the ones in the store (durably.server.drain).
+    drain: bool = False
+
+
+def _ingress_app(engine: Engine, cfg: ServerConfig) -> object:
+    ingress = Ingress(engine, cfg.body_limit)
+    if cfg.drain:
+        from durably.server.drain import DrainingIngress
+
+        return DrainingIngress(ingress)
+    return ingress
 
 
 class DurablyServer:
@@ -89,7 +100,7 @@ class DurablyServer:
         self.engine = engine
         await engine.start()
         servers = [
-            _QuietServer(uvicorn.Config(Ingress(engine, cfg.body_limit), host=cfg.host, port=cfg.port,
+            _QuietServer(uvicorn.Config(_ingress_app(engine, cfg), host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
                                         timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
                                         date_header=False)),
@@ -121,9 +132,9 @@ class DurablyServer:
                                    f"{cfg.admin_port} (admin); is another server using these ports? Pick others "
                                    "with --port and --admin-port")
             await asyncio.sleep(0.01)
-        log.info("durably is serving %s on http://%s:%d (admin on port %d), data in %s",
+        log.info("durably is serving %s on http://%s:%d (admin on port %d), data in %s%s",
                  ", ".join(self.app.services), cfg.host, cfg.port, cfg.admin_port,
-                 "memory" if cfg.in_memory else cfg.data_dir)
+                 "memory" if cfg.in_memory else cfg.data_dir, " (draining: no new invocations)" if cfg.drain else "")
         if ready is not None:
             ready.set()
         stop_wait = asyncio.create_task(self._stop.wait())
