@@ -38,6 +38,8 @@ from durably import TerminalError
 approval = durably.Workflow("Approval", description="Waits for a person to approve a request.")
 
 DEFAULT_TIMEOUT = timedelta(days=1)
+# durably.getLogger: silent while the workflow replays, so each line is logged once, not after every restart.
+log = durably.getLogger(__name__)
 
 
 def send_approval_link(key: str, title: str, awakeable_id: str) -> str:
@@ -80,6 +82,7 @@ async def run(ctx: durably.WorkflowContext, request: dict) -> dict:
         # POST .../reject completes the awakeable with a failure; treat it as a rejection with a reason.
         outcome, reason = "rejected", e.message
 
+    log.info("approval %s: %s", key, outcome)
     ctx.set("status", outcome)
     result = {"key": key, "title": title, "decision": outcome}
     if reason:

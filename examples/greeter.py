@@ -13,6 +13,8 @@ import durably
 from durably import RunOptions, TerminalError
 
 greeter = durably.Service("Greeter", description="Greets people, durably.")
+# Like restate.getLogger: a logger that stays silent while a handler replays its journaled steps.
+log = durably.getLogger(__name__)
 
 
 async def call_llm(prompt: str) -> str:
@@ -28,6 +30,7 @@ def write_to_other_system(greeting: str) -> str:
 @greeter.handler()
 async def greet(ctx: durably.Context, name: str) -> dict:
     """Greet someone, with every non-deterministic step journaled."""
+    log.info("greeting %s", name)
     # An async function with keyword arguments.
     llm = await ctx.run_typed("LLM call", call_llm, prompt=f"How do I greet {name}?")
     # A lambda capturing a single value.

@@ -36,6 +36,8 @@ import durably
 from durably import TerminalError
 
 trip_booking = durably.Service("TripBooking", description="Books flight, car and hotel, or none of them.")
+# durably.getLogger: silent while the handler replays, so each line is logged once per trip, not per retry.
+log = durably.getLogger(__name__)
 
 
 # ---- stand-ins for the booking systems -------------------------------------------------------------------
@@ -105,6 +107,7 @@ async def book(ctx: durably.Context, trip: dict) -> dict:
     to make the hotel refuse the booking.
     """
     trip_id = trip.get("trip_id") or str(ctx.uuid())
+    log.info("booking trip %s", trip_id)
     # How to undo what has been done so far; each entry starts one journaled cancellation.
     compensations: list[Callable[[], Awaitable[Any]]] = []
     try:
@@ -123,6 +126,7 @@ async def book(ctx: durably.Context, trip: dict) -> dict:
         # Undo in reverse order, one journaled step each: after a crash, the cancellations already done are
         # not repeated. A cancellation that raises a plain exception is retried until it succeeds, which
         # is what a compensation needs: it must not give up halfway.
+        log.info("trip %s failed; undoing %d booking(s)", trip_id, len(compensations))
         for compensate in reversed(compensations):
             await compensate()
         raise

@@ -3,7 +3,9 @@ running the script's own server call."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,16 @@ greeter = restate.Service("Greeter")
 async def greet(ctx, name: str) -> str:
     return "hi " + name
 """
+
+
+@pytest.fixture(autouse=True)
+def _isolated_imports() -> Iterator[None]:
+    """The scripts are imported under their file names: forget them (and their sys.path entries) afterwards."""
+    modules, path = set(sys.modules), list(sys.path)
+    yield
+    for name in set(sys.modules) - modules:
+        del sys.modules[name]
+    sys.path[:] = path
 
 
 def script(tmp_path: Path, body: str, name: str = "__main__.py") -> Path:
@@ -58,7 +70,7 @@ def test_async_main(tmp_path: Path) -> None:
 
         if __name__ == "__main__":
             asyncio.run(main())
-        """, name="app.py")
+        """, name="async_entry.py")
     assert list(load_app(str(path)).services) == ["Greeter"]
     assert not (path.parent / "served").exists()
 

@@ -15,6 +15,8 @@ app = durably.app(services=[greeter])
 Serve it with `durably serve module:app`.
 """
 
+from typing import Any
+
 from durably import embedded as _embedded
 from durably.sdk.combinators import as_completed, gather, select, wait_completed
 from durably.sdk.context import (
@@ -38,7 +40,8 @@ from durably.sdk.errors import (
     is_internal_exception,
 )
 from durably.sdk.options import InvocationRetryPolicy, RunOptions
-from durably.sdk.serde import BytesSerde, DefaultSerde, JsonSerde, PydanticJsonSerde, Serde
+from durably.sdk.replay_log import ReplayFilter, getLogger
+from durably.sdk.serde import BytesSerde, DefaultSerde, JsonSerde, MsgspecJsonSerde, PydanticJsonSerde, Serde
 from durably.sdk.service import App, Service, VirtualObject, Workflow, app
 
 # Served by any ASGI server, an app also runs the embedded runtime when DURABLY_EMBEDDED=1 (durably.embedded).
@@ -46,6 +49,42 @@ _embedded.install()
 _embedded.import_hypercorn_asyncio()
 
 __version__ = "0.1.0"
+
+# restate-sdk's names for the same classes (`import durably as restate` keeps isinstance checks working).
+RestateDurableFuture = DurableFuture
+RestateDurableCallFuture = CallFuture
+RestateDurableSleepFuture = SleepFuture
+RestateLoggingFilter = ReplayFilter
+
+# The client and the harness pull in httpx and the server: imported on first use, not with every handler.
+_LAZY = {
+    "create_client": "durably.async_client",
+    "RestateClient": "durably.client_types",
+    "RestateClientSendHandle": "durably.client_types",
+    "HttpError": "durably.client_types",
+    "create_test_harness": "durably.testing.restate_harness",
+    "test_harness": "durably.testing.restate_harness",
+    "HarnessEnvironment": "durably.testing.restate_harness",
+}
+
+
+# restate-sdk's module layout: `restate.X` is `durably.X`, reachable as an attribute like restate's.
+_SUBMODULES = frozenset({"asyncio", "client", "client_types", "context", "endpoint", "exceptions", "harness",
+                         "logging", "object", "retry_policy", "serde", "service", "workflow"})
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"durably.{name}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'durably' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "App",
@@ -55,12 +94,22 @@ __all__ = [
     "DefaultSerde",
     "DurableFuture",
     "DurablePromise",
+    "HarnessEnvironment",
+    "HttpError",
     "InvocationRetryPolicy",
     "JsonSerde",
+    "MsgspecJsonSerde",
     "ObjectContext",
     "ObjectSharedContext",
     "PydanticJsonSerde",
+    "ReplayFilter",
     "Request",
+    "RestateClient",
+    "RestateClientSendHandle",
+    "RestateDurableCallFuture",
+    "RestateDurableFuture",
+    "RestateDurableSleepFuture",
+    "RestateLoggingFilter",
     "RetryableError",
     "RunFuture",
     "RunOptions",
@@ -77,8 +126,12 @@ __all__ = [
     "__version__",
     "app",
     "as_completed",
+    "create_client",
+    "create_test_harness",
     "gather",
+    "getLogger",
     "is_internal_exception",
     "select",
+    "test_harness",
     "wait_completed",
 ]

@@ -37,6 +37,7 @@ from durably.client import (
     target_path,
 )
 from durably.loader import AppLoadError, load_app
+from durably.sdk.service import App
 
 # Exit codes: 1 for a failed request (the server said no), 2 for usage and connection problems.
 EXIT_FAILED = 1
@@ -53,7 +54,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("app_ref", metavar="APP")
+@click.argument("app_ref", metavar="[APP]", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind ingress and admin to.")
 @click.option("--port", default=8080, show_default=True, help="Ingress port.")
 @click.option("--admin-port", default=9070, show_default=True, help="Admin API port.")
@@ -71,12 +72,16 @@ def main() -> None:
               help="Finish the invocations in the store but take no new ones (503), e.g. when moving to a cluster.")
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
           in_memory: bool, always_replay: bool, log_level: str, drain: bool) -> None:
-    """Serve APP (module:app or path/to/file.py) with the embedded runtime."""
+    """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
+
+    Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
+    registered with `durably deployments register URL`.
+    """
     from durably.server.runtime import DurablyServer, ServerConfig
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app = load_app(app_ref)
+        app = load_app(app_ref) if app_ref else App()
     except AppLoadError as e:
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,

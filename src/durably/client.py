@@ -1,6 +1,11 @@
-"""A small synchronous HTTP client for a running durably server: its ingress and its admin API.
+"""Clients of a running server: restate-sdk's typed async client, and the CLI's synchronous ones.
 
-The CLI is built on it; it is usable on its own:
+restate-sdk's `restate.client` (`create_client`, `Client`, `HttpError`, ...), typed by handler functions:
+
+    async with create_client("http://127.0.0.1:8080") as client:
+        await client.service_call(greet, "Ada")
+
+The CLI's small synchronous clients of the ingress and the admin API, usable on their own:
 
     with AdminClient("http://127.0.0.1:9070") as admin:
         for inv in admin.invocations(status="paused"):
@@ -18,6 +23,14 @@ from urllib.parse import quote
 import httpx
 
 from durably import restate_query
+from durably.async_client import Client, ScopedClient, create_client
+from durably.client_types import HttpError, RestateClient, RestateClientSendHandle, RestateScopedClient
+
+__all__ = [
+    "ACTIONS", "DEFAULT_ADMIN_URL", "DEFAULT_INGRESS_URL", "AdminClient", "BadURL", "CallResult", "Client",
+    "ClientError", "HttpError", "IngressClient", "RequestFailed", "RestateClient", "RestateClientSendHandle",
+    "RestateScopedClient", "ScopedClient", "ServerUnreachable", "TimedOut", "create_client", "target_path",
+]
 
 DEFAULT_INGRESS_URL = "http://127.0.0.1:8080"
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"

@@ -30,7 +30,10 @@ from durably.sdk.errors import (
     TerminalError,
     VMError,
 )
+from durably.sdk.input_check import BadInput, decode_input
 from durably.sdk.options import RunOptions
+from durably.sdk.output_check import encode_or_fail, unencodable_message
+from durably.sdk.replay_log import CURRENT_VM
 from durably.sdk.service import Handler
 from durably.sdk.vm import VM, failure, notification_value
 
@@ -64,6 +67,27 @@ class _PendingRun:
         self.finished = False
 
 
+class AttemptFinishedEvent:
+    """Set when this attempt is over (completed, suspended, failed or aborted): `ctx.request()
+    .attempt_finished_event`. Resources tied to the attempt, such as a pending third-party call started in a
+    `ctx.run`, can be released once it is set."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def is_set(self) -> bool:
+        """Whether the attempt is over."""
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        """Wait until the attempt is over."""
+        await self._event.wait()
+
+    def set(self) -> None:
+        """Mark the attempt as over (the runtime does it)."""
+        self._event.set()
+
+
 class Attempt:
     """Runs one attempt of a handler. Create it, then `await attempt.run(ctx_factory)`."""
 
@@ -83,6 +107,8 @@ class Attempt:
         self._ended: BaseException | None = None
         self._replayed_run_pending = False
         self.started_at = time.monotonic()
+        # Created on the first ctx.request() only: most handlers never ask for it.
+        self.finished_event: AttemptFinishedEvent | None = None
 
     # ---- runtime side ----
 
@@ -106,6 +132,8 @@ class Attempt:
         if self._ended is None:
             self._ended = AttemptEndedException("aborted")
             self.vm.closed = True
+        if self.finished_event is not None:
+            self.finished_event.set()
         self._wake()
         for run in self._runs.values():
             if run.task is not None and not run.task.done():
@@ -285,8 +313,8 @@ class Attempt:
             try:
                 value = run.serde.serialize(result)
             except Exception as e:
-                self.vm.propose_run_completion(
-                    handle, failure=failure(500, f"the result of run '{run.name}' cannot be serialized: {e!r}"))
+                msg = unencodable_message(f"run '{run.name}' returned", result, e, "pass a serde in RunOptions")
+                self.vm.propose_run_completion(handle, failure=failure(500, msg))
             else:
                 self.vm.propose_run_completion(handle, value=value)
             self.flush()
@@ -335,18 +363,21 @@ class Attempt:
         """Run the handler until the attempt ends (output, suspension or error)."""
         vm = self.vm
         h = self.handler
+        vm_token = CURRENT_VM.set(vm)  # durably.getLogger stays silent while this VM replays
         try:
             try:
                 if h.takes_input:
-                    raw = vm.input().value.content
+                    # Checked here too: callers that bypass Durably's ingress (Restate's, a generic_call).
                     try:
-                        arg = h.input_serde.deserialize(raw)
-                    except Exception as e:
-                        raise TerminalError(f"Unable to parse an input argument. {e}", 400) from None
+                        arg = decode_input(f"{h.service.name}/{h.name}", h.input_type, h.input_serde,
+                                           vm.input().value.content)
+                    except BadInput as e:
+                        raise TerminalError(str(e), 400) from None
                     result = await h.fn(ctx, arg)
                 else:
                     result = await h.fn(ctx)
-                out = h.output_serde.serialize(result) if h.returns_output else b""
+                out = encode_or_fail(h.output_serde, result, f"{h.service.name}/{h.name} returned",
+                                     "set an output serde") if h.returns_output else b""
                 vm.sys_output(value=out)
             except TerminalError as e:
                 vm.sys_output(failure=failure(e.status_code, e.message, e.metadata))
@@ -370,6 +401,9 @@ class Attempt:
             elif not vm.closed:
                 vm.sys_error(500, repr(e), "".join(traceback.format_exception(e)))
         finally:
+            CURRENT_VM.reset(vm_token)
+            if self.finished_event is not None:
+                self.finished_event.set()
             if not (isinstance(self._ended, AttemptEndedException) and str(self._ended) == "aborted"):
                 self.flush()
             for run in self._runs.values():

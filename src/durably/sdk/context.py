@@ -18,9 +18,11 @@ from typing import Any, Generic, TypeVar
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import awakeable_id
-from durably.sdk.attempt import IN_RUN, Attempt, pb_failure_to_error
+from durably.sdk.attempt import IN_RUN, Attempt, AttemptFinishedEvent, pb_failure_to_error
 from durably.sdk.errors import TerminalError, VMError
+from durably.sdk.input_check import input_problem, is_checked
 from durably.sdk.options import RunOptions
+from durably.sdk.output_check import encode_or_fail
 from durably.sdk.serde import BytesSerde, DefaultSerde, Serde, serde_for
 from durably.sdk.service import Handler, handler_of
 from durably.sdk.vm import notification_value, signal_handle
@@ -37,6 +39,7 @@ class Request:
     attempt_headers: dict[str, str]
     body: bytes
     idempotency_key: str | None = None
+    attempt_finished_event: AttemptFinishedEvent | None = None
 
 
 class DurableFuture(Generic[T]):
@@ -130,7 +133,8 @@ class DurablePromise(Generic[T]):
         """Resolve the promise; awaiting the result raises TerminalError 409 if it was already completed."""
         self._ctx._check_not_in_run("resolve a promise")
         cmd = pb.CompletePromiseCommandMessage(key=self.name)
-        cmd.completion_value.content = self._serde.serialize(value)
+        cmd.completion_value.content = encode_or_fail(self._serde, value, f"promise '{self.name}' was resolved with",
+                                                      "pass a serde to ctx.promise", verb="resolve it with")
         handle = self._ctx._vm_call(self._ctx._attempt.vm.sys_completable, m.COMPLETE_PROMISE, cmd)
         return DurableFuture(self._ctx, handle, lambda _: None)
 
@@ -220,12 +224,15 @@ class Context:
     def request(self) -> Request:
         """The request that started this invocation."""
         inp = self._attempt.vm.input()
+        if self._attempt.finished_event is None:
+            self._attempt.finished_event = AttemptFinishedEvent()
         return Request(
             id=self._invocation_id,
             headers={h.key: h.value for h in inp.headers},
             attempt_headers=dict(self._attempt.attempt_headers),
             body=inp.value.content,
             idempotency_key=self._attempt.vm.start.idempotency_key or None,
+            attempt_finished_event=self._attempt.finished_event,
         )
 
     def random(self) -> _random.Random:
@@ -378,7 +385,7 @@ class Context:
         self._check_not_in_run("resolve an awakeable")
         s = serde if serde is not None else DefaultSerde(type(value))
         cmd = pb.CompleteAwakeableCommandMessage(awakeable_id=name)
-        cmd.value.content = s.serialize(value)
+        cmd.value.content = encode_or_fail(s, value, "resolve_awakeable got", "pass a serde", verb="resolve it with")
         self._vm_call(self._attempt.vm.sys_complete_awakeable, cmd)
 
     def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
@@ -407,7 +414,17 @@ class Context:
 
 
 def _encode_arg(h: Handler, arg: Any) -> bytes:
-    return h.input_serde.serialize(arg) if h.takes_input else b""
+    """The call's parameter, checked against the callee's type hint as the ingress would check it."""
+    if not h.takes_input:
+        return b""
+    target = f"{h.service.name}/{h.name}"
+    body = encode_or_fail(h.input_serde, arg, f"the call to {target} passes", "set the handler's input serde",
+                          verb="pass")
+    if body and is_checked(h.input_type):
+        problem = input_problem(target, h.input_type, h.input_serde, body)
+        if problem is not None:
+            raise TerminalError(problem, 400)
+    return body
 
 
 def _decoder(h: Handler) -> Callable[[Any], Any]:
@@ -447,7 +464,8 @@ class ObjectContext(ObjectSharedContext):
         self._check_not_in_run("use ctx.set")
         self._check_kind("use ctx.set", write=True)
         s = serde if serde is not None else DefaultSerde(type(value))
-        self._vm_call(self._attempt.vm.sys_set_state, name.encode(), s.serialize(value))
+        data = encode_or_fail(s, value, f"ctx.set('{name}') got", "pass a serde to ctx.set", verb="store")
+        self._vm_call(self._attempt.vm.sys_set_state, name.encode(), data)
 
     def clear(self, name: str) -> None:
         """Delete a state value."""

@@ -25,6 +25,7 @@ from durably.protocol.framing import FrameDecoder, FramingError, encode_message
 from durably.protocol.ids import sha256_random_seed
 from durably.sdk.attempt import Attempt
 from durably.sdk.errors import VMError
+from durably.sdk.serde import is_msgspec_struct
 from durably.sdk.service import App, Handler, ServiceDefinition
 
 log = logging.getLogger("durably.endpoint")
@@ -64,6 +65,10 @@ def _json_schema(hint: Any) -> Any:
             return hint.model_json_schema(mode="serialization")
     except ImportError:  # pragma: no cover - pydantic is optional
         pass
+    if is_msgspec_struct(hint):
+        import msgspec
+
+        return msgspec.json.schema(hint)
     simple = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
     origin = getattr(hint, "__origin__", hint)
     if origin in simple:

@@ -16,10 +16,13 @@ class TerminalError(Exception):
     """
 
     def __init__(self, message: str, status_code: int = 500, metadata: dict[str, str] | None = None) -> None:
+        # Whatever was passed, the failure carries text: a non-str message must not turn a terminal
+        # failure into an unencodable one that is retried.
+        message = message if isinstance(message, str) else str(message)
         super().__init__(message)
         self.message = message
         self.status_code = status_code
-        self.metadata = metadata
+        self.metadata = {str(k): str(v) for k, v in metadata.items()} if metadata else metadata
 
     def __repr__(self) -> str:
         return f"TerminalError({self.message!r}, status_code={self.status_code})"

@@ -1,7 +1,8 @@
 """Serializers for handler inputs and outputs, run results and state values.
 
-The default is JSON. When a type hint names a pydantic model or a dataclass, values are converted to and
-from it; anything else goes through `json`. `None` is always the empty byte string, as in Restate.
+The default is JSON. When a type hint names a pydantic model, a msgspec Struct or a dataclass, values are
+converted to and from it; anything else goes through `json`. `None` is always the empty byte string, as in
+Restate.
 """
 
 from __future__ import annotations
@@ -18,6 +19,25 @@ try:  # pydantic is optional: only users who annotate with models need it.
     import pydantic as _pydantic
 except ImportError:  # pragma: no cover - exercised only without pydantic installed
     _pydantic = None
+
+try:  # msgspec is optional too (`pip install durably[msgspec]`), as in restate-sdk.
+    import msgspec as _msgspec
+except ImportError:  # pragma: no cover - exercised only without msgspec installed
+    _msgspec = None
+
+
+class UnencodableValue(TypeError):
+    """A value JSON cannot represent (a set, bytes, an arbitrary object), found while encoding.
+
+    `type_name` is the offending value's type and `path` where it sits ("" for the value itself, else e.g.
+    "['items'][2]"), so callers can say exactly what to change.
+    """
+
+    def __init__(self, type_name: str, path: str = "") -> None:
+        where = f" at {path}" if path else ""
+        super().__init__(f"a {type_name}{where} cannot be encoded as JSON")
+        self.type_name = type_name
+        self.path = path
 
 
 class Serde(ABC, Generic[T]):
@@ -51,7 +71,11 @@ class JsonSerde(Serde[Any]):
         """Encode with json.dumps (None becomes b"")."""
         if obj is None:
             return b""
-        return json.dumps(obj, separators=(",", ":")).encode()
+        try:
+            return json.dumps(obj, separators=(",", ":")).encode()
+        except (TypeError, ValueError):
+            _dumps(obj)  # raises UnencodableValue naming the culprit
+            raise
 
     def deserialize(self, buf: bytes) -> Any:
         """Decode with json.loads (b"" becomes None)."""
@@ -73,12 +97,52 @@ def _is_pydantic_model(hint: Any) -> bool:
     return _pydantic is not None and isinstance(hint, type) and issubclass(hint, _pydantic.BaseModel)
 
 
+def is_pydantic(annotation: Any) -> bool:
+    """Whether a type hint is a pydantic model class."""
+    return _is_pydantic_model(annotation)
+
+
+def is_msgspec_struct(annotation: Any) -> bool:
+    """Whether a type hint is a msgspec Struct class."""
+    return _msgspec is not None and isinstance(annotation, type) and issubclass(annotation, _msgspec.Struct)
+
+
 def _to_jsonable(obj: Any) -> Any:
     if _pydantic is not None and isinstance(obj, _pydantic.BaseModel):
         return obj.model_dump(mode="json")
+    if _msgspec is not None and isinstance(obj, _msgspec.Struct):
+        return _msgspec.to_builtins(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
-    return obj
+    # Returning the object itself would make json report a "Circular reference"; name the culprit instead.
+    raise UnencodableValue(type(obj).__name__)
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        return json.dumps(obj, separators=(",", ":"), default=_to_jsonable).encode()
+    except UnencodableValue as e:
+        if isinstance(obj, (dict, list, tuple)):
+            raise UnencodableValue(e.type_name, _locate(obj, e.type_name)) from None
+        raise
+    except (TypeError, ValueError) as e:  # non-string dict keys, a real reference cycle
+        raise UnencodableValue(f"{type(obj).__name__} ({e})") from None
+
+
+def _locate(obj: Any, type_name: str, path: str = "", depth: int = 0) -> str:
+    """Where in a dict/list tree the first value of type `type_name` sits (for the error message)."""
+    if depth > 20:
+        return path
+    items: Any = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        here = f"{path}[{k!r}]"
+        if type(v).__name__ == type_name and not isinstance(v, (dict, list, tuple, str, int, float, bool)):
+            return here
+        if isinstance(v, (dict, list, tuple)):
+            found = _locate(v, type_name, here, depth + 1)
+            if found:
+                return found
+    return ""
 
 
 def _dataclass_from(hint: type, data: Any) -> Any:
@@ -88,31 +152,35 @@ def _dataclass_from(hint: type, data: Any) -> Any:
     kwargs = {}
     for f in dataclasses.fields(hint):
         if f.name in data:
-            kwargs[f.name] = _from_jsonable(hints.get(f.name, Any), data[f.name])
+            kwargs[f.name] = from_jsonable(hints.get(f.name, Any), data[f.name])
     return hint(**kwargs)
 
 
-def _from_jsonable(hint: Any, data: Any) -> Any:
+def from_jsonable(hint: Any, data: Any) -> Any:
+    """Build the hinted models and dataclasses (also inside lists) from decoded JSON."""
     hint = _unwrap_optional(hint)
     if data is None:
         return None
     if _is_pydantic_model(hint):
         return hint.model_validate(data)
+    if is_msgspec_struct(hint):
+        return _msgspec.convert(data, type=hint)  # type: ignore[union-attr]
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _dataclass_from(hint, data)
     origin = typing.get_origin(hint)
     if origin is list and isinstance(data, list):
         (item,) = typing.get_args(hint) or (Any,)
-        return [_from_jsonable(item, x) for x in data]
+        return [from_jsonable(item, x) for x in data]
     return data
 
 
 class DefaultSerde(Serde[T]):
-    """JSON, with pydantic models and dataclasses built from the type hint when one is given."""
+    """JSON, with pydantic models, msgspec Structs and dataclasses built from the type hint when one is given."""
 
     def __init__(self, type_hint: Any = None) -> None:
         self.type_hint = _unwrap_optional(type_hint) if type_hint is not None else None
         self._pydantic = _is_pydantic_model(self.type_hint)
+        self._msgspec = is_msgspec_struct(self.type_hint)
 
     def with_maybe_type(self, type_hint: Any) -> DefaultSerde[Any]:
         """A DefaultSerde for `type_hint` (this one if no hint is given)."""
@@ -126,20 +194,24 @@ class DefaultSerde(Serde[T]):
             return b""
         if _pydantic is not None and isinstance(obj, _pydantic.BaseModel):
             return obj.model_dump_json().encode()
+        if _msgspec is not None and isinstance(obj, _msgspec.Struct):
+            return _msgspec.json.encode(obj)
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return json.dumps(dataclasses.asdict(obj), separators=(",", ":")).encode()
-        return json.dumps(obj, separators=(",", ":"), default=_to_jsonable).encode()
+            return _dumps(dataclasses.asdict(obj))
+        return _dumps(obj)
 
     def deserialize(self, buf: bytes) -> T | None:
-        """Decode JSON, building the hinted model or dataclass if there is one."""
+        """Decode JSON, building the hinted model, Struct or dataclass if there is one."""
         if not buf:
             return None
         if self._pydantic:
             return self.type_hint.model_validate_json(buf)  # type: ignore[union-attr]
+        if self._msgspec:
+            return _msgspec.json.decode(buf, type=self.type_hint)  # type: ignore[union-attr]
         data = json.loads(buf)
         if self.type_hint is None:
             return data
-        return _from_jsonable(self.type_hint, data)
+        return from_jsonable(self.type_hint, data)
 
 
 class PydanticJsonSerde(Serde[T]):
@@ -159,6 +231,27 @@ class PydanticJsonSerde(Serde[T]):
         if not buf:
             return None
         return self.model.model_validate_json(buf)  # type: ignore[attr-defined]
+
+
+class MsgspecJsonSerde(Serde[T]):
+    """JSON through a msgspec Struct class (needs `msgspec`, e.g. `pip install durably[msgspec]`)."""
+
+    def __init__(self, model: type[T]) -> None:
+        if _msgspec is None:
+            raise ImportError("MsgspecJsonSerde needs msgspec: pip install 'durably[msgspec]'")
+        self.model = model
+
+    def serialize(self, obj: T | None) -> bytes:
+        """Encode with msgspec.json.encode."""
+        if obj is None:
+            return b""
+        return _msgspec.json.encode(obj)  # type: ignore[union-attr]
+
+    def deserialize(self, buf: bytes) -> T | None:
+        """Validate and build the Struct."""
+        if not buf:
+            return None
+        return _msgspec.json.decode(buf, type=self.model)  # type: ignore[union-attr]
 
 
 def serde_for(serde: Serde[Any] | None, type_hint: Any) -> Serde[Any]:

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote
 from durably.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId
+from durably.sdk.input_check import input_problem
 from durably.sdk.service import Handler
 from durably.server.delay import parse_delay
 from durably.server.engine import Engine, EngineStopped
@@ -241,13 +242,8 @@ def _validate_input(handler: Handler, body: bytes) -> str | None:
         if body:
             return f"handler '{handler.service.name}/{handler.name}' takes no input, but the request has a body"
         return None
-    if not body:
-        return None
-    try:
-        handler.input_serde.deserialize(body)
-    except Exception as e:
-        return f"cannot parse the request body for '{handler.service.name}/{handler.name}': {e}"
-    return None
+    # Checked against the handler's type hint here, before anything is journaled (sdk/input_check.py).
+    return input_problem(f"{handler.service.name}/{handler.name}", handler.input_type, handler.input_serde, body)
 
 
 async def respond_outcome(send: Send, inv_id: str, outcome: Outcome, handler: Handler | None) -> None:

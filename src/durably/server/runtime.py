@@ -133,7 +133,8 @@ class DurablyServer:
                                    "with --port and --admin-port")
             await asyncio.sleep(0.01)
         log.info("durably is serving %s on http://%s:%d (admin on port %d), data in %s%s",
-                 ", ".join(self.app.services), cfg.host, cfg.port, cfg.admin_port,
+                 ", ".join(self.app.services) or "no app of its own (remote deployments only)",
+                 cfg.host, cfg.port, cfg.admin_port,
                  "memory" if cfg.in_memory else cfg.data_dir, " (draining: no new invocations)" if cfg.drain else "")
         if ready is not None:
             ready.set()

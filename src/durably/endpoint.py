@@ -1,0 +1,49 @@
+"""restate-sdk's `restate.endpoint`: `app(services=[...])`, and the `Endpoint` builder behind it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from durably.sdk.service import App, ServiceDefinition, app
+
+
+class Endpoint:
+    """Collects services and turns them into the ASGI app (`Endpoint().bind(a, b).app()`)."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, ServiceDefinition] = {}
+        self.protocol: Literal["bidi", "request_response"] | None = None
+
+    def bind(self, *services: ServiceDefinition) -> Endpoint:
+        """Add services (a name may be bound once)."""
+        for svc in services:
+            if not isinstance(svc, ServiceDefinition):
+                raise ValueError(f"invalid service type {svc!r}: bind a Service, VirtualObject or Workflow")
+            if svc.name in self.services:
+                raise ValueError(f"service {svc.name} already exists")
+            self.services[svc.name] = svc
+        return self
+
+    def streaming_protocol(self) -> Endpoint:
+        """Kept for restate-sdk code: Durably's endpoint streams over HTTP/2 and answers request/response
+        over HTTP/1.1 on its own, whichever the server uses."""
+        self.protocol = "bidi"
+        return self
+
+    def request_response_protocol(self) -> Endpoint:
+        """Kept for restate-sdk code (see `streaming_protocol`)."""
+        self.protocol = "request_response"
+        return self
+
+    def identity_key(self, identity_key: str) -> Endpoint:
+        """Refused rather than ignored: an endpoint that does not verify what it was asked to verify is worse
+        than one that says so."""
+        raise NotImplementedError("request identity keys (restate-sdk's identity_key) are not supported by "
+                                  "Durably's endpoint; remove the call, and keep the deployment on a private network")
+
+    def app(self) -> App:
+        """The ASGI application serving the bound services."""
+        return app(list(self.services.values()))
+
+
+__all__ = ["App", "Endpoint", "app"]
