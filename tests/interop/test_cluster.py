@@ -217,7 +217,23 @@ def test_durably_app_on_a_three_node_restate_cluster_survives_node_and_worker_ki
 
                 return dict(await asyncio.gather(*(one(i) for i in range(INVOCATIONS))))
 
+        async def add_results() -> dict[int, list[int]]:
+            sem = asyncio.Semaphore(CONCURRENCY)
+            async with httpx.AsyncClient(timeout=60) as client:
+                async def one(i: int) -> tuple[int, object]:
+                    async with sem:
+                        path = f"ClusterCounter/c{i % KEYS}/add/add-{i}"
+                        return i % KEYS, await attach_with_failover(client, live, path)
+
+                by_key: dict[int, list[int]] = defaultdict(list)
+                for k, value in await asyncio.gather(*(one(i) for i in range(ADDS))):
+                    by_key[k].append(value)  # type: ignore[arg-type]
+                return by_key
+
         outputs = asyncio.run(results())
+        # Every add was applied exactly once: on each key they returned 1, 2, ... n in some order.
+        for k, values in asyncio.run(add_results()).items():
+            assert sorted(values) == list(range(1, ADDS // KEYS + 1)), (k, sorted(values))
         runs: dict[tuple[str, int], list[str]] = defaultdict(list)
         for inv, step, nonce in effects(effects_path):
             runs[(inv, step)].append(nonce)
