@@ -328,7 +328,7 @@ async def test_kill_answers_the_waiting_caller_with_409_killed(runtime) -> None:
         assert resp.status_code == 200
         answer = await asyncio.wait_for(call, 10)
         assert answer.status_code == 409
-        assert answer.json() == {"code": 409, "message": "killed"}
+        assert answer.json() == {"code": 409, "message": "killed", "source": "invocation"}
         assert answer.headers["x-restate-id"] == inv
         body = await describe(client, inv)
         assert (body["status"], body["failure_code"], body["failure_message"]) == ("completed", 409, "killed")

@@ -66,7 +66,8 @@ async def test_get_without_body_on_no_input_handler(client) -> None:
 async def test_terminal_error_maps_to_status_and_body(client) -> None:
     resp = await client.post("/Greeter/fail", json=418)
     assert resp.status_code == 418
-    assert resp.json() == {"code": 418, "message": "failed on purpose", "metadata": {"why": "test"}}
+    assert resp.json() == {"code": 418, "message": "failed on purpose", "metadata": {"why": "test"},
+                           "source": "invocation"}
     assert resp.headers["x-restate-error-source"] == "invocation"
     resp = await client.post("/Greeter/fail", json=777)  # not an HTTP status: 500, code kept in the body
     assert resp.status_code == 500
@@ -98,6 +99,7 @@ async def test_bad_requests_get_json_errors_and_server_keeps_serving(client, met
     assert payload["code"] == status
     assert isinstance(payload["message"], str) and payload["message"]
     assert resp.headers["x-restate-error-source"] == "ingress"
+    assert payload["source"] == "ingress"  # Restate puts it in the body too
     ok = await client.post("/Greeter/greet", json="still here")
     assert ok.json() == "Hello still here!"
 

@@ -199,7 +199,7 @@ async def test_terminal_error_in_closure_is_journaled_not_retried(runtime) -> No
         async with rt.http() as http:
             resp = await http.post("/Svc/terminal_in_run", content=b"")
     assert resp.status_code == 402
-    assert resp.json() == {"code": 402, "message": "card declined"}
+    assert resp.json() == {"code": 402, "message": "card declined", "source": "invocation"}
     assert resp.headers["x-restate-id"].startswith("inv_1")
     assert executed["refuse"] == 2  # once per invocation, never retried
     assert executed["refuse2"] == 1

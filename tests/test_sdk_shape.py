@@ -219,3 +219,17 @@ def test_endpoint_builder() -> None:
         Endpoint().bind(svc, svc)
     with pytest.raises(NotImplementedError, match="identity keys"):
         Endpoint().identity_key("publickeyv1_x")
+
+
+def test_app_takes_restate_sdks_arguments() -> None:
+    svc = durably.Service("ShapeApp")
+
+    @svc.handler()
+    async def ping(ctx: durably.Context) -> str:
+        return "pong"
+
+    assert "ShapeApp" in durably.app(services=[svc], protocol="bidi", identity_keys=None).services
+    with pytest.raises(NotImplementedError, match="identity keys"):
+        durably.app(services=[svc], identity_keys=["publickeyv1_abc"])
+    with pytest.raises(ValueError, match="protocol"):
+        durably.app(services=[svc], protocol="carrier-pigeon")  # type: ignore[arg-type]

@@ -827,15 +827,28 @@ def test_duplicate_notifications_are_ignored_first_wins() -> None:
     assert notification_value(vm.result(signal_handle(sid))) == b"one"
 
 
-def test_named_signal_notifications_are_ignored() -> None:
+def test_named_signals_are_awaited_by_name_in_arrival_order() -> None:
     vm = new_vm((m.SIGNAL_NOTIFICATION, pb.NotificationMessage(signal_name="recorded", void=pb.Void())))
     vm.notify(m.SIGNAL_NOTIFICATION, pb.NotificationMessage(signal_name="live", value=pb.Value(content=b"x")))
-    assert vm.reveal_next() is None
-    # They take no place in the arrival order either.
-    handle = vm.sys_sleep(1_000)
-    vm.notify(*sleep_done(handle))
-    assert vm.reveal_next() == handle
-    assert vm.arrival(handle) == 1
+    recorded, live = vm.sys_signal("recorded"), vm.sys_signal("live")
+    assert vm.sys_signal("live") == live  # one handle per name
+    assert vm.reveal_next() == recorded
+    assert vm.reveal_next() == live
+    assert (vm.arrival(recorded), vm.arrival(live)) == (1, 2)
+    assert notification_value(vm.result(live)) == b"x"
+    # No command is journaled for awaiting a signal.
+    assert vm.take_output() == []
+
+
+def test_suspension_lists_named_signals() -> None:
+    vm = new_vm()
+    approve = vm.sys_signal("approve")
+    sleep = vm.sys_sleep(1_000)
+    vm.sys_suspend([approve, sleep])
+    out = vm.take_output()
+    msg = out[-1][1]
+    assert list(msg.waiting_named_signals) == ["approve"]
+    assert list(msg.waiting_completions) == [sleep]
 
 
 def test_eager_state_is_visible_at_once_and_does_not_enter_the_queue() -> None:

@@ -61,8 +61,8 @@ async def respond_json(send: Send, status: int, payload: Any,
 
 
 async def error(send: Send, status: int, message: str, source: str = "ingress") -> None:
-    """Send an error in Restate's shape: `{"code", "message"}` with `x-restate-error-source`."""
-    await respond_json(send, status, {"code": status, "message": message},
+    """Send an error in Restate's shape: `{"code", "message", "source"}` with `x-restate-error-source`."""
+    await respond_json(send, status, {"code": status, "message": message, "source": source},
                        [(b"x-restate-error-source", source.encode())])
 
 

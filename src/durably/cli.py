@@ -4,6 +4,7 @@
     durably invoke Service/handler '"json"'          call a handler (or Object/key/handler)
     durably invocations list|describe|cancel|...     the admin API's invocations
     durably services list                            the served services and handlers
+    durably backup --data-dir D OUT                  a consistent copy of a data directory, even while served
 """
 
 from __future__ import annotations
@@ -53,6 +54,49 @@ def main() -> None:
     """Durable execution for Python."""
 
 
+def _retry_flags(fn: Any) -> Any:
+    """`--default-retry-*`: the server-wide invocation retry policy (Restate's [default-retry-policy])."""
+    helps = {
+        "max_attempts": "Attempts per invocation, the first included, or 'unlimited' (default 70).",
+        "on_max_attempts": "What happens when they are spent: pause (default) or kill.",
+        "initial_interval": "Delay before the first retry (default 500ms).",
+        "max_interval": "Longest delay between retries (default 1m).",
+        "exponentiation_factor": "Growth of the delay per retry (default 2.0).",
+    }
+    for name, text in reversed(helps.items()):
+        fn = click.option("--default-retry-" + name.replace("_", "-"), "retry_" + name, metavar="VALUE",
+                          help=text + " Env: RESTATE_/DURABLY_DEFAULT_RETRY_POLICY__" + name.upper() + ".")(fn)
+    return fn
+
+
+def _default_retry_policy(flags: dict[str, str | None]) -> Any:
+    from durably.server.retry_config import (
+        RetryConfigError,
+        default_retry_policy,
+        parse_flag,
+        settings_from_env,
+    )
+
+    try:
+        settings = settings_from_env(os.environ)
+        for name, value in flags.items():
+            if value is not None:
+                settings[name.removeprefix("retry_")] = parse_flag(name.removeprefix("retry_"), value)
+        return default_retry_policy(settings) if settings else None
+    except RetryConfigError as e:
+        raise click.ClickException(f"bad default retry policy: {e}") from e
+
+
+def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
+    from durably.server.flow_control import FlowControlError, parse_rules
+
+    env = [x for x in os.environ.get("DURABLY_CONCURRENCY_LIMITS", "").split(",") if x.strip()]
+    try:
+        return parse_rules([*env, *flags])  # flags come last: they win over the environment
+    except FlowControlError as e:
+        raise click.ClickException(str(e)) from e
+
+
 @main.command()
 @click.argument("app_ref", metavar="[APP]", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind ingress and admin to.")
@@ -70,8 +114,16 @@ def main() -> None:
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.option("--drain", is_flag=True,
               help="Finish the invocations in the store but take no new ones (503), e.g. when moving to a cluster.")
+@click.option("--shutdown-grace", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="On SIGTERM/SIGINT, how long running steps may take to finish (a second signal stops at once).")
+@_retry_flags
+@click.option("--concurrency-limit", "concurrency_limits", multiple=True, metavar="PATTERN=N",
+              help="Restate 1.7 flow control: at most N invocations run at once per matching scope or limit "
+                   "key ('*=100', 'checkout=50', 'checkout/*=5', 'checkout/*/*=2'). Repeatable. Env: "
+                   "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str, drain: bool) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, shutdown_grace: float,
+          concurrency_limits: tuple[str, ...], drain: bool, **retry: str | None) -> None:
     """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
 
     Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
@@ -86,7 +138,8 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
-                          drain=drain)
+                          shutdown_grace=shutdown_grace, default_retry_policy=_default_retry_policy(retry),
+                          concurrency_rules=_concurrency_rules(concurrency_limits), drain=drain)
     server = DurablyServer(app, config)
     try:
         import uvloop
@@ -95,12 +148,35 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
         runner = asyncio.run
     from durably.server.runtime import StartupError
+    from durably.server.store.datadir import DataDirError
 
     try:
         runner(server.serve())
-    except (OSError, StartupError) as e:
+    except (OSError, StartupError, DataDirError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
+
+
+@main.command(short_help="Copy a data directory consistently, even while it is served.")
+@click.option("--data-dir", default="durably-data", show_default=True, type=click.Path(path_type=Path),
+              help="The data directory to back up.")
+@click.argument("out", type=click.Path(path_type=Path))
+def backup(data_dir: Path, out: Path) -> None:
+    """Write a consistent copy of --data-dir (database and WAL) to the new directory OUT.
+
+    Safe while `durably serve` runs. Restore by serving the copy: `durably serve app --data-dir OUT`.
+    """
+    from durably.server.store.backup import backup as run_backup
+    from durably.server.store.datadir import DataDirError
+
+    try:
+        result = run_backup(data_dir, out)
+    except DataDirError as e:
+        click.echo(f"durably: cannot back up: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"backed up {data_dir} to {result.path}: {result.invocations} invocations, "
+               f"{result.size_bytes / 1e6:.1f} MB, database {result.database_id}")
+    click.echo(f"restore by serving the copy: durably serve APP --data-dir {result.path}")
 
 
 # ---- talking to a running server ----
@@ -558,6 +634,61 @@ def remove_deployment(deployment_id: str, force: bool, admin_url: str | None) ->
     with _reporting(), _admin(admin_url) as admin:
         admin.remove_deployment(deployment_id, force=force)
     click.echo(f"removed {deployment_id}")
+
+
+# ---- durably rules ----
+
+
+@main.group()
+@_admin_option
+def rules(admin_url: str | None) -> None:
+    """Concurrency rules per scope and limit key (Restate 1.7's `restate rules`), kept in the store.
+
+    Patterns given to `durably serve --concurrency-limit` take the flag's value again at every start.
+    """
+
+
+@rules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON.")
+@_admin_option
+def list_rules(as_json: bool, admin_url: str | None) -> None:
+    """The rules, and how many invocations each budget in use runs now."""
+    with _reporting(), _admin(admin_url) as admin:
+        book = admin.rules()
+    if as_json:
+        _json_out(book)
+        return
+    if not book["rules"]:
+        click.echo("no rules")
+    else:
+        for line in _table(["PATTERN", "CONCURRENCY"], [[r["pattern"], str(r["concurrency"])] for r in book["rules"]]):
+            click.echo(line)
+    if book.get("usage"):
+        click.echo("")
+        rows = [[u["level"], str(u["used"]), "" if u["limit"] is None else str(u["limit"])] for u in book["usage"]]
+        for line in _table(["IN USE", "RUNNING", "LIMIT"], rows):
+            click.echo(line)
+
+
+@rules.command("set")
+@click.argument("pattern")
+@click.option("--concurrency", type=click.IntRange(min=1), required=True, help="At most this many at once.")
+@_admin_option
+def set_rule(pattern: str, concurrency: int, admin_url: str | None) -> None:
+    """Create or change the rule for PATTERN ('*', 'scope', 'scope/*', 'scope/l1/*'...)."""
+    with _reporting(), _admin(admin_url) as admin:
+        admin.set_rule(pattern, concurrency)
+    click.echo(f"{pattern}: concurrency {concurrency}")
+
+
+@rules.command("delete")
+@click.argument("pattern")
+@_admin_option
+def delete_rule(pattern: str, admin_url: str | None) -> None:
+    """Remove the rule for PATTERN."""
+    with _reporting(), _admin(admin_url) as admin:
+        admin.delete_rule(pattern)
+    click.echo(f"deleted {pattern}")
 
 
 # ---- commands kept in modules of their own ----

@@ -302,3 +302,19 @@ class AdminClient(_Client):
                                 "(invocations still running on it then fail)")
         if resp.status_code >= 300:
             self._raise(resp, path)
+
+    def rules(self) -> dict[str, Any]:
+        """The concurrency rule book and its usage: `{"rules": [{"pattern", "concurrency"}], "usage": [...]}`."""
+        return self._json("/rules")
+
+    def set_rule(self, pattern: str, concurrency: int) -> None:
+        """Create or change a concurrency rule (Restate's `restate rules set PATTERN --concurrency N`)."""
+        resp = self._request("PUT", "/rules", json={"pattern": pattern, "concurrency": concurrency})
+        if resp.status_code >= 300:
+            self._raise(resp, "/rules")
+
+    def delete_rule(self, pattern: str) -> None:
+        """Remove a concurrency rule; RequestFailed 404 if there is none for the pattern."""
+        resp = self._request("DELETE", "/rules", params={"pattern": pattern})
+        if resp.status_code >= 300:
+            self._raise(resp, "/rules")

@@ -23,6 +23,7 @@ from durably.sdk.context import (
     WorkflowSharedContext,
 )
 from durably.sdk.options import RunOptions
+from durably.sdk.scope import ScopedContext
 from durably.sdk.serde import DefaultSerde, Serde
 
 T = TypeVar("T")
@@ -56,6 +57,7 @@ __all__ = [
     "RunAction",
     "RunFuture",
     "RunOptions",
+    "ScopedContext",
     "SendHandle",
     "Serde",
     "SleepFuture",

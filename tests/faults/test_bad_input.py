@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import httpx
 import pydantic
@@ -319,3 +319,26 @@ def test_json_type_check_matches_pydantic_strict(hint: Any, value: Any) -> None:
     except Mismatch:
         ours = False
     assert ours == expected, (hint, value)
+
+
+class _Req(TypedDict):
+    name: str
+    delayMillis: int | None
+    type: Literal["go"]
+
+
+_typed = durably.Service("TypedDictInput")
+
+
+@_typed.handler()
+async def typed(ctx: durably.Context, req: _Req) -> str:
+    return req["name"]
+
+
+async def test_typeddict_keys_may_be_absent_but_present_ones_must_fit(runtime) -> None:
+    # As restate-sdk: a TypedDict is a plain dict at runtime, and Restate's own suite omits null fields.
+    async with runtime(durably.app(services=[_typed])) as rt, rt.http() as http:
+        ok = await http.post("/TypedDictInput/typed", json={"name": "Ada"})
+        bad = await http.post("/TypedDictInput/typed", json={"name": "Ada", "delayMillis": "soon"})
+    assert (ok.status_code, ok.json()) == (200, "Ada")
+    assert bad.status_code == 400 and "delayMillis" in bad.json()["message"]

@@ -98,4 +98,42 @@ async def click(ctx: durably.WorkflowSharedContext, link: str) -> None:
     await ctx.promise("link").resolve(link)
 
 
-app = durably.app(services=[greeter, counter, signup])
+signals = durably.Service("InteropSignals")
+
+
+@signals.handler()
+async def wait(ctx: durably.Context) -> list:
+    """A named signal raced against a long sleep."""
+    return await durably.select(sig=ctx.signal("go", type_hint=str), timeout=ctx.sleep(timedelta(hours=1)))
+
+
+@signals.handler()
+async def wait_caught(ctx: durably.Context) -> str:
+    try:
+        return await ctx.signal("go", type_hint=str)
+    except TerminalError as e:
+        return f"rejected {e.status_code} {e.message}"
+
+
+@signals.handler()
+async def resolve(ctx: durably.Context, req: dict) -> None:
+    ctx.resolve_signal(req["id"], "go", req["value"])
+
+
+@signals.handler()
+async def reject(ctx: durably.Context, req: dict) -> None:
+    ctx.reject_signal(req["id"], "go", req["message"], 451)
+
+
+@signals.handler()
+async def scoped(ctx: durably.Context) -> list:
+    """Calls whoami within scope tenant1, limit key a."""
+    return await ctx.scope("tenant1").service_call(whoami, limit_key="a")
+
+
+@signals.handler()
+async def whoami(ctx: durably.Context) -> list:
+    return [ctx.request().scope, ctx.request().limit_key]
+
+
+app = durably.app(services=[greeter, counter, signup, signals])

@@ -141,4 +141,70 @@ async def call_durably(ctx: restate.Context, n: int) -> int:
     return int(raw) + 1
 
 
-app = restate.app(services=[greeter, counter, signup])
+signals = restate.Service("SdkSignals")
+
+
+@signals.handler()
+async def wait(ctx: restate.Context) -> list:
+    """A named signal raced against a long sleep."""
+    match await restate.select(sig=ctx.signal("go", type_hint=str), timeout=ctx.sleep(timedelta(hours=1))):
+        case ["sig", value]:
+            return ["sig", value]
+        case _:
+            return ["timeout", None]
+
+
+@signals.handler()
+async def wait_caught(ctx: restate.Context) -> str:
+    try:
+        return await ctx.signal("go", type_hint=str)
+    except TerminalError as e:
+        return f"rejected {e.status_code} {e.message}"
+
+
+@signals.handler()
+async def whoami(ctx: restate.Context) -> list:
+    """The scope and limit key the invocation was started with."""
+    req = ctx.request()
+    return [req.scope, req.limit_key, sorted(k for k in req.headers if k.startswith("x-restate-"))]
+
+
+@signals.handler()
+async def scoped_call(ctx: restate.Context) -> list:
+    return await ctx.scope("tenant1").service_call(whoami, arg=None, limit_key="a")
+
+
+@signals.handler()
+async def resolve(ctx: restate.Context, req: dict) -> None:
+    ctx.resolve_signal(req["id"], "go", req["value"])
+
+
+@signals.handler()
+async def reject(ctx: restate.Context, req: dict) -> None:
+    ctx.reject_signal(req["id"], "go", req["message"], 451)
+
+
+kill_runner = restate.VirtualObject("SdkKillRunner")
+kill_singleton = restate.VirtualObject("SdkKillSingleton")
+
+
+@kill_runner.handler(name="startCallTree")
+async def start_call_tree(ctx: restate.ObjectContext) -> None:
+    await ctx.object_call(recursive_call, key=ctx.key(), arg=None)
+
+
+@kill_singleton.handler(name="recursiveCall")
+async def recursive_call(ctx: restate.ObjectContext) -> None:
+    """Publishes an awakeable, waits for it, then calls itself on its own key: deadlocked on its lock."""
+    aw_id, fut = ctx.awakeable()
+    await ctx.run_typed("publish", lambda: effect(f"{ctx.key()} {aw_id}"))
+    await fut
+    await ctx.object_call(recursive_call, key=ctx.key(), arg=None)
+
+
+@kill_singleton.handler(name="isUnlocked")
+async def is_unlocked(ctx: restate.ObjectContext) -> str:
+    return "unlocked"
+
+
+app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton])

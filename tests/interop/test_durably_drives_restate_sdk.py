@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 import durably
+from durably.server.invocation import INBOXED
+from durably.server.store.base import COL
 from durably.testing import TestRuntime
 
 from .conftest import SdkDeployment
@@ -118,3 +120,65 @@ async def test_embedded_and_remote_call_each_other(rt: TestRuntime) -> None:
     async with rt.http() as http:
         assert (await http.post("/DurablyLocal/call_remote", json=key)).json() == 3
         assert (await http.post("/SdkGreeter/call_durably", json=20)).json() == 41
+
+
+@pytest.mark.parametrize("handler", ["wait", "wait_caught"])
+async def test_named_signals_across_invocations(rt: TestRuntime, handler: str) -> None:
+    async with rt.http() as http:
+        sent = await http.post(f"/SdkSignals/{handler}/send")
+        assert sent.status_code == 202, sent.text
+        inv = sent.json()["invocationId"]
+        if handler == "wait":
+            ok = await http.post("/SdkSignals/resolve", json={"id": inv, "value": "now"})
+            expected: object = ["sig", "now"]
+        else:
+            ok = await http.post("/SdkSignals/reject", json={"id": inv, "message": "nope"})
+            expected = "rejected 451 nope"
+        assert ok.status_code == 200, ok.text
+        attached = await asyncio.wait_for(http.get(f"/restate/invocation/{inv}/attach"), 30)
+    assert (attached.status_code, attached.json()) == (200, expected)
+
+
+async def test_kill_reaches_the_remote_call_tree(rt: TestRuntime, sdk_deployment: SdkDeployment) -> None:
+    key = f"k-{uuid.uuid4()}"
+    async with rt.http() as http:
+        sent = await http.post(f"/SdkKillRunner/{key}/startCallTree/send")
+        root = sent.json()["invocationId"]
+        lines: list[str] = []
+        for _ in range(3000):
+            lines = [x for x in sdk_deployment.lines() if x.startswith(key + " ")]
+            if lines:
+                break
+            await rt.settle()
+        aw_id = lines[0].split(" ", 1)[1]
+        assert (await http.post(f"/restate/awakeables/{aw_id}/resolve", json="go")).status_code == 202
+        # Wait until the self-call is queued behind its own caller's lock: the tree is deadlocked.
+        def deadlocked() -> bool:
+            return any(r[COL["key"]] == key and r[COL["status"]] == INBOXED for r in rt.store.list_invocations())
+
+        for _ in range(3000):
+            await rt.engine.flushed()
+            if deadlocked():
+                break
+            await rt.settle()
+        assert deadlocked()
+        assert rt.engine.kill(root) == 200
+        answer = await asyncio.wait_for(http.get(f"/restate/invocation/{root}/attach"), 30)
+        assert (answer.status_code, answer.json()["message"]) == (409, "killed")
+        unlocked = await asyncio.wait_for(http.post(f"/SdkKillSingleton/{key}/isUnlocked"), 30)
+    assert (unlocked.status_code, unlocked.json()) == (200, "unlocked")
+
+
+async def test_scopes_and_limit_keys_reach_restate_sdk_handlers(rt: TestRuntime) -> None:
+    # Durably speaks protocol v7 with the deployment, so scope and limit key travel in Start (not as
+    # request headers), and restate-sdk's ctx.scope() calls are accepted.
+    dep = next(iter(rt.engine.deployments.values()))
+    assert dep.protocol_version == 7
+    rt.engine.set_concurrency_rule("tenant1", 1)
+    async with rt.http() as http:
+        scoped = await http.post("/restate/scope/tenant1/call/SdkSignals/whoami?limit-key=a/b")
+        plain = await http.post("/SdkSignals/whoami")
+        inner = await asyncio.wait_for(http.post("/SdkSignals/scoped_call"), 30)
+    assert (scoped.status_code, scoped.json()) == (200, ["tenant1", "a/b", ["x-restate-ingress-path"]])
+    assert (plain.status_code, plain.json()) == (200, [None, None, ["x-restate-ingress-path"]])
+    assert (inner.status_code, inner.json()) == (200, ["tenant1", "a", []])

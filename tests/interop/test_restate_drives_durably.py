@@ -110,3 +110,41 @@ def test_cancellation_runs_compensation(restate: RestateServer) -> None:
     out = httpx.get(f"{restate.ingress}/restate/invocation/{inv}/attach", timeout=60)
     assert out.status_code == 409
     wait_until(lambda: EFFECTS[key + "-undo"] == 1, 30, "the compensation")
+
+
+@pytest.mark.parametrize("handler", ["wait", "wait_caught"])
+def test_named_signals_across_invocations(restate: RestateServer, handler: str) -> None:
+    sent = httpx.post(f"{restate.ingress}/InteropSignals/{handler}/send", timeout=30)
+    assert sent.status_code == 202, sent.text
+    inv = sent.json()["invocationId"]
+    if handler == "wait":
+        assert call(restate, "InteropSignals/resolve", {"id": inv, "value": "now"}).status_code == 200
+        expected = ["sig", "now"]
+    else:
+        assert call(restate, "InteropSignals/reject", {"id": inv, "message": "nope"}).status_code == 200
+        expected = "rejected 451 nope"
+    attached = httpx.get(f"{restate.ingress}/restate/invocation/{inv}/attach", timeout=60)
+    assert (attached.status_code, attached.json()) == (200, expected)
+
+
+@pytest.mark.parametrize("mode", ["bidi", "always-replay"])
+def test_protocol_v7_with_flow_control(tmp_path, durably_deployment, mode: str) -> None:
+    """Restate 1.7.12 with protocol v7 and flow control on: runs acked, suspensions as future trees,
+    scopes and limit keys delivered to Durably's handlers."""
+    env = {"RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7": "true", "RESTATE_EXPERIMENTAL_ENABLE_VQUEUES": "true"}
+    if mode == "always-replay":
+        env["RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT"] = "0s"
+    server = RestateServer(tmp_path, env)
+    try:
+        server.register(durably_deployment.url)
+        deployments = httpx.get(f"{server.admin}/deployments", timeout=10).json()["deployments"]
+        assert any(d.get("max_protocol_version") == 7 for d in deployments), deployments
+        assert call(server, "InteropSignals/scoped").json() == ["tenant1", "a"]
+        scoped = httpx.post(f"{server.ingress}/restate/scope/s9/call/InteropSignals/whoami?limit-key=x/y", timeout=60)
+        assert (scoped.status_code, scoped.json()) == (200, ["s9", "x/y"])
+        key = f"v7-{uuid.uuid4()}"
+        assert call(server, "InteropGreeter/flaky", key).json() == "ok after 3"  # runs, acked
+        assert call(server, "InteropGreeter/nap", 20).json() == "rested"  # suspends and resumes
+        assert call(server, "InteropGreeter/first_of").json() == ["soon", None]
+    finally:
+        server.stop()

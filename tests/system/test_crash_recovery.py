@@ -8,6 +8,7 @@ files: the handler logs each step's side effect to `effects.log` and each attemp
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -178,9 +179,10 @@ def test_same_idempotency_key_after_completion_returns_stored_result(
 @pytest.mark.parametrize("closure", ["async", "sync"])
 def test_sigterm_while_blocked_exits_cleanly_and_resumes(
         durably_serve: ServerFactory, tmp_path: Path, closure: str) -> None:
-    """SIGTERM with a handler blocked inside a step: exit 0 promptly, and the invocation resumes on restart.
+    """SIGTERM twice with a handler blocked inside a step: exit 0 promptly, and the invocation resumes on restart.
 
-    "sync": the step closure is a plain function (runs on a worker thread); "async": a coroutine.
+    (One SIGTERM waits up to --shutdown-grace for the step: tests/faults/test_graceful_stop.py; the second
+    stops at once.) "sync": the step closure is a plain function (runs on a worker thread); "async": a coroutine.
     """
     work = tmp_path / "work"
     work.mkdir()
@@ -190,6 +192,9 @@ def test_sigterm_while_blocked_exits_cleanly_and_resumes(
     inv_id = send(first, request_body(work, block_at, async_steps=closure == "async"), key)
     wait_for_step(first, work, block_at, first.pid)
 
+    first.proc.send_signal(signal.SIGTERM)
+    # Signals sent together are delivered as one: the second goes once the first is being handled.
+    wait_until(lambda: "stopping: new requests are refused" in first.log(), WAIT_S, "the graceful stop to begin")
     code = first.terminate(EXIT_TIMEOUT_S)
     assert code is not None, (
         f"durably serve did not exit within {EXIT_TIMEOUT_S}s of SIGTERM while a {closure} ctx.run closure "

@@ -69,7 +69,7 @@ def test_saga_compensates_in_reverse_order(durably_serve: ServerFactory, saga_lo
         ("booked", "flight", booked["flight"]), ("booked", "car", booked["car"]), ("booked", "hotel", booked["hotel"])]
 
     assert failed.status_code == HOTEL_STATUS, failed.text
-    assert failed.json() == {"code": HOTEL_STATUS, "message": "hotel 'Ritz' is fully booked"}
+    assert failed.json() == {"code": HOTEL_STATUS, "message": "hotel 'Ritz' is fully booked", "source": "invocation"}
     lines = saga_lines(saga_log, "bad")
     assert {pid for *_, pid in lines} == {server.pid}
     flight, car = lines[0][2], lines[1][2]
@@ -114,7 +114,8 @@ def test_saga_survives_sigkill_during_compensation(
         attached = c.get(f"/restate/invocation/TripBooking/book/{key}/attach")
     assert attached.status_code == HOTEL_STATUS, attached.text
     assert attached.headers["x-restate-id"] == inv_id
-    assert attached.json() == {"code": HOTEL_STATUS, "message": "hotel 'Ritz' is fully booked"}
+    assert attached.json() == {"code": HOTEL_STATUS, "message": "hotel 'Ritz' is fully booked",
+                             "source": "invocation"}
 
     lines = saga_lines(saga_log, key)
     flight, car = lines[0][2], lines[1][2]

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from durably.protocol import protocol_pb2 as pb
+from durably.sdk import current
 from durably.sdk.errors import (
     JOURNAL_MISMATCH,
     AttemptEndedException,
@@ -31,6 +32,7 @@ from durably.sdk.errors import (
     VMError,
 )
 from durably.sdk.input_check import BadInput, decode_input
+from durably.sdk.misuse import report, sdk_misuse
 from durably.sdk.options import RunOptions
 from durably.sdk.output_check import encode_or_fail, unencodable_message
 from durably.sdk.replay_log import CURRENT_VM
@@ -106,6 +108,8 @@ class Attempt:
         self._runs: dict[int, _PendingRun] = {}
         self._ended: BaseException | None = None
         self._replayed_run_pending = False
+        # Set when the handler failed by using the SDK wrongly (see sdk/misuse.py): the error message.
+        self.code_bug: str | None = None
         self.started_at = time.monotonic()
         # Created on the first ctx.request() only: most handlers never ask for it.
         self.finished_event: AttemptFinishedEvent | None = None
@@ -364,6 +368,7 @@ class Attempt:
         vm = self.vm
         h = self.handler
         vm_token = CURRENT_VM.set(vm)  # durably.getLogger stays silent while this VM replays
+        bound = current.bind(ctx)  # integrations find the handler's ctx through durably.extensions
         try:
             try:
                 if h.takes_input:
@@ -399,8 +404,13 @@ class Attempt:
                 vm.sys_output(failure=failure(cause.status_code, cause.message, cause.metadata))
                 vm.sys_end()
             elif not vm.closed:
-                vm.sys_error(500, repr(e), "".join(traceback.format_exception(e)))
+                misuse = sdk_misuse(e)
+                if misuse is not None:
+                    # A bug in the handler, not a transient fault: retried all the same, but said loudly.
+                    self.code_bug = report(e, misuse, h)
+                vm.sys_error(500, self.code_bug or repr(e), "".join(traceback.format_exception(e)))
         finally:
+            current.unbind(bound, ctx)
             CURRENT_VM.reset(vm_token)
             if self.finished_event is not None:
                 self.finished_event.set()

@@ -23,6 +23,7 @@ from durably.sdk.errors import TerminalError, VMError
 from durably.sdk.input_check import input_problem, is_checked
 from durably.sdk.options import RunOptions
 from durably.sdk.output_check import encode_or_fail
+from durably.sdk.scope import FLOW_HEADERS, ScopedContext
 from durably.sdk.serde import BytesSerde, DefaultSerde, Serde, serde_for
 from durably.sdk.service import Handler, handler_of
 from durably.sdk.vm import notification_value, signal_handle
@@ -40,6 +41,8 @@ class Request:
     body: bytes
     idempotency_key: str | None = None
     attempt_finished_event: AttemptFinishedEvent | None = None
+    scope: str | None = None
+    limit_key: str | None = None
 
 
 class DurableFuture(Generic[T]):
@@ -224,16 +227,23 @@ class Context:
     def request(self) -> Request:
         """The request that started this invocation."""
         inp = self._attempt.vm.input()
+        start = self._attempt.vm.start
         if self._attempt.finished_event is None:
             self._attempt.finished_event = AttemptFinishedEvent()
         return Request(
             id=self._invocation_id,
-            headers={h.key: h.value for h in inp.headers},
+            headers={h.key: h.value for h in inp.headers if h.key not in FLOW_HEADERS},
             attempt_headers=dict(self._attempt.attempt_headers),
             body=inp.value.content,
-            idempotency_key=self._attempt.vm.start.idempotency_key or None,
+            idempotency_key=start.idempotency_key or None,
             attempt_finished_event=self._attempt.finished_event,
+            scope=start.scope if start.HasField("scope") else None,
+            limit_key=start.limit_key if start.HasField("limit_key") else None,
         )
+
+    def scope(self, scope: str) -> ScopedContext:
+        """Calls and sends within `scope` (flow control: concurrency limits per scope and limit key)."""
+        return ScopedContext(self, scope)
 
     def random(self) -> _random.Random:
         """A random generator seeded by the invocation: the same numbers on every attempt.
@@ -295,20 +305,30 @@ class Context:
     # ---- calling other handlers ----
 
     def _call(self, service: str, handler: str, param: bytes, key: str, idempotency_key: str | None,
-              headers: dict[str, str] | None, decode: Callable[[Any], T]) -> CallFuture[T]:
+              headers: dict[str, str] | None, decode: Callable[[Any], T], scope: str | None = None,
+              limit_key: str | None = None) -> CallFuture[T]:
         self._check_not_in_run("call another handler")
         cmd = pb.CallCommandMessage(service_name=service, handler_name=handler, parameter=param, key=key)
         if idempotency_key:
             cmd.idempotency_key = idempotency_key
+        if scope is not None:
+            cmd.scope = scope
+        if limit_key is not None:
+            cmd.limit_key = limit_key
         for k, v in (headers or {}).items():
             cmd.headers.add(key=k, value=v)
         id_handle, handle = self._vm_call(self._attempt.vm.sys_call, cmd)
         return CallFuture(self, handle, decode, id_handle)
 
     def _send(self, service: str, handler: str, param: bytes, key: str, send_delay: timedelta | None,
-              idempotency_key: str | None, headers: dict[str, str] | None) -> SendHandle:
+              idempotency_key: str | None, headers: dict[str, str] | None, scope: str | None = None,
+              limit_key: str | None = None) -> SendHandle:
         self._check_not_in_run("send to another handler")
         cmd = pb.OneWayCallCommandMessage(service_name=service, handler_name=handler, parameter=param, key=key)
+        if scope is not None:
+            cmd.scope = scope
+        if limit_key is not None:
+            cmd.limit_key = limit_key
         if send_delay:
             cmd.invoke_time = int(self._attempt.clock() * 1000 + send_delay.total_seconds() * 1000)
         if idempotency_key:
@@ -317,53 +337,68 @@ class Context:
             cmd.headers.add(key=k, value=v)
         return SendHandle(self, self._vm_call(self._attempt.vm.sys_send, cmd))
 
+    # `scope`/`limit_key` (keyword-only) are what ctx.scope(...) passes; see durably.sdk.scope.
+
     def service_call(self, tpe: Callable[..., Awaitable[T]], arg: Any = None, idempotency_key: str | None = None,
-                     headers: dict[str, str] | None = None) -> CallFuture[T]:
+                     headers: dict[str, str] | None = None, *, scope: str | None = None,
+                     limit_key: str | None = None) -> CallFuture[T]:
         """Call a handler of a service and get a future of its result (exactly once, journaled)."""
         h = handler_of(tpe)
         return self._call(h.service.name, h.name, _encode_arg(h, arg), "", idempotency_key, headers,
-                          _decoder(h))
+                          _decoder(h), scope, limit_key)
 
     def object_call(self, tpe: Callable[..., Awaitable[T]], key: str, arg: Any = None,
-                    idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[T]:
+                    idempotency_key: str | None = None, headers: dict[str, str] | None = None, *,
+                    scope: str | None = None, limit_key: str | None = None) -> CallFuture[T]:
         """Call a handler of a virtual object on `key`."""
         h = handler_of(tpe)
-        return self._call(h.service.name, h.name, _encode_arg(h, arg), key, idempotency_key, headers, _decoder(h))
+        return self._call(h.service.name, h.name, _encode_arg(h, arg), key, idempotency_key, headers, _decoder(h),
+                          scope, limit_key)
 
     def workflow_call(self, tpe: Callable[..., Awaitable[T]], key: str, arg: Any = None,
-                      idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[T]:
+                      idempotency_key: str | None = None, headers: dict[str, str] | None = None, *,
+                      scope: str | None = None, limit_key: str | None = None) -> CallFuture[T]:
         """Call a handler of a workflow on `key`."""
-        return self.object_call(tpe, key, arg, idempotency_key, headers)
+        return self.object_call(tpe, key, arg, idempotency_key, headers, scope=scope, limit_key=limit_key)
 
     def service_send(self, tpe: Callable[..., Awaitable[Any]], arg: Any = None, send_delay: timedelta | None = None,
-                     idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> SendHandle:
+                     idempotency_key: str | None = None, headers: dict[str, str] | None = None, *,
+                     scope: str | None = None, limit_key: str | None = None) -> SendHandle:
         """Start a handler of a service without waiting for it (optionally after `send_delay`)."""
         h = handler_of(tpe)
-        return self._send(h.service.name, h.name, _encode_arg(h, arg), "", send_delay, idempotency_key, headers)
+        return self._send(h.service.name, h.name, _encode_arg(h, arg), "", send_delay, idempotency_key, headers,
+                          scope, limit_key)
 
     def object_send(self, tpe: Callable[..., Awaitable[Any]], key: str, arg: Any = None,
                     send_delay: timedelta | None = None, idempotency_key: str | None = None,
-                    headers: dict[str, str] | None = None) -> SendHandle:
+                    headers: dict[str, str] | None = None, *, scope: str | None = None,
+                    limit_key: str | None = None) -> SendHandle:
         """Start a handler of a virtual object on `key` without waiting for it."""
         h = handler_of(tpe)
-        return self._send(h.service.name, h.name, _encode_arg(h, arg), key, send_delay, idempotency_key, headers)
+        return self._send(h.service.name, h.name, _encode_arg(h, arg), key, send_delay, idempotency_key, headers,
+                          scope, limit_key)
 
     def workflow_send(self, tpe: Callable[..., Awaitable[Any]], key: str, arg: Any = None,
                       send_delay: timedelta | None = None, idempotency_key: str | None = None,
-                      headers: dict[str, str] | None = None) -> SendHandle:
+                      headers: dict[str, str] | None = None, *, scope: str | None = None,
+                      limit_key: str | None = None) -> SendHandle:
         """Start a handler of a workflow on `key` without waiting for it."""
-        return self.object_send(tpe, key, arg, send_delay, idempotency_key, headers)
+        return self.object_send(tpe, key, arg, send_delay, idempotency_key, headers, scope=scope,
+                                limit_key=limit_key)
 
     def generic_call(self, service: str, handler: str, arg: bytes, key: str | None = None,
-                     idempotency_key: str | None = None, headers: dict[str, str] | None = None) -> CallFuture[bytes]:
+                     idempotency_key: str | None = None, headers: dict[str, str] | None = None,
+                     scope: str | None = None, limit_key: str | None = None) -> CallFuture[bytes]:
         """Call any handler by name with raw bytes; the result is raw bytes."""
-        return self._call(service, handler, arg, key or "", idempotency_key, headers, lambda v: v or b"")
+        return self._call(service, handler, arg, key or "", idempotency_key, headers, lambda v: v or b"", scope,
+                          limit_key)
 
     def generic_send(self, service: str, handler: str, arg: bytes, key: str | None = None,
                      send_delay: timedelta | None = None, idempotency_key: str | None = None,
-                     headers: dict[str, str] | None = None) -> SendHandle:
+                     headers: dict[str, str] | None = None, scope: str | None = None,
+                     limit_key: str | None = None) -> SendHandle:
         """Start any handler by name with raw bytes, without waiting for it."""
-        return self._send(service, handler, arg, key or "", send_delay, idempotency_key, headers)
+        return self._send(service, handler, arg, key or "", send_delay, idempotency_key, headers, scope, limit_key)
 
     # ---- awakeables, cancellation, attaching ----
 
@@ -395,6 +430,35 @@ class Context:
         cmd.failure.code = failure_code
         cmd.failure.message = failure_message
         self._vm_call(self._attempt.vm.sys_complete_awakeable, cmd)
+
+    # ---- named signals ----
+
+    def signal(self, name: str, serde: Serde[T] | None = None, type_hint: type[T] | None = None) -> DurableFuture[T]:
+        """A future completed when someone resolves (or rejects) the signal `name` of this invocation.
+
+        Other handlers send it with `ctx.resolve_signal(invocation_id, name, value)`. A signal sent before
+        the handler asks for it is kept; use the future in select/gather like any other.
+        """
+        self._check_not_in_run("await a signal")
+        s = serde_for(serde, type_hint)
+        handle = self._vm_call(self._attempt.vm.sys_signal, name)
+        return DurableFuture(self, handle, lambda v: None if v is None else s.deserialize(v))
+
+    def resolve_signal(self, invocation_id: str, name: str, value: Any, serde: Serde[Any] | None = None) -> None:
+        """Complete the signal `name` of another invocation with a value."""
+        self._check_not_in_run("resolve a signal")
+        s = serde if serde is not None else DefaultSerde(type(value))
+        cmd = pb.SendSignalCommandMessage(target_invocation_id=invocation_id, name=name)
+        cmd.value.content = s.serialize(value)
+        self._vm_call(self._attempt.vm.sys_send_signal, cmd)
+
+    def reject_signal(self, invocation_id: str, name: str, failure_message: str, failure_code: int = 500) -> None:
+        """Complete the signal `name` of another invocation with a failure (its awaiter gets TerminalError)."""
+        self._check_not_in_run("reject a signal")
+        cmd = pb.SendSignalCommandMessage(target_invocation_id=invocation_id, name=name)
+        cmd.failure.code = failure_code
+        cmd.failure.message = failure_message
+        self._vm_call(self._attempt.vm.sys_send_signal, cmd)
 
     def cancel_invocation(self, invocation_id: str) -> None:
         """Cancel another invocation: it gets TerminalError 409 at its next await and may compensate."""

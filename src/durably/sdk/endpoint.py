@@ -1,7 +1,7 @@
 """The ASGI endpoint that makes an app a Restate service deployment.
 
     GET  .../discover                     the endpoint manifest (services, handlers, options)
-    POST .../invoke/{service}/{handler}   one attempt, as a stream of protocol frames (v5, v6)
+    POST .../invoke/{service}/{handler}   one attempt, as a stream of protocol frames (v5 to v7)
     GET  .../health
 
 Serve `app` with any ASGI server that speaks HTTP/2 cleartext (e.g. `hypercorn --bind 0.0.0.0:9080 app:app`)
@@ -31,7 +31,7 @@ from durably.sdk.service import App, Handler, ServiceDefinition
 log = logging.getLogger("durably.endpoint")
 
 
-SUPPORTED_PROTOCOLS = {f"application/vnd.restate.invocation.v{v}": v for v in (5, 6)}
+SUPPORTED_PROTOCOLS = {f"application/vnd.restate.invocation.v{v}": v for v in (5, 6, 7)}
 MANIFEST_TYPE = "application/vnd.restate.endpointmanifest.v{}+json"
 SERVER_HEADER = (b"x-restate-server", b"durably-python/0.1.0")
 
@@ -135,7 +135,7 @@ def manifest(app: App, version: int, protocol_mode: str) -> dict[str, Any]:
     return {
         "protocolMode": protocol_mode,
         "minProtocolVersion": 5,
-        "maxProtocolVersion": 6,
+        "maxProtocolVersion": 7,
         "services": [_service_manifest(s, version) for s in app.services.values()],
     }
 
@@ -149,14 +149,24 @@ async def _plain(send: Send, status: int, text: str) -> None:
 
 
 class _StreamTransport:
-    """Writes the attempt's messages as frames on the HTTP response."""
+    """Writes the attempt's messages as frames on the HTTP response (in the negotiated version's form)."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, version: int = 6) -> None:
         self._send = send
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._v7 = version >= 7
 
     def send(self, messages: list[tuple[int, Message]]) -> None:
-        self._queue.put_nowait(b"".join(encode_message(msg) for _, msg in messages))
+        self._queue.put_nowait(b"".join(self._frame(t, msg) for t, msg in messages))
+
+    def _frame(self, type_id: int, msg: Message) -> bytes:
+        if not self._v7:
+            return encode_message(msg)
+        if type_id == m.PROPOSE_RUN_COMPLETION:
+            return encode_message(msg, ack=True)  # v7: the server answers with ProposeRunCompletionAck
+        if type_id == m.SUSPENSION:
+            return encode_message(_v7_suspension(msg))  # type: ignore[arg-type]
+        return encode_message(msg)
 
     def finish(self) -> None:
         self._queue.put_nowait(None)
@@ -164,6 +174,17 @@ class _StreamTransport:
     async def pump(self) -> None:
         while (chunk := await self._queue.get()) is not None:
             await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+def _v7_suspension(flat: pb.SuspensionMessage) -> pb.SuspensionMessage:
+    """The v7 form of a suspension: the awaited handles as one future that completes with any of them."""
+    out = pb.SuspensionMessage()
+    fut = out.awaiting_on
+    fut.waiting_completions.extend(flat.waiting_completions)
+    fut.waiting_signals.extend(flat.waiting_signals)
+    fut.waiting_named_signals.extend(flat.waiting_named_signals)
+    fut.combinator_type = pb.FIRST_COMPLETED
+    return out
 
 
 class Endpoint:
@@ -215,7 +236,7 @@ class Endpoint:
         ctype = _headers(scope).get("content-type", "")
         version = SUPPORTED_PROTOCOLS.get(ctype.split(";")[0].strip())
         if version is None:
-            await _plain(send, 415, f"unsupported protocol version {ctype!r}: this endpoint speaks v5 and v6")
+            await _plain(send, 415, f"unsupported protocol version {ctype!r}: this endpoint speaks v5 to v7")
             return
         # The response head goes out before the body is read: the server waits for it.
         await send({"type": "http.response.start", "status": 200,
@@ -289,7 +310,7 @@ class _Invocation:
             code = e.code if isinstance(e, VMError) else 571
             await self._fail(code, str(e))
             return
-        transport = _StreamTransport(self.send)
+        transport = _StreamTransport(self.send, self.version)
         headers = _headers(self.scope)
         attempt = Attempt(self.handler, vm, transport, attempt_headers=headers)
         if self.input_closed:
@@ -323,7 +344,12 @@ class _Invocation:
                 for type_id, msg in frames or ():
                     if m.is_notification(type_id):
                         attempt.deliver(type_id, msg)
-                    elif type_id == m.COMMAND_ACK or type_id == m.PROPOSE_RUN_COMPLETION_ACK:
+                    elif type_id == m.PROPOSE_RUN_COMPLETION_ACK:
+                        # v7: the proposed result is durable; it stands for the run's completion.
+                        note = attempt.vm.run_completion_acked(msg.completion_id)  # type: ignore[attr-defined]
+                        if note is not None:
+                            attempt.deliver(m.RUN_COMPLETION, note)
+                    elif type_id == m.COMMAND_ACK:
                         pass
                     else:
                         log.warning("unexpected %s from the server", m.type_name(type_id))

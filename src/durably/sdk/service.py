@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -355,8 +355,19 @@ endpoint_factory: Callable[[App], Any] | None = None
 app_built_hooks: list[Callable[[App], None]] = []
 
 
-def app(services: list[ServiceDefinition]) -> App:
-    """Bundle services into an application."""
+def app(services: Iterable[ServiceDefinition], protocol: Literal["bidi", "request_response"] | None = None,
+        identity_keys: list[str] | None = None) -> App:
+    """Bundle services into an application.
+
+    `protocol` and `identity_keys` are restate-sdk's arguments: Durably's endpoint answers in the mode each
+    request asks for, so `protocol` needs no setting; identity keys (request signing) are refused rather
+    than ignored, since an endpoint that skips a verification it was asked for is worse than one that says so.
+    """
+    if identity_keys:
+        raise NotImplementedError("request identity keys (restate-sdk's identity_keys) are not supported by "
+                                  "Durably's endpoint; drop them, and keep the deployment on a private network")
+    if protocol not in (None, "bidi", "request_response"):
+        raise ValueError(f"protocol must be 'bidi' or 'request_response', not {protocol!r}")
     out = App()
     for svc in services:
         if not isinstance(svc, ServiceDefinition):

@@ -26,6 +26,9 @@ CANCEL_SIGNAL = 1
 FIRST_AWAKEABLE_SIGNAL = 17
 # Handles of signals live above every completion id so one int space serves both.
 SIGNAL_HANDLE_BASE = 1 << 32
+# Named signals (restate-sdk's ctx.signal(name)) get handles above the numbered ones, one per name, in the
+# order the attempt first meets the name; the name itself is what the journal and the runtime use.
+NAMED_SIGNAL_HANDLE_BASE = 1 << 48
 
 
 def signal_handle(signal_id: int) -> int:
@@ -62,6 +65,8 @@ class VM:
         if not known or known[0][0] != m.INPUT:
             raise VMError(PROTOCOL_VIOLATION, "the journal must start with the input command")
         self.start = start
+        self._named: dict[str, int] = {}
+        self._proposed: dict[int, pb.ProposeRunCompletionMessage] = {}
         self._commands: deque[tuple[int, Message]] = deque()
         # Notifications become visible one at a time, in journal order, and only when an await cannot be
         # satisfied by what is visible already. Live and on replay the same awaits then see the same
@@ -90,6 +95,19 @@ class VM:
         self.partial_state = start.partial_state
         self.commands_written = 0
 
+    def named_signal_handle(self, name: str) -> int:
+        """The handle of the named signal `name` in this attempt."""
+        handle = self._named.get(name)
+        if handle is None:
+            handle = self._named[name] = NAMED_SIGNAL_HANDLE_BASE + len(self._named)
+        return handle
+
+    def signal_name(self, handle: int) -> str | None:
+        """The name of a named-signal handle (None for other handles)."""
+        if handle < NAMED_SIGNAL_HANDLE_BASE:
+            return None
+        return next((n for n, h in self._named.items() if h == handle), None)
+
     # ---- status ----
 
     @property
@@ -109,8 +127,10 @@ class VM:
             handle = msg.completion_id  # type: ignore[attr-defined]
         elif which == "signal_id":
             handle = signal_handle(msg.signal_id)  # type: ignore[attr-defined]
+        elif which == "signal_name":
+            handle = self.named_signal_handle(msg.signal_name)  # type: ignore[attr-defined]
         else:
-            return  # named signals are a preview feature this VM does not support
+            return  # a notification without an id: nothing can await it
         if handle in self._known:
             return  # a duplicate delivery; the first one counts
         self._arrivals += 1
@@ -212,7 +232,21 @@ class VM:
             msg.failure.CopyFrom(failure)
         else:
             msg.value = value or b""
+        self._proposed[handle] = msg
         self.output.append((m.PROPOSE_RUN_COMPLETION, msg))
+
+    def run_completion_acked(self, handle: int) -> pb.NotificationMessage | None:
+        """Protocol v7: the runtime acknowledged a proposed run result; the notification it stands for
+        (built from the proposal this VM keeps), or None if nothing was proposed for the handle."""
+        proposal = self._proposed.pop(handle, None)
+        if proposal is None:
+            return None
+        note = pb.NotificationMessage(completion_id=handle)
+        if proposal.WhichOneof("result") == "failure":
+            note.failure.CopyFrom(proposal.failure)
+        else:
+            note.value.content = proposal.value
+        return note
 
     def sys_sleep(self, wake_up_time_ms: int, name: str = "") -> int:
         """Journal a durable timer."""
@@ -323,6 +357,12 @@ class VM:
         """Resolve or reject someone's awakeable."""
         self._emit(m.COMPLETE_AWAKEABLE, cmd)
 
+    def sys_signal(self, name: str) -> int:
+        """Await the named signal `name` on this invocation; no command is journaled, only its notification."""
+        if not name:
+            raise VMError(PROTOCOL_VIOLATION, "a signal name must not be empty")
+        return self.named_signal_handle(name)
+
     def sys_send_signal(self, cmd: pb.SendSignalCommandMessage) -> None:
         """Send a signal (cancellation is signal 1) to another invocation."""
         self._emit(m.SEND_SIGNAL, cmd)
@@ -354,7 +394,9 @@ class VM:
         """End the attempt waiting for any of these handles (and for cancellation)."""
         msg = pb.SuspensionMessage()
         completions = sorted(h for h in handles if h < SIGNAL_HANDLE_BASE)
-        signals = {h - SIGNAL_HANDLE_BASE for h in handles if h >= SIGNAL_HANDLE_BASE}
+        signals = {h - SIGNAL_HANDLE_BASE for h in handles if SIGNAL_HANDLE_BASE <= h < NAMED_SIGNAL_HANDLE_BASE}
+        names = sorted({n for h in handles if (n := self.signal_name(h)) is not None})
+        msg.waiting_named_signals.extend(names)
         if not self.cancel_consumed:
             signals.add(CANCEL_SIGNAL)  # a cancellation wakes the invocation, until it has been delivered
         msg.waiting_completions.extend(completions)

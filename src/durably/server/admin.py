@@ -5,6 +5,8 @@
     GET    /invocations[?status=&service=&limit=]       newest first
     GET    /invocations/{id}                            the invocation with its journal
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
+    GET|PUT|DELETE /rules                               concurrency rules (flow control) and their usage
+    PUT /limits/rules, POST /limits/rules/bulk-delete   the same, in Restate's rule-book API
     POST   /deployments {"uri", "use_http_11"?, "force"?, "additional_headers"?}   discover and register
     GET    /deployments, /deployments/{id};  DELETE /deployments/{id}
     DELETE /invocations/{id}?mode=cancel|kill|purge     (deprecated form)
@@ -25,7 +27,8 @@ from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
-from durably.server.engine import Engine
+from durably.server.engine import Engine, EngineStopped
+from durably.server.flow_control import FlowControlError, parse_rule
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -106,6 +109,8 @@ def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int) -> 
         which = msg.WhichOneof("id")
         if which == "signal_id":
             entry["signal"] = msg.signal_id
+        elif which == "signal_name":
+            entry["signal"] = msg.signal_name
         elif which == "completion_id":
             entry["completion_id"] = msg.completion_id
         value = notification_value(msg)
@@ -147,8 +152,9 @@ def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int) -> 
     return entry
 
 
-def _waiting_json(waiting: list[int]) -> list[str]:
-    return [f"signal {h - SIGNAL_HANDLE_BASE}" if h >= SIGNAL_HANDLE_BASE else f"completion {h}" for h in waiting]
+def _waiting_json(waiting: list[int | str]) -> list[str]:
+    return [f"signal '{h}'" if isinstance(h, str) else f"signal {h - SIGNAL_HANDLE_BASE}"
+            if h >= SIGNAL_HANDLE_BASE else f"completion {h}" for h in waiting]
 
 
 class Admin:
@@ -156,6 +162,8 @@ class Admin:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Per-pattern versions of Restate's rule-book API, counted while this server runs.
+        self._rule_versions: dict[str, int] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -169,7 +177,11 @@ class Admin:
         method = scope["method"]
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if segs == ["health"]:
-            await respond_json(send, 200, {"status": "ok"})
+            problem = self.engine.health_problem()
+            if problem is not None:
+                await error(send, 503, problem, "admin")
+            else:
+                await respond_json(send, 200, {"status": "ok"})
         elif segs == ["services"] and method == "GET":
             await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
         elif len(segs) == 2 and segs[0] == "services" and method == "GET":
@@ -203,10 +215,85 @@ class Admin:
             else:
                 await self.engine.remove_deployment(dep.id)
                 await respond(send, 202)
+        elif segs == ["rules"]:
+            await self._rules(scope, receive, send, method, query)
+        elif segs in (["limits", "rules"], ["limits", "rules", "bulk-delete"]):
+            await self._restate_rules(scope, receive, send, method, segs[-1] == "bulk-delete")
         elif segs and segs[0] in ("services", "invocations", "health", "deployments"):
             await error(send, 405, f"method {method} not allowed here", "admin")
         else:
             await error(send, 404, "not found", "admin")
+
+    async def _rules(self, scope: dict[str, Any], receive: Receive, send: Send, method: str,
+                     query: dict[str, str]) -> None:
+        """The concurrency rule book: GET lists rules and usage; PUT {"pattern", "concurrency"}; DELETE ?pattern=."""
+        limiter = self.engine.limiter
+        try:
+            if method == "GET":
+                rules = [{"pattern": p, "concurrency": n} for p, n in limiter.rules().items()]
+                await respond_json(send, 200, {"rules": rules, "usage": limiter.usage()})
+            elif method == "PUT":
+                body = json.loads(await read_body(scope, receive, 64 * 1024) or b"{}")
+                pattern, limit = body["pattern"], body["concurrency"]
+                if not isinstance(pattern, str) or not isinstance(limit, int) or isinstance(limit, bool):
+                    raise FlowControlError("send {\"pattern\": \"checkout/*\", \"concurrency\": 5}")
+                self.engine.set_concurrency_rule(pattern, limit)
+                await self.engine.barrier()
+                await respond_json(send, 200, {"pattern": pattern, "concurrency": limit})
+            elif method == "DELETE":
+                if "pattern" not in query:
+                    raise FlowControlError("say which rule: DELETE /rules?pattern=checkout/*")
+                if self.engine.set_concurrency_rule(query["pattern"], None):
+                    await self.engine.barrier()
+                    await respond(send, 200)
+                else:
+                    await error(send, 404, f"no rule for pattern {query['pattern']!r}", "admin")
+            else:
+                await error(send, 405, f"method {method} not allowed here", "admin")
+        except (FlowControlError, KeyError, ValueError, TypeError) as e:
+            await error(send, 400, f"bad rule: {e}", "admin")
+
+    async def _restate_rules(self, scope: dict[str, Any], receive: Receive, send: Send, method: str,
+                             delete: bool) -> None:
+        """Restate's rule-book API: `PUT /limits/rules` upserts a batch, `POST /limits/rules/bulk-delete`
+        removes one (the patterns actually removed come back). A batch is checked whole before any of it
+        applies; a malformed one is 422, as in Restate."""
+        if method != ("POST" if delete else "PUT"):
+            await error(send, 405, f"method {method} not allowed: use {'POST' if delete else 'PUT'}", "admin")
+            return
+        try:
+            body = json.loads(await read_body(scope, receive, 1024 * 1024) or b"null")
+            if not isinstance(body, list) or not all(isinstance(r, dict) and isinstance(r.get("pattern"), str)
+                                                     for r in body):
+                raise FlowControlError("the body must be a JSON array of objects with a \"pattern\"")
+            for r in body:
+                parse_rule(r["pattern"])
+                limit = (r.get("limits") or {}).get("concurrency")
+                if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+                    raise FlowControlError(f"{r['pattern']}: limits.concurrency must be a whole number >= 1")
+        except (ValueError, FlowControlError) as e:
+            await error(send, 422, f"bad rule batch: {e}", "admin")
+            return
+        engine = self.engine
+        if delete:
+            removed = [r["pattern"] for r in body if engine.set_concurrency_rule(r["pattern"], None)]
+            await engine.barrier()
+            await respond_json(send, 200, removed)
+            return
+        out = []
+        for r in body:
+            limit = (r.get("limits") or {}).get("concurrency")
+            disabled = bool(r.get("disabled", False))
+            # A parked (disabled) rule or one without a limit constrains nothing: the limiter drops it.
+            engine.set_concurrency_rule(r["pattern"], None if disabled else limit)
+            self._rule_versions[r["pattern"]] = self._rule_versions.get(r["pattern"], 0) + 1
+            item = {"pattern": r["pattern"], "limits": {"concurrency": limit}, "disabled": disabled,
+                    "version": self._rule_versions[r["pattern"]], "last_modified_millis_since_epoch": engine.now_ms()}
+            if r.get("description") is not None:
+                item["description"] = r["description"]
+            out.append(item)
+        await engine.barrier()
+        await respond_json(send, 200, out)
 
     async def _register(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         try:
@@ -282,6 +369,11 @@ class Admin:
             InvocationId.parse(inv_id)
         except ValueError as e:
             await error(send, 400, f"malformed invocation id: {e}", "admin")
+            return
+        try:
+            self.engine.check_writable()
+        except EngineStopped as e:
+            await error(send, 503, str(e), "admin")
             return
         status = getattr(self.engine, action)(inv_id)
         if status == 404:

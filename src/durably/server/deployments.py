@@ -18,7 +18,7 @@ from durably.sdk.serde import BytesSerde
 from durably.sdk.service import Handler, ServiceDefinition
 
 MANIFEST_ACCEPT = ", ".join(f"application/vnd.restate.endpointmanifest.v{v}+json" for v in (1, 2, 3, 4))
-SUPPORTED_PROTOCOL = (5, 6)
+SUPPORTED_PROTOCOL = (5, 6, 7)  # v7: scopes, limit keys, future-tree suspensions, run-completion acks
 
 
 class DiscoveryError(Exception):
@@ -142,6 +142,6 @@ async def discover(uri: str, use_http_11: bool, headers: dict[str, str]) -> tupl
     lo, hi = manifest.get("minProtocolVersion", 1), manifest.get("maxProtocolVersion", 1)
     version = min(hi, max(SUPPORTED_PROTOCOL))
     if version < lo or version < min(SUPPORTED_PROTOCOL):
-        raise DiscoveryError(f"the deployment speaks protocol v{lo}..v{hi}; Durably speaks v5..v6")
+        raise DiscoveryError(f"the deployment speaks protocol v{lo}..v{hi}; Durably speaks v5..v7")
     mode = manifest.get("protocolMode", "BIDI_STREAM" if not use_http_11 else "REQUEST_RESPONSE")
     return manifest, mode, version

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from durably.sdk.errors import VMError
 from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.sdk.service import App, Handler
 from durably.sdk.vm import CANCEL_SIGNAL, SIGNAL_HANDLE_BASE, VM
+from durably.server import calltree
 from durably.server.clock import Clock
 from durably.server.committer import GroupCommitter
 from durably.server.deployments import (
@@ -35,6 +36,14 @@ from durably.server.deployments import (
     RemoteService,
     discover,
     services_from_manifest,
+)
+from durably.server.flow_control import (
+    LIMIT_KEY_HEADER,
+    SCOPE_HEADER,
+    ConcurrencyLimiter,
+    FlowControlError,
+    check_scope,
+    without_flow_headers,
 )
 from durably.server.invocation import (
     BACKING_OFF,
@@ -62,6 +71,9 @@ _HOLDING = frozenset({INVOKED, SUSPENDED, BACKING_OFF, PAUSED})
 _EVICTABLE = frozenset({SUSPENDED, SCHEDULED, INBOXED, PAUSED})
 
 
+_RULES_META_KEY = "concurrency_rules"
+
+
 class EngineStopped(RuntimeError):
     """The engine is shutting down or failed to write to its store."""
 
@@ -87,6 +99,8 @@ class EngineOptions:
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
     run_threads: int = 64
+    # Restate 1.7's concurrency rules, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
 
 
 class _LocalTransport:
@@ -119,6 +133,12 @@ def _outcome_note(cid: int, outcome: Outcome) -> pb.NotificationMessage:
     return note
 
 
+def _flow_fields(cmd: Any) -> tuple[str | None, str | None]:
+    """The scope and limit key of a call or send command (None when absent)."""
+    return (cmd.scope if cmd.HasField("scope") else None,
+            cmd.limit_key if cmd.HasField("limit_key") else None)
+
+
 def _failure_note(cid: int, code: int, message: str) -> pb.NotificationMessage:
     note = _note(cid)
     note.failure.code = code
@@ -141,6 +161,9 @@ class Engine:
         # Sync ctx.run closures run here; a closure abandoned by the abort timeout keeps its thread.
         self.run_executor = DaemonThreadPool(self.options.run_threads)
         self.keys = KeyTable()
+        self.limiter = ConcurrencyLimiter(self.options.concurrency_rules)
+        # Rules changed over the admin API since the data directory was created (pattern -> limit or None).
+        self._rule_changes: dict[str, int | None] = {}
         # Every invocable service: the embedded app's and those of registered deployments.
         self.services: dict[str, Any] = dict(app.services)
         self.deployments: dict[str, Deployment] = {}
@@ -156,6 +179,8 @@ class Engine:
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Graceful stop (server/shutdown.py): no new work; running attempts finish their step and suspend.
+        self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
 
@@ -229,6 +254,7 @@ class Engine:
         """Resume every unfinished invocation found in the store."""
         self._loop = asyncio.get_running_loop()
         self.committer.start()
+        self._restore_rules()
         self._seq = self.store.max_seq()
         for row in self.store.query("SELECT id, uri, use_http_11, headers, protocol_mode, protocol_version, "
                                     "manifest, created_at FROM deployments ORDER BY created_at"):
@@ -242,7 +268,11 @@ class Engine:
         for target, inv_id, cid, type_id in self.store.load_waiters():
             self._waiters.setdefault(target, []).append((inv_id, cid, type_id))
         rows = [Invocation.from_row(r) for r in self.store.unfinished()]
-        inboxed = sorted((i for i in rows if i.status == INBOXED), key=lambda i: i.inbox_seq or 0)
+        # Inboxed behind a key have an inbox position; those without one wait for a concurrency slot.
+        inboxed = sorted((i for i in rows if i.status == INBOXED and i.inbox_seq is not None),
+                         key=lambda i: i.inbox_seq or 0)
+        flow_queued = sorted((i for i in rows if i.status == INBOXED and i.inbox_seq is None),
+                             key=lambda i: i.seq)
         self._inbox_seq = max((i.inbox_seq or 0 for i in inboxed), default=0)
         for inv in rows:
             if inv.status in _HOLDING and self._is_exclusive(inv):
@@ -258,8 +288,26 @@ class Engine:
                 nxt = entry.inbox.popleft()
                 entry.holder = nxt
                 self._run_queued(nxt)
+        self._recover_flow(rows, flow_queued)
         self.timers.start()
         self._cleanup_task = self._loop.create_task(self._cleanup_loop())
+
+    def _recover_flow(self, rows: list[Invocation], queued: list[Invocation]) -> None:
+        """Rebuild the concurrency counters: running scoped invocations hold slots, queued ones wait again."""
+        if self.limiter.rules():
+            for inv in rows:
+                if inv.status in _HOLDING:
+                    scope, limit_key = self._flow_of(inv)
+                    if scope is not None:
+                        self.limiter.occupy(inv.id, scope, limit_key)
+            for inv in queued:
+                scope, limit_key = self._flow_of(inv)
+                if scope is not None:
+                    self.limiter.enqueue(inv.id, scope, limit_key)
+            admitted = set(self.limiter.drain())
+            queued = [i for i in queued if i.id in admitted or not self.limiter.is_queued(i.id)]
+        for inv in queued:
+            self._admitted(inv.id)
 
     def _recover(self, inv: Invocation) -> None:
         if inv.status == INVOKED:
@@ -309,12 +357,55 @@ class Engine:
         self.timers.stop()
         for inv in list(self._active.values()):
             self._abort_attempt(inv)
-        self._fail_outcome_waiters(EngineStopped(f"the store failed: {exc!r}"))
+        self._fail_outcome_waiters(EngineStopped(f"the store failed: {exc}"))
 
     def _stop_reason(self) -> str:
         if self.committer.failed is not None:
-            return f"the store failed: {self.committer.failed!r}"
-        return "the server is shutting down"
+            return f"the store failed: {self.committer.failed}"
+        return "the server is stopping; retry (with the same idempotency key) once it is back"
+
+    def begin_drain(self) -> int:
+        """Graceful stop: refuse new invocations, fire no timers, and ask every running attempt to suspend
+        at its next wait (a running step finishes and is journaled first). Returns how many are running."""
+        self._draining = True
+        self.timers.stop()
+        running = 0
+        for inv in list(self._active.values()):
+            if inv.attempt is not None:
+                running += 1
+                inv.input_closed = True
+                inv.attempt.close_input()
+        return running
+
+    def running_attempts(self) -> int:
+        """Attempts still running (draining waits for this to reach 0)."""
+        return sum(1 for inv in self._active.values() if inv.attempt is not None)
+
+    def waiting_callers(self) -> int:
+        """HTTP callers (and attaches) waiting for an invocation's outcome."""
+        return sum(len(w) for w in self._outcome_waiters.values())
+
+    def health_problem(self) -> str | None:
+        """Why the server should not get traffic now (stopping, store failing), or None."""
+        if self._draining or self._stopping:
+            return self.store_problem() or self._stop_reason()
+        return self.store_problem()
+
+    def check_writable(self) -> None:
+        """Raise EngineStopped (503) if a write now could not be committed soon: stopping, or the store failing."""
+        if self._stopping or self._draining:
+            raise EngineStopped(self._stop_reason())
+        if self.committer.unhealthy is not None:
+            raise EngineStopped(self.store_problem() or "")
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot commit now (disk full, read-only...), or None while it can."""
+        if self.committer.failed is not None:
+            return f"the store failed: {self.committer.failed}"
+        err = self.committer.unhealthy
+        if err is not None:
+            return f"the store cannot commit ({err.cause}): {err.detail}; retrying until it recovers"
+        return None
 
     async def flushed(self) -> None:
         """Wait until everything written so far is committed."""
@@ -395,21 +486,24 @@ class Engine:
         return handler.service.kind != "service" and not handler.is_shared
 
     def invoke(self, handler: Handler, body: bytes, headers: list[tuple[str, str]], key: str = "",
-               idempotency_key: str | None = None, delay_ms: int = 0) -> tuple[Invocation | None, str, bool]:
+               idempotency_key: str | None = None, delay_ms: int = 0, scope: str | None = None,
+               limit_key: str | None = None) -> tuple[Invocation | None, str, bool]:
         """Start an invocation; returns (in-memory invocation or None, id, created).
 
         With an idempotency key the id is derived from it: a second request finds the first invocation
         (running, or completed and still retained) and is attached to it instead (`created` is False).
         A workflow's main handler runs once per key: a second request gets `created` False too.
         With `delay_ms` the invocation is scheduled: it starts when a durable timer fires.
+        A `scope` (and `limit_key`) subjects it to the concurrency rules and is part of the identity of
+        workflows and idempotent requests; raises FlowControlError if either is malformed.
         """
-        if self._stopping:
-            raise EngineStopped(self._stop_reason())
+        check_scope(scope, limit_key)
+        self.check_writable()
         svc = handler.service.name
         if handler.kind == "workflow":
-            inv_id = str(InvocationId.for_workflow(svc, key))
+            inv_id = str(InvocationId.for_workflow(svc, key, scope))
         elif idempotency_key is not None:
-            inv_id = str(InvocationId.for_idempotent_request(svc, handler.name, idempotency_key, key or None))
+            inv_id = str(InvocationId.for_idempotent_request(svc, handler.name, idempotency_key, key or None, scope))
         elif key:
             inv_id = str(InvocationId.for_keyed(svc, key))
         else:
@@ -423,8 +517,14 @@ class Engine:
                          idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[], seq=self._seq)
         inp = pb.InputCommandMessage()
         for k, v in headers:
-            inp.headers.add(key=k, value=v)
+            if k not in (SCOPE_HEADER, LIMIT_KEY_HEADER):  # only the arguments say what the flow is
+                inp.headers.add(key=k, value=v)
+        if scope is not None:
+            inp.headers.add(key=SCOPE_HEADER, value=scope)
+        if limit_key is not None:
+            inp.headers.add(key=LIMIT_KEY_HEADER, value=limit_key)
         inp.value.content = body
+        inv.flow = (scope, limit_key)
         self._active[inv_id] = inv
         self._append(inv, m.INPUT, inp)
         self._mark(inv)
@@ -436,8 +536,45 @@ class Engine:
             self._begin(inv, handler)
         return inv, inv_id, True
 
+    def _flow_of(self, inv: Invocation) -> tuple[str | None, str | None]:
+        """The invocation's scope and limit key, as journaled in its input command."""
+        if inv.flow is None:
+            if inv.journal is None:
+                self._load_journal(inv)
+            scope = limit_key = None
+            if inv.journal:
+                for h in inv.journal[0][1].headers:  # type: ignore[attr-defined]
+                    if h.key == SCOPE_HEADER:
+                        scope = h.value
+                    elif h.key == LIMIT_KEY_HEADER:
+                        limit_key = h.value
+            inv.flow = (scope, limit_key)
+        return inv.flow
+
     def _begin(self, inv: Invocation, handler: Handler) -> None:
-        """Run a new (or newly due) invocation now, or queue it behind its key's lock."""
+        """Run a new (or newly due) invocation now, or queue it for a concurrency slot or its key's lock."""
+        scope, limit_key = self._flow_of(inv)
+        if scope is not None and not self.limiter.admit(inv.id, scope, limit_key):
+            inv.status = INBOXED
+            inv.inbox_seq = None  # no key position: it waits for a slot (see _recover_flow)
+            self._mark(inv)
+            return
+        self._begin_admitted(inv, handler)
+
+    def _admitted(self, inv_id: str) -> None:
+        """A queued invocation got its concurrency slots: go on to its key's lock, or start it."""
+        inv = self._load(inv_id)
+        if inv is None or inv.status != INBOXED:
+            if inv is not None and inv.status == COMPLETED:
+                self.limiter.release(inv.id)
+            return
+        handler = self.handler(inv.service, inv.handler)
+        if handler is None:
+            self._start_attempt(inv)  # fails and retries with a clear error
+            return
+        self._begin_admitted(inv, handler)
+
+    def _begin_admitted(self, inv: Invocation, handler: Handler) -> None:
         if handler.service.kind != "service" and not handler.is_shared:
             if not self.keys.acquire(inv.service, inv.key, inv.id):
                 self._inbox_seq += 1
@@ -498,8 +635,8 @@ class Engine:
     # ---- attempts ----
 
     def _start_attempt(self, inv: Invocation) -> None:
-        if self._stopping:
-            return
+        if self._stopping or self._draining:
+            return  # it stays invoked (or inboxed, backing-off) in the store and starts after the restart
         handler = self.handler(inv.service, inv.handler)
         if inv.journal is None:
             self._load_journal(inv)
@@ -524,6 +661,11 @@ class Engine:
         )
         if inv.idempotency_key:
             start.idempotency_key = inv.idempotency_key
+        scope, limit_key = self._flow_of(inv)
+        if scope is not None:
+            start.scope = scope
+        if limit_key is not None:
+            start.limit_key = limit_key
         lazy = handler.enable_lazy_state or handler.service.enable_lazy_state
         if handler.service.kind == "service" or lazy:
             start.partial_state = True
@@ -534,7 +676,11 @@ class Engine:
         ctx: InvocationContext | None = None
         if isinstance(handler.service, RemoteService):
             dep = handler.service.deployment
-            attempt = RemoteAttempt(self, inv, handler, dep, start, list(inv.journal), self.pool,
+            journal = list(inv.journal)
+            if scope is not None:
+                # The scope travels in Start (v7 field); the deployment does not see it as a request header.
+                journal[0] = (journal[0][0], without_flow_headers(journal[0][1]))
+            attempt = RemoteAttempt(self, inv, handler, dep, start, journal, self.pool,
                                     self.options.always_replay)
             inv.attempt = attempt
             inv.input_closed = self.options.always_replay or not dep.bidi
@@ -650,6 +796,9 @@ class Engine:
                 self._suspend(inv, msg)  # type: ignore[arg-type]
             elif type_id == m.ERROR:
                 self._attempt_failed(inv, msg)  # type: ignore[arg-type]
+                bug = getattr(attempt, "code_bug", None)  # only the in-process attempt can tell
+                if bug is not None:
+                    self._tell_waiters_of_bug(inv, bug)
             else:
                 log.warning("ignoring unexpected message %s from %s", m.type_name(type_id), inv.id)
 
@@ -704,7 +853,8 @@ class Engine:
             return
 
         def deliver() -> None:
-            if inv.attempt is attempt:
+            # While draining, an attempt gets nothing new: it suspends once its running step is journaled.
+            if inv.attempt is attempt and not self._draining:
                 inv.last_activity = self.clock.now()
                 attempt.deliver(type_id, note)
 
@@ -756,6 +906,8 @@ class Engine:
         self.committer.batch.ops.append(("DELETE FROM waiters WHERE target = ?", (inv.id,)))
         if inv.key and (was_holding or was_queued):
             self._release_key(inv)
+        for nxt in self.limiter.release(inv.id):
+            self._admitted(nxt)
 
         def release() -> None:
             self._active.pop(inv.id, None)
@@ -768,7 +920,16 @@ class Engine:
 
     def _suspend(self, inv: Invocation, msg: pb.SuspensionMessage) -> None:
         self._detach(inv)
-        waiting = list(msg.waiting_completions) + [SIGNAL_HANDLE_BASE + s for s in msg.waiting_signals]
+        # Named signals wait under their name (a str never equals an int handle). A v7 deployment sends the
+        # awaited future tree: any of its leaves completing is a reason to run again (the SDK re-evaluates).
+        waiting: list[int | str] = []
+        futures = [msg.awaiting_on] if msg.HasField("awaiting_on") else [msg]
+        while futures:
+            fut = futures.pop()
+            waiting += list(fut.waiting_completions)
+            waiting += [SIGNAL_HANDLE_BASE + s for s in fut.waiting_signals]
+            waiting += list(fut.waiting_named_signals)
+            futures += list(getattr(fut, "nested_futures", ()))
         inv.waiting = waiting
         inv.status = SUSPENDED
         self._mark(inv)
@@ -791,10 +952,10 @@ class Engine:
 
         self._after_commit(resume)
 
-    def _completed_handles(self, inv: Invocation) -> set[int]:
+    def _completed_handles(self, inv: Invocation) -> set[int | str]:
         if inv.journal is None:
             self._load_journal(inv)
-        done: set[int] = set()
+        done: set[int | str] = set()
         for type_id, msg in inv.journal or ():
             if m.is_notification(type_id):
                 which = msg.WhichOneof("id")  # type: ignore[attr-defined]
@@ -802,6 +963,8 @@ class Engine:
                     done.add(msg.completion_id)  # type: ignore[attr-defined]
                 elif which == "signal_id":
                     done.add(SIGNAL_HANDLE_BASE + msg.signal_id)  # type: ignore[attr-defined]
+                elif which == "signal_name":
+                    done.add(msg.signal_name)  # type: ignore[attr-defined]
         return done
 
     def _attempt_failed(self, inv: Invocation, err: pb.ErrorMessage) -> None:
@@ -815,6 +978,14 @@ class Engine:
             log.error("invocation %s: %s", inv.id, err.message)
         else:
             log.info("invocation %s attempt %d failed: %s", inv.id, inv.attempts, err.message)
+        if err.behavior == pb.FAIL:  # v7: the deployment says retrying cannot help
+            code = err.code if 400 <= err.code <= 599 else 500
+            self._complete(inv, Outcome(failure_code=code, failure_message=err.message))
+            return
+        if err.behavior == pb.PAUSE:  # v7: the deployment asks for an operator
+            inv.status = PAUSED
+            self._mark(inv)
+            return
         if policy.max_attempts is not None and inv.attempts >= policy.max_attempts:
             if policy.on_max_attempts == "kill":
                 code = err.code if 400 <= err.code <= 599 else 500
@@ -841,6 +1012,21 @@ class Engine:
                                                      lambda: self._retry_now(inv))
 
         self._after_commit(schedule)
+
+    def _tell_waiters_of_bug(self, inv: Invocation, message: str) -> None:
+        """Answer whoever waits on the invocation over HTTP with the bug now (500); it keeps retrying.
+
+        Callers inside the runtime (other invocations' calls) keep waiting for the real outcome: what they
+        see must come from the journal.
+        """
+        outcome = Outcome(failure_code=500, failure_message=message)
+
+        def answer() -> None:
+            for w in self._outcome_waiters.pop(inv.id, ()):
+                if not w.done():
+                    w.set_result(outcome)
+
+        self._after_commit(answer)
 
     def _retry_now(self, inv: Invocation) -> None:
         inv.retry_timer = None
@@ -905,7 +1091,8 @@ class Engine:
             return True
         self._append(inv, type_id, note)
         which = note.WhichOneof("id")
-        handle = note.completion_id if which == "completion_id" else SIGNAL_HANDLE_BASE + note.signal_id
+        handle: int | str = (note.completion_id if which == "completion_id" else note.signal_name
+                             if which == "signal_name" else SIGNAL_HANDLE_BASE + note.signal_id)
         if inv.status == SUSPENDED:
             if inv.waiting is not None and handle in inv.waiting:
                 # Durably mark the resumption with the notification, so a crash in between resumes too.
@@ -936,28 +1123,39 @@ class Engine:
 
     def _child(self, caller: Invocation, service: str, handler_name: str, param: bytes,
                headers: list[tuple[str, str]], key: str, idempotency_key: str | None,
-               delay_ms: int) -> tuple[str | None, bool, str | None]:
+               delay_ms: int, scope: str | None = None,
+               limit_key: str | None = None) -> tuple[str | None, bool, str | None]:
         """Create a callee; returns (its id, created, error)."""
         handler = self.handler(service, handler_name)
         if handler is None:
             return None, False, f"handler '{service}/{handler_name}' not found"
         if handler.service.kind != "service" and not key:
             return None, False, f"'{service}' is keyed: calls to it need a key"
-        _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms)
+        try:
+            _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms, scope,
+                                               limit_key)
+        except FlowControlError as e:
+            return None, False, str(e)
         if handler.kind == "workflow" and not created:
             return child_id, False, "the workflow method was already invoked"
         return child_id, created, None
 
     def _call(self, inv: Invocation, cmd: pb.CallCommandMessage) -> None:
         headers = [(h.key, h.value) for h in cmd.headers]
-        child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers,
-                                               cmd.key, cmd.idempotency_key if cmd.HasField("idempotency_key")
-                                               else None, 0)
+        scope, limit_key = _flow_fields(cmd)
+        try:
+            check_scope(scope, limit_key)
+        except FlowControlError as e:
+            child_id, error, code = None, str(e), 400
+        else:
+            child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers,
+                                             cmd.key, cmd.idempotency_key if cmd.HasField("idempotency_key")
+                                             else None, 0, scope, limit_key)
+            code = 409 if child_id is not None else 404
         id_note = _note(cmd.invocation_id_notification_idx)
         id_note.invocation_id = child_id or ""
         self._notify_running(inv, m.CALL_INVOCATION_ID_COMPLETION, id_note)
         if error is not None and (child_id is None or error.startswith("the workflow")):
-            code = 409 if child_id is not None else 404
             self._notify_running(inv, m.CALL_COMPLETION, _failure_note(cmd.result_completion_id, code, error))
             return
         self._wait_for_outcome(inv, child_id, cmd.result_completion_id, m.CALL_COMPLETION)  # type: ignore[arg-type]
@@ -981,7 +1179,8 @@ class Engine:
         headers = [(h.key, h.value) for h in cmd.headers]
         delay = max(0, cmd.invoke_time - self.now_ms()) if cmd.invoke_time else 0
         child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers, cmd.key,
-                                         cmd.idempotency_key if cmd.HasField("idempotency_key") else None, delay)
+                                         cmd.idempotency_key if cmd.HasField("idempotency_key") else None, delay,
+                                         *_flow_fields(cmd))
         if error is not None and child_id is None:
             log.warning("invocation %s: send to %s/%s dropped: %s", inv.id, cmd.service_name, cmd.handler_name,
                         error)
@@ -1019,10 +1218,10 @@ class Engine:
         if cmd.WhichOneof("signal_id") == "idx" and cmd.idx == CANCEL_SIGNAL:
             self.cancel(target)
             return
-        if cmd.WhichOneof("signal_id") != "idx":
-            log.warning("invocation %s: named signals are not supported; dropped", inv.id)
-            return
-        note = pb.NotificationMessage(signal_id=cmd.idx)
+        if cmd.WhichOneof("signal_id") == "name":
+            note = pb.NotificationMessage(signal_name=cmd.name)
+        else:
+            note = pb.NotificationMessage(signal_id=cmd.idx)
         which = cmd.WhichOneof("result")
         if which == "value":
             note.value.CopyFrom(cmd.value)
@@ -1102,74 +1301,64 @@ class Engine:
 
     # ---- operator actions ----
 
+    def set_concurrency_rule(self, pattern: str, limit: int | None) -> bool:
+        """Create or change (limit) or delete (None) a concurrency rule; queued invocations that now fit start.
+
+        Returns False when deleting a rule that does not exist. Raises FlowControlError on a bad pattern.
+        The change is kept in the store (like Restate's rule book) and applies again after a restart, except
+        for patterns `durably serve --concurrency-limit` names: those take the flag's value at every start.
+        Await `barrier()` to know it is durable.
+        """
+        found = True
+        if limit is None:
+            found = self.limiter.delete_rule(pattern)
+        else:
+            self.limiter.set_rule(pattern, limit)
+        if not found:
+            return False
+        self._rule_changes[pattern.strip()] = limit
+        self.committer.batch.ops.append(("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                         (_RULES_META_KEY, json.dumps(self._rule_changes))))
+        self.committer.schedule()
+        for inv_id in self.limiter.drain():
+            self._admitted(inv_id)
+        return found
+
+    def _restore_rules(self) -> None:
+        rows = self.store.query("SELECT value FROM meta WHERE key = ?", (_RULES_META_KEY,))
+        self._rule_changes = json.loads(rows[0][0]) if rows else {}
+        for pattern, limit in self._rule_changes.items():
+            if pattern in self.options.concurrency_rules:
+                continue  # the flag given at this start wins
+            try:
+                if limit is None:
+                    self.limiter.delete_rule(pattern)
+                else:
+                    self.limiter.set_rule(pattern, limit)
+            except FlowControlError as e:
+                log.error("stored concurrency rule %r=%r ignored: %s", pattern, limit, e)
+
+    # Call-tree operations live in server/calltree.py; these are the engine's entry points for them.
+
     def cancel(self, inv_id: str) -> int:
-        """Cancel: the handler gets TerminalError 409 at its next await. 202, 404 or 409 (completed)."""
-        inv = self._load(inv_id)
-        if inv is None:
-            return 404
-        if inv.status == COMPLETED:
-            return 409
-        if inv.status in (INBOXED, SCHEDULED):
-            self._complete(inv, Outcome(failure_code=409, failure_message="cancelled"))
-            return 202
-        note = pb.NotificationMessage(signal_id=CANCEL_SIGNAL)
-        note.void.SetInParent()
-        self.notify(inv_id, m.SIGNAL_NOTIFICATION, note)
-        if inv.status == PAUSED:
-            inv.attempts = 0
-            self._start_attempt(inv)  # let it run its compensations
-        return 202
+        """Cancel an invocation (and, through its handler, the calls it made). 202, 404 or 409."""
+        return calltree.cancel(self, inv_id)
 
     def kill(self, inv_id: str) -> int:
-        """End an invocation now without running user code; callers get 409 "killed". 200, 404 or 409."""
-        inv = self._load(inv_id)
-        if inv is None:
-            return 404
-        if inv.status == COMPLETED:
-            return 409
-        self._abort_attempt(inv)
-        self._complete(inv, Outcome(failure_code=409, failure_message="killed"))
-        return 200
+        """Kill an invocation and every call below it; callers get 409 "killed". 200, 404 or 409."""
+        return calltree.kill(self, inv_id)
 
     def pause(self, inv_id: str) -> int:
         """Stop retrying an invocation until it is resumed. 202, 200 (already paused), 404 or 409."""
-        inv = self._load(inv_id)
-        if inv is None:
-            return 404
-        if inv.status == PAUSED:
-            return 200
-        if inv.status not in (INVOKED, SUSPENDED, BACKING_OFF):
-            return 409
-        self._abort_attempt(inv)
-        if inv.retry_timer is not None:
-            inv.retry_timer.cancel()
-            inv.retry_timer = None
-        inv.status = PAUSED
-        self._mark(inv)
-        return 202
+        return calltree.pause(self, inv_id)
 
     def resume(self, inv_id: str) -> int:
         """Run a paused invocation again with a fresh retry budget. 202, 404 or 409 (not paused)."""
-        inv = self._load(inv_id)
-        if inv is None:
-            return 404
-        if inv.status != PAUSED:
-            return 409
-        inv.attempts = 0
-        self._start_attempt(inv)
-        return 202
+        return calltree.resume(self, inv_id)
 
     def purge(self, inv_id: str) -> int:
         """Delete a completed invocation with its journal. 200, 404 or 409 (not completed)."""
-        if inv_id in self._active:
-            return 409
-        row = self.store.load_invocation(inv_id)
-        if row is None:
-            return 404
-        if row[COL["status"]] != COMPLETED:
-            return 409
-        self._delete(row)
-        return 200
+        return calltree.purge(self, inv_id)
 
     def _delete(self, row: tuple[Any, ...]) -> None:
         inv_id = row[COL["id"]]

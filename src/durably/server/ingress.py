@@ -5,6 +5,9 @@
     GET  /restate/invocation/{id}/attach|output   wait for / peek at an invocation's result
     GET  /restate/invocation/{Service}[/{key}]/{handler}/{idempotencyKey}/attach|output
     GET  /restate/workflow/{Workflow}/{key}/attach|output
+    POST /restate/call|send/{Service}[/{key}]/{handler}                 the same, Restate's newer form
+    POST /restate/scope/{scope}/call|send/{Service}[/{key}]/{handler}   within a scope (flow control); a limit
+         key comes in `?limit-key=l1[/l2]` or the `x-restate-limit-key` header
     POST /restate/awakeables/{id}/resolve|reject
     GET  /restate/health
 """
@@ -24,6 +27,7 @@ from durably.sdk.input_check import input_problem
 from durably.sdk.service import Handler
 from durably.server.delay import parse_delay
 from durably.server.engine import Engine, EngineStopped
+from durably.server.flow_control import LIMIT_KEY_HEADER, FlowControlError, check_scope
 from durably.server.invocation import Outcome
 
 log = logging.getLogger("durably.ingress")
@@ -32,6 +36,7 @@ DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 # Hop-by-hop and idempotency headers stay out of the journaled request headers, as in Restate.
 _DROPPED_HEADERS = frozenset({"connection", "host", "idempotency-key", "idempotency-expires", "content-length",
                               "transfer-encoding", "keep-alive"})
+LIMIT_KEY_HEADER_B = LIMIT_KEY_HEADER.encode()
 _OK_HEALTH = json.dumps({"status": "ok"}).encode()
 
 
@@ -62,9 +67,21 @@ class Ingress:
         if not segments or segments == [""]:
             await error(send, 404, "no service in the path: call /{Service}/{handler}")
             return
+        flow_scope: str | None = None
+        explicit: bool | None = None  # call or send said in the path (/restate/call|send/...), else None
         if segments[0] == "restate":
-            await self._restate_path(segments[1:], method, scope, receive, send)
-            return
+            rest = segments[1:]
+            if len(rest) >= 2 and rest[0] == "scope":
+                flow_scope, rest = rest[1], rest[2:]
+                if not rest or rest[0] not in ("call", "send"):
+                    await error(send, 404, "bad path: use /restate/scope/{scope}/call|send/{Service}[/{key}]/"
+                                "{handler}")
+                    return
+            if not rest or rest[0] not in ("call", "send") or len(rest) < 3:
+                await self._restate_path(segments[1:], method, scope, receive, send)
+                return
+            explicit = rest[0] == "send"
+            segments = rest[1:]
         if method not in ("POST", "GET"):
             await error(send, 405, f"method {method} not allowed: use POST")
             return
@@ -73,9 +90,12 @@ class Ingress:
             await error(send, 404, f"service '{segments[0]}' not found")
             return
         rest = segments[1:]
-        is_send = len(rest) >= 2 and rest[-1] == "send"
-        if is_send:
-            rest = rest[:-1]
+        if explicit is None:
+            is_send = len(rest) >= 2 and rest[-1] == "send"
+            if is_send:
+                rest = rest[:-1]
+        else:
+            is_send = explicit
         keyed = svc.kind != "service"
         if keyed and len(rest) != 2:
             await error(send, 400, f"'{svc.name}' is keyed: call /{svc.name}/{{key}}/{{handler}}")
@@ -92,11 +112,20 @@ class Ingress:
         if handler.is_private:
             await error(send, 400, f"handler '{svc.name}/{hname}' is private: only other handlers may call it")
             return
-        await self._invoke(scope, receive, send, handler, key, is_send)
+        await self._invoke(scope, receive, send, handler, key, is_send, flow_scope)
 
     async def _invoke(self, scope: dict[str, Any], receive: Receive, send: Send, handler: Handler, key: str,
-                      is_send: bool) -> None:
+                      is_send: bool, flow_scope: str | None = None) -> None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        limit_key = query["limit-key"][0] if "limit-key" in query else None
+        if limit_key is None:
+            limit_key = next((v.decode("latin-1") for n, v in scope["headers"] if n.lower() == LIMIT_KEY_HEADER_B),
+                             None)
+        try:
+            check_scope(flow_scope, limit_key)
+        except FlowControlError as e:
+            await error(send, 400, str(e))
+            return
         delay_ms = 0
         if "delay" in query:
             if not is_send:
@@ -131,9 +160,10 @@ class Ingress:
         if problem is not None:
             await error(send, 400, problem)
             return
-        inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem, delay_ms)
+        inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem, delay_ms, flow_scope, limit_key)
         if not created and handler.kind == "workflow" and not is_send:
-            await respond_json(send, 409, {"code": 409, "message": "the workflow method was already invoked"},
+            await respond_json(send, 409, {"code": 409, "message": "the workflow method was already invoked",
+                                                "source": "ingress"},
                                [(b"x-restate-id", inv_id.encode()), (b"x-restate-error-source", b"ingress")])
             return
         if is_send:
@@ -150,6 +180,10 @@ class Ingress:
     async def _restate_path(self, segs: list[str], method: str, scope: dict[str, Any], receive: Receive,
                             send: Send) -> None:
         if segs == ["health"]:
+            problem = self.engine.health_problem()
+            if problem is not None:
+                await error(send, 503, problem)
+                return
             await respond(send, 200, _OK_HEALTH)
             return
         if len(segs) == 3 and segs[0] in ("awakeables", "a") and segs[2] in ("resolve", "reject"):
@@ -181,6 +215,7 @@ class Ingress:
         await error(send, 404, "unknown /restate path")
 
     async def _complete_awakeable(self, send: Send, awakeable_id: str, resolve: bool, body: bytes) -> None:
+        self.engine.check_writable()
         failure = None
         if not resolve:
             failure = pb.Failure(code=500, message=body.decode("utf-8", "replace"))
@@ -259,4 +294,5 @@ async def respond_outcome(send: Send, inv_id: str, outcome: Outcome, handler: Ha
     payload: dict[str, Any] = {"code": code, "message": outcome.failure_message or ""}
     if outcome.failure_metadata:
         payload["metadata"] = outcome.failure_metadata
+    payload["source"] = "invocation"
     await respond_json(send, status, payload, [id_header, (b"x-restate-error-source", b"invocation")])

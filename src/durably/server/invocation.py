@@ -54,7 +54,7 @@ class Invocation:
     next_retry_at: int | None = None
     last_error: str | None = None
     journal_length: int = 0
-    waiting: list[int] | None = None
+    waiting: list[int | str] | None = None  # completion/signal handles; named signals by name
     outcome: Outcome | None = None
     completed_at: int | None = None
     retention_until: int | None = None
@@ -63,6 +63,7 @@ class Invocation:
     # Only while the invocation is in memory:
     version: int = 0  # bumped on every change; eviction waits until the changed row is committed
     # Also only while the invocation is in memory:
+    flow: tuple[str | None, str | None] | None = None  # (scope, limit key) once read from the input command
     journal: list[tuple[int, Message]] | None = None
     attempt: Any = None
     output_command: Message | None = None

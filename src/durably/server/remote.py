@@ -94,6 +94,8 @@ class RemoteAttempt:
         self._sent = 0  # how many of them the current stream has
         # One writer at a time on the stream: a frame must never land inside another one.
         self._send_lock = asyncio.Lock()
+        # v7: run completions the deployment proposed asking for an ack; it gets the ack, not the notification.
+        self._ack_requested: set[int] = set()
 
     # ---- engine side ----
 
@@ -101,7 +103,12 @@ class RemoteAttempt:
         """A committed notification for the deployment."""
         if self._input_closed or self._ended:
             return  # request/response: it is in the journal for the next attempt
-        frame = encode_frame(type_id, msg.SerializeToString())
+        cid = getattr(msg, "completion_id", None)
+        if type_id == m.RUN_COMPLETION and cid in self._ack_requested:
+            self._ack_requested.discard(cid)
+            frame = encode_message(pb.ProposeRunCompletionAckMessage(completion_id=cid))
+        else:
+            frame = encode_frame(type_id, msg.SerializeToString())
         self._delivered.append(frame)
         if self._stream is not None:
             asyncio.get_running_loop().create_task(self._send_delivered())
@@ -166,9 +173,13 @@ class RemoteAttempt:
         for frame in frames:
             if self._ended:
                 return True
+            if frame.type_id == m.AWAITING_ON:
+                continue  # v7: what the handler waits for, a hint; the runtime learns it from the suspension
             if frame.type_id == m.START or (not m.is_command(frame.type_id) and frame.type_id not in (
                     m.PROPOSE_RUN_COMPLETION, *_TERMINAL)):
                 raise RemoteAttemptError(f"{self.deployment.uri} sent an unexpected {m.type_name(frame.type_id)}")
+            if frame.type_id == m.PROPOSE_RUN_COMPLETION and frame.ack:
+                self._ack_requested.add(frame.message.result_completion_id)  # type: ignore[attr-defined]
             self.engine.on_attempt_messages(self.inv, self, [(frame.type_id, frame.message)])
             if frame.type_id in _TERMINAL:
                 done = True

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import uvicorn
 
+from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.shutdown import DEFAULT_GRACE_S, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
@@ -62,6 +64,12 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
+    # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
+    default_retry_policy: InvocationRetryPolicy | None = None
+    # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
+    # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
+    shutdown_grace: float = DEFAULT_GRACE_S
     # Refuse new invocations from outside, finish the ones in the store (durably.server.drain).
     drain: bool = False
 
@@ -83,9 +91,12 @@ class DurablyServer:
         self.config = config
         self.engine: Engine | None = None
         self._stop = asyncio.Event()
+        self._force = asyncio.Event()
 
     def request_stop(self) -> None:
-        """Begin a clean shutdown."""
+        """Begin a graceful stop; asked again, stop at once."""
+        if self._stop.is_set():
+            self._force.set()
         self._stop.set()
 
     async def serve(self, ready: asyncio.Event | None = None, handle_signals: bool = True) -> None:
@@ -96,7 +107,11 @@ class DurablyServer:
         """
         cfg = self.config
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        engine = Engine(self.app, store, EngineOptions(always_replay=cfg.always_replay))
+        options = EngineOptions(always_replay=cfg.always_replay)
+        if cfg.default_retry_policy is not None:
+            options.default_retry_policy = cfg.default_retry_policy
+        options.concurrency_rules = dict(cfg.concurrency_rules)
+        engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
         servers = [
@@ -141,6 +156,8 @@ class DurablyServer:
         stop_wait = asyncio.create_task(self._stop.wait())
         await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down")
+        if stop_wait.done():
+            await drain(engine, cfg.shutdown_grace, self._force)
         for s in servers:
             s.should_exit = True
         # Stopping the engine answers waiting callers (503) so their connections can close.

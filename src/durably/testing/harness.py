@@ -35,6 +35,8 @@ class TestRuntime:
     - `crash_after_appends`: the commit holding the Nth journal append succeeds and then the "process
       dies" (nothing of that commit is acknowledged). `restart()` brings up a new engine on the same store.
     - `inactivity_timeout`, `abort_timeout`: the runtime defaults (1 min and 10 min otherwise).
+    - `concurrency_rules`: Restate 1.7's concurrency limits per scope and limit key, pattern -> limit
+      (e.g. `{"tenant1": 2, "tenant1/*": 1}`; see `durably.server.flow_control`).
     """
 
     __test__ = False  # not a pytest test class
@@ -42,7 +44,8 @@ class TestRuntime:
     def __init__(self, app: App, store: str | Store = "memory", *, always_replay: bool = False,
                  data_dir: str | Path | None = None, retry_policy: InvocationRetryPolicy | None = None,
                  virtual_clock: bool = False, crash_after_appends: int | None = None,
-                 inactivity_timeout: timedelta | None = None, abort_timeout: timedelta | None = None) -> None:
+                 inactivity_timeout: timedelta | None = None, abort_timeout: timedelta | None = None,
+                 concurrency_rules: dict[str, int] | None = None) -> None:
         self.app = app
         self._store_spec = store
         self._data_dir = Path(data_dir) if data_dir is not None else None
@@ -54,6 +57,8 @@ class TestRuntime:
             self.options.inactivity_timeout = inactivity_timeout
         if abort_timeout is not None:
             self.options.abort_timeout = abort_timeout
+        if concurrency_rules:
+            self.options.concurrency_rules = dict(concurrency_rules)
         self.clock: Clock = VirtualClock() if virtual_clock else Clock()
         self._crash_after = crash_after_appends
         self.engine: Engine | None = None

@@ -9,6 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from durably.server.store.base import INVOCATION_COLUMNS, Batch, Store
+from durably.server.store.datadir import (
+    DataDirError,
+    DataDirLock,
+    missing_message,
+    new_database_id,
+    read_database_id,
+    write_database_id,
+)
+from durably.server.store.errors import classify
 
 _memory_ids = itertools.count()
 
@@ -110,6 +119,17 @@ _UPSERT = (
 _SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
 
 
+def _in_wal_mode(path: Path) -> bool:
+    """Whether the file's header says WAL mode. A database served by durably always is; a copy written by
+    `durably backup` is not (it has no WAL to lose), so it may replace the database of a crashed directory."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return True
+    return len(header) == 20 and header[18] == 2
+
+
 class SQLiteStore(Store):
     """Durable storage in `<data_dir>/durably.sqlite3`.
 
@@ -123,6 +143,7 @@ class SQLiteStore(Store):
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL, EXTRA or OFF")
         self._lock = threading.Lock()
+        self._writer_broken = False
         if data_dir is None:
             # A private in-memory database shared by the writer and reader connections.
             self.path = None
@@ -132,12 +153,70 @@ class SQLiteStore(Store):
             self._reader = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
             self._reader.execute("PRAGMA read_uncommitted=1")
             return
-        self.path = Path(data_dir) / "durably.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = self._connect(check_same_thread=False)
-        self._writer.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._migrate()
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / "durably.sqlite3"
+        self._synchronous = synchronous.upper()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataDirError(f"--data-dir {self.data_dir} cannot be created: {e.strerror}") from None
+        # Before anything touches the database: a second server must not even open it.
+        self._dir_lock: DataDirLock | None = DataDirLock.acquire(self.data_dir)
+        try:
+            self._open()
+        except BaseException:
+            writer = getattr(self, "_writer", None)
+            if writer is not None:
+                writer.close()
+            self._dir_lock.release(clean=False)
+            self._dir_lock = None
+            raise
+
+    def _open(self) -> None:
+        recorded = read_database_id(self.data_dir)
+        if recorded is not None:
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                raise DataDirError(missing_message(self.data_dir))
+            wal = self.path.with_name(self.path.name + "-wal")
+            if self._dir_lock is not None and self._dir_lock.unclean_pid and not wal.exists() \
+                    and _in_wal_mode(self.path):
+                # After an unclean stop the commits since the last checkpoint live only in the WAL.
+                raise DataDirError(
+                    f"--data-dir {self.data_dir}: {wal.name} is missing after pid {self._dir_lock.unclean_pid} "
+                    "stopped uncleanly; recent commits were in it. Put it back, or restore a backup made with "
+                    "`durably backup`")
+        try:
+            self._writer = self._connect(check_same_thread=False)
+            found = self._stored_database_id(self._writer)
+        except sqlite3.DatabaseError as e:
+            raise DataDirError(f"--data-dir {self.data_dir}: {self.path.name} cannot be opened as a SQLite "
+                               f"database ({e}); restore it from a backup made with `durably backup`") from None
+        if recorded is not None and found != recorded:
+            if found is None:
+                raise DataDirError(missing_message(self.data_dir))
+            raise DataDirError(f"--data-dir {self.data_dir} held database {recorded}, but {self.path.name} is "
+                               f"database {found} from another data directory; refusing to start on it")
+        try:
+            self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._migrate()
+            if found is None:
+                # A new database (or one from before ids existed): name it, inside and outside.
+                found = new_database_id()
+                self._writer.execute("INSERT OR REPLACE INTO meta VALUES ('database_id', ?)", (found,))
+            if recorded is None:
+                write_database_id(self.data_dir, found)
+        except (sqlite3.Error, OSError) as e:
+            raise DataDirError(f"--data-dir {self.data_dir} cannot be written: {classify(e)}") from None
+        self.database_id = found
         self._reader = self._connect(check_same_thread=False)
+
+    @staticmethod
+    def _stored_database_id(conn: sqlite3.Connection) -> str | None:
+        has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        if not has_meta:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
+        return row[0] if row else None
 
     def _connect(self, check_same_thread: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=check_same_thread)  # type: ignore[arg-type]
@@ -151,7 +230,7 @@ class SQLiteStore(Store):
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise DataDirError(
                 f"{self.path} was written by a newer durably (schema {version}, this one knows {SCHEMA_VERSION}); "
                 "upgrade durably or use another --data-dir")
         for target in range(version, SCHEMA_VERSION):
@@ -164,6 +243,8 @@ class SQLiteStore(Store):
     def commit(self, batch: Batch) -> None:
         """Write the batch in one transaction."""
         with self._lock:
+            if self._writer_broken:
+                self._replace_writer()
             c = self._writer
             c.execute("BEGIN")
             try:
@@ -189,7 +270,16 @@ class SQLiteStore(Store):
                     c.executemany("DELETE FROM invocations WHERE id = ?", ids)
                 c.execute("COMMIT")
             except BaseException:
-                c.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (disk full): a second ROLLBACK would
+                # replace the real cause with "cannot rollback - no transaction is active".
+                if c.in_transaction:
+                    try:
+                        c.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                # A transaction that would not roll back leaves the connection unusable: the next commit
+                # starts on a fresh one (closing this one discards the transaction).
+                self._writer_broken = c.in_transaction
                 raise
 
     def load_invocation(self, invocation_id: str) -> tuple[Any, ...] | None:
@@ -263,8 +353,33 @@ class SQLiteStore(Store):
         """A read-only query."""
         return self._reader.execute(sql, params).fetchall()
 
+    def reopen_writer(self) -> None:
+        """Replace the writing connection (after an I/O error SQLite may keep refusing on the old one)."""
+        if self.path is None:
+            return
+        with self._lock:
+            self._replace_writer()
+
+    def _replace_writer(self) -> None:
+        try:
+            self._writer.close()
+        except sqlite3.Error:
+            pass
+        self._writer_broken = True  # until the new connection is open
+        self._writer = self._connect(check_same_thread=False)
+        self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
+        self._writer_broken = False
+
     def close(self) -> None:
-        """Close both connections."""
+        """Close both connections and give up the data directory."""
         with self._lock:
             self._writer.close()
+        lock = getattr(self, "_dir_lock", None)
+        if lock is not None:
+            # Before the last connection closes: SQLite then checkpoints and removes the WAL, and a kill
+            # between the two must not look like a WAL lost after a crash.
+            lock.mark_clean()
         self._reader.close()
+        if lock is not None:
+            self._dir_lock = None
+            lock.release(clean=True)

@@ -1,0 +1,47 @@
+"""Durable agents with the OpenAI Agents SDK (`pip install 'durably[openai]'`).
+
+Run an agent with `DurableRunner.run(agent, input)` inside a handler: every model call becomes one
+journaled step (replayed, never re-requested, after a crash or suspension), the tool calls of a model
+response run one at a time in the model's order, and with `use_restate_session=True` the conversation
+lives in the virtual object's state. Tools journal their side effects with
+`restate_context().run_typed(...)` and may use every other context feature (sleeps, calls, awakeables).
+
+The public names are those of `restate.ext.openai` (restate-sdk 1.2.0).
+"""
+
+from __future__ import annotations
+
+import typing
+
+from durably.ext._requires import require
+
+require("agents", "openai", "the OpenAI Agents SDK (openai-agents)")
+
+from durably.sdk.context import Context, ObjectContext  # noqa: E402
+from durably.sdk.current import current_context  # noqa: E402
+
+from .functions import durable_function_tool, propagate_cancellation, raise_terminal_errors  # noqa: E402
+from .runner_wrapper import DurableRunner  # noqa: E402
+
+
+def restate_context() -> Context:
+    """The context of the running handler (for use inside tools)."""
+    ctx = current_context()
+    if ctx is None:
+        raise RuntimeError("No durably context found: call this inside a handler (or a tool it runs).")
+    return ctx
+
+
+def restate_object_context() -> ObjectContext:
+    """The context of the running virtual-object handler (for tools that read or write state)."""
+    return typing.cast(ObjectContext, restate_context())
+
+
+__all__ = [
+    "DurableRunner",
+    "durable_function_tool",
+    "propagate_cancellation",
+    "raise_terminal_errors",
+    "restate_context",
+    "restate_object_context",
+]

@@ -1,0 +1,92 @@
+"""SIGTERM drains: running steps finish and are journaled, waiting handlers suspend, callers get 503, exit 0."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from system.conftest import wait_until
+
+from .conftest import Serve, ServeFactory, effects
+
+pytestmark = pytest.mark.system
+
+STEPS = 3
+
+
+def start_blocked(proc: Serve, work: Path, pool: concurrent.futures.Executor,
+                  async_steps: bool = False) -> concurrent.futures.Future:
+    """A caller waiting on `Stepper/run` (key "a") whose step 1 blocks on the gate; returns once it blocks."""
+    fut = pool.submit(httpx.post, f"{proc.url}/Stepper/run", headers={"idempotency-key": "a"}, timeout=60,
+                      json={"dir": str(work), "steps": STEPS, "block_at": 1, "async_steps": async_steps})
+    wait_until(lambda: (1, proc.proc.pid) in effects(work), 20, "step 1 to start", lambda: f"\n{proc.log()}")
+    return fut
+
+
+def finish_after_restart(serve: ServeFactory, work: Path, data: Path) -> Serve:
+    (work / "gate").touch()
+    again = serve(data_dir=data).wait_serving()
+    r = httpx.get(f"{again.url}/restate/invocation/Stepper/run/a/attach", timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json() == [f"value-{i}" for i in range(STEPS)]
+    return again
+
+
+@pytest.mark.parametrize("closure", ["sync", "async"])
+def test_sigterm_lets_the_running_step_finish_and_suspends_the_rest(serve: ServeFactory, work: Path,
+                                                                    closure: str) -> None:
+    proc = serve().wait_serving()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        caller = start_blocked(proc, work, pool, async_steps=closure == "async")
+        r = httpx.post(f"{proc.url}/Stepper/await_awakeable/send", json={"dir": str(work)},
+                       headers={"idempotency-key": "w"}, timeout=10)
+        assert r.status_code == 202, r.text
+        wait_until(lambda: (work / "awakeable").exists(), 20, "the awakeable to be published")
+        proc.signal(signal.SIGTERM)
+        # Stopping: health says so and new work is refused, while the step still runs.
+        health = wait_until(lambda: (h := httpx.get(f"{proc.url}/restate/health", timeout=5)).status_code == 503
+                            and h, 20, "health to say the server is stopping")
+        assert "stopping" in health.json()["message"]
+        refused = httpx.post(f"{proc.url}/Stepper/run", json={"dir": str(work), "steps": 1}, timeout=10)
+        assert refused.status_code == 503 and "stopping" in refused.json()["message"], refused.text
+        assert proc.proc.poll() is None
+        (work / "gate").touch()  # the running step may finish now
+        assert proc.wait_exit() == 0
+        answer = caller.result(timeout=30)
+    assert answer.status_code == 503 and "stopping" in answer.json()["message"], answer.text
+    log = proc.log()
+    assert "drained in" in log and "2 of 2 running invocations suspended or finished" in log, log
+    first_pid = proc.proc.pid
+    assert effects(work) == [(0, first_pid), (1, first_pid)]
+
+    again = finish_after_restart(serve, work, proc.data_dir)
+    # Step 1 finished before the exit and was journaled: it did not run again.
+    assert effects(work) == [(0, first_pid), (1, first_pid), (2, again.proc.pid)]
+    awakeable = (work / "awakeable").read_text()
+    r = httpx.post(f"{again.url}/restate/awakeables/{awakeable}/resolve", json="hello", timeout=10)
+    assert r.status_code in (200, 202), r.text
+    r = httpx.get(f"{again.url}/restate/invocation/Stepper/await_awakeable/w/attach", timeout=30)
+    assert r.json() == "hello"
+
+
+@pytest.mark.parametrize("how", ["second signal", "grace"])
+def test_a_second_signal_or_the_grace_running_out_stops_at_once(serve: ServeFactory, work: Path, how: str) -> None:
+    proc = serve(*(["--shutdown-grace", "0.5"] if how == "grace" else [])).wait_serving()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        caller = start_blocked(proc, work, pool)
+        proc.signal(signal.SIGTERM)
+        if how == "second signal":
+            wait_until(lambda: "stopping: new requests are refused" in proc.log(), 20, "the drain to begin")
+            proc.signal(signal.SIGINT)
+        assert proc.wait_exit() == 0
+        answer = caller.result(timeout=30)
+    assert answer.status_code == 503, answer.text
+    expected = "a second signal" if how == "second signal" else "the grace period of 0.5 s ran out"
+    assert f"stopping at once ({expected}): 1 invocations aborted mid-step" in proc.log(), proc.log()
+    first_pid = proc.proc.pid
+    again = finish_after_restart(serve, work, proc.data_dir)
+    # Only the step that was running when it stopped runs again; the committed one does not.
+    assert effects(work) == [(0, first_pid), (1, first_pid), (1, again.proc.pid), (2, again.proc.pid)]
