@@ -60,10 +60,11 @@ async def respond_json(send: Send, status: int, payload: Any,
     await respond(send, status, json.dumps(payload).encode(), JSON, headers)
 
 
-async def error(send: Send, status: int, message: str, source: str = "ingress") -> None:
+async def error(send: Send, status: int, message: str, source: str = "ingress",
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Send an error in Restate's shape: `{"code", "message", "source"}` with `x-restate-error-source`."""
     await respond_json(send, status, {"code": status, "message": message, "source": source},
-                       [(b"x-restate-error-source", source.encode())])
+                       [(b"x-restate-error-source", source.encode()), *(headers or ())])
 
 
 async def lifespan(receive: Receive, send: Send) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from durably.cli_security import ADMIN_TOKEN_ENV, INGRESS_TOKEN_ENV, keys, security_options
 from durably.client import (
     ACTIONS,
     DEFAULT_ADMIN_URL,
@@ -121,9 +122,10 @@ def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
               help="Restate 1.7 flow control: at most N invocations run at once per matching scope or limit "
                    "key ('*=100', 'checkout=50', 'checkout/*=5', 'checkout/*/*=2'). Repeatable. Env: "
                    "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
+@security_options
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
           in_memory: bool, always_replay: bool, log_level: str, shutdown_grace: float,
-          concurrency_limits: tuple[str, ...], drain: bool, **retry: str | None) -> None:
+          concurrency_limits: tuple[str, ...], **options: Any) -> None:
     """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
 
     Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
@@ -131,6 +133,9 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     """
     from durably.server.runtime import DurablyServer, ServerConfig
 
+    # The --default-retry-* flags arrive as retry_*, the security flags (cli_security.py) as ServerConfig fields.
+    retry = {k: v for k, v in options.items() if k.startswith("retry_")}
+    security = {k: v for k, v in options.items() if not k.startswith("retry_")}
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         app = load_app(app_ref) if app_ref else App()
@@ -139,7 +144,7 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
                           shutdown_grace=shutdown_grace, default_retry_policy=_default_retry_policy(retry),
-                          concurrency_rules=_concurrency_rules(concurrency_limits), drain=drain)
+                          concurrency_rules=_concurrency_rules(concurrency_limits), **security)
     server = DurablyServer(app, config)
     try:
         import uvloop
@@ -201,6 +206,8 @@ def _reporting() -> Iterator[None]:
         if e.invocation_id:
             click.echo(f"invocation id: {e.invocation_id}", err=True)
         click.echo(f"error {e.code}: {e.message}", err=True)
+        if e.status == 401:
+            click.echo(f"  (set {ADMIN_TOKEN_ENV} or {INGRESS_TOKEN_ENV} to the server's token)", err=True)
         sys.exit(EXIT_FAILED)
     except ClientError as e:  # e.g. the server went away in the middle of the request
         click.echo(f"durably: {e}", err=True)
@@ -216,7 +223,8 @@ def _admin(admin_url: str | None) -> AdminClient:
     """The admin client: this command's --admin, else the group's, else the environment, else the default."""
     ctx = click.get_current_context()
     group_url = ctx.parent.params.get("admin_url") if ctx.parent is not None else None
-    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL)
+    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL,
+                       token=os.environ.get(ADMIN_TOKEN_ENV) or None)
 
 
 def _json_out(data: Any) -> None:
@@ -311,7 +319,7 @@ def invoke(target: str, body: str | None, send: bool, delay: str | None, idempot
         raise click.BadParameter(str(e), param_hint="TARGET") from None
     with _reporting():
         try:
-            with IngressClient(ingress_url, timeout) as ingress:
+            with IngressClient(ingress_url, timeout, token=os.environ.get(INGRESS_TOKEN_ENV) or None) as ingress:
                 if send:
                     reply = ingress.send(target, payload, delay=delay, idempotency_key=idempotency_key)
                     if as_json:
@@ -702,6 +710,8 @@ def _add_commands() -> None:
 
 
 _add_commands()
+
+main.add_command(keys)
 
 if __name__ == "__main__":
     main()

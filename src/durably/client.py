@@ -111,13 +111,16 @@ def target_path(target: str) -> str:
 
 
 class _Client:
-    def __init__(self, url: str, timeout: float | None) -> None:
+    def __init__(self, url: str, timeout: float | None, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         if not self.url.startswith(("http://", "https://")):
             raise BadURL(url, "use http://host:port")
+        # The server's --admin-token / --ingress-token, sent as a bearer token on every request.
+        headers = {"authorization": f"Bearer {token}"} if token else None
         try:
-            self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0))
+            self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0),
+                                      headers=headers)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
             raise BadURL(url, str(e)) from None
 
@@ -161,8 +164,9 @@ class CallResult:
 class IngressClient(_Client):
     """Calls handlers through the ingress (`timeout` None waits as long as the handler takes)."""
 
-    def __init__(self, url: str = DEFAULT_INGRESS_URL, timeout: float | None = None) -> None:
-        super().__init__(url, timeout)
+    def __init__(self, url: str = DEFAULT_INGRESS_URL, timeout: float | None = None,
+                 token: str | None = None) -> None:
+        super().__init__(url, timeout, token)
 
     def __enter__(self) -> IngressClient:
         return self
@@ -198,8 +202,8 @@ class IngressClient(_Client):
 class AdminClient(_Client):
     """The admin API: services, invocations and the operator actions."""
 
-    def __init__(self, url: str = DEFAULT_ADMIN_URL, timeout: float | None = 30.0) -> None:
-        super().__init__(url, timeout)
+    def __init__(self, url: str = DEFAULT_ADMIN_URL, timeout: float | None = 30.0, token: str | None = None) -> None:
+        super().__init__(url, timeout, token)
 
     def __enter__(self) -> AdminClient:
         return self

@@ -161,7 +161,7 @@ SDK_VENV = ROOT / ".interop" / "sdk-venv"
 class SdkDeployment:
     """restate-sdk 1.2.0 services (tests/interop/restate_sdk_app.py) served by hypercorn in their own venv."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, env: dict[str, str] | None = None) -> None:
         hypercorn = SDK_VENV / "bin" / "hypercorn"
         if not hypercorn.exists():
             pytest.fail(f"{hypercorn} is missing: run `bash scripts/test.sh`, which installs restate-sdk there")
@@ -170,7 +170,7 @@ class SdkDeployment:
         self.effects = base / "effects.log"
         self.effects.touch()
         self.log = (base / "hypercorn.log").open("wb")
-        env = dict(os.environ, RESTATE_APP_EFFECTS=str(self.effects))
+        env = dict(os.environ, RESTATE_APP_EFFECTS=str(self.effects), **(env or {}))
         self.proc = subprocess.Popen([str(hypercorn), "--bind", f"127.0.0.1:{self.port}", "restate_sdk_app:app"],
                                      cwd=Path(__file__).parent, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: httpx.get(f"{self.url}/health").status_code == 200, 30, "the restate-sdk deployment")

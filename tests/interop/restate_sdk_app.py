@@ -207,4 +207,6 @@ async def is_unlocked(ctx: restate.ObjectContext) -> str:
     return "unlocked"
 
 
-app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton])
+# RESTATE_APP_IDENTITY_KEYS (space-separated publickeyv1_... keys): only requests signed by them are accepted.
+app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton],
+                  identity_keys=os.environ.get("RESTATE_APP_IDENTITY_KEYS", "").split() or None)

@@ -59,6 +59,7 @@ from durably.server.invocation import (
 )
 from durably.server.keys import KeyTable
 from durably.server.remote import ConnectionPool, RemoteAttempt, RemoteAttemptError
+from durably.server.secret_headers import DEFAULT_SECRET_HEADERS, input_messages
 from durably.server.store.base import COL, Store
 from durably.server.threads import DaemonThreadPool
 from durably.server.timers import TimerService
@@ -101,6 +102,10 @@ class EngineOptions:
     run_threads: int = 64
     # Restate 1.7's concurrency rules, pattern -> limit (see server/flow_control.py).
     concurrency_rules: dict[str, int] = field(default_factory=dict)
+    # Security (durably serve --request-identity-key, --secret-header): a RequestSigner for requests to remote
+    # deployments, and the request headers handlers see but the journal never stores (see secret_headers.py).
+    request_signer: Any = None
+    secret_headers: frozenset[str] = DEFAULT_SECRET_HEADERS
 
 
 class _LocalTransport:
@@ -167,7 +172,7 @@ class Engine:
         # Every invocable service: the embedded app's and those of registered deployments.
         self.services: dict[str, Any] = dict(app.services)
         self.deployments: dict[str, Deployment] = {}
-        self.pool = ConnectionPool()
+        self.pool = ConnectionPool(signer=self.options.request_signer)
         self.appends = 0
         self._active: dict[str, Invocation] = {}
         self._outcome_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
@@ -208,7 +213,7 @@ class Engine:
         existing = next((d for d in self.deployments.values() if d.uri == uri), None)
         if existing is not None and not force:
             return existing, False
-        manifest, mode, version = await discover(uri, use_http_11, headers)
+        manifest, mode, version = await discover(uri, use_http_11, headers, self.pool.signer)
         dep = Deployment(id=existing.id if existing else new_deployment_id(), uri=uri, use_http_11=use_http_11,
                          additional_headers=headers, protocol_mode=mode, protocol_version=version,
                          manifest=manifest, created_at=self.now_ms())
@@ -437,11 +442,12 @@ class Engine:
     def _after_commit(self, cb: Callable[[], None]) -> None:
         self.committer.after_commit(cb)
 
-    def _append(self, inv: Invocation, type_id: int, msg: Message) -> None:
+    def _append(self, inv: Invocation, type_id: int, msg: Message, live: Message | None = None) -> None:
+        # `live`: what attempts in this process see instead of `msg` (the input with its secret headers).
         now = self.now_ms()
         self.committer.batch.journal.append((inv.seq, inv.journal_length, type_id, msg.SerializeToString(), now))
         if inv.journal is not None:
-            inv.journal.append((type_id, msg))
+            inv.journal.append((type_id, msg if live is None else live))
         inv.journal_length += 1
         self.appends += 1
         inv.retry_count = 0
@@ -515,18 +521,15 @@ class Engine:
         self._seq += 1
         inv = Invocation(id=inv_id, service=svc, handler=handler.name, key=key, status=INVOKED,
                          idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[], seq=self._seq)
-        inp = pb.InputCommandMessage()
-        for k, v in headers:
-            if k not in (SCOPE_HEADER, LIMIT_KEY_HEADER):  # only the arguments say what the flow is
-                inp.headers.add(key=k, value=v)
-        if scope is not None:
-            inp.headers.add(key=SCOPE_HEADER, value=scope)
+        hdrs = [(k, v) for k, v in headers if k not in (SCOPE_HEADER, LIMIT_KEY_HEADER)]  # only the arguments
+        if scope is not None:                                                                 # say what the flow is
+            hdrs.append((SCOPE_HEADER, scope))
         if limit_key is not None:
-            inp.headers.add(key=LIMIT_KEY_HEADER, value=limit_key)
-        inp.value.content = body
+            hdrs.append((LIMIT_KEY_HEADER, limit_key))
+        stored, live = input_messages(hdrs, body, self.options.secret_headers)
         inv.flow = (scope, limit_key)
         self._active[inv_id] = inv
-        self._append(inv, m.INPUT, inp)
+        self._append(inv, m.INPUT, stored, live)
         self._mark(inv)
         if delay_ms > 0:
             inv.status = SCHEDULED

@@ -8,6 +8,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -16,6 +17,7 @@ from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.listeners import guarded, protections, security_options, tls_options, url
 from durably.server.shutdown import DEFAULT_GRACE_S, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
@@ -68,14 +70,22 @@ class ServerConfig:
     default_retry_policy: InvocationRetryPolicy | None = None
     # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
     concurrency_rules: dict[str, int] = field(default_factory=dict)
+    # Security (see SECURITY.md and server/listeners.py): the admin API's own bind address, bearer tokens,
+    # TLS, the key that signs requests to remote deployments, extra headers never journaled.
+    admin_host: str = "127.0.0.1"
+    admin_token: str | None = field(default=None, repr=False)
+    ingress_token: str | None = field(default=None, repr=False)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    request_identity_key: Path | None = None
+    secret_headers: tuple[str, ...] = ()
     # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
     shutdown_grace: float = DEFAULT_GRACE_S
     # Refuse new invocations from outside, finish the ones in the store (durably.server.drain).
     drain: bool = False
 
 
-def _ingress_app(engine: Engine, cfg: ServerConfig) -> object:
-    ingress = Ingress(engine, cfg.body_limit)
+def _draining(ingress: Any, cfg: ServerConfig) -> Any:
     if cfg.drain:
         from durably.server.drain import DrainingIngress
 
@@ -106,21 +116,27 @@ class DurablyServer:
         app embedded calls `request_stop` from its lifespan shutdown instead).
         """
         cfg = self.config
+        try:  # before the store: a bad key or certificate fails the start with nothing opened
+            security, tls = security_options(cfg), tls_options(cfg)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        options = EngineOptions(always_replay=cfg.always_replay)
+        options = EngineOptions(always_replay=cfg.always_replay, **security)
         if cfg.default_retry_policy is not None:
             options.default_retry_policy = cfg.default_retry_policy
         options.concurrency_rules = dict(cfg.concurrency_rules)
         engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
+        ingress_app, admin_app = guarded(_draining(Ingress(engine, cfg.body_limit), cfg), Admin(engine), cfg)
         servers = [
-            _QuietServer(uvicorn.Config(_ingress_app(engine, cfg), host=cfg.host, port=cfg.port,
+            _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
                                         timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
-                                        date_header=False)),
-            _QuietServer(uvicorn.Config(Admin(engine), host=cfg.host, port=cfg.admin_port, lifespan="off",
-                                        log_level="warning", access_log=False, timeout_graceful_shutdown=5)),
+                                        date_header=False, **tls)),
+            _QuietServer(uvicorn.Config(admin_app, host=cfg.admin_host, port=cfg.admin_port, lifespan="off",
+                                        log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                                        **tls)),
         ]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
@@ -128,13 +144,18 @@ class DurablyServer:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not Unix
                 pass
+        sockets: list[socket.socket] = []
         try:
             # Bound here, so a taken port is a clear error rather than uvicorn exiting the process.
-            sockets = [_listen(cfg.host, cfg.port), _listen(cfg.host, cfg.admin_port)]
+            sockets.append(_listen(cfg.host, cfg.port))
+            sockets.append(_listen(cfg.admin_host, cfg.admin_port))
         except OSError as e:
+            for sock in sockets:
+                sock.close()
             await engine.stop()
-            raise StartupError(f"cannot listen on {cfg.host} ports {cfg.port} (ingress) and {cfg.admin_port} "
-                               f"(admin): {e.strerror}; pick others with --port and --admin-port") from None
+            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.admin_host}:"
+                               f"{cfg.admin_port} (admin): {e.strerror}; pick others with --host/--port and "
+                               "--admin-host/--admin-port") from None
         tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets, strict=True)]
         while not all(s.started for s in servers):
             done = [t for t in tasks if t.done()]
@@ -143,14 +164,15 @@ class DurablyServer:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.host}:"
+                raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.admin_host}:"
                                    f"{cfg.admin_port} (admin); is another server using these ports? Pick others "
                                    "with --port and --admin-port")
             await asyncio.sleep(0.01)
-        log.info("durably is serving %s on http://%s:%d (admin on port %d), data in %s%s",
+        log.info("durably is serving %s on %s (admin API on %s), data in %s%s",
                  ", ".join(self.app.services) or "no app of its own (remote deployments only)",
-                 cfg.host, cfg.port, cfg.admin_port,
-                 "memory" if cfg.in_memory else cfg.data_dir, " (draining: no new invocations)" if cfg.drain else "")
+                 url(cfg.host, cfg.port, cfg), url(cfg.admin_host, cfg.admin_port, cfg),
+                 "memory" if cfg.in_memory else cfg.data_dir,
+                 protections(cfg) + (" (draining: no new invocations)" if cfg.drain else ""))
         if ready is not None:
             ready.set()
         stop_wait = asyncio.create_task(self._stop.wait())
