@@ -93,3 +93,28 @@ async def test_health_stays_open_and_the_token_works(clients) -> None:
     assert (await admin.get("/v2/health")).status_code == 200
     resp = await ingress.post("/Greeter/greet", json="Ada", headers={"authorization": f"Bearer {INGRESS_TOKEN}"})
     assert (resp.status_code, resp.json()) == (200, "hello Ada")
+
+
+async def test_the_ui_signs_in_with_the_admin_token_once(clients) -> None:
+    """A browser cannot send the header: the UI's sign-in form turns the token into a strict cookie."""
+    ingress, admin = clients
+    resp = await admin.get("/ui/invocations")
+    assert (resp.status_code, resp.headers["location"]) == (303, "/ui/login")
+    assert (await admin.get("/ui/login")).status_code == 200
+    wrong = await admin.post("/ui/login", data={"token": "guess"})
+    assert wrong.status_code == 401
+    assert "set-cookie" not in wrong.headers
+    cross = await admin.post("/ui/login", data={"token": ADMIN_TOKEN}, headers={"origin": "http://evil.example"})
+    assert (cross.status_code, "set-cookie" in cross.headers) == (403, False)
+    ok = await admin.post("/ui/login", data={"token": ADMIN_TOKEN})
+    assert (ok.status_code, ok.headers["location"]) == (303, "/ui")
+    cookie = ok.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    signed_in = {"cookie": cookie.split(";", 1)[0]}
+    assert (await admin.get("/ui/invocations", headers=signed_in)).status_code == 200
+    assert (await admin.get("/services", headers=signed_in)).status_code == 200
+    forged = {"cookie": "durably_admin_token=admin-s3cret-tokex"}
+    assert (await admin.get("/services", headers=forged)).status_code == 401
+    # The ingress has no sign-in: its token is for programs, and a cookie does not stand for it.
+    resp = await ingress.post("/Greeter/greet", json="Ada", headers={"cookie": f"durably_admin_token={INGRESS_TOKEN}"})
+    assert resp.status_code == 401

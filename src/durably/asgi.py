@@ -5,12 +5,25 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 JSON = b"application/json"
+
+
+def is_cross_site(scope: Scope) -> bool:
+    """Whether a browser sent this request from another site's page (Origin or Sec-Fetch-Site say so).
+
+    Browsers send such "simple" requests (a form post, a text/plain fetch) without asking first, so an
+    API that changes things must refuse them itself. Clients that are not browsers send neither header."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != headers.get("host", "")
 
 
 class BodyTooLarge(Exception):

@@ -4,6 +4,7 @@
     durably invoke Service/handler '"json"'          call a handler (or Object/key/handler)
     durably invocations list|describe|cancel|...     the admin API's invocations
     durably services list                            the served services and handlers
+    durably state get|set|edit|clear OBJECT KEY      a virtual object's state
     durably backup --data-dir D OUT                  a consistent copy of a data directory, even while served
 """
 
@@ -11,19 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
+from durably import serve_config
 from durably.cli_security import ADMIN_TOKEN_ENV, INGRESS_TOKEN_ENV, keys, security_options
 from durably.client import (
     ACTIONS,
@@ -112,7 +113,15 @@ def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
 @click.option("--always-replay", is_flag=True,
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              help="info logs one line per invocation lifecycle event; warning only problems.")
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
+              help="json: one JSON object per line (ts, level, logger, message, invocation_id, event, ...).")
+@click.option("--metrics/--no-metrics", default=True, show_default=True,
+              help="Count and serve Prometheus metrics at the admin API's /metrics.")
+@click.option("--retention", default="1d", show_default=True, metavar="DURATION",
+              help="Keep completed invocations this long (30m, 12h, 7d) unless a handler or service sets "
+              "journal_retention / idempotency_retention.")
 @click.option("--drain", is_flag=True,
               help="Finish the invocations in the store but take no new ones (503), e.g. when moving to a cluster.")
 @click.option("--shutdown-grace", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
@@ -124,26 +133,28 @@ def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
                    "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
 @security_options
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str, shutdown_grace: float,
-          concurrency_limits: tuple[str, ...], **options: Any) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, log_format: str, metrics: bool,
+          retention: str, shutdown_grace: float, concurrency_limits: tuple[str, ...], **options: Any) -> None:
     """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
 
     Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
     registered with `durably deployments register URL`.
     """
+    from durably.server.log_format import configure_logging
     from durably.server.runtime import DurablyServer, ServerConfig
 
     # The --default-retry-* flags arrive as retry_*, the security flags (cli_security.py) as ServerConfig fields.
     retry = {k: v for k, v in options.items() if k.startswith("retry_")}
     security = {k: v for k, v in options.items() if not k.startswith("retry_")}
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     try:
         app = load_app(app_ref) if app_ref else App()
     except AppLoadError as e:
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
-                          shutdown_grace=shutdown_grace, default_retry_policy=_default_retry_policy(retry),
+                          metrics=metrics, retention=_retention(retention), shutdown_grace=shutdown_grace,
+                          default_retry_policy=_default_retry_policy(retry),
                           concurrency_rules=_concurrency_rules(concurrency_limits), **security)
     server = DurablyServer(app, config)
     try:
@@ -160,6 +171,19 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except (OSError, StartupError, DataDirError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
+
+
+# Every serve flag is also DURABLY_<NAME> and a --config file key; --dump-config prints the result.
+serve_config.apply(serve)
+
+
+def _retention(text: str) -> timedelta:
+    from durably.server.delay import parse_delay
+
+    try:
+        return parse_delay(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--retention") from None
 
 
 @main.command(short_help="Copy a data directory consistently, even while it is served.")
@@ -712,6 +736,11 @@ def _add_commands() -> None:
 _add_commands()
 
 main.add_command(keys)
+
+# Operator commands living in modules of their own (imported last: they use the helpers above).
+from durably.state_cli import state  # noqa: E402
+
+main.add_command(state)
 
 if __name__ == "__main__":
     main()

@@ -282,6 +282,20 @@ class AdminClient(_Client):
             self._raise(resp, path)
         return resp.status_code
 
+    def state(self, service: str, key: str) -> dict[str, Any]:
+        """A key's state: `{"service", "object_key", "version", "state": {name: JSON value}, "binary"?}`."""
+        return self._json(f"/services/{quote(service, safe='')}/state/{quote(key, safe='')}")
+
+    def set_state(self, service: str, key: str, new_state: dict[str, bytes], version: str | None = None) -> None:
+        """Replace a key's whole state (Restate's request); with `version`, only if it is still that version."""
+        body: dict[str, Any] = {"object_key": key, "new_state": {k: list(v) for k, v in new_state.items()}}
+        if version is not None:
+            body["version"] = version
+        path = f"/services/{quote(service, safe='')}/state"
+        resp = self._request("POST", path, json=body)
+        if resp.status_code >= 300:
+            self._raise(resp, path)
+
     def deployments(self) -> list[dict[str, Any]]:
         """Registered remote deployments."""
         return self._json("/deployments")["deployments"]

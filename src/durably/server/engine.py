@@ -58,7 +58,10 @@ from durably.server.invocation import (
     outcome_of_row,
 )
 from durably.server.keys import KeyTable
+from durably.server.lifecycle_log import LifecycleLog
+from durably.server.metrics import EngineStats
 from durably.server.remote import ConnectionPool, RemoteAttempt, RemoteAttemptError
+from durably.server.retention import retention_for
 from durably.server.secret_headers import DEFAULT_SECRET_HEADERS, input_messages
 from durably.server.store.base import COL, Store
 from durably.server.threads import DaemonThreadPool
@@ -100,6 +103,10 @@ class EngineOptions:
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
     run_threads: int = 64
+    # Count what /metrics shows (plain ints on the hot path); off leaves `Engine.stats` None.
+    metrics: bool = True
+    # OpenTelemetry spans (durably.server.tracing.InvocationTracing), None when not configured.
+    tracing: Any = None
     # Restate 1.7's concurrency rules, pattern -> limit (see server/flow_control.py).
     concurrency_rules: dict[str, int] = field(default_factory=dict)
     # Security (durably serve --request-identity-key, --secret-header): a RequestSigner for requests to remote
@@ -174,6 +181,11 @@ class Engine:
         self.deployments: dict[str, Deployment] = {}
         self.pool = ConnectionPool(signer=self.options.request_signer)
         self.appends = 0
+        self.stats: EngineStats | None = EngineStats() if self.options.metrics else None
+        self.events = LifecycleLog()
+        self.tracing = self.options.tracing
+        if self.stats is not None:
+            self.committer.on_commit = self._committed_batch
         self._active: dict[str, Invocation] = {}
         self._outcome_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         # target -> [(waiting invocation, completion id, notification type)], mirrored in the waiters table.
@@ -344,6 +356,8 @@ class Engine:
         self._fail_outcome_waiters(EngineStopped(self._stop_reason()))
         self.committer.close()
         await self.pool.close()
+        if self.tracing is not None:
+            self.tracing.close()
         # Abandoned sync closures may still run; do not wait for them.
         self.run_executor.shutdown(wait=False, cancel_futures=True)
         if close_store:
@@ -439,6 +453,12 @@ class Engine:
         self.committer.mark(inv)
         self._touch(inv)
 
+    def _committed_batch(self, rows: int, seconds: float) -> None:
+        st = self.stats
+        if st is not None:
+            st.batch_rows.observe(rows)
+            st.commit_seconds.observe(seconds)
+
     def _after_commit(self, cb: Callable[[], None]) -> None:
         self.committer.after_commit(cb)
 
@@ -450,6 +470,8 @@ class Engine:
             inv.journal.append((type_id, msg if live is None else live))
         inv.journal_length += 1
         self.appends += 1
+        if self.tracing is not None:
+            self.tracing.appended(inv.id, type_id, msg, inv.journal_length - 1)
         inv.retry_count = 0
         inv.last_entry_at = now
         # Only the journal row is written: the invocation row's journal length and last-entry time are
@@ -529,6 +551,8 @@ class Engine:
         stored, live = input_messages(hdrs, body, self.options.secret_headers)
         inv.flow = (scope, limit_key)
         self._active[inv_id] = inv
+        if self.stats is not None:
+            self.stats.started[(svc, handler.name)] += 1
         self._append(inv, m.INPUT, stored, live)
         self._mark(inv)
         if delay_ms > 0:
@@ -646,6 +670,12 @@ class Engine:
         assert inv.journal is not None
         inv.status = INVOKED
         inv.attempts += 1
+        if self.stats is not None:
+            self.stats.attempts[(inv.service, inv.handler)] += 1
+        if inv.attempts == 1:
+            self.events.started(inv)
+        if self.tracing is not None:
+            self.tracing.attempt_started(inv, inv.journal)
         inv.next_retry_at = None
         inv.waiting = None
         self._active[inv.id] = inv
@@ -877,6 +907,8 @@ class Engine:
         self._complete(inv, outcome)
 
     def _detach(self, inv: Invocation) -> None:
+        if self.tracing is not None:
+            self.tracing.attempt_ended(inv.id)
         inv.attempt = None
         inv.task = None
         if inv.watchdog is not None:
@@ -890,12 +922,13 @@ class Engine:
         was_queued = inv.status == INBOXED
         inv.status = COMPLETED
         inv.outcome = outcome
+        if self.stats is not None:
+            counts = self.stats.completed if outcome.failure_code is None else self.stats.failed
+            counts[(inv.service, inv.handler)] += 1
+        self.events.ended(inv, outcome, now)
         inv.completed_at = now
-        handler = self.handler(inv.service, inv.handler)
-        retention = self.options.retention
-        if handler is not None:
-            retention = (handler.workflow_retention if handler.kind == "workflow" else None) or \
-                handler.journal_retention or handler.service.journal_retention or retention
+        retention = retention_for(self.handler(inv.service, inv.handler), bool(inv.idempotency_key),
+                                  self.options.retention)
         inv.retention_until = now + int(retention.total_seconds() * 1000)
         inv.waiting = None
         inv.next_retry_at = None
@@ -937,7 +970,9 @@ class Engine:
         inv.status = SUSPENDED
         self._mark(inv)
         done = self._completed_handles(inv)
-        if any(h in done for h in waiting):
+        if not any(h in done for h in waiting):
+            self.events.suspended(inv, len(waiting))
+        else:
             # What it waits for is already journaled (a run result proposed just before suspending).
             inv.status = INVOKED
             inv.waiting = None
@@ -971,16 +1006,16 @@ class Engine:
         return done
 
     def _attempt_failed(self, inv: Invocation, err: pb.ErrorMessage) -> None:
+        if self.tracing is not None:
+            self.tracing.attempt_failed(inv.id, err.code, err.message)
         self._detach(inv)
         inv.retry_count += 1
         inv.last_error = json.dumps({"code": err.code, "message": err.message})
         handler = self.handler(inv.service, inv.handler)
         policy = (handler.effective_retry_policy(self.options.default_retry_policy) if handler is not None
                   else self.options.default_retry_policy)
-        if err.code in (570, 571):
-            log.error("invocation %s: %s", inv.id, err.message)
-        else:
-            log.info("invocation %s attempt %d failed: %s", inv.id, inv.attempts, err.message)
+        # A journal mismatch or protocol violation is a bug to fix, not a passing fault: logged as an error.
+        level = logging.ERROR if err.code in (570, 571) else logging.INFO
         if err.behavior == pb.FAIL:  # v7: the deployment says retrying cannot help
             code = err.code if 400 <= err.code <= 599 else 500
             self._complete(inv, Outcome(failure_code=code, failure_message=err.message))
@@ -988,6 +1023,7 @@ class Engine:
         if err.behavior == pb.PAUSE:  # v7: the deployment asks for an operator
             inv.status = PAUSED
             self._mark(inv)
+            self.events.paused(inv, err.code, err.message)
             return
         if policy.max_attempts is not None and inv.attempts >= policy.max_attempts:
             if policy.on_max_attempts == "kill":
@@ -996,6 +1032,7 @@ class Engine:
                 return
             inv.status = PAUSED
             self._mark(inv)
+            self.events.paused(inv, err.code, err.message)
             return
         if err.HasField("next_retry_delay"):
             delay_ms = float(err.next_retry_delay)
@@ -1008,6 +1045,7 @@ class Engine:
         inv.status = BACKING_OFF
         inv.next_retry_at = self.now_ms() + int(delay_ms)
         self._mark(inv)
+        self.events.retrying(inv, err.code, err.message, int(delay_ms), level)
 
         def schedule() -> None:
             if inv.status == BACKING_OFF and not self._stopping:
@@ -1034,6 +1072,8 @@ class Engine:
     def _retry_now(self, inv: Invocation) -> None:
         inv.retry_timer = None
         if inv.status == BACKING_OFF and not self._stopping:
+            if self.stats is not None:
+                self.stats.retries[(inv.service, inv.handler)] += 1
             self._start_attempt(inv)
 
     # ---- inactivity and abort timeouts ----
@@ -1134,11 +1174,15 @@ class Engine:
             return None, False, f"handler '{service}/{handler_name}' not found"
         if handler.service.kind != "service" and not key:
             return None, False, f"'{service}' is keyed: calls to it need a key"
+        if self.tracing is not None:
+            headers = self.tracing.child_headers(caller.id, headers)
         try:
             _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms, scope,
                                                limit_key)
         except FlowControlError as e:
             return None, False, str(e)
+        if created:
+            self.committer.batch.ops.append(("INSERT OR IGNORE INTO calls VALUES (?, ?)", (child_id, caller.id)))
         if handler.kind == "workflow" and not created:
             return child_id, False, "the workflow method was already invoked"
         return child_id, created, None
@@ -1365,6 +1409,8 @@ class Engine:
 
     def _delete(self, row: tuple[Any, ...]) -> None:
         inv_id = row[COL["id"]]
+        if self.stats is not None:
+            self.stats.purged += 1
         self.committer.batch.deleted.append(inv_id)
         handler = self.handler(row[COL["service"]], row[COL["handler"]])
         if handler is not None and handler.kind == "workflow":

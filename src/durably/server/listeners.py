@@ -49,7 +49,7 @@ def guarded(ingress: Any, admin: Any, cfg: Any) -> tuple[Any, Any]:
     if cfg.ingress_token:
         ingress = BearerAuth(ingress, cfg.ingress_token, "ingress", INGRESS_OPEN_PATHS)
     if cfg.admin_token:
-        admin = BearerAuth(admin, cfg.admin_token, "admin", ADMIN_OPEN_PATHS)
+        admin = BearerAuth(admin, cfg.admin_token, "admin", ADMIN_OPEN_PATHS, login_path="/ui/login")
     return ingress, admin
 
 

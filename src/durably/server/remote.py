@@ -153,6 +153,10 @@ class RemoteAttempt:
         if self.pool.signer is not None:
             hdrs.extend(self.pool.signer.headers(self._path()))
         hdrs.extend((k.lower(), v) for k, v in self.deployment.additional_headers.items())
+        tracing = getattr(self.engine, "tracing", None)
+        traceparent = tracing.traceparent(self.inv.id) if tracing is not None else None
+        if traceparent:  # the deployment's own spans join the attempt's trace
+            hdrs.append(("traceparent", traceparent))
         return hdrs
 
     def _path(self) -> str:

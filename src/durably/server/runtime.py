@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
 from durably.server.listeners import guarded, protections, security_options, tls_options, url
+from durably.server.metrics import LoopMonitor, TimedIngress
 from durably.server.shutdown import DEFAULT_GRACE_S, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
+from durably.server.tracing import from_environment as tracing_from_environment
 
 log = logging.getLogger("durably.server")
 
@@ -66,6 +69,9 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
+    metrics: bool = True
+    # How long completed invocations are kept unless their handler or service says otherwise.
+    retention: timedelta = timedelta(days=1)
     # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
     default_retry_policy: InvocationRetryPolicy | None = None
     # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
@@ -121,14 +127,21 @@ class DurablyServer:
         except ValueError as e:
             raise StartupError(str(e)) from None
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        options = EngineOptions(always_replay=cfg.always_replay, **security)
+        options = EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics, retention=cfg.retention,
+                                tracing=tracing_from_environment(), **security)
         if cfg.default_retry_policy is not None:
             options.default_retry_policy = cfg.default_retry_policy
         options.concurrency_rules = dict(cfg.concurrency_rules)
         engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
-        ingress_app, admin_app = guarded(_draining(Ingress(engine, cfg.body_limit), cfg), Admin(engine), cfg)
+        ingress: object = Ingress(engine, cfg.body_limit)
+        monitor = None
+        if engine.stats is not None:
+            ingress = TimedIngress(ingress, engine.stats)
+            monitor = LoopMonitor(engine.stats)
+            monitor.start()
+        ingress_app, admin_app = guarded(_draining(ingress, cfg), Admin(engine), cfg)
         servers = [
             _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
@@ -180,6 +193,8 @@ class DurablyServer:
         log.info("shutting down")
         if stop_wait.done():
             await drain(engine, cfg.shutdown_grace, self._force)
+        if monitor is not None:
+            monitor.stop()
         for s in servers:
             s.should_exit = True
         # Stopping the engine answers waiting callers (503) so their connections can close.
