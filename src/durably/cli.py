@@ -123,7 +123,7 @@ def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
               help="Keep completed invocations this long (30m, 12h, 7d) unless a handler or service sets "
               "journal_retention / idempotency_retention.")
 @click.option("--drain", is_flag=True,
-              help="Finish the invocations in the store but take no new ones (503), e.g. when moving to a cluster.")
+              help="Finish the invocations in the store but take no new ones (503), when moving to a cluster.")
 @click.option("--shutdown-grace", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
               help="On SIGTERM/SIGINT, how long running steps may take to finish (a second signal stops at once).")
 @_retry_flags
