@@ -18,5 +18,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # The real Restate server and restate-sdk: the other side of the wire in the interop tests.
 bash scripts/install-peers.sh
+# The compose linter of the deployment-artifact tests (npm).
+bash scripts/install-deploy-lint.sh
 .venv/bin/ruff check src tests bench examples scripts
 .venv/bin/python -m pytest -q "$@"

@@ -123,6 +123,8 @@ def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
 @click.option("--retention", default="1d", show_default=True, metavar="DURATION",
               help="Keep completed invocations this long (30m, 12h, 7d) unless a handler or service sets "
               "journal_retention / idempotency_retention.")
+@click.option("--drain", is_flag=True,
+              help="Finish the invocations in the store but take no new ones (503), when moving to a cluster.")
 @click.option("--shutdown-grace", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
               help="On SIGTERM/SIGINT, how long running steps may take to finish (a second signal stops at once).")
 @_retry_flags
@@ -661,11 +663,12 @@ def list_deployments(as_json: bool, admin_url: str | None) -> None:
 
 @deployments.command("remove")
 @click.argument("deployment_id", metavar="ID")
+@click.option("--force", is_flag=True, help="Remove even with invocations pinned to it (Restate requires this).")
 @_admin_option
-def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
+def remove_deployment(deployment_id: str, force: bool, admin_url: str | None) -> None:
     """Forget a deployment: its services stop being invocable here."""
     with _reporting(), _admin(admin_url) as admin:
-        admin.remove_deployment(deployment_id)
+        admin.remove_deployment(deployment_id, force=force)
     click.echo(f"removed {deployment_id}")
 
 
@@ -723,6 +726,18 @@ def delete_rule(pattern: str, admin_url: str | None) -> None:
         admin.delete_rule(pattern)
     click.echo(f"deleted {pattern}")
 
+
+# ---- commands kept in modules of their own ----
+
+def _add_commands() -> None:
+    from durably.cli_endpoint import endpoint
+    from durably.cli_run import run
+
+    main.add_command(run)
+    main.add_command(endpoint)
+
+
+_add_commands()
 
 main.add_command(keys)
 

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from durably import restate_query
 from durably.async_client import Client, ScopedClient, create_client
 from durably.client_types import HttpError, RestateClient, RestateClientSendHandle, RestateScopedClient
 
@@ -238,20 +239,46 @@ class AdminClient(_Client):
         """Invocations, newest first, optionally filtered."""
         params = {k: v for k, v in {"status": status, "service": service, "handler": handler, "key": key,
                                     "limit": limit}.items() if v is not None}
-        return self._json("/invocations", params)["invocations"]
+        resp = self._request("GET", "/invocations", params=params)
+        if resp.status_code in (404, 405):  # a Restate server: the same data through its SQL endpoint
+            return [restate_query.invocation_json(r) for r in self._query(restate_query.list_query(**params))]
+        if resp.status_code != 200:
+            self._raise(resp, "/invocations")
+        return resp.json()["invocations"]
 
     def invocation(self, invocation_id: str) -> dict[str, Any]:
-        """One invocation with its whole journal (fetched page by page)."""
+        """One invocation with its whole journal: a durably server's pages followed, or a Restate server's /query."""
         path = f"/invocations/{quote(invocation_id, safe='')}"
-        inv: dict[str, Any] = self._json(path)
-        journal = list(inv.get("journal") or [])
-        while "journal_next_offset" in inv:
-            inv = self._json(path, {"journal_offset": inv["journal_next_offset"]})
-            journal.extend(inv.get("journal") or [])
-        inv["journal"] = journal
-        inv.pop("journal_next_offset", None)
-        inv["journal_offset"] = 0
-        return inv
+        resp = self._request("GET", path)
+        if resp.status_code not in (404, 405) or resp.content:  # Restate answers these with no body
+            if resp.status_code != 200:
+                self._raise(resp, path)
+            inv: dict[str, Any] = resp.json()
+            journal = list(inv.get("journal") or [])
+            while "journal_next_offset" in inv:
+                inv = self._json(path, {"journal_offset": inv["journal_next_offset"]})
+                journal.extend(inv.get("journal") or [])
+            inv["journal"] = journal
+            inv.pop("journal_next_offset", None)
+            inv["journal_offset"] = 0
+            return inv
+        inv_sql, journal_sql = restate_query.describe_queries(invocation_id)
+        rows = self._query(inv_sql)
+        if not rows:
+            raise RequestFailed(404, 404, f"invocation {invocation_id} not found")
+        out = restate_query.invocation_json(rows[0])
+        out["journal"] = [restate_query.journal_json(r) for r in self._query(journal_sql)]
+        return out
+
+    def _query(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a SQL query on a Restate server's `POST /query`."""
+        resp = self._request("POST", "/query", json={"query": sql}, headers={"accept": "application/json"})
+        if resp.status_code != 200:
+            if resp.status_code in (404, 405):
+                raise RequestFailed(resp.status_code, resp.status_code, f"{self.url} has neither a durably "
+                                    "invocations API nor Restate's /query: is it an admin URL?")
+            self._raise(resp, "/query")
+        return resp.json().get("rows", [])
 
     def action(self, invocation_id: str, action: str) -> int:
         """cancel, kill, pause, resume or purge an invocation; returns the status (200 or 202)."""
@@ -292,10 +319,13 @@ class AdminClient(_Client):
             self._raise(resp, "/deployments")
         return resp.status_code, resp.json()
 
-    def remove_deployment(self, deployment_id: str) -> None:
-        """Forget a deployment (its services stop being invocable)."""
+    def remove_deployment(self, deployment_id: str, force: bool = False) -> None:
+        """Forget a deployment (its services stop being invocable). A Restate server removes only with `force`."""
         path = f"/deployments/{quote(deployment_id, safe='')}"
-        resp = self._request("DELETE", path)
+        resp = self._request("DELETE", path, params={"force": "true"} if force else None)
+        if resp.status_code == 501:
+            raise RequestFailed(501, 501, "this server (Restate) removes a deployment only when forced: add --force "
+                                "(invocations still running on it then fail)")
         if resp.status_code >= 300:
             self._raise(resp, path)
 

@@ -342,13 +342,24 @@ class _Invocation:
             attempt.close_input()
         pump = asyncio.create_task(transport.pump())
         reader = asyncio.create_task(self._feed(attempt)) if not self.input_closed else None
+        cancelled = False
         try:
             await attempt.run(InvocationContext(attempt, start.debug_id, start.key))
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             transport.finish()
-            await pump
-            if reader is not None and not reader.done():
-                await reader  # returns when the server closes the request stream
+            if cancelled:
+                # The ASGI server is done waiting (its graceful shutdown is over): leave now, not when Restate
+                # closes the request stream; Restate retries the attempt from its journal.
+                pump.cancel()
+                if reader is not None:
+                    reader.cancel()
+            else:
+                await pump
+                if reader is not None and not reader.done():
+                    await reader  # returns when the server closes the request stream
         await self.send({"type": "http.response.body", "body": b""})
 
     async def _feed(self, attempt: Attempt) -> None:

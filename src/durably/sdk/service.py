@@ -336,17 +336,26 @@ class App:
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
                        send: Callable[..., Awaitable[Any]]) -> None:
-        """ASGI entry point: this app as a Restate service deployment."""
+        """ASGI entry point: this app as a Restate service deployment (and, if asked for, the embedded runtime)."""
         if self._endpoint is None:
-            from durably.sdk.endpoint import Endpoint
+            if endpoint_factory is not None:
+                self._endpoint = endpoint_factory(self)
+            else:
+                from durably.sdk.endpoint import Endpoint
 
-            self._endpoint = Endpoint(self)
+                self._endpoint = Endpoint(self)
         await self._endpoint(scope, receive, send)
 
     def handler(self, service: str, handler: str) -> Handler | None:
         """Look up a handler by service and handler name."""
         svc = self.services.get(service)
         return None if svc is None else svc.handlers.get(handler)
+
+
+# Hooks for the layers above the SDK (set by `durably.embedded` and `durably.capture`, so the SDK imports neither):
+# what serves an App over ASGI, and who hears about each App built.
+endpoint_factory: Callable[[App], Any] | None = None
+app_built_hooks: list[Callable[[App], None]] = []
 
 
 def app(services: Iterable[ServiceDefinition], protocol: Literal["bidi", "request_response"] | None = None,
@@ -375,4 +384,6 @@ def app(services: Iterable[ServiceDefinition], protocol: Literal["bidi", "reques
         if svc.name in out.services:
             raise ValueError(f"duplicate service name {svc.name!r}")
         out.services[svc.name] = svc
+    for hook in list(app_built_hooks):
+        hook(out)
     return out

@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -92,6 +93,16 @@ class ServerConfig:
     secret_headers: tuple[str, ...] = ()
     # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
     shutdown_grace: float = DEFAULT_GRACE_S
+    # Refuse new invocations from outside, finish the ones in the store (durably.server.drain).
+    drain: bool = False
+
+
+def _draining(ingress: Any, cfg: ServerConfig) -> Any:
+    if cfg.drain:
+        from durably.server.drain import DrainingIngress
+
+        return DrainingIngress(ingress)
+    return ingress
 
 
 class DurablyServer:
@@ -110,8 +121,12 @@ class DurablyServer:
             self._force.set()
         self._stop.set()
 
-    async def serve(self, ready: asyncio.Event | None = None) -> None:
-        """Serve until SIGTERM/SIGINT or `request_stop`."""
+    async def serve(self, ready: asyncio.Event | None = None, handle_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT or `request_stop`.
+
+        `handle_signals=False` leaves SIGTERM/SIGINT to whoever owns the loop (an ASGI server running the
+        app embedded calls `request_stop` from its lifespan shutdown instead).
+        """
         cfg = self.config
         try:  # before the store: a bad key or certificate fails the start with nothing opened
             security, tls = security_options(cfg), tls_options(cfg)
@@ -135,7 +150,7 @@ class DurablyServer:
             ingress = TimedIngress(ingress, engine.stats)
             monitor = LoopMonitor(engine.stats)
             monitor.start()
-        ingress_app, admin_app = guarded(ingress, Admin(engine), cfg)
+        ingress_app, admin_app = guarded(_draining(ingress, cfg), Admin(engine), cfg)
         servers = [
             _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
@@ -148,7 +163,7 @@ class DurablyServer:
                                         timeout_keep_alive=limits.keep_alive_timeout, **tls)),
         ]
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
             try:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not Unix
@@ -180,7 +195,8 @@ class DurablyServer:
         log.info("durably is serving %s on %s (admin API on %s), data in %s%s",
                  ", ".join(self.app.services) or "no app of its own (remote deployments only)",
                  url(cfg.host, cfg.port, cfg), url(cfg.admin_host, cfg.admin_port, cfg),
-                 "memory" if cfg.in_memory else cfg.data_dir, protections(cfg))
+                 "memory" if cfg.in_memory else cfg.data_dir,
+                 protections(cfg) + (" (draining: no new invocations)" if cfg.drain else ""))
         if ready is not None:
             ready.set()
         stop_wait = asyncio.create_task(self._stop.wait())
