@@ -23,7 +23,7 @@ tally = durably.VirtualObject("Tally")
 @tally.handler()
 async def add(ctx: durably.ObjectContext, n: int) -> dict:
     count = (await ctx.get("count") or 0) + n
-    await ctx.sleep(timedelta(milliseconds=1))  # an await between read and write: only the key's lock keeps updates whole
+    await ctx.sleep(timedelta(milliseconds=1))  # only the key's lock keeps read-sleep-write whole
     ctx.set("count", count)
     return {"key": ctx.key(), "count": count}
 
