@@ -158,8 +158,9 @@ class Server:
 
     app_ref = APP_REF  # subclasses serve other bench apps
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_args: list[str] | None = None) -> None:
         self.workdir = workdir
+        self.extra_args = list(extra_args or ())
         self.port = free_port()
         self.admin_port = free_port()
         self.data_dir = workdir / "data"
@@ -179,7 +180,8 @@ class Server:
         durably_bin = Path(sys.executable).parent / "durably"
         cmd = [str(durably_bin) if durably_bin.exists() else sys.executable, "serve", self.app_ref,
                "--port", str(self.port), "--admin-port", str(self.admin_port),
-               "--data-dir", str(self.data_dir), "--synchronous", "full", "--log-level", "warning"]
+               "--data-dir", str(self.data_dir), "--synchronous", "full", "--log-level", "warning",
+               *self.extra_args]
         if not durably_bin.exists():
             cmd[1:1] = ["-m", "durably.cli"]
         print(f"starting: {' '.join(cmd)}")
@@ -359,6 +361,7 @@ def main() -> int:
     parser.add_argument("--no-latency", action="store_true", help="skip the 1-connection latency runs")
     parser.add_argument("--pause-before", default=None, metavar="WORKLOAD@CONNS",
                         help="print the server pid and wait for Enter before this measurement (for profilers)")
+    parser.add_argument("--serve-args", default="", help="extra `durably serve` arguments, e.g. --no-metrics")
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output for each measurement")
     args = parser.parse_args()
 
@@ -396,7 +399,7 @@ def main() -> int:
         workdir = Path(tmp)
         lua = workdir / "post.lua"
         lua.write_text(LUA_TEMPLATE.format(body=json.dumps(BODY)))
-        server = Server(workdir)
+        server = Server(workdir, args.serve_args.split())
         results: list[Result] = []
         peak: int | None = None
         started = False

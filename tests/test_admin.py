@@ -398,3 +398,24 @@ async def test_wrong_method_and_unknown_path(runtime) -> None:
         assert_error(await client.post("/invocations"), 405)
         assert_error(await client.get(f"/invocations/{unknown_id()}/cancel"), 405)
         assert_error(await client.get("/nothing/here"), 404)
+
+
+async def test_cross_site_browser_requests_change_nothing(runtime) -> None:
+    """A page on another site cannot make an operator's browser kill, purge or register through the API."""
+    async with runtime(APP) as rt, admin(rt) as client, rt.http() as http:
+        call = asyncio.create_task(http.post("/Counter/xs/hold"))
+        await wait_awakeable(rt, "xs")
+        rows = (await client.get("/invocations", params={"service": "Counter", "handler": "hold"})).json()
+        inv = rows["invocations"][0]["id"]
+        for headers in ({"origin": "http://evil.example"}, {"sec-fetch-site": "cross-site"}):
+            assert_error(await client.patch(f"/invocations/{inv}/kill", headers=headers), 403, "cross-site")
+            resp = await client.post("/deployments", content=b'{"uri": "http://127.0.0.1:1"}',
+                                     headers={**headers, "content-type": "text/plain"})
+            assert_error(resp, 403, "cross-site")
+        assert (await describe(client, inv))["status"] != "completed"
+        assert (await client.get("/deployments")).json()["deployments"] == []
+        # Reading stays open to any page the browser allows; the same action from the CLI goes through.
+        assert (await client.get("/services", headers={"origin": "http://evil.example"})).status_code == 200
+        same_site = {"origin": "http://admin", "sec-fetch-site": "same-origin"}
+        assert (await client.patch(f"/invocations/{inv}/kill", headers=same_site)).status_code == 200
+        assert (await asyncio.wait_for(call, 10)).status_code == 409

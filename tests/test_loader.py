@@ -134,7 +134,7 @@ def test_module_reference_from_the_working_directory(project) -> None:
     assert list(load_app("plain_mod:application").services) == ["Plain"]
 
 
-def test_app_built_only_in_main_says_what_to_write(project) -> None:
+def test_app_built_only_in_main_is_found_without_running_the_rest_of_main(project) -> None:
     project("greeter.py", SERVICE.format(name="G"))
     path = project("only_main.py", """
         import durably
@@ -147,8 +147,23 @@ def test_app_built_only_in_main_says_what_to_write(project) -> None:
         if __name__ == "__main__":
             main()
     """)
+    # durably.capture stops main() where durably.app() returns: the SystemExit after it never runs.
+    assert list(load_app("only_main.py").services) == ["G"]
+    assert path.is_file()
+
+
+def test_entry_point_that_builds_no_app_says_what_to_write(project) -> None:
+    path = project("main_without_app.py", """
+        import durably
+
+        def main():
+            print("started without building an app: durably.app( is never called")
+
+        if __name__ == "__main__":
+            main()
+    """)
     with pytest.raises(AppLoadError) as e:
-        load_app("only_main.py")
+        load_app("main_without_app.py")
     message = str(e.value)
     assert str(path) in message
     assert "app = restate.app(services=[...])` to the top level" in message

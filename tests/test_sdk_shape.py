@@ -217,8 +217,12 @@ def test_endpoint_builder() -> None:
     assert isinstance(built, durably.App) and list(built.services) == ["Shape", "ShapeCounter"]
     with pytest.raises(ValueError, match="already exists"):
         Endpoint().bind(svc, svc)
-    with pytest.raises(NotImplementedError, match="identity keys"):
-        Endpoint().identity_key("publickeyv1_x")
+    with pytest.raises(ValueError, match="base58"):
+        Endpoint().identity_key("publickeyv1_0x")
+    from durably.protocol.request_identity import generate_private_key
+
+    key = generate_private_key()[1]
+    assert Endpoint().bind(svc).identity_key(key).app().identity_keys == [key]
 
 
 def test_app_takes_restate_sdks_arguments() -> None:
@@ -229,7 +233,7 @@ def test_app_takes_restate_sdks_arguments() -> None:
         return "pong"
 
     assert "ShapeApp" in durably.app(services=[svc], protocol="bidi", identity_keys=None).services
-    with pytest.raises(NotImplementedError, match="identity keys"):
-        durably.app(services=[svc], identity_keys=["publickeyv1_abc"])
+    with pytest.raises(ValueError, match="base58"):
+        durably.app(services=[svc], identity_keys=["publickeyv1_0x"])
     with pytest.raises(ValueError, match="protocol"):
         durably.app(services=[svc], protocol="carrier-pigeon")  # type: ignore[arg-type]

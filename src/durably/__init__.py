@@ -17,6 +17,7 @@ Serve it with `durably serve module:app`.
 
 from typing import Any
 
+from durably import embedded as _embedded
 from durably.sdk.combinators import as_completed, gather, select, wait_completed
 from durably.sdk.context import (
     CallFuture,
@@ -42,6 +43,10 @@ from durably.sdk.options import InvocationRetryPolicy, RunOptions
 from durably.sdk.replay_log import ReplayFilter, getLogger
 from durably.sdk.serde import BytesSerde, DefaultSerde, JsonSerde, MsgspecJsonSerde, PydanticJsonSerde, Serde
 from durably.sdk.service import App, Service, VirtualObject, Workflow, app
+
+# Served by any ASGI server, an app also runs the embedded runtime when DURABLY_EMBEDDED=1 (durably.embedded).
+_embedded.install()
+_embedded.import_hypercorn_asyncio()
 
 __version__ = "0.1.0"
 

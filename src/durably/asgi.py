@@ -5,12 +5,25 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 JSON = b"application/json"
+
+
+def is_cross_site(scope: Scope) -> bool:
+    """Whether a browser sent this request from another site's page (Origin or Sec-Fetch-Site say so).
+
+    Browsers send such "simple" requests (a form post, a text/plain fetch) without asking first, so an
+    API that changes things must refuse them itself. Clients that are not browsers send neither header."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != headers.get("host", "")
 
 
 class BodyTooLarge(Exception):
@@ -60,10 +73,11 @@ async def respond_json(send: Send, status: int, payload: Any,
     await respond(send, status, json.dumps(payload).encode(), JSON, headers)
 
 
-async def error(send: Send, status: int, message: str, source: str = "ingress") -> None:
+async def error(send: Send, status: int, message: str, source: str = "ingress",
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Send an error in Restate's shape: `{"code", "message", "source"}` with `x-restate-error-source`."""
     await respond_json(send, status, {"code": status, "message": message, "source": source},
-                       [(b"x-restate-error-source", source.encode())])
+                       [(b"x-restate-error-source", source.encode()), *(headers or ())])
 
 
 async def lifespan(receive: Receive, send: Send) -> None:

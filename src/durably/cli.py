@@ -4,6 +4,7 @@
     durably invoke Service/handler '"json"'          call a handler (or Object/key/handler)
     durably invocations list|describe|cancel|...     the admin API's invocations
     durably services list                            the served services and handlers
+    durably state get|set|edit|clear OBJECT KEY      a virtual object's state
     durably backup --data-dir D OUT                  a consistent copy of a data directory, even while served
 """
 
@@ -11,19 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
+from durably import serve_config
+from durably.cli_security import ADMIN_TOKEN_ENV, INGRESS_TOKEN_ENV, keys, security_options
 from durably.client import (
     ACTIONS,
     DEFAULT_ADMIN_URL,
@@ -111,7 +113,17 @@ def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
 @click.option("--always-replay", is_flag=True,
               help="Suspend after every journal append so every step is replayed (for testing handlers).")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              help="info logs one line per invocation lifecycle event; warning only problems.")
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
+              help="json: one JSON object per line (ts, level, logger, message, invocation_id, event, ...).")
+@click.option("--metrics/--no-metrics", default=True, show_default=True,
+              help="Count and serve Prometheus metrics at the admin API's /metrics.")
+@click.option("--retention", default="1d", show_default=True, metavar="DURATION",
+              help="Keep completed invocations this long (30m, 12h, 7d) unless a handler or service sets "
+              "journal_retention / idempotency_retention.")
+@click.option("--drain", is_flag=True,
+              help="Finish the invocations in the store but take no new ones (503), when moving to a cluster.")
 @click.option("--shutdown-grace", default=30.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
               help="On SIGTERM/SIGINT, how long running steps may take to finish (a second signal stops at once).")
 @_retry_flags
@@ -119,25 +131,31 @@ def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
               help="Restate 1.7 flow control: at most N invocations run at once per matching scope or limit "
                    "key ('*=100', 'checkout=50', 'checkout/*=5', 'checkout/*/*=2'). Repeatable. Env: "
                    "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
+@security_options
 def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, synchronous: str,
-          in_memory: bool, always_replay: bool, log_level: str, shutdown_grace: float,
-          concurrency_limits: tuple[str, ...], **retry: str | None) -> None:
+          in_memory: bool, always_replay: bool, log_level: str, log_format: str, metrics: bool,
+          retention: str, shutdown_grace: float, concurrency_limits: tuple[str, ...], **options: Any) -> None:
     """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
 
     Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
     registered with `durably deployments register URL`.
     """
+    from durably.server.log_format import configure_logging
     from durably.server.runtime import DurablyServer, ServerConfig
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The --default-retry-* flags arrive as retry_*, the security flags (cli_security.py) as ServerConfig fields.
+    retry = {k: v for k, v in options.items() if k.startswith("retry_")}
+    security = {k: v for k, v in options.items() if not k.startswith("retry_")}
+    configure_logging(log_level, log_format)
     try:
         app = load_app(app_ref) if app_ref else App()
     except AppLoadError as e:
         raise click.ClickException(str(e)) from e
     config = ServerConfig(host=host, port=port, admin_port=admin_port, data_dir=data_dir,
                           synchronous=synchronous.upper(), in_memory=in_memory, always_replay=always_replay,
-                          shutdown_grace=shutdown_grace, default_retry_policy=_default_retry_policy(retry),
-                          concurrency_rules=_concurrency_rules(concurrency_limits))
+                          metrics=metrics, retention=_retention(retention), shutdown_grace=shutdown_grace,
+                          default_retry_policy=_default_retry_policy(retry),
+                          concurrency_rules=_concurrency_rules(concurrency_limits), **security)
     server = DurablyServer(app, config)
     try:
         import uvloop
@@ -153,6 +171,19 @@ def serve(app_ref: str, host: str, port: int, admin_port: int, data_dir: Path, s
     except (OSError, StartupError, DataDirError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
+
+
+# Every serve flag is also DURABLY_<NAME> and a --config file key; --dump-config prints the result.
+serve_config.apply(serve)
+
+
+def _retention(text: str) -> timedelta:
+    from durably.server.delay import parse_delay
+
+    try:
+        return parse_delay(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--retention") from None
 
 
 @main.command(short_help="Copy a data directory consistently, even while it is served.")
@@ -199,6 +230,8 @@ def _reporting() -> Iterator[None]:
         if e.invocation_id:
             click.echo(f"invocation id: {e.invocation_id}", err=True)
         click.echo(f"error {e.code}: {e.message}", err=True)
+        if e.status == 401:
+            click.echo(f"  (set {ADMIN_TOKEN_ENV} or {INGRESS_TOKEN_ENV} to the server's token)", err=True)
         sys.exit(EXIT_FAILED)
     except ClientError as e:  # e.g. the server went away in the middle of the request
         click.echo(f"durably: {e}", err=True)
@@ -214,7 +247,8 @@ def _admin(admin_url: str | None) -> AdminClient:
     """The admin client: this command's --admin, else the group's, else the environment, else the default."""
     ctx = click.get_current_context()
     group_url = ctx.parent.params.get("admin_url") if ctx.parent is not None else None
-    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL)
+    return AdminClient(admin_url or group_url or os.environ.get(ADMIN_ENV) or DEFAULT_ADMIN_URL,
+                       token=os.environ.get(ADMIN_TOKEN_ENV) or None)
 
 
 def _json_out(data: Any) -> None:
@@ -309,7 +343,7 @@ def invoke(target: str, body: str | None, send: bool, delay: str | None, idempot
         raise click.BadParameter(str(e), param_hint="TARGET") from None
     with _reporting():
         try:
-            with IngressClient(ingress_url, timeout) as ingress:
+            with IngressClient(ingress_url, timeout, token=os.environ.get(INGRESS_TOKEN_ENV) or None) as ingress:
                 if send:
                     reply = ingress.send(target, payload, delay=delay, idempotency_key=idempotency_key)
                     if as_json:
@@ -625,11 +659,12 @@ def list_deployments(as_json: bool, admin_url: str | None) -> None:
 
 @deployments.command("remove")
 @click.argument("deployment_id", metavar="ID")
+@click.option("--force", is_flag=True, help="Remove even with invocations pinned to it (Restate requires this).")
 @_admin_option
-def remove_deployment(deployment_id: str, admin_url: str | None) -> None:
+def remove_deployment(deployment_id: str, force: bool, admin_url: str | None) -> None:
     """Forget a deployment: its services stop being invocable here."""
     with _reporting(), _admin(admin_url) as admin:
-        admin.remove_deployment(deployment_id)
+        admin.remove_deployment(deployment_id, force=force)
     click.echo(f"removed {deployment_id}")
 
 
@@ -687,6 +722,25 @@ def delete_rule(pattern: str, admin_url: str | None) -> None:
         admin.delete_rule(pattern)
     click.echo(f"deleted {pattern}")
 
+
+# ---- commands kept in modules of their own ----
+
+def _add_commands() -> None:
+    from durably.cli_endpoint import endpoint
+    from durably.cli_run import run
+
+    main.add_command(run)
+    main.add_command(endpoint)
+
+
+_add_commands()
+
+main.add_command(keys)
+
+# Operator commands living in modules of their own (imported last: they use the helpers above).
+from durably.state_cli import state  # noqa: E402
+
+main.add_command(state)
 
 if __name__ == "__main__":
     main()

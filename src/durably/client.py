@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from durably import restate_query
 from durably.async_client import Client, ScopedClient, create_client
 from durably.client_types import HttpError, RestateClient, RestateClientSendHandle, RestateScopedClient
 
@@ -110,13 +111,16 @@ def target_path(target: str) -> str:
 
 
 class _Client:
-    def __init__(self, url: str, timeout: float | None) -> None:
+    def __init__(self, url: str, timeout: float | None, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         if not self.url.startswith(("http://", "https://")):
             raise BadURL(url, "use http://host:port")
+        # The server's --admin-token / --ingress-token, sent as a bearer token on every request.
+        headers = {"authorization": f"Bearer {token}"} if token else None
         try:
-            self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0))
+            self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout, connect=5.0),
+                                      headers=headers)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
             raise BadURL(url, str(e)) from None
 
@@ -160,8 +164,9 @@ class CallResult:
 class IngressClient(_Client):
     """Calls handlers through the ingress (`timeout` None waits as long as the handler takes)."""
 
-    def __init__(self, url: str = DEFAULT_INGRESS_URL, timeout: float | None = None) -> None:
-        super().__init__(url, timeout)
+    def __init__(self, url: str = DEFAULT_INGRESS_URL, timeout: float | None = None,
+                 token: str | None = None) -> None:
+        super().__init__(url, timeout, token)
 
     def __enter__(self) -> IngressClient:
         return self
@@ -197,8 +202,8 @@ class IngressClient(_Client):
 class AdminClient(_Client):
     """The admin API: services, invocations and the operator actions."""
 
-    def __init__(self, url: str = DEFAULT_ADMIN_URL, timeout: float | None = 30.0) -> None:
-        super().__init__(url, timeout)
+    def __init__(self, url: str = DEFAULT_ADMIN_URL, timeout: float | None = 30.0, token: str | None = None) -> None:
+        super().__init__(url, timeout, token)
 
     def __enter__(self) -> AdminClient:
         return self
@@ -234,11 +239,38 @@ class AdminClient(_Client):
         """Invocations, newest first, optionally filtered."""
         params = {k: v for k, v in {"status": status, "service": service, "handler": handler, "key": key,
                                     "limit": limit}.items() if v is not None}
-        return self._json("/invocations", params)["invocations"]
+        resp = self._request("GET", "/invocations", params=params)
+        if resp.status_code in (404, 405):  # a Restate server: the same data through its SQL endpoint
+            return [restate_query.invocation_json(r) for r in self._query(restate_query.list_query(**params))]
+        if resp.status_code != 200:
+            self._raise(resp, "/invocations")
+        return resp.json()["invocations"]
 
     def invocation(self, invocation_id: str) -> dict[str, Any]:
         """One invocation with its journal."""
-        return self._json(f"/invocations/{quote(invocation_id, safe='')}")
+        path = f"/invocations/{quote(invocation_id, safe='')}"
+        resp = self._request("GET", path)
+        if resp.status_code not in (404, 405) or resp.content:  # Restate answers these with no body
+            if resp.status_code != 200:
+                self._raise(resp, path)
+            return resp.json()
+        inv_sql, journal_sql = restate_query.describe_queries(invocation_id)
+        rows = self._query(inv_sql)
+        if not rows:
+            raise RequestFailed(404, 404, f"invocation {invocation_id} not found")
+        out = restate_query.invocation_json(rows[0])
+        out["journal"] = [restate_query.journal_json(r) for r in self._query(journal_sql)]
+        return out
+
+    def _query(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a SQL query on a Restate server's `POST /query`."""
+        resp = self._request("POST", "/query", json={"query": sql}, headers={"accept": "application/json"})
+        if resp.status_code != 200:
+            if resp.status_code in (404, 405):
+                raise RequestFailed(resp.status_code, resp.status_code, f"{self.url} has neither a durably "
+                                    "invocations API nor Restate's /query: is it an admin URL?")
+            self._raise(resp, "/query")
+        return resp.json().get("rows", [])
 
     def action(self, invocation_id: str, action: str) -> int:
         """cancel, kill, pause, resume or purge an invocation; returns the status (200 or 202)."""
@@ -249,6 +281,20 @@ class AdminClient(_Client):
         if resp.status_code >= 300:
             self._raise(resp, path)
         return resp.status_code
+
+    def state(self, service: str, key: str) -> dict[str, Any]:
+        """A key's state: `{"service", "object_key", "version", "state": {name: JSON value}, "binary"?}`."""
+        return self._json(f"/services/{quote(service, safe='')}/state/{quote(key, safe='')}")
+
+    def set_state(self, service: str, key: str, new_state: dict[str, bytes], version: str | None = None) -> None:
+        """Replace a key's whole state (Restate's request); with `version`, only if it is still that version."""
+        body: dict[str, Any] = {"object_key": key, "new_state": {k: list(v) for k, v in new_state.items()}}
+        if version is not None:
+            body["version"] = version
+        path = f"/services/{quote(service, safe='')}/state"
+        resp = self._request("POST", path, json=body)
+        if resp.status_code >= 300:
+            self._raise(resp, path)
 
     def deployments(self) -> list[dict[str, Any]]:
         """Registered remote deployments."""
@@ -265,10 +311,13 @@ class AdminClient(_Client):
             self._raise(resp, "/deployments")
         return resp.status_code, resp.json()
 
-    def remove_deployment(self, deployment_id: str) -> None:
-        """Forget a deployment (its services stop being invocable)."""
+    def remove_deployment(self, deployment_id: str, force: bool = False) -> None:
+        """Forget a deployment (its services stop being invocable). A Restate server removes only with `force`."""
         path = f"/deployments/{quote(deployment_id, safe='')}"
-        resp = self._request("DELETE", path)
+        resp = self._request("DELETE", path, params={"force": "true"} if force else None)
+        if resp.status_code == 501:
+            raise RequestFailed(501, 501, "this server (Restate) removes a deployment only when forced: add --force "
+                                "(invocations still running on it then fail)")
         if resp.status_code >= 300:
             self._raise(resp, path)
 

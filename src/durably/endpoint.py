@@ -13,6 +13,7 @@ class Endpoint:
     def __init__(self) -> None:
         self.services: dict[str, ServiceDefinition] = {}
         self.protocol: Literal["bidi", "request_response"] | None = None
+        self.identity_keys: list[str] = []
 
     def bind(self, *services: ServiceDefinition) -> Endpoint:
         """Add services (a name may be bound once)."""
@@ -36,14 +37,16 @@ class Endpoint:
         return self
 
     def identity_key(self, identity_key: str) -> Endpoint:
-        """Refused rather than ignored: an endpoint that does not verify what it was asked to verify is worse
-        than one that says so."""
-        raise NotImplementedError("request identity keys (restate-sdk's identity_key) are not supported by "
-                                  "Durably's endpoint; remove the call, and keep the deployment on a private network")
+        """Accept only requests signed by this `publickeyv1_...` key (Restate's request identity; see SECURITY.md)."""
+        from durably.protocol.request_identity import parse_public_key
+
+        parse_public_key(identity_key)  # a malformed key fails here, not on the first request
+        self.identity_keys.append(identity_key)
+        return self
 
     def app(self) -> App:
         """The ASGI application serving the bound services."""
-        return app(list(self.services.values()))
+        return app(list(self.services.values()), identity_keys=self.identity_keys or None)
 
 
 __all__ = ["App", "Endpoint", "app"]

@@ -175,7 +175,21 @@ def find_app(module: ModuleType, target: str, attr: str | None = None) -> App:
     if obj is not None:
         raise AppLoadError(f"{target}:app is a {type(obj).__name__}, not a durably app (use "
                            "durably.app(services=[...]))")
+    captured = _app_built_by_entry_point(module)
+    if captured is not None:
+        return captured
     raise AppLoadError(no_app_message(module, target))
+
+
+def _app_built_by_entry_point(module: ModuleType) -> App | None:
+    """An app built only inside `main()` (Restate's templates), captured without starting the script's server."""
+    from durably.capture import CaptureError, capture_app
+
+    file = getattr(module, "__file__", None)
+    try:
+        return capture_app(module, Path(file) if file else None)
+    except CaptureError as e:
+        raise AppLoadError(str(e)) from e
 
 
 def no_app_message(module: ModuleType, target: str) -> str:

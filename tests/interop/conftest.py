@@ -1,4 +1,4 @@
-"""A real Restate server (npm @restatedev/restate-server) driving Durably apps served by hypercorn.
+"""A real Restate server (npm @restatedev/restate-server) driving Durably apps served as `durably endpoint` does.
 
 `scripts/test.sh` installs the server into `.interop/`. Each server runs on free ports in a temporary base
 dir; one in the default bidirectional mode, one with a zero inactivity timeout, which forces
@@ -22,6 +22,7 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from durably.endpoint_server import EndpointOptions, serve_app
 from durably.sdk.service import App
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +48,7 @@ def wait_until(check, timeout: float, what: str) -> None:
 
 
 class Deployment:
-    """An App served by hypercorn (HTTP/2 cleartext) on a thread of this process."""
+    """An App served with `durably endpoint`'s settings (HTTP/2 cleartext) on a thread of this process."""
 
     def __init__(self, app: App, max_requests: int | None = None) -> None:
         self.max_requests = max_requests
@@ -60,12 +61,17 @@ class Deployment:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
+        self._stop = asyncio.Event()
+        if self.max_requests is None:
+            # `durably endpoint`'s settings, in this process so tests can look at the handlers' side effects.
+            opts = EndpointOptions(host="127.0.0.1", port=self.port, log_level="warning")
+            self._loop.run_until_complete(serve_app(self._app, opts, shutdown_trigger=self._stop.wait))
+            return
+        # A hand-configured hypercorn that sends GOAWAY after `max_requests` (what `durably endpoint` avoids).
         config = Config()
         config.bind = [f"127.0.0.1:{self.port}"]
         config.loglevel = "WARNING"
-        if self.max_requests is not None:
-            config.keep_alive_max_requests = self.max_requests  # hypercorn then sends GOAWAY
-        self._stop = asyncio.Event()
+        config.keep_alive_max_requests = self.max_requests
         self._loop.run_until_complete(serve(self._app, config, shutdown_trigger=self._stop.wait))  # type: ignore[arg-type]
 
     def start(self) -> None:
@@ -155,7 +161,7 @@ SDK_VENV = ROOT / ".interop" / "sdk-venv"
 class SdkDeployment:
     """restate-sdk 1.2.0 services (tests/interop/restate_sdk_app.py) served by hypercorn in their own venv."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, env: dict[str, str] | None = None) -> None:
         hypercorn = SDK_VENV / "bin" / "hypercorn"
         if not hypercorn.exists():
             pytest.fail(f"{hypercorn} is missing: run `bash scripts/test.sh`, which installs restate-sdk there")
@@ -164,7 +170,7 @@ class SdkDeployment:
         self.effects = base / "effects.log"
         self.effects.touch()
         self.log = (base / "hypercorn.log").open("wb")
-        env = dict(os.environ, RESTATE_APP_EFFECTS=str(self.effects))
+        env = dict(os.environ, RESTATE_APP_EFFECTS=str(self.effects), **(env or {}))
         self.proc = subprocess.Popen([str(hypercorn), "--bind", f"127.0.0.1:{self.port}", "restate_sdk_app:app"],
                                      cwd=Path(__file__).parent, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: httpx.get(f"{self.url}/health").status_code == 200, 30, "the restate-sdk deployment")

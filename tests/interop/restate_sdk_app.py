@@ -254,5 +254,6 @@ async def send_keyless_run(ctx: restate.Context, x: str) -> str:
     return await ctx.service_send(keyless_run, x).invocation_id()
 
 
-app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton, keyless,
-                             keyless_flow])
+# RESTATE_APP_IDENTITY_KEYS (space-separated publickeyv1_... keys): only requests signed by them are accepted.
+app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton, keyless, keyless_flow],
+                  identity_keys=os.environ.get("RESTATE_APP_IDENTITY_KEYS", "").split() or None)

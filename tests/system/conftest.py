@@ -54,6 +54,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.admin_port = 0
+        self.extra_args: list[str] = []  # more `durably serve` options
 
     @property
     def pid(self) -> int:
@@ -89,7 +90,7 @@ class ServerProcess:
             log.flush()
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "durably.cli", "serve", self.app_ref, "--port", str(self.port),
-                 "--admin-port", str(self.admin_port), "--data-dir", str(self.data_dir)],
+                 "--admin-port", str(self.admin_port), "--data-dir", str(self.data_dir), *self.extra_args],
                 cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         proc = self.proc
 

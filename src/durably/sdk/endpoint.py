@@ -192,6 +192,12 @@ class Endpoint:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.verifier: Any = None
+        if app.identity_keys:
+            # Imported only here: apps without identity keys never load the crypto libraries.
+            from durably.protocol.request_identity import IdentityVerifier
+
+            self.verifier = IdentityVerifier(app.identity_keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -203,6 +209,8 @@ class Endpoint:
         if path.endswith("/health") or path == "/health":
             await respond(send, 200, json.dumps({"status": "ok"}).encode(), headers=[SERVER_HEADER])
             return
+        if self.verifier is not None and not await self._identified(scope, send):
+            return
         if path.endswith("/discover"):
             await self._discover(scope, send)
             return
@@ -211,6 +219,23 @@ class Endpoint:
             await self._invoke(scope, receive, send, parts[-2], parts[-1])
             return
         await _plain(send, 404, "not found")
+
+    async def _identified(self, scope: Scope, send: Send) -> bool:
+        """Check the request's identity token; answer 401 (before reading the body) when it fails."""
+        from durably.protocol.request_identity import IdentityError
+
+        try:
+            self.verifier.verify(_headers(scope), scope["path"])
+        except IdentityError as e:
+            log.warning("refused %s %s: %s", scope.get("method", ""), scope["path"][:200], e)
+            body = json.dumps({"code": 401, "message": f"request identity check failed: {e}"}).encode()
+            headers = [SERVER_HEADER]
+            if scope.get("http_version") in ("1.0", "1.1"):
+                # The body stays unread: over HTTP/1.1 the connection cannot carry another request after it.
+                headers.append((b"connection", b"close"))
+            await respond(send, 401, body, headers=headers)
+            return False
+        return True
 
     async def _discover(self, scope: Scope, send: Send) -> None:
         accept = _headers(scope).get("accept", "")
@@ -317,13 +342,24 @@ class _Invocation:
             attempt.close_input()
         pump = asyncio.create_task(transport.pump())
         reader = asyncio.create_task(self._feed(attempt)) if not self.input_closed else None
+        cancelled = False
         try:
             await attempt.run(InvocationContext(attempt, start.debug_id, start.key))
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             transport.finish()
-            await pump
-            if reader is not None and not reader.done():
-                await reader  # returns when the server closes the request stream
+            if cancelled:
+                # The ASGI server is done waiting (its graceful shutdown is over): leave now, not when Restate
+                # closes the request stream; Restate retries the attempt from its journal.
+                pump.cancel()
+                if reader is not None:
+                    reader.cancel()
+            else:
+                await pump
+                if reader is not None and not reader.done():
+                    await reader  # returns when the server closes the request stream
         await self.send({"type": "http.response.body", "body": b""})
 
     async def _feed(self, attempt: Attempt) -> None:

@@ -329,15 +329,21 @@ class App:
     """
 
     services: dict[str, ServiceDefinition] = field(default_factory=dict)
+    # Restate request identity: `publickeyv1_...` keys; served as a deployment, only requests signed with one
+    # of them are accepted (health excepted). Empty: every request is accepted, as in restate-sdk.
+    identity_keys: list[str] = field(default_factory=list)
     _endpoint: Any = field(default=None, repr=False, compare=False)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
                        send: Callable[..., Awaitable[Any]]) -> None:
-        """ASGI entry point: this app as a Restate service deployment."""
+        """ASGI entry point: this app as a Restate service deployment (and, if asked for, the embedded runtime)."""
         if self._endpoint is None:
-            from durably.sdk.endpoint import Endpoint
+            if endpoint_factory is not None:
+                self._endpoint = endpoint_factory(self)
+            else:
+                from durably.sdk.endpoint import Endpoint
 
-            self._endpoint = Endpoint(self)
+                self._endpoint = Endpoint(self)
         await self._endpoint(scope, receive, send)
 
     def handler(self, service: str, handler: str) -> Handler | None:
@@ -346,24 +352,38 @@ class App:
         return None if svc is None else svc.handlers.get(handler)
 
 
+# Hooks for the layers above the SDK (set by `durably.embedded` and `durably.capture`, so the SDK imports neither):
+# what serves an App over ASGI, and who hears about each App built.
+endpoint_factory: Callable[[App], Any] | None = None
+app_built_hooks: list[Callable[[App], None]] = []
+
+
 def app(services: Iterable[ServiceDefinition], protocol: Literal["bidi", "request_response"] | None = None,
         identity_keys: list[str] | None = None) -> App:
     """Bundle services into an application.
 
-    `protocol` and `identity_keys` are restate-sdk's arguments: Durably's endpoint answers in the mode each
-    request asks for, so `protocol` needs no setting; identity keys (request signing) are refused rather
-    than ignored, since an endpoint that skips a verification it was asked for is worse than one that says so.
+    `protocol` and `identity_keys` are restate-sdk's arguments. Durably's endpoint answers in the mode each
+    request asks for, so `protocol` needs no setting. `identity_keys`: the `publickeyv1_...` keys of the
+    Restate servers allowed to call this app when it is served as a deployment; other requests get 401 and run
+    nothing (see SECURITY.md). `durably serve` running the app embedded does not use them (its handlers are
+    called in process).
     """
-    if identity_keys:
-        raise NotImplementedError("request identity keys (restate-sdk's identity_keys) are not supported by "
-                                  "Durably's endpoint; drop them, and keep the deployment on a private network")
     if protocol not in (None, "bidi", "request_response"):
         raise ValueError(f"protocol must be 'bidi' or 'request_response', not {protocol!r}")
     out = App()
+    if identity_keys:
+        # Checked now, so a typo fails at import rather than on the first request.
+        from durably.protocol.request_identity import parse_public_key
+
+        for key in identity_keys:
+            parse_public_key(key)
+        out.identity_keys = list(identity_keys)
     for svc in services:
         if not isinstance(svc, ServiceDefinition):
             raise TypeError(f"{svc!r} is not a Service, VirtualObject or Workflow")
         if svc.name in out.services:
             raise ValueError(f"duplicate service name {svc.name!r}")
         out.services[svc.name] = svc
+    for hook in list(app_built_hooks):
+        hook(out)
     return out

@@ -1,8 +1,12 @@
 """The admin API (default port 9070), with Restate's paths and status codes.
 
     GET    /health
+    GET    /metrics                                     Prometheus metrics
+    GET    /ui/...                                      the web UI (durably.server.ui)
     GET    /services, /services/{name}
-    GET    /invocations[?status=&service=&limit=]       newest first
+    GET    /services/{name}/state/{key}                 a key's state with its version
+    POST   /services/{name}/state {"object_key", "new_state", "version"?}   replace a key's state (Restate's)
+    GET    /invocations[?status=&service=&handler=&key=&since=&until=&limit=&before=]   newest first, paged
     GET    /invocations/{id}                            the invocation with its journal
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
     GET|PUT|DELETE /rules                               concurrency rules (flow control) and their usage
@@ -21,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from durably.asgi import Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.asgi import BodyTooLarge, Receive, Send, error, is_cross_site, lifespan, read_body, respond, respond_json
 from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.service import ServiceDefinition
@@ -29,6 +33,10 @@ from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.deployments import DiscoveryError
 from durably.server.engine import Engine, EngineStopped
 from durably.server.flow_control import FlowControlError, parse_rule
+from durably.server.invocation_query import InvocationFilter, cursor_of, page, parse_cursor
+from durably.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from durably.server.metrics import render as render_metrics
+from durably.server.object_state import StateConflict, has_state, parse_new_state, read_state, replace_state, state_json
 from durably.server.store.base import INVOCATION_COLUMNS
 
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
@@ -161,7 +169,10 @@ class Admin:
     """The admin ASGI app."""
 
     def __init__(self, engine: Engine) -> None:
+        from durably.server.ui.app import WebUI  # the UI renders with helpers of this module
+
         self.engine = engine
+        self.ui = WebUI(engine)
         # Per-pattern versions of Restate's rule-book API, counted while this server runs.
         self._rule_versions: dict[str, int] = {}
 
@@ -176,14 +187,28 @@ class Admin:
             segs = segs[1:]
         method = scope["method"]
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
-        if segs == ["health"]:
+        if method not in ("GET", "HEAD", "OPTIONS") and segs[:1] != ["ui"] and is_cross_site(scope):
+            # A page on another site must not register a deployment or purge through the operator's
+            # browser (a text/plain POST needs no CORS preflight). The UI answers its own forms.
+            await error(send, 403, "cross-site requests to the admin API are refused", "admin")
+        elif segs == ["health"]:
             problem = self.engine.health_problem()
             if problem is not None:
                 await error(send, 503, problem, "admin")
             else:
                 await respond_json(send, 200, {"status": "ok"})
+        elif segs and segs[0] == "ui":
+            await self.ui.handle(scope, receive, send, segs[1:], method, query)
+        elif segs == ["metrics"] and method == "GET":
+            if self.engine.stats is None:
+                await error(send, 404, "metrics are off (durably serve --no-metrics)", "admin")
+            else:
+                await self.engine.flushed()  # counted completions are committed: the counts agree
+                await respond(send, 200, render_metrics(self.engine), METRICS_TYPE)
         elif segs == ["services"] and method == "GET":
             await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
+        elif len(segs) >= 3 and segs[0] == "services" and segs[2] == "state":
+            await self._state(scope, receive, send, segs, method)
         elif len(segs) == 2 and segs[0] == "services" and method == "GET":
             svc = self.engine.services.get(segs[1])
             if svc is None:
@@ -223,6 +248,45 @@ class Admin:
             await error(send, 405, f"method {method} not allowed here", "admin")
         else:
             await error(send, 404, "not found", "admin")
+
+    async def _state(self, scope: dict[str, Any], receive: Receive, send: Send, segs: list[str],
+                     method: str) -> None:
+        service = segs[1]
+        if method == "GET" and len(segs) >= 4:
+            key = "/".join(segs[3:])
+            kind = has_state(self.engine, service)
+            if kind is None:
+                await error(send, 404, f"service '{service}' not found", "admin")
+            elif not kind:
+                await error(send, 400, f"'{service}' is a service: only virtual objects and workflows have state",
+                            "admin")
+            else:
+                await respond_json(send, 200, state_json(service, key, await read_state(self.engine, service, key)))
+            return
+        if method != "POST" or len(segs) != 3:
+            await error(send, 405, f"method {method} not allowed here", "admin")
+            return
+        try:
+            key, new_state, version = parse_new_state(json.loads(await read_body(scope, receive, 32 * 1024 * 1024)))
+        except BodyTooLarge:
+            await error(send, 413, "the new state is larger than 32 MiB", "admin")
+            return
+        except ValueError as e:
+            await error(send, 400, f"bad state change: {e}", "admin")
+            return
+        kind = has_state(self.engine, service)
+        if kind is False:
+            await error(send, 400, f"'{service}' is a service: only virtual objects and workflows have state", "admin")
+            return
+        if kind is None and new_state:  # state of a removed service may still be cleared, as Restate allows
+            await error(send, 404, f"service '{service}' not found", "admin")
+            return
+        try:
+            await replace_state(self.engine, service, key, new_state, version)
+        except StateConflict as e:
+            await error(send, e.status, str(e), "admin")
+            return
+        await respond(send, 202)
 
     async def _rules(self, scope: dict[str, Any], receive: Receive, send: Send, method: str,
                      query: dict[str, str]) -> None:
@@ -327,18 +391,21 @@ class Admin:
         except ValueError:
             await error(send, 400, "limit must be an integer from 1 to 10000", "admin")
             return
+        try:
+            flt = InvocationFilter(status=query.get("status"), service=query.get("service"),
+                                   handler=query.get("handler"), key=query.get("key"),
+                                   since_ms=int(query["since"]) if "since" in query else None,
+                                   until_ms=int(query["until"]) if "until" in query else None)
+            before = parse_cursor(query["before"]) if "before" in query else None
+        except ValueError:
+            await error(send, 400, "since and until are ms since the epoch; before is a next_cursor", "admin")
+            return
         await self.engine.flushed()
-        sql = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
-        where, params = [], []
-        for column in ("status", "service", "handler", "key"):
-            if column in query:
-                where.append(f"{column} = ?")
-                params.append(query[column])
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
-        rows = self.engine.store.query(sql, (*params, limit))
-        await respond_json(send, 200, {"invocations": [self._row_json(r) for r in rows]})
+        rows = page(self.engine.store, flt, limit, before)
+        body: dict[str, Any] = {"invocations": [self._row_json(r) for r in rows]}
+        if len(rows) == limit:  # there may be more: ?before=<next_cursor> pages on
+            body["next_cursor"] = cursor_of(rows[-1])
+        await respond_json(send, 200, body)
 
     def _row_json(self, row: tuple[Any, ...]) -> dict[str, Any]:
         # A running invocation's row is written only on status changes; its live record is more current.

@@ -70,6 +70,8 @@ class GroupCommitter:
         self._retry_handle: asyncio.TimerHandle | None = None
         self._closed = False
         self.commits = 0
+        # Told (rows, seconds) after each commit: what /metrics shows of group commit.
+        self.on_commit: Callable[[int, float], None] | None = None
 
     def start(self) -> None:
         """Bind to the running loop."""
@@ -131,23 +133,30 @@ class GroupCommitter:
         # A small batch with nothing else in flight (low load) commits right here: the fsync costs less
         # than two thread hops. Larger batches (more rows, or large payloads, whose write and fsync take
         # milliseconds) go to the writer thread so the loop keeps working meanwhile.
+        start = time.perf_counter()
         if self._writer is None or _small(batch):
             try:
                 self.store.commit(batch)
             except BaseException as e:  # a broken store must not leave callers hanging
                 self._commit_failed(batch, e)
                 return
+            self._observe(batch, start)
             self._committed(batch)
             return
         self._commit_on_writer(batch)
 
     def _commit_on_writer(self, batch: Batch) -> None:
+        start = time.perf_counter()
         self._committing = True
         assert self._loop is not None
         fut = self._loop.run_in_executor(self._writer, self.store.commit, batch)
-        fut.add_done_callback(lambda f: self._commit_done(batch, f))
+        fut.add_done_callback(lambda f: self._commit_done(batch, f, start))
 
-    def _commit_done(self, batch: Batch, fut: asyncio.Future[None]) -> None:
+    def _observe(self, batch: Batch, start: float) -> None:
+        if self.on_commit is not None:
+            self.on_commit(len(batch.journal) + len(batch.invocations), time.perf_counter() - start)
+
+    def _commit_done(self, batch: Batch, fut: asyncio.Future[None], start: float) -> None:
         self._committing = False
         exc = fut.exception()
         if exc is not None:
@@ -155,6 +164,7 @@ class GroupCommitter:
             return
         if self._held is batch:
             self._recovered()
+        self._observe(batch, start)
         self._committed(batch)
         self.schedule()
 

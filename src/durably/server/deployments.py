@@ -7,9 +7,12 @@ the manifest becomes invocable through Durably's ingress like an embedded one.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -17,8 +20,24 @@ from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.serde import BytesSerde
 from durably.sdk.service import Handler, ServiceDefinition
 
+log = logging.getLogger("durably.deployments")
+
 MANIFEST_ACCEPT = ", ".join(f"application/vnd.restate.endpointmanifest.v{v}+json" for v in (1, 2, 3, 4))
 SUPPORTED_PROTOCOL = (5, 6, 7)  # v7: scopes, limit keys, future-tree suspensions, run-completion acks
+
+
+def _reason(status: int, signed: bool) -> str:
+    """A short reason for a failed discovery, in place of the target's body."""
+    if status in (401, 403):
+        if signed:
+            return "(refused: is this server's public key in the deployment's identity_keys?)"
+        return ("(refused: the deployment may require signed requests; start durably serve with "
+                "--request-identity-key)")
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "unexpected status"
+    return f"({phrase}; the server log has the response)"
 
 
 class DiscoveryError(Exception):
@@ -125,16 +144,28 @@ def services_from_manifest(manifest: dict[str, Any], deployment: Deployment) -> 
     return out
 
 
-async def discover(uri: str, use_http_11: bool, headers: dict[str, str]) -> tuple[dict[str, Any], str, int]:
-    """Fetch and check a deployment's manifest; returns (manifest, protocol mode, negotiated version)."""
+async def discover(uri: str, use_http_11: bool, headers: dict[str, str],
+                   signer: Any = None) -> tuple[dict[str, Any], str, int]:
+    """Fetch and check a deployment's manifest; returns (manifest, protocol mode, negotiated version).
+
+    With a `signer` (a RequestSigner) the request carries Restate's identity headers.
+    """
     url = uri.rstrip("/") + "/discover"
+    sent = {"accept": MANIFEST_ACCEPT}
+    if signer is not None:
+        sent.update(signer.headers(urlsplit(url).path))
+    sent.update(headers)
     try:
         async with httpx.AsyncClient(http1=use_http_11, http2=not use_http_11, timeout=30) as client:
-            resp = await client.get(url, headers={"accept": MANIFEST_ACCEPT, **headers})
+            resp = await client.get(url, headers=sent)
     except httpx.HTTPError as e:
         raise DiscoveryError(f"cannot reach the deployment at {uri}: {e!r}", 502) from None
     if resp.status_code != 200:
-        raise DiscoveryError(f"discovery at {url} answered {resp.status_code}: {resp.text[:500]}", 502)
+        # The body stays out of the answer: the caller of the admin API need not see what the target serves
+        # (an internal page, a stack trace). The operator finds it in the server's log.
+        log.warning("discovery at %s answered %d: %r", url, resp.status_code, resp.text[:500])
+        raise DiscoveryError(f"discovery at {url} answered {resp.status_code} "
+                             f"{_reason(resp.status_code, signer is not None)}", 502)
     try:
         manifest = json.loads(resp.content)
     except ValueError:

@@ -58,7 +58,11 @@ from durably.server.invocation import (
     outcome_of_row,
 )
 from durably.server.keys import KeyTable
+from durably.server.lifecycle_log import LifecycleLog
+from durably.server.metrics import EngineStats
 from durably.server.remote import ConnectionPool, RemoteAttempt, RemoteAttemptError
+from durably.server.retention import retention_for
+from durably.server.secret_headers import DEFAULT_SECRET_HEADERS, input_messages
 from durably.server.store.base import COL, Store
 from durably.server.threads import DaemonThreadPool
 from durably.server.timers import TimerService
@@ -99,8 +103,16 @@ class EngineOptions:
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
     run_threads: int = 64
+    # Count what /metrics shows (plain ints on the hot path); off leaves `Engine.stats` None.
+    metrics: bool = True
+    # OpenTelemetry spans (durably.server.tracing.InvocationTracing), None when not configured.
+    tracing: Any = None
     # Restate 1.7's concurrency rules, pattern -> limit (see server/flow_control.py).
     concurrency_rules: dict[str, int] = field(default_factory=dict)
+    # Security (durably serve --request-identity-key, --secret-header): a RequestSigner for requests to remote
+    # deployments, and the request headers handlers see but the journal never stores (see secret_headers.py).
+    request_signer: Any = None
+    secret_headers: frozenset[str] = DEFAULT_SECRET_HEADERS
 
 
 class _LocalTransport:
@@ -167,8 +179,13 @@ class Engine:
         # Every invocable service: the embedded app's and those of registered deployments.
         self.services: dict[str, Any] = dict(app.services)
         self.deployments: dict[str, Deployment] = {}
-        self.pool = ConnectionPool()
+        self.pool = ConnectionPool(signer=self.options.request_signer)
         self.appends = 0
+        self.stats: EngineStats | None = EngineStats() if self.options.metrics else None
+        self.events = LifecycleLog()
+        self.tracing = self.options.tracing
+        if self.stats is not None:
+            self.committer.on_commit = self._committed_batch
         self._active: dict[str, Invocation] = {}
         self._outcome_waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         # target -> [(waiting invocation, completion id, notification type)], mirrored in the waiters table.
@@ -208,7 +225,7 @@ class Engine:
         existing = next((d for d in self.deployments.values() if d.uri == uri), None)
         if existing is not None and not force:
             return existing, False
-        manifest, mode, version = await discover(uri, use_http_11, headers)
+        manifest, mode, version = await discover(uri, use_http_11, headers, self.pool.signer)
         dep = Deployment(id=existing.id if existing else new_deployment_id(), uri=uri, use_http_11=use_http_11,
                          additional_headers=headers, protocol_mode=mode, protocol_version=version,
                          manifest=manifest, created_at=self.now_ms())
@@ -339,6 +356,8 @@ class Engine:
         self._fail_outcome_waiters(EngineStopped(self._stop_reason()))
         self.committer.close()
         await self.pool.close()
+        if self.tracing is not None:
+            self.tracing.close()
         # Abandoned sync closures may still run; do not wait for them.
         self.run_executor.shutdown(wait=False, cancel_futures=True)
         if close_store:
@@ -434,16 +453,25 @@ class Engine:
         self.committer.mark(inv)
         self._touch(inv)
 
+    def _committed_batch(self, rows: int, seconds: float) -> None:
+        st = self.stats
+        if st is not None:
+            st.batch_rows.observe(rows)
+            st.commit_seconds.observe(seconds)
+
     def _after_commit(self, cb: Callable[[], None]) -> None:
         self.committer.after_commit(cb)
 
-    def _append(self, inv: Invocation, type_id: int, msg: Message) -> None:
+    def _append(self, inv: Invocation, type_id: int, msg: Message, live: Message | None = None) -> None:
+        # `live`: what attempts in this process see instead of `msg` (the input with its secret headers).
         now = self.now_ms()
         self.committer.batch.journal.append((inv.seq, inv.journal_length, type_id, msg.SerializeToString(), now))
         if inv.journal is not None:
-            inv.journal.append((type_id, msg))
+            inv.journal.append((type_id, msg if live is None else live))
         inv.journal_length += 1
         self.appends += 1
+        if self.tracing is not None:
+            self.tracing.appended(inv.id, type_id, msg, inv.journal_length - 1)
         inv.retry_count = 0
         inv.last_entry_at = now
         # Only the journal row is written: the invocation row's journal length and last-entry time are
@@ -519,18 +547,17 @@ class Engine:
         self._seq += 1
         inv = Invocation(id=inv_id, service=svc, handler=handler.name, key=key, status=INVOKED,
                          idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[], seq=self._seq)
-        inp = pb.InputCommandMessage()
-        for k, v in headers:
-            if k not in (SCOPE_HEADER, LIMIT_KEY_HEADER):  # only the arguments say what the flow is
-                inp.headers.add(key=k, value=v)
-        if scope is not None:
-            inp.headers.add(key=SCOPE_HEADER, value=scope)
+        hdrs = [(k, v) for k, v in headers if k not in (SCOPE_HEADER, LIMIT_KEY_HEADER)]  # only the arguments
+        if scope is not None:                                                                 # say what the flow is
+            hdrs.append((SCOPE_HEADER, scope))
         if limit_key is not None:
-            inp.headers.add(key=LIMIT_KEY_HEADER, value=limit_key)
-        inp.value.content = body
+            hdrs.append((LIMIT_KEY_HEADER, limit_key))
+        stored, live = input_messages(hdrs, body, self.options.secret_headers)
         inv.flow = (scope, limit_key)
         self._active[inv_id] = inv
-        self._append(inv, m.INPUT, inp)
+        if self.stats is not None:
+            self.stats.started[(svc, handler.name)] += 1
+        self._append(inv, m.INPUT, stored, live)
         self._mark(inv)
         if delay_ms > 0:
             inv.status = SCHEDULED
@@ -647,6 +674,12 @@ class Engine:
         assert inv.journal is not None
         inv.status = INVOKED
         inv.attempts += 1
+        if self.stats is not None:
+            self.stats.attempts[(inv.service, inv.handler)] += 1
+        if inv.attempts == 1:
+            self.events.started(inv)
+        if self.tracing is not None:
+            self.tracing.attempt_started(inv, inv.journal)
         inv.next_retry_at = None
         inv.waiting = None
         self._active[inv.id] = inv
@@ -878,6 +911,8 @@ class Engine:
         self._complete(inv, outcome)
 
     def _detach(self, inv: Invocation) -> None:
+        if self.tracing is not None:
+            self.tracing.attempt_ended(inv.id)
         inv.attempt = None
         inv.task = None
         if inv.watchdog is not None:
@@ -891,12 +926,13 @@ class Engine:
         was_queued = inv.status == INBOXED
         inv.status = COMPLETED
         inv.outcome = outcome
+        if self.stats is not None:
+            counts = self.stats.completed if outcome.failure_code is None else self.stats.failed
+            counts[(inv.service, inv.handler)] += 1
+        self.events.ended(inv, outcome, now)
         inv.completed_at = now
-        handler = self.handler(inv.service, inv.handler)
-        retention = self.options.retention
-        if handler is not None:
-            retention = (handler.workflow_retention if handler.kind == "workflow" else None) or \
-                handler.journal_retention or handler.service.journal_retention or retention
+        retention = retention_for(self.handler(inv.service, inv.handler), bool(inv.idempotency_key),
+                                  self.options.retention)
         inv.retention_until = now + int(retention.total_seconds() * 1000)
         inv.waiting = None
         inv.next_retry_at = None
@@ -938,7 +974,9 @@ class Engine:
         inv.status = SUSPENDED
         self._mark(inv)
         done = self._completed_handles(inv)
-        if any(h in done for h in waiting):
+        if not any(h in done for h in waiting):
+            self.events.suspended(inv, len(waiting))
+        else:
             # What it waits for is already journaled (a run result proposed just before suspending).
             inv.status = INVOKED
             inv.waiting = None
@@ -972,16 +1010,16 @@ class Engine:
         return done
 
     def _attempt_failed(self, inv: Invocation, err: pb.ErrorMessage) -> None:
+        if self.tracing is not None:
+            self.tracing.attempt_failed(inv.id, err.code, err.message)
         self._detach(inv)
         inv.retry_count += 1
         inv.last_error = json.dumps({"code": err.code, "message": err.message})
         handler = self.handler(inv.service, inv.handler)
         policy = (handler.effective_retry_policy(self.options.default_retry_policy) if handler is not None
                   else self.options.default_retry_policy)
-        if err.code in (570, 571):
-            log.error("invocation %s: %s", inv.id, err.message)
-        else:
-            log.info("invocation %s attempt %d failed: %s", inv.id, inv.attempts, err.message)
+        # A journal mismatch or protocol violation is a bug to fix, not a passing fault: logged as an error.
+        level = logging.ERROR if err.code in (570, 571) else logging.INFO
         if err.behavior == pb.FAIL:  # v7: the deployment says retrying cannot help
             code = err.code if 400 <= err.code <= 599 else 500
             self._complete(inv, Outcome(failure_code=code, failure_message=err.message))
@@ -989,6 +1027,7 @@ class Engine:
         if err.behavior == pb.PAUSE:  # v7: the deployment asks for an operator
             inv.status = PAUSED
             self._mark(inv)
+            self.events.paused(inv, err.code, err.message)
             return
         if policy.max_attempts is not None and inv.attempts >= policy.max_attempts:
             if policy.on_max_attempts == "kill":
@@ -997,6 +1036,7 @@ class Engine:
                 return
             inv.status = PAUSED
             self._mark(inv)
+            self.events.paused(inv, err.code, err.message)
             return
         if err.HasField("next_retry_delay"):
             delay_ms = float(err.next_retry_delay)
@@ -1009,6 +1049,7 @@ class Engine:
         inv.status = BACKING_OFF
         inv.next_retry_at = self.now_ms() + int(delay_ms)
         self._mark(inv)
+        self.events.retrying(inv, err.code, err.message, int(delay_ms), level)
 
         def schedule() -> None:
             if inv.status == BACKING_OFF and not self._stopping:
@@ -1035,6 +1076,8 @@ class Engine:
     def _retry_now(self, inv: Invocation) -> None:
         inv.retry_timer = None
         if inv.status == BACKING_OFF and not self._stopping:
+            if self.stats is not None:
+                self.stats.retries[(inv.service, inv.handler)] += 1
             self._start_attempt(inv)
 
     # ---- inactivity and abort timeouts ----
@@ -1133,11 +1176,15 @@ class Engine:
         handler = self.handler(service, handler_name)
         if handler is None:
             return None, False, f"handler '{service}/{handler_name}' not found"
+        if self.tracing is not None:
+            headers = self.tracing.child_headers(caller.id, headers)
         try:
             _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms, scope,
                                                limit_key)
         except FlowControlError as e:
             return None, False, str(e)
+        if created:
+            self.committer.batch.ops.append(("INSERT OR IGNORE INTO calls VALUES (?, ?)", (child_id, caller.id)))
         if handler.kind == "workflow" and not created:
             return child_id, False, "the workflow method was already invoked"
         return child_id, created, None
@@ -1364,6 +1411,8 @@ class Engine:
 
     def _delete(self, row: tuple[Any, ...]) -> None:
         inv_id = row[COL["id"]]
+        if self.stats is not None:
+            self.stats.purged += 1
         self.committer.batch.deleted.append(inv_id)
         handler = self.handler(row[COL["service"]], row[COL["handler"]])
         if handler is not None and handler.kind == "workflow":

@@ -35,7 +35,9 @@ class RemoteAttemptError(Exception):
 class ConnectionPool:
     """HTTP/2 connections to deployments (many streams each), and one HTTP/1.1 client."""
 
-    def __init__(self, max_streams_per_connection: int = 500) -> None:
+    def __init__(self, max_streams_per_connection: int = 500, signer: Any = None) -> None:
+        # A RequestSigner (durably serve --request-identity-key): every request to a deployment is signed.
+        self.signer = signer
         # Servers close a connection after so many requests (hypercorn: 1,000, with a GOAWAY that can stall
         # the last ones); move to a fresh connection well before that and let the old one drain.
         self.max_streams_per_connection = max_streams_per_connection
@@ -148,7 +150,13 @@ class RemoteAttempt:
         hdrs = [("content-type", ctype), ("accept", ctype), ("x-restate-invocation-id", self.start.debug_id)]
         if self.start.key:
             hdrs.append(("x-restate-service-key", self.start.key))
+        if self.pool.signer is not None:
+            hdrs.extend(self.pool.signer.headers(self._path()))
         hdrs.extend((k.lower(), v) for k, v in self.deployment.additional_headers.items())
+        tracing = getattr(self.engine, "tracing", None)
+        traceparent = tracing.traceparent(self.inv.id) if tracing is not None else None
+        if traceparent:  # the deployment's own spans join the attempt's trace
+            hdrs.append(("traceparent", traceparent))
         return hdrs
 
     def _path(self) -> str:
@@ -157,7 +165,11 @@ class RemoteAttempt:
 
     def _check_head(self, status: int, headers: dict[str, str]) -> None:
         if status != 200:
-            raise RemoteAttemptError(f"{self.deployment.uri} answered {status} to the invocation")
+            hint = ""
+            if status in (401, 403):
+                hint = (": it wants requests signed with a key it knows (durably serve --request-identity-key)"
+                        if self.pool.signer is None else ": is this server's public key in its identity_keys?")
+            raise RemoteAttemptError(f"{self.deployment.uri} answered {status} to the invocation{hint}")
         expected = f"application/vnd.restate.invocation.v{self.deployment.protocol_version}"
         got = headers.get("content-type", "")
         if got.split(";")[0].strip() != expected:

@@ -7,7 +7,9 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -16,8 +18,11 @@ from durably.sdk.service import App
 from durably.server.admin import Admin
 from durably.server.engine import Engine, EngineOptions
 from durably.server.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.listeners import guarded, protections, security_options, tls_options, url
+from durably.server.metrics import LoopMonitor, TimedIngress
 from durably.server.shutdown import DEFAULT_GRACE_S, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
+from durably.server.tracing import from_environment as tracing_from_environment
 
 log = logging.getLogger("durably.server")
 
@@ -64,12 +69,34 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_BODY_LIMIT
     log_level: str = "info"
+    metrics: bool = True
+    # How long completed invocations are kept unless their handler or service says otherwise.
+    retention: timedelta = timedelta(days=1)
     # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
     default_retry_policy: InvocationRetryPolicy | None = None
     # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
     concurrency_rules: dict[str, int] = field(default_factory=dict)
+    # Security (see SECURITY.md and server/listeners.py): the admin API's own bind address, bearer tokens,
+    # TLS, the key that signs requests to remote deployments, extra headers never journaled.
+    admin_host: str = "127.0.0.1"
+    admin_token: str | None = field(default=None, repr=False)
+    ingress_token: str | None = field(default=None, repr=False)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    request_identity_key: Path | None = None
+    secret_headers: tuple[str, ...] = ()
     # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
     shutdown_grace: float = DEFAULT_GRACE_S
+    # Refuse new invocations from outside, finish the ones in the store (durably.server.drain).
+    drain: bool = False
+
+
+def _draining(ingress: Any, cfg: ServerConfig) -> Any:
+    if cfg.drain:
+        from durably.server.drain import DrainingIngress
+
+        return DrainingIngress(ingress)
+    return ingress
 
 
 class DurablyServer:
@@ -88,38 +115,60 @@ class DurablyServer:
             self._force.set()
         self._stop.set()
 
-    async def serve(self, ready: asyncio.Event | None = None) -> None:
-        """Serve until SIGTERM/SIGINT or `request_stop`."""
+    async def serve(self, ready: asyncio.Event | None = None, handle_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT or `request_stop`.
+
+        `handle_signals=False` leaves SIGTERM/SIGINT to whoever owns the loop (an ASGI server running the
+        app embedded calls `request_stop` from its lifespan shutdown instead).
+        """
         cfg = self.config
+        try:  # before the store: a bad key or certificate fails the start with nothing opened
+            security, tls = security_options(cfg), tls_options(cfg)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
         store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
-        options = EngineOptions(always_replay=cfg.always_replay)
+        options = EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics, retention=cfg.retention,
+                                tracing=tracing_from_environment(), **security)
         if cfg.default_retry_policy is not None:
             options.default_retry_policy = cfg.default_retry_policy
         options.concurrency_rules = dict(cfg.concurrency_rules)
         engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
+        ingress: object = Ingress(engine, cfg.body_limit)
+        monitor = None
+        if engine.stats is not None:
+            ingress = TimedIngress(ingress, engine.stats)
+            monitor = LoopMonitor(engine.stats)
+            monitor.start()
+        ingress_app, admin_app = guarded(_draining(ingress, cfg), Admin(engine), cfg)
         servers = [
-            _QuietServer(uvicorn.Config(Ingress(engine, cfg.body_limit), host=cfg.host, port=cfg.port,
+            _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
                                         timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
-                                        date_header=False)),
-            _QuietServer(uvicorn.Config(Admin(engine), host=cfg.host, port=cfg.admin_port, lifespan="off",
-                                        log_level="warning", access_log=False, timeout_graceful_shutdown=5)),
+                                        date_header=False, **tls)),
+            _QuietServer(uvicorn.Config(admin_app, host=cfg.admin_host, port=cfg.admin_port, lifespan="off",
+                                        log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                                        **tls)),
         ]
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
             try:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not Unix
                 pass
+        sockets: list[socket.socket] = []
         try:
             # Bound here, so a taken port is a clear error rather than uvicorn exiting the process.
-            sockets = [_listen(cfg.host, cfg.port), _listen(cfg.host, cfg.admin_port)]
+            sockets.append(_listen(cfg.host, cfg.port))
+            sockets.append(_listen(cfg.admin_host, cfg.admin_port))
         except OSError as e:
+            for sock in sockets:
+                sock.close()
             await engine.stop()
-            raise StartupError(f"cannot listen on {cfg.host} ports {cfg.port} (ingress) and {cfg.admin_port} "
-                               f"(admin): {e.strerror}; pick others with --port and --admin-port") from None
+            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.admin_host}:"
+                               f"{cfg.admin_port} (admin): {e.strerror}; pick others with --host/--port and "
+                               "--admin-host/--admin-port") from None
         tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets, strict=True)]
         while not all(s.started for s in servers):
             done = [t for t in tasks if t.done()]
@@ -128,14 +177,15 @@ class DurablyServer:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.host}:"
+                raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.admin_host}:"
                                    f"{cfg.admin_port} (admin); is another server using these ports? Pick others "
                                    "with --port and --admin-port")
             await asyncio.sleep(0.01)
-        log.info("durably is serving %s on http://%s:%d (admin on port %d), data in %s",
+        log.info("durably is serving %s on %s (admin API on %s), data in %s%s",
                  ", ".join(self.app.services) or "no app of its own (remote deployments only)",
-                 cfg.host, cfg.port, cfg.admin_port,
-                 "memory" if cfg.in_memory else cfg.data_dir)
+                 url(cfg.host, cfg.port, cfg), url(cfg.admin_host, cfg.admin_port, cfg),
+                 "memory" if cfg.in_memory else cfg.data_dir,
+                 protections(cfg) + (" (draining: no new invocations)" if cfg.drain else ""))
         if ready is not None:
             ready.set()
         stop_wait = asyncio.create_task(self._stop.wait())
@@ -143,6 +193,8 @@ class DurablyServer:
         log.info("shutting down")
         if stop_wait.done():
             await drain(engine, cfg.shutdown_grace, self._force)
+        if monitor is not None:
+            monitor.stop()
         for s in servers:
             s.should_exit = True
         # Stopping the engine answers waiting callers (503) so their connections can close.
