@@ -207,6 +207,53 @@ async def is_unlocked(ctx: restate.ObjectContext) -> str:
     return "unlocked"
 
 
+# Calls to keyed handlers without a key (ctx.service_call on an object or workflow handler), as
+# restatedev/ai-examples do: Restate runs them on the empty key "".
+keyless = restate.VirtualObject("SdkKeyless")
+
+
+@keyless.handler()
+async def keyless_add(ctx: restate.ObjectContext, n: int) -> dict:
+    count = (await ctx.get("count") or 0) + n
+    await ctx.sleep(timedelta(milliseconds=1))  # the key's lock alone keeps read-sleep-write whole
+    ctx.set("count", count)
+    return {"key": ctx.key(), "count": count}
+
+
+@keyless.handler(kind="shared")
+async def keyless_peek(ctx: restate.ObjectSharedContext) -> dict:
+    return {"key": ctx.key(), "count": await ctx.get("count")}
+
+
+keyless_flow = restate.Workflow("SdkKeylessFlow")
+
+
+@keyless_flow.main()
+async def keyless_run(ctx: restate.WorkflowContext, x: str) -> dict:
+    ctx.set("seen", x)
+    return {"key": ctx.key(), "x": x}
+
+
+@greeter.handler()
+async def call_keyless_add(ctx: restate.Context, n: int) -> dict:
+    return await ctx.service_call(keyless_add, n)
+
+
+@greeter.handler()
+async def send_keyless_add(ctx: restate.Context, n: int) -> str:
+    return await ctx.service_send(keyless_add, n).invocation_id()
+
+
+@greeter.handler()
+async def call_keyless_run(ctx: restate.Context, x: str) -> dict:
+    return await ctx.service_call(keyless_run, x)
+
+
+@greeter.handler()
+async def send_keyless_run(ctx: restate.Context, x: str) -> str:
+    return await ctx.service_send(keyless_run, x).invocation_id()
+
+
 # RESTATE_APP_IDENTITY_KEYS (space-separated publickeyv1_... keys): only requests signed by them are accepted.
-app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton],
+app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton, keyless, keyless_flow],
                   identity_keys=os.environ.get("RESTATE_APP_IDENTITY_KEYS", "").split() or None)

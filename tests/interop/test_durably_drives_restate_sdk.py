@@ -182,3 +182,20 @@ async def test_scopes_and_limit_keys_reach_restate_sdk_handlers(rt: TestRuntime)
     assert (scoped.status_code, scoped.json()) == (200, ["tenant1", "a/b", ["x-restate-ingress-path"]])
     assert (plain.status_code, plain.json()) == (200, [None, None, ["x-restate-ingress-path"]])
     assert (inner.status_code, inner.json()) == (200, ["tenant1", "a", []])
+
+
+async def test_keyless_calls_from_sdk_handlers_run_on_the_empty_key(rt: TestRuntime) -> None:
+    """restate-sdk's `ctx.service_call` on an object or workflow handler: Restate runs it on key ""."""
+    async with rt.http() as http:
+        calls = await asyncio.gather(*(http.post("/SdkGreeter/call_keyless_add", json=1) for _ in range(5)))
+        assert sorted(r.json()["count"] for r in calls) == [1, 2, 3, 4, 5]
+        assert {r.json()["key"] for r in calls} == {""}
+        sent = (await http.post("/SdkGreeter/send_keyless_add", json=10)).json()
+        assert await rt.attach(sent) == b'{"key": "", "count": 15}'
+        assert (await http.post("/SdkKeyless//keyless_peek")).json() == {"key": "", "count": 15}
+        assert (await http.post("/SdkGreeter/call_keyless_run", json="a")).json() == {"key": "", "x": "a"}
+        again = await http.post("/SdkGreeter/call_keyless_run", json="b")
+        assert again.status_code == 409, again.text  # Restate 1.7.12 answers the same
+        assert again.json()["message"] == "the workflow method was already invoked"
+        first = (await http.post("/SdkGreeter/send_keyless_run", json="c")).json()
+        assert await rt.attach(first) == b'{"key": "", "x": "a"}'

@@ -532,7 +532,9 @@ class Engine:
     def _is_exclusive(self, inv: Invocation) -> bool:
         handler = self.handler(inv.service, inv.handler)
         if handler is None:
-            return bool(inv.key)  # be safe: a keyed invocation of an unknown handler keeps its lock
+            # Be safe: a keyed invocation of an unknown handler keeps its lock (the key may be "").
+            svc = self.services.get(inv.service)
+            return svc.kind != "service" if svc is not None else bool(inv.key)
         return handler.service.kind != "service" and not handler.is_shared
 
     def invoke(self, handler: Handler, body: bytes, headers: list[tuple[str, str]], key: str = "",
@@ -550,11 +552,13 @@ class Engine:
         check_scope(scope, limit_key)
         self.check_writable()
         svc = handler.service.name
+        keyed = handler.service.kind != "service"  # "" is a key like any other (Restate's keyless call)
         if handler.kind == "workflow":
             inv_id = str(InvocationId.for_workflow(svc, key, scope))
         elif idempotency_key is not None:
-            inv_id = str(InvocationId.for_idempotent_request(svc, handler.name, idempotency_key, key or None, scope))
-        elif key:
+            inv_id = str(InvocationId.for_idempotent_request(svc, handler.name, idempotency_key,
+                                                               key if keyed else None, scope))
+        elif keyed:
             inv_id = str(InvocationId.for_keyed(svc, key))
         else:
             inv_id = str(InvocationId.random())
@@ -645,7 +649,7 @@ class Engine:
         self._start_attempt(inv)
 
     def _release_key(self, inv: Invocation) -> None:
-        if not inv.key or not self._is_exclusive(inv):
+        if not self._is_exclusive(inv):
             return
         nxt = self.keys.release(inv.service, inv.key, inv.id)
         if nxt is not None:
@@ -981,7 +985,7 @@ class Engine:
         for caller, cid, type_id in self._waiters.pop(inv.id, ()):
             self.notify(caller, type_id, _outcome_note(cid, outcome))
         self.committer.batch.ops.append(("DELETE FROM waiters WHERE target = ?", (inv.id,)))
-        if inv.key and (was_holding or was_queued):
+        if was_holding or was_queued:
             self._release_key(inv)
         for nxt in self.limiter.release(inv.id):
             self._admitted(nxt)
@@ -1217,8 +1221,6 @@ class Engine:
         handler = self.handler(service, handler_name)
         if handler is None:
             return None, False, f"handler '{service}/{handler_name}' not found"
-        if handler.service.kind != "service" and not key:
-            return None, False, f"'{service}' is keyed: calls to it need a key"
         if self.tracing is not None:
             headers = self.tracing.child_headers(caller.id, headers)
         try:
