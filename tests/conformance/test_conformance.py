@@ -232,11 +232,11 @@ async def test_runtime_restart_retains_the_state(durable_suite, how: str) -> Non
 # ---- NonDeterminismErrors (always-suspending only, as in the suite) ----
 
 
+@pytest.mark.parametrize("suite", ["always-replay"], indirect=True)
 @pytest.mark.parametrize("handler", ["eitherSleepOrCall", "callDifferentMethod",
                                      "backgroundInvokeWithDifferentTargets", "setDifferentKey"])
 async def test_non_determinism_is_caught(suite: Suite, handler: str) -> None:
-    if not suite.always_replay:
-        pytest.skip("the suite runs NonDeterminismErrors in always-suspending mode only")
+    assert suite.always_replay
     # The suite's setting for this scenario: one attempt, then kill.
     options = suite.rt.options
     options.default_retry_policy = dataclasses.replace(options.default_retry_policy, max_attempts=1,
