@@ -123,10 +123,14 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# What an invocation is (its target, when it was made, its sequence) never changes after the insert. Leaving
+# those columns out of the update matters: SQLite rewrites the entries of every index on a column named in
+# SET, changed or not, and the listing indexes are on exactly these columns.
+_IMMUTABLE = frozenset({"id", "service", "handler", "key", "idempotency_key", "created_at", "seq"})
 _UPSERT = (
     f"INSERT INTO invocations ({', '.join(INVOCATION_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)}) ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in INVOCATION_COLUMNS[1:])
+    + ", ".join(f"{c} = excluded.{c}" for c in INVOCATION_COLUMNS if c not in _IMMUTABLE)
 )
 _SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
 
