@@ -27,6 +27,7 @@ from durably import TerminalError
 from durably.cli import main as cli
 from durably.sdk.input_check import Mismatch, check_json
 from durably.server.admin import Admin
+from durably.testing import TestRuntime
 
 
 class Size(enum.Enum):
@@ -342,3 +343,22 @@ async def test_typeddict_keys_may_be_absent_but_present_ones_must_fit(runtime) -
         bad = await http.post("/TypedDictInput/typed", json={"name": "Ada", "delayMillis": "soon"})
     assert (ok.status_code, ok.json()) == (200, "Ada")
     assert bad.status_code == 400 and "delayMillis" in bad.json()["message"]
+
+
+misuse = durably.Service("Misuse")
+
+
+@misuse.handler()
+async def args_in_place_of_options(ctx: durably.Context, who: str) -> str:
+    return await ctx.run_typed("greet", lambda w: f"hi {w}", who)  # type: ignore[arg-type]
+
+
+async def test_closure_argument_in_place_of_run_options_is_named() -> None:
+    policy = durably.InvocationRetryPolicy(max_attempts=1, on_max_attempts="kill")
+    async with TestRuntime(durably.app(services=[misuse]), retry_policy=policy) as rt:
+        async with rt.http() as http:
+            resp = await http.post("/Misuse/args_in_place_of_options", json="ada")
+    assert resp.status_code >= 500
+    message = resp.json()["message"]
+    assert "the third argument is RunOptions or None, got str" in message
+    assert "ctx.run_typed('greet', fn, RunOptions(), arg)" in message

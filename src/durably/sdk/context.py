@@ -274,7 +274,13 @@ class Context:
         step's result and raised at the `await`.
         """
         self._check_not_in_run("start a nested ctx.run")
-        options = options if options is not None else RunOptions()
+        if options is None:
+            options = RunOptions()
+        elif not isinstance(options, RunOptions):
+            # A common slip: the closure's first argument passed where the options go.
+            raise TypeError(f"ctx.run_typed({name!r}, fn, options, *args): the third argument is RunOptions or None, "
+                            f"got {type(options).__name__}; pass the closure's arguments after it, e.g. "
+                            f"ctx.run_typed({name!r}, fn, RunOptions(), arg)")
         serde = serde_for(options.serde, options.type_hint or _hint_of(action))
         vm = self._attempt.vm
         was_replaying = vm.replaying
