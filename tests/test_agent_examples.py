@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import os
 import re
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from agent_waits import has_sleep_timer, wait_for
 
 from durably.testing import TestRuntime
 
@@ -38,27 +37,9 @@ def approval_link(log: Path) -> str | None:
     return found[-1] if found else None
 
 
-async def wait_for(rt: TestRuntime, ready: Callable[[], bool], what: str) -> None:
-    """Poll `ready` while the runtime works (steps run on threads, so settling alone is not enough)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not ready():
-        if loop.time() > deadline:
-            raise AssertionError(f"no {what} within 30 s")
-        await rt.settle()
-        await asyncio.sleep(0.005)  # let a step thread have the CPU, then look again
-    await rt.settle()
-
-
 async def wait_link(rt: TestRuntime, log: Path) -> str:
     await wait_for(rt, lambda: approval_link(log) is not None, "approval link")
     return approval_link(log) or ""
-
-
-def has_sleep_timer(rt: TestRuntime, inv: str) -> bool:
-    """Whether the invocation's durable timer is committed (advancing the clock before would skip it)."""
-    assert rt.store is not None
-    return any(row[1] == inv and row[2] == "sleep" for row in rt.store.load_timers(2**62))
 
 
 async def test_chat_remembers_per_key(example) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from agent_waits import wait_awakeable
 
 pytest.importorskip("google.adk")
 
@@ -132,15 +133,6 @@ async def message(ctx: durably.ObjectContext, msg: str) -> str:
 app = durably.app(services=[obj])
 
 
-async def wait_awakeable(rt: TestRuntime, key: str) -> str:
-    for _ in range(2000):
-        if key in awakeables:
-            await rt.settle()
-            return awakeables[key]
-        await rt.settle()
-    raise AssertionError(f"no awakeable for {key!r}")
-
-
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     model_calls.clear()
@@ -178,7 +170,7 @@ async def test_uncaught_model_failure_fails_the_invocation_terminally() -> None:
 async def test_tool_waits_for_human_and_model_is_not_asked_again(always_replay: bool) -> None:
     async with TestRuntime(app, always_replay=always_replay, virtual_clock=True) as rt:
         inv = await rt.send("AdkAgents/a/approval", "deploy?")
-        name = await wait_awakeable(rt, "deploy?")
+        name = await wait_awakeable(rt, awakeables, "deploy?")
         async with rt.http() as http:
             r = await http.post(f"/restate/awakeables/{name}/resolve", json="yes")
             assert r.status_code == 202, r.text
@@ -189,7 +181,7 @@ async def test_tool_waits_for_human_and_model_is_not_asked_again(always_replay: 
 async def test_cancellation_stops_the_agent_loop(always_replay: bool) -> None:
     async with TestRuntime(app, always_replay=always_replay, virtual_clock=True) as rt:
         inv = await rt.send("AdkAgents/a/approval", "cancel me?")
-        await wait_awakeable(rt, "cancel me?")
+        await wait_awakeable(rt, awakeables, "cancel me?")
         rt.engine.cancel(inv)
         with pytest.raises(TerminalError) as e:
             await rt.attach(inv, "AdkAgents/a/approval")

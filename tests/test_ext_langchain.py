@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from agent_waits import wait_awakeable
 
 pytest.importorskip("langchain.agents")
 
@@ -126,15 +127,6 @@ async def message(ctx: durably.ObjectContext, msg: str) -> str:
 app = durably.app(services=[svc, chat])
 
 
-async def wait_awakeable(rt: TestRuntime, key: str) -> str:
-    for _ in range(2000):
-        if key in awakeables:
-            await rt.settle()
-            return awakeables[key]
-        await rt.settle()
-    raise AssertionError(f"no awakeable for {key!r}")
-
-
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     model_calls.clear()
@@ -164,7 +156,7 @@ async def test_failing_model_call_ends_in_catchable_terminal_error(always_replay
 async def test_tool_waits_for_human_and_model_is_not_asked_again(always_replay: bool) -> None:
     async with TestRuntime(app, always_replay=always_replay, virtual_clock=True) as rt:
         inv = await rt.send("LAgents/approval", "deploy?")
-        name = await wait_awakeable(rt, "deploy?")
+        name = await wait_awakeable(rt, awakeables, "deploy?")
         async with rt.http() as http:
             r = await http.post(f"/restate/awakeables/{name}/resolve", json="yes")
             assert r.status_code == 202, r.text
@@ -175,7 +167,7 @@ async def test_tool_waits_for_human_and_model_is_not_asked_again(always_replay: 
 async def test_cancellation_stops_the_agent_loop(always_replay: bool) -> None:
     async with TestRuntime(app, always_replay=always_replay, virtual_clock=True) as rt:
         inv = await rt.send("LAgents/approval", "cancel me?")
-        await wait_awakeable(rt, "cancel me?")
+        await wait_awakeable(rt, awakeables, "cancel me?")
         rt.engine.cancel(inv)
         with pytest.raises(TerminalError) as e:
             await rt.attach(inv, "LAgents/approval")

@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from agent_waits import has_sleep_timer, wait_awakeable, wait_for
 
 pytest.importorskip("pydantic_ai")
 
@@ -175,16 +176,6 @@ async def message(ctx: durably.ObjectContext, msg: str) -> str:
 app = durably.app(services=[svc, chat])
 
 
-async def wait_awakeable(rt: TestRuntime, key: str) -> str:
-    """Let the runtime run until the tool published its awakeable (bounded by steps, not time)."""
-    for _ in range(2000):
-        if key in awakeables:
-            await rt.settle()
-            return awakeables[key]
-        await rt.settle()
-    raise AssertionError(f"no awakeable for {key!r}")
-
-
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     model_calls.clear()
@@ -222,7 +213,7 @@ async def test_model_retry_from_tool_is_journaled(always_replay: bool) -> None:
 async def test_tool_waits_for_human_and_model_is_not_asked_again(always_replay: bool) -> None:
     async with TestRuntime(app, always_replay=always_replay, virtual_clock=True) as rt:
         inv = await rt.send("PAgents/approval", "deploy?")
-        name = await wait_awakeable(rt, "deploy?")
+        name = await wait_awakeable(rt, awakeables, "deploy?")
         async with rt.http() as http:
             r = await http.post(f"/restate/awakeables/{name}/resolve", json="yes")
             assert r.status_code == 202, r.text
@@ -233,7 +224,8 @@ async def test_tool_waits_for_human_and_model_is_not_asked_again(always_replay: 
 async def test_human_approval_times_out(always_replay: bool) -> None:
     async with TestRuntime(app, always_replay=always_replay, virtual_clock=True) as rt:
         inv = await rt.send("PAgents/approval", "deploy?")
-        await wait_awakeable(rt, "deploy?")
+        await wait_awakeable(rt, awakeables, "deploy?")
+        await wait_for(rt, lambda: has_sleep_timer(rt, inv), "timer for the human's answer")
         await rt.advance(timedelta(days=1, seconds=1))
         assert await rt.attach(inv, "PAgents/approval") == "human said no answer in time"
 
@@ -241,7 +233,7 @@ async def test_human_approval_times_out(always_replay: bool) -> None:
 async def test_cancellation_stops_the_agent_loop(always_replay: bool) -> None:
     async with TestRuntime(app, always_replay=always_replay, virtual_clock=True) as rt:
         inv = await rt.send("PAgents/approval", "cancel me?")
-        await wait_awakeable(rt, "cancel me?")
+        await wait_awakeable(rt, awakeables, "cancel me?")
         rt.engine.cancel(inv)
         with pytest.raises(TerminalError) as e:
             await rt.attach(inv, "PAgents/approval")
