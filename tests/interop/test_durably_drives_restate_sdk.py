@@ -144,23 +144,27 @@ async def test_kill_reaches_the_remote_call_tree(rt: TestRuntime, sdk_deployment
     async with rt.http() as http:
         sent = await http.post(f"/SdkKillRunner/{key}/startCallTree/send")
         root = sent.json()["invocationId"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30  # the deployment is another process: poll by the clock, not by steps
         lines: list[str] = []
-        for _ in range(3000):
+        while not lines and loop.time() < deadline:
             lines = [x for x in sdk_deployment.lines() if x.startswith(key + " ")]
-            if lines:
-                break
             await rt.settle()
+            await asyncio.sleep(0.01)
+        assert lines, "the deployment never published its awakeable"
         aw_id = lines[0].split(" ", 1)[1]
         assert (await http.post(f"/restate/awakeables/{aw_id}/resolve", json="go")).status_code == 202
         # Wait until the self-call is queued behind its own caller's lock: the tree is deadlocked.
         def deadlocked() -> bool:
             return any(r[COL["key"]] == key and r[COL["status"]] == INBOXED for r in rt.store.list_invocations())
 
-        for _ in range(3000):
+        deadline = loop.time() + 30
+        while loop.time() < deadline:
             await rt.engine.flushed()
             if deadlocked():
                 break
             await rt.settle()
+            await asyncio.sleep(0.01)
         assert deadlocked()
         assert rt.engine.kill(root) == 200
         answer = await asyncio.wait_for(http.get(f"/restate/invocation/{root}/attach"), 30)
