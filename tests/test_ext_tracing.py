@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from agent_waits import wait_awakeable
 
 pytest.importorskip("pydantic_ai")
 pytest.importorskip("opentelemetry.sdk")
@@ -70,13 +71,9 @@ app = durably.app(services=[svc])
 
 
 async def answer(rt: TestRuntime, question: str, value: str) -> None:
-    for _ in range(2000):
-        if question in awakeables:
-            break
-        await rt.settle()
-    await rt.settle()
+    name = await wait_awakeable(rt, awakeables, question)
     async with rt.http() as http:
-        r = await http.post(f"/restate/awakeables/{awakeables[question]}/resolve", json=value)
+        r = await http.post(f"/restate/awakeables/{name}/resolve", json=value)
         assert r.status_code == 202, r.text
 
 
@@ -116,10 +113,7 @@ async def test_a_suspended_and_resumed_agent_shows_each_step_once() -> None:
     awakeables.clear()
     async with TestRuntime(app, virtual_clock=True) as rt:
         inv = await rt.send("Traced/run", "later?")
-        for _ in range(2000):
-            if "later?" in awakeables:
-                break
-            await rt.settle()
+        await wait_awakeable(rt, awakeables, "later?")
         await rt.advance(timedelta(minutes=2))  # past the inactivity timeout: the attempt suspends
         assert rt.store.load_invocation(inv)[COL["status"]] == SUSPENDED
         await answer(rt, "later?", "ok")
