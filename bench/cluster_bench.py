@@ -37,7 +37,7 @@ REPO = BENCH_DIR.parent
 
 
 def durably_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "durably.cli", *args]
+    return [sys.executable, "-m", "durably.cli.main", *args]
 
 
 def start_endpoint(workdir: Path) -> tuple[Proc, str]:

@@ -74,7 +74,7 @@ class Server:
 
     async def start(self, client: httpx.AsyncClient, limit_s: float = 60.0) -> float:
         """Start on the same ports and data directory; seconds until health answers 200."""
-        self.proc = Proc("durably", [sys.executable, "-m", "durably.cli", "serve", APP, "--port", str(self.port),
+        self.proc = Proc("durably", [sys.executable, "-m", "durably.cli.main", "serve", APP, "--port", str(self.port),
                                      "--admin-port", str(self.admin_port), "--data-dir", str(self.data_dir),
                                      "--synchronous", "full", "--log-level", "warning"], ROOT, self.log_path)
         t0 = time.perf_counter()

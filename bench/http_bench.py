@@ -183,7 +183,7 @@ class Server:
                "--data-dir", str(self.data_dir), "--synchronous", "full", "--log-level", "warning",
                *self.extra_args]
         if not durably_bin.exists():
-            cmd[1:1] = ["-m", "durably.cli"]
+            cmd[1:1] = ["-m", "durably.cli.main"]
         print(f"starting: {' '.join(cmd)}")
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)

@@ -59,7 +59,7 @@ def start_driver(driver: str, workdir: Path, on: bool, key_file: Path) -> tuple[
     """durably serve or restate-server, signing with the key when on; returns (process, ingress, admin)."""
     port, admin = free_port(), free_port()
     if driver == "durably":
-        cmd = [sys.executable, "-m", "durably.cli", "serve", "bench/compare/durably_app.py:no_services", "--port",
+        cmd = [sys.executable, "-m", "durably.cli.main", "serve", "bench/compare/durably_app.py:no_services", "--port",
                str(port), "--admin-port", str(admin), "--data-dir", str(workdir / "data"), "--synchronous",
                "full", "--log-level", "warning"]
         if on:

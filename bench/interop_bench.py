@@ -338,7 +338,7 @@ def start_durably(workdir: Path) -> System:
     cmd = [str(durably_bin), "serve", DURABLY_APP, "--port", str(port), "--admin-port", str(admin),
            "--data-dir", str(workdir / "durably-data"), "--synchronous", "full", "--log-level", "warning"]
     if not durably_bin.exists():
-        cmd[0:1] = [sys.executable, "-m", "durably.cli"]
+        cmd[0:1] = [sys.executable, "-m", "durably.cli.main"]
     proc = Proc("durably", cmd, cwd=REPO, log_path=workdir / "durably.log")
     proc.start()
     system = System("Durably", proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}")

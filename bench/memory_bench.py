@@ -56,7 +56,7 @@ def main() -> int:
 
     port, admin = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="durably-membench-") as tmp:
-        cmd = [sys.executable, "-m", "durably.cli", "serve", "bench/memory_app.py:app", "--port", str(port),
+        cmd = [sys.executable, "-m", "durably.cli.main", "serve", "bench/memory_app.py:app", "--port", str(port),
                "--admin-port", str(admin), "--data-dir", str(Path(tmp) / "data"), "--log-level", "warning"]
         if args.budget:
             cmd += ["--max-inflight-body", args.budget]

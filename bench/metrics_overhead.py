@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 import durably  # noqa: E402
-from durably.server.engine import Engine, EngineOptions  # noqa: E402
+from durably.server.engine.engine import Engine, EngineOptions  # noqa: E402
 from durably.server.store import SQLiteStore  # noqa: E402
 
 bench = durably.Service("Bench")

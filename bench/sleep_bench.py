@@ -92,7 +92,7 @@ class Server:
 
     def command(self) -> list[str]:
         durably_bin = Path(sys.executable).parent / "durably"
-        head = [str(durably_bin)] if durably_bin.exists() else [sys.executable, "-m", "durably.cli"]
+        head = [str(durably_bin)] if durably_bin.exists() else [sys.executable, "-m", "durably.cli.main"]
         return [*head, "serve", APP_REF, "--port", str(self.port), "--admin-port", str(self.admin_port),
                 "--data-dir", str(self.data_dir), "--synchronous", "full", "--log-level", "warning"]
 

@@ -119,7 +119,7 @@ def main() -> None:
         workdir = Path(tmp)
         sample, start, now = fill(workdir / "data", args.rows)
         port, admin_port = free_port(), free_port()
-        proc = Proc("durably", [sys.executable, "-m", "durably.cli", "serve", "bench/compare/durably_app.py:app",
+        proc = Proc("durably", [sys.executable, "-m", "durably.cli.main", "serve", "bench/compare/durably_app.py:app",
                                 "--port", str(port), "--admin-port", str(admin_port), "--data-dir",
                                 str(workdir / "data"), "--log-level", "warning"], REPO, workdir / "server.log")
         proc.start()

@@ -16,7 +16,7 @@ from counter_app import counter_object
 import durably
 from durably import TerminalError
 from durably.protocol.ids import InvocationId
-from durably.server.admin import Admin
+from durably.server.http.admin import Admin
 from durably.testing import TestRuntime
 
 T = TypeVar("T")

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 import durably
-from durably.server.admin import Admin
-from durably.server.ingress import Ingress
-from durably.server.listeners import guarded
+from durably.server.http.admin import Admin
+from durably.server.http.ingress import Ingress
+from durably.server.process.listeners import guarded
 from durably.testing import TestRuntime
 
 INGRESS_TOKEN = "ingress-s3cret-token"

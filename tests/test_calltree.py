@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import durably
-from durably.server.invocation import COMPLETED, INBOXED
+from durably.server.engine.invocation import COMPLETED, INBOXED
 from durably.server.store.base import COL
 
 awakeables: dict[str, str] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from durably.loader import AppLoadError, load_app
+from durably.hosting.loader import AppLoadError, load_app
 
 SERVICE = """
 import durably as restate

@@ -25,7 +25,7 @@ from pydantic_ai.models.instrumented import InstrumentationSettings
 import durably
 from durably.ext.pydantic import RestateAgent, restate_context
 from durably.ext.tracing import RestateTracerProvider
-from durably.server.invocation import SUSPENDED
+from durably.server.engine.invocation import SUSPENDED
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 from examples.agents.pydantic_fake_model import scripted, text, tool_calls, tool_outputs, user_messages

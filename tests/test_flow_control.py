@@ -11,9 +11,9 @@ import pytest
 
 import durably
 from durably import TerminalError
-from durably.server.admin import Admin
-from durably.server.flow_control import ConcurrencyLimiter, FlowControlError, check_scope, parse_rules
-from durably.server.invocation import INBOXED
+from durably.server.engine.flow_control import ConcurrencyLimiter, FlowControlError, check_scope, parse_rules
+from durably.server.engine.invocation import INBOXED
+from durably.server.http.admin import Admin
 from durably.server.store.base import COL
 
 # ---- the rule book ----

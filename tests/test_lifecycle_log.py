@@ -12,8 +12,8 @@ from conftest import FAST_RETRIES
 
 import durably
 from durably import TerminalError
-from durably.server.lifecycle_log import LifecycleLog
-from durably.server.log_format import JsonFormatter
+from durably.server.observe.lifecycle_log import LifecycleLog
+from durably.server.observe.log_format import JsonFormatter
 from durably.testing import TestRuntime
 
 svc = durably.Service("Life")

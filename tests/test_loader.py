@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from durably.loader import AppLoadError, load_app
+from durably.hosting.loader import AppLoadError, load_app
 
 SERVICE = """
 import durably
@@ -147,7 +147,7 @@ def test_app_built_only_in_main_is_found_without_running_the_rest_of_main(projec
         if __name__ == "__main__":
             main()
     """)
-    # durably.capture stops main() where durably.app() returns: the SystemExit after it never runs.
+    # durably.hosting.capture stops main() where durably.app() returns: the SystemExit after it never runs.
     assert list(load_app("only_main.py").services) == ["G"]
     assert path.is_file()
 

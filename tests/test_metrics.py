@@ -14,8 +14,8 @@ from test_admin import admin, poll
 
 import durably
 from durably import TerminalError
-from durably.server.ingress import Ingress
-from durably.server.metrics import TimedIngress
+from durably.server.http.ingress import Ingress
+from durably.server.observe.metrics import TimedIngress
 from durably.testing import TestRuntime
 
 flaky_failures: Counter[str] = Counter()

@@ -11,8 +11,8 @@ import pytest
 
 import durably
 from durably.sdk import misuse
-from durably.server.admin import Admin
-from durably.server.invocation import BACKING_OFF, COMPLETED
+from durably.server.engine.invocation import BACKING_OFF, COMPLETED
+from durably.server.http.admin import Admin
 from durably.server.store.base import COL
 
 svc = durably.Service("Buggy")

@@ -11,7 +11,7 @@ from counter_app import counter_object
 
 import durably
 from durably import TerminalError
-from durably.server.invocation import COMPLETED, INBOXED, PAUSED
+from durably.server.engine.invocation import COMPLETED, INBOXED, PAUSED
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 

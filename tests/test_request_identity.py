@@ -186,7 +186,7 @@ def test_private_key_file_errors_are_clear(tmp_path) -> None:
 def test_keys_generate_writes_a_private_pem_and_prints_its_public_key(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from durably.cli import main
+    from durably.cli.main import main
 
     runner = CliRunner()
     path = tmp_path / "identity.pem"

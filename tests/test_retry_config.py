@@ -10,9 +10,9 @@ import pytest
 
 import durably
 from durably import InvocationRetryPolicy, TerminalError
-from durably.cli import _default_retry_policy
-from durably.server.invocation import PAUSED
-from durably.server.retry_config import RetryConfigError, default_retry_policy, settings_from_env
+from durably.cli.main import _default_retry_policy
+from durably.server.engine.invocation import PAUSED
+from durably.server.process.retry_config import RetryConfigError, default_retry_policy, settings_from_env
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 

@@ -15,7 +15,7 @@ import pytest
 
 import durably
 from durably import InvocationRetryPolicy, RetryableError, RunOptions, TerminalError
-from durably.server.invocation import BACKING_OFF, PAUSED
+from durably.server.engine.invocation import BACKING_OFF, PAUSED
 from durably.server.store.base import COL
 
 

@@ -68,7 +68,7 @@ def test_names_are_durablys_own_classes() -> None:
     assert issubclass(RestateDurableCallFuture, RestateDurableFuture)
     assert issubclass(RestateDurableSleepFuture, RestateDurableFuture)
     assert DefaultSerde is durably.DefaultSerde
-    assert durably.client.AdminClient is not None  # the CLI's clients are still there
+    assert durably.clients.http.AdminClient is not None  # the CLI's clients are still there
 
 
 svc = durably.Service("Shape")

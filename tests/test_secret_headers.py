@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import durably
-from durably.server.engine import Engine
+from durably.server.engine.engine import Engine
 from durably.server.store.base import COL
 
 seen: list[dict[str, str]] = []
@@ -63,7 +63,7 @@ async def test_a_request_without_secrets_is_journaled_whole(runtime) -> None:
 async def test_admin_describe_shows_no_secret(runtime) -> None:
     import httpx
 
-    from durably.server.admin import Admin
+    from durably.server.http.admin import Admin
 
     async with runtime(durably.app(services=[svc])) as rt, rt.http() as http:
         resp = await http.post("/Headers/show", headers=SECRETS)

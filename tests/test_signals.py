@@ -10,7 +10,7 @@ import pytest
 
 import durably
 from durably import TerminalError
-from durably.server.invocation import SUSPENDED
+from durably.server.engine.invocation import SUSPENDED
 from durably.server.store.base import COL
 
 awakeables: dict[str, str] = {}

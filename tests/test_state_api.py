@@ -11,7 +11,7 @@ from counter_app import counter_object
 from test_admin import admin, poll
 
 import durably
-from durably.server.object_state import state_version
+from durably.server.engine.object_state import state_version
 
 awakeables: dict[str, str] = {}
 counter = counter_object("Counter", awakeables)

@@ -11,8 +11,8 @@ import pytest
 
 import durably
 from durably import RunOptions, TerminalError
-from durably.server.engine import EngineStopped
-from durably.server.invocation import COMPLETED, SCHEDULED, SUSPENDED
+from durably.server.engine.engine import EngineStopped
+from durably.server.engine.invocation import COMPLETED, SCHEDULED, SUSPENDED
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 

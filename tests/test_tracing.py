@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import durably
-from durably.server.tracing import from_environment
+from durably.server.observe.tracing import from_environment
 from durably.testing import TestRuntime
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from test_admin import admin, poll
 
 import durably
-from durably.server.invocation_query import InvocationFilter, page
+from durably.server.store.invocation_query import InvocationFilter, page
 from durably.testing import TestRuntime
 
 echo = durably.Service("Echo")

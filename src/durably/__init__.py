@@ -17,7 +17,7 @@ Serve it with `durably serve module:app`.
 
 from typing import Any
 
-from durably import embedded as _embedded
+from durably.hosting import embedded as _embedded
 from durably.sdk.combinators import as_completed, gather, select, wait_completed
 from durably.sdk.context import (
     CallFuture,
@@ -44,7 +44,7 @@ from durably.sdk.replay_log import ReplayFilter, getLogger
 from durably.sdk.serde import BytesSerde, DefaultSerde, JsonSerde, MsgspecJsonSerde, PydanticJsonSerde, Serde
 from durably.sdk.service import App, Service, VirtualObject, Workflow, app
 
-# Served by any ASGI server, an app also runs the embedded runtime when DURABLY_EMBEDDED=1 (durably.embedded).
+# Served by any ASGI server, an app also runs the embedded runtime when DURABLY_EMBEDDED=1 (durably.hosting.embedded).
 _embedded.install()
 _embedded.import_hypercorn_asyncio()
 
@@ -58,7 +58,7 @@ RestateLoggingFilter = ReplayFilter
 
 # The client and the harness pull in httpx and the server: imported on first use, not with every handler.
 _LAZY = {
-    "create_client": "durably.async_client",
+    "create_client": "durably.clients.typed",
     "RestateClient": "durably.client_types",
     "RestateClientSendHandle": "durably.client_types",
     "HttpError": "durably.client_types",

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from durably import InvocationRetryPolicy
-from durably.loader import load_app
-from durably.server.admin import Admin
+from durably.hosting.loader import load_app
+from durably.server.http.admin import Admin
 from durably.testing import TestRuntime
 
 from . import services

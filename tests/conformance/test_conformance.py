@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from durably.server.invocation import SUSPENDED
+from durably.server.engine.invocation import SUSPENDED
 from durably.server.store.base import COL
 
 from .conftest import Suite, app, suite_of, until

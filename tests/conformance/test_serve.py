@@ -60,7 +60,7 @@ class Serve:
                    RESTATE_DEFAULT_RETRY_POLICY__INITIAL_INTERVAL="1ms")
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "durably.cli", "serve", f"{SERVICES}:app", "--always-replay",
+                [sys.executable, "-m", "durably.cli.main", "serve", f"{SERVICES}:app", "--always-replay",
                  "--port", str(port), "--admin-port", str(admin), "--data-dir", str(self.data_dir),
                  "--concurrency-limit", "conformance=4"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -122,7 +122,7 @@ def test_kill_and_stop_runtime_keep_state_and_serve_applies_restates_retry_env(s
         rules = httpx.get(f"{serve.admin}/rules", timeout=5).json()
         assert rules["rules"] == [{"pattern": "conformance", "concurrency": 4}]
         # Restate's `restate rules set|list|delete`, as `durably rules`.
-        cli = [sys.executable, "-m", "durably.cli", "rules"]
+        cli = [sys.executable, "-m", "durably.cli.main", "rules"]
         subprocess.run([*cli, "set", "checkout/*", "--concurrency", "5", "--admin", serve.admin], check=True,
                        cwd=ROOT, capture_output=True, timeout=30)
         listed = subprocess.run([*cli, "list", "--json", "--admin", serve.admin], check=True, cwd=ROOT,

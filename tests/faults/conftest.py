@@ -39,7 +39,7 @@ class Serve:
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "durably.cli", "serve", APP, "--port", str(self.port), "--admin-port",
+                [sys.executable, "-m", "durably.cli.main", "serve", APP, "--port", str(self.port), "--admin-port",
                  str(self.admin_port), "--data-dir", str(data_dir), *extra],
                 cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 

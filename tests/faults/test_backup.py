@@ -20,7 +20,7 @@ BODY_PAD = 2000
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "durably.cli", *args], cwd=REPO_ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "durably.cli.main", *args], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=60)
 
 

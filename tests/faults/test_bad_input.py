@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 import durably
 from durably import TerminalError
-from durably.cli import main as cli
+from durably.cli.main import main as cli
 from durably.sdk.input_check import Mismatch, check_json
-from durably.server.admin import Admin
+from durably.server.http.admin import Admin
 from durably.testing import TestRuntime
 
 

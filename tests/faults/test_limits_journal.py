@@ -10,8 +10,8 @@ import pytest
 
 import durably
 from durably import TerminalError
-from durably.client import AdminClient
-from durably.server.admin import Admin
+from durably.clients.http import AdminClient
+from durably.server.http.admin import Admin
 from durably.testing import TestRuntime
 
 svc = durably.Service("Blobs")

@@ -18,7 +18,7 @@ import pytest
 
 import durably
 from durably import InvocationRetryPolicy
-from durably.server.admin import Admin
+from durably.server.http.admin import Admin
 from durably.testing import TestRuntime
 
 release = threading.Event()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import durably
-from durably.server.engine import EngineStopped
+from durably.server.engine.engine import EngineStopped
 from durably.server.store import MemoryStore, SQLiteStore
 from durably.server.store.base import Batch
 from durably.server.store.errors import classify

@@ -22,7 +22,7 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from durably.endpoint_server import EndpointOptions, serve_app
+from durably.hosting.endpoint_server import EndpointOptions, serve_app
 from durably.sdk.service import App
 
 ROOT = Path(__file__).resolve().parents[2]

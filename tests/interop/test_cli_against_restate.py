@@ -12,7 +12,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from durably.cli import main
+from durably.cli.main import main
 
 from .apps import AWAKEABLES
 from .conftest import Deployment, RestateServer, wait_until

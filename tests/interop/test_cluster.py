@@ -85,7 +85,7 @@ class Endpoint:
         env.update(CLUSTER_EFFECTS=str(effects), PYTHONPATH=str(HERE.parent))
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "durably.cli", "endpoint", str(HERE / "cluster_app.py"), "--port",
+                [sys.executable, "-m", "durably.cli.main", "endpoint", str(HERE / "cluster_app.py"), "--port",
                  str(self.port), "--workers", "2", "--graceful-timeout", "2"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import durably
-from durably.server.invocation import INBOXED
+from durably.server.engine.invocation import INBOXED
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 

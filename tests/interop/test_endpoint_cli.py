@@ -31,7 +31,7 @@ class EndpointProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLY_")}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "durably.cli", "endpoint", app, "--port", str(self.port), *args],
+                [sys.executable, "-m", "durably.cli.main", "endpoint", app, "--port", str(self.port), *args],
                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     @property

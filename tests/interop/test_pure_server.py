@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.system]
 def test_serve_without_an_app_drives_registered_deployments(sdk_deployment: SdkDeployment, tmp_path: Path) -> None:
     port, admin = free_port(), free_port()
     with (tmp_path / "serve.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "durably.cli", "serve", "--port", str(port), "--admin-port",
+        proc = subprocess.Popen([sys.executable, "-m", "durably.cli.main", "serve", "--port", str(port), "--admin-port",
                                  str(admin), "--data-dir", str(tmp_path / "data")],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import durably
 from durably.protocol.request_identity import RequestSigner, generate_private_key, load_private_key
-from durably.server.deployments import DiscoveryError
+from durably.server.remote.deployments import DiscoveryError
 from durably.testing import TestRuntime
 
 from .conftest import ROOT, Deployment, RestateServer, SdkDeployment, free_port, wait_until
@@ -136,7 +136,7 @@ class Serve:
         self.log_path = tmp / f"serve-{self.port}.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "durably.cli", "serve", "examples/greeter.py", "--port", str(self.port),
+                [sys.executable, "-m", "durably.cli.main", "serve", "examples/greeter.py", "--port", str(self.port),
                  "--admin-port", str(self.admin), "--data-dir", str(tmp / f"data-{self.port}"), *args],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         wait_until(lambda: httpx.get(f"{self.ingress}/restate/health").status_code == 200, 30, "durably serve")
@@ -147,7 +147,7 @@ class Serve:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, DURABLY_ADMIN_URL=f"http://127.0.0.1:{self.admin}")
-        return subprocess.run([sys.executable, "-m", "durably.cli", *args], cwd=ROOT, env=env, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "durably.cli.main", *args], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=60)
 
     def stop(self) -> None:
@@ -216,7 +216,7 @@ def leaky_target() -> Iterator[Deployment]:
 
 
 async def test_discovery_errors_report_status_not_body(leaky_target: Deployment, caplog) -> None:
-    from durably.server.admin import Admin
+    from durably.server.http.admin import Admin
 
     caplog.set_level(logging.WARNING)
     async with TestRuntime(durably.app(services=[guarded])) as rt:

@@ -28,7 +28,7 @@ class Serve:
         self.port, self.admin = free_port(), free_port()
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "durably.cli", "serve", "examples/greeter.py", "--port", str(self.port),
+            [sys.executable, "-m", "durably.cli.main", "serve", "examples/greeter.py", "--port", str(self.port),
              "--admin-port", str(self.admin), "--data-dir", str(self.data)],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: httpx.get(f"{self.ingress}/restate/health").status_code == 200, 30, "durably serve")
@@ -39,7 +39,7 @@ class Serve:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, DURABLY_ADMIN_URL=f"http://127.0.0.1:{self.admin}", DURABLY_INGRESS_URL=self.ingress)
-        return subprocess.run([sys.executable, "-m", "durably.cli", *args], cwd=ROOT, env=env, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "durably.cli.main", *args], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=60)
 
     def kill(self, sig: int) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import durably
-from durably.server.tracing import InvocationTracing
+from durably.server.observe.tracing import InvocationTracing
 from durably.testing import TestRuntime
 
 from .conftest import Deployment

@@ -92,7 +92,7 @@ class ServerProcess:
             log.write(f"=== starting on port {self.port} (admin {self.admin_port})\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "durably.cli", "serve", self.app_ref, "--port", str(self.port),
+                [sys.executable, "-m", "durably.cli.main", "serve", self.app_ref, "--port", str(self.port),
                  "--admin-port", str(self.admin_port), "--data-dir", str(self.data_dir), *self.extra_args],
                 cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 preexec_fn=self.preexec_fn)

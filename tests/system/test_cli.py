@@ -47,13 +47,13 @@ def admin_url(server: ServerProcess) -> str:
 
 def cli(server: ServerProcess | None, *args: str, stdin: str | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m durably.cli ARGS`, with the server's URLs in the environment."""
+    """Run `python -m durably.cli.main ARGS`, with the server's URLs in the environment."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLY_")}
     full_env["COLUMNS"] = "200"  # wide enough that no cell a test looks at is clipped
     if server is not None:
         full_env.update(DURABLY_INGRESS_URL=server.url, DURABLY_ADMIN_URL=admin_url(server))
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "durably.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "durably.cli.main", *args], capture_output=True, text=True,
                           input=stdin, env=full_env, cwd=REPO_ROOT, timeout=30)
 
 
@@ -212,7 +212,7 @@ def test_describe_shows_the_journal_then_cancel_runs_the_compensation(server: Se
 
 def test_kill_ends_a_waiting_call(server: ServerProcess) -> None:
     env = dict(os.environ, DURABLY_INGRESS_URL=server.url)
-    caller = subprocess.Popen([sys.executable, "-m", "durably.cli", "invoke", "Counter/held/hold"], env=env,
+    caller = subprocess.Popen([sys.executable, "-m", "durably.cli.main", "invoke", "Counter/held/hold"], env=env,
                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def held() -> str | None:

@@ -49,7 +49,7 @@ class ScriptProcess:
         env.update(PYTHONUNBUFFERED="1", TEMPLATE_BIND=f"127.0.0.1:{self.deployment_port}")
         cmd = [sys.executable, str(TEMPLATE)]
         if self.via_durably_run:
-            cmd = [sys.executable, "-m", "durably.cli", "run", "--port", str(self.port), "--admin-port",
+            cmd = [sys.executable, "-m", "durably.cli.main", "run", "--port", str(self.port), "--admin-port",
                    str(self.admin_port), *cmd]
         else:
             env.update(DURABLY_PORT=str(self.port), DURABLY_ADMIN_PORT=str(self.admin_port))

@@ -27,7 +27,7 @@ class Serve:
     def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port, self.admin_port = free_port(), free_port()
         self.log_path = tmp / f"serve-{self.port}.log"
-        cmd = [sys.executable, "-m", "durably.cli", "serve", APP, "--port", str(self.port), "--admin-port",
+        cmd = [sys.executable, "-m", "durably.cli.main", "serve", APP, "--port", str(self.port), "--admin-port",
                str(self.admin_port), "--data-dir", str(tmp / "data"), *args]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -71,7 +71,7 @@ def serve(tmp_path: Path) -> Iterator[type[Serve]]:
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DURABLY_")}
-    return subprocess.run([sys.executable, "-m", "durably.cli", *args], cwd=REPO_ROOT, env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "durably.cli.main", *args], cwd=REPO_ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=60)
 
 

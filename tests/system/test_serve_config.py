@@ -27,7 +27,7 @@ def test_serve_from_a_config_file_with_json_logs(tmp_path: Path) -> None:
     env.update(DURABLY_CONFIG=str(cfg), DURABLY_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "durably.cli", "serve"], cwd=REPO_ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "durably.cli.main", "serve"], cwd=REPO_ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         def records() -> list[dict]:

@@ -18,11 +18,11 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from durably.asgi import Receive, Scope, Send, lifespan, respond
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.framing import FrameDecoder, FramingError, encode_message
 from durably.protocol.ids import sha256_random_seed
+from durably.sdk.asgi import Receive, Scope, Send, lifespan, respond
 from durably.sdk.attempt import Attempt
 from durably.sdk.errors import VMError
 from durably.sdk.serde import is_msgspec_struct

@@ -352,7 +352,8 @@ class App:
         return None if svc is None else svc.handlers.get(handler)
 
 
-# Hooks for the layers above the SDK (set by `durably.embedded` and `durably.capture`, so the SDK imports neither):
+# Hooks for the layers above the SDK (set by `durably.hosting.embedded` and `durably.hosting.capture`, so the
+# SDK imports neither):
 # what serves an App over ASGI, and who hears about each App built.
 endpoint_factory: Callable[[App], Any] | None = None
 app_built_hooks: list[Callable[[App], None]] = []

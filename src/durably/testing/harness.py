@@ -14,10 +14,10 @@ import httpx
 from durably.sdk.errors import TerminalError
 from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.sdk.service import App, Handler
-from durably.server.clock import Clock, VirtualClock
-from durably.server.engine import Engine, EngineOptions
-from durably.server.ingress import Ingress
-from durably.server.invocation import Outcome
+from durably.server.engine.clock import Clock, VirtualClock
+from durably.server.engine.engine import Engine, EngineOptions
+from durably.server.engine.invocation import Outcome
+from durably.server.http.ingress import Ingress
 from durably.server.store import MemoryStore, SQLiteStore, Store
 from durably.testing.faults import FaultyStore
 
@@ -36,7 +36,7 @@ class TestRuntime:
       dies" (nothing of that commit is acknowledged). `restart()` brings up a new engine on the same store.
     - `inactivity_timeout`, `abort_timeout`: the runtime defaults (1 min and 10 min otherwise).
     - `concurrency_rules`: Restate 1.7's concurrency limits per scope and limit key, pattern -> limit
-      (e.g. `{"tenant1": 2, "tenant1/*": 1}`; see `durably.server.flow_control`).
+      (e.g. `{"tenant1": 2, "tenant1/*": 1}`; see `durably.server.engine.flow_control`).
     """
 
     __test__ = False  # not a pytest test class

@@ -29,12 +29,12 @@ from typing import Any
 import httpx
 import uvicorn
 
-from durably.async_client import create_client
 from durably.client_types import RestateClient
+from durably.clients.typed import create_client
 from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
-from durably.server.admin import Admin
-from durably.server.ingress import Ingress
+from durably.server.http.admin import Admin
+from durably.server.http.ingress import Ingress
 from durably.testing.harness import TestRuntime
 
 START_TIMEOUT_S = 30.0

@@ -1,0 +1,1 @@
+"""Clients of the ingress and admin APIs, Durably's and Restate's."""

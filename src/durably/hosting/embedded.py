@@ -1,0 +1,177 @@
+"""Embedded mode wherever the app is served: the runtime starts inside the ASGI server that serves the app.
+
+A Restate project starts its deployment with its own server call (`hypercorn.asyncio.serve(app, conf)` in
+`main()`, or `uvicorn`/`hypercorn` on the command line). With `DURABLY_EMBEDDED=1` in the environment (or under
+`durably run python __main__.py`, which sets it) the same process also runs Durably's engine, ingress and admin
+API on the server's event loop, started from the ASGI lifespan: `python __main__.py` is then a whole system
+(ingress :8080, admin :9070, SQLite in ./durably-data). Without the variable the app is a plain Restate
+deployment, as before, so the same script still serves a real Restate server unchanged.
+
+Settings come from the environment, named like `durably serve`'s flags: DURABLY_HOST, DURABLY_PORT,
+DURABLY_ADMIN_PORT, DURABLY_DATA_DIR, DURABLY_SYNCHRONOUS (full|normal|off), DURABLY_IN_MEMORY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from durably.sdk import service
+from durably.sdk.asgi import Receive, Scope, Send
+from durably.sdk.service import App
+
+if TYPE_CHECKING:
+    from durably.server.process.runtime import DurablyServer, ServerConfig
+
+log = logging.getLogger("durably.hosting.embedded")
+
+ENV_EMBEDDED = "DURABLY_EMBEDDED"
+ENV_HOST = "DURABLY_HOST"
+ENV_PORT = "DURABLY_PORT"
+ENV_ADMIN_PORT = "DURABLY_ADMIN_PORT"
+ENV_DATA_DIR = "DURABLY_DATA_DIR"
+ENV_SYNCHRONOUS = "DURABLY_SYNCHRONOUS"
+ENV_IN_MEMORY = "DURABLY_IN_MEMORY"
+_TRUE = ("1", "true", "yes", "on")
+
+
+class EmbeddedConfigError(ValueError):
+    """An environment variable of embedded mode has a value that cannot be used."""
+
+
+def embedded_requested() -> bool:
+    """True if the environment asks for the embedded runtime next to the deployment endpoint."""
+    return os.environ.get(ENV_EMBEDDED, "").strip().lower() in _TRUE
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise EmbeddedConfigError(f"{name}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise EmbeddedConfigError(f"{name}={raw!r} is not a port number (1-65535)")
+    return port
+
+
+def config_from_env() -> ServerConfig:
+    """The embedded server's settings from DURABLY_* variables (defaults as `durably serve`)."""
+    from durably.server.process.runtime import ServerConfig
+
+    sync = os.environ.get(ENV_SYNCHRONOUS, "full").strip().upper()
+    if sync not in ("FULL", "NORMAL", "OFF"):
+        raise EmbeddedConfigError(f"{ENV_SYNCHRONOUS}={sync.lower()!r}: use full, normal or off")
+    return ServerConfig(
+        host=os.environ.get(ENV_HOST, "127.0.0.1"),
+        port=_port(ENV_PORT, 8080),
+        admin_port=_port(ENV_ADMIN_PORT, 9070),
+        data_dir=Path(os.environ.get(ENV_DATA_DIR, "durably-data")),
+        synchronous=sync,
+        in_memory=os.environ.get(ENV_IN_MEMORY, "").strip().lower() in _TRUE,
+    )
+
+
+def _log_to_stderr_if_unconfigured() -> None:
+    """A bare script configures no logging: give durably's loggers a stderr handler so it says where it serves
+    (only ours, so the ASGI server's own lines are not printed twice)."""
+    ours = logging.getLogger("durably")
+    if not logging.getLogger().handlers and not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+
+
+class EmbeddingEndpoint:
+    """The app's deployment endpoint, plus the embedded runtime when the environment asks for it.
+
+    The runtime starts at the ASGI lifespan startup (before the server accepts connections) and stops at its
+    shutdown; a server run with lifespan off starts it at the first request instead.
+    """
+
+    def __init__(self, app: App) -> None:
+        from durably.sdk.endpoint import Endpoint
+
+        self.app = app
+        self.endpoint = Endpoint(app)
+        self.server: DurablyServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if embedded_requested():
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+                return
+            if self._task is None:
+                await self.start()
+        await self.endpoint(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as e:
+                    log.error("durably: the embedded runtime did not start: %s", e)
+                    await send({"type": "lifespan.startup.failed", "message": f"durably: {e}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def start(self) -> None:
+        """Start the engine, ingress and admin API on this event loop; return once they serve."""
+        from durably.server.process.runtime import DurablyServer
+
+        async with self._lock:
+            if self._task is not None:
+                return
+            _log_to_stderr_if_unconfigured()
+            self.server = DurablyServer(self.app, config_from_env())
+            ready = asyncio.Event()
+            # The ASGI server owns SIGTERM/SIGINT; it stops us through the lifespan shutdown.
+            self._task = asyncio.create_task(self.server.serve(ready, handle_signals=False))
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait([waiter, self._task], return_when=asyncio.FIRST_COMPLETED)
+            if not ready.is_set():
+                waiter.cancel()
+                task, self._task = self._task, None
+                task.result()  # raises why it stopped (a taken port, a locked data dir...)
+                raise RuntimeError("the embedded runtime stopped while starting")
+
+    async def stop(self) -> None:
+        """Stop the embedded runtime cleanly (waiting callers get 503, the store is closed)."""
+        task, self._task = self._task, None
+        if task is None or self.server is None:
+            return
+        self.server.request_stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def install() -> None:
+    """Serve every App through an EmbeddingEndpoint (a plain deployment unless DURABLY_EMBEDDED is set)."""
+    service.endpoint_factory = EmbeddingEndpoint
+
+
+
+def import_hypercorn_asyncio() -> None:
+    """Make `hypercorn.asyncio` an attribute of `hypercorn`, as `import restate` does.
+
+    Restate's templates write `import hypercorn` and then call `hypercorn.asyncio.serve(...)`; that works only
+    because restate-sdk imports `hypercorn.asyncio` itself. `import durably as restate` must do the same for those
+    scripts to run unchanged. Without hypercorn installed there is nothing to do.
+    """
+    try:
+        import hypercorn.asyncio  # noqa: F401
+    except ImportError:
+        pass

@@ -1,0 +1,248 @@
+"""`durably endpoint APP`: serve an app as a Restate deployment with hypercorn, set up for Restate's invoker.
+
+What it sets that a hand-configured hypercorn does not:
+
+- No request-count GOAWAY. Hypercorn closes an HTTP/2 connection after 1,000 requests by default; Restate then
+  retries the streams it had open on it and, for a busy virtual-object key, waits out its inactivity timeout.
+- Long keep-alive, so Restate's pooled connections are not closed between bursts.
+- Larger HTTP/2 flow-control windows (per stream and per connection) so journals and large payloads stream
+  without a window update per 64 KiB, and more concurrent streams per connection (each running attempt is one).
+- `workers` processes sharing the listening sockets; a worker that dies is replaced.
+- Graceful drain on SIGTERM/SIGINT: the sockets close, idle connections get a GOAWAY, running attempts have
+  `graceful_timeout` seconds to finish; a stream still open after that is cut, and Restate retries the attempt
+  from its journal on another connection (committed steps are not run again).
+- TLS with `certfile`/`keyfile` (ALPN offers h2 and http/1.1).
+
+Without TLS it speaks HTTP/2 cleartext (prior knowledge, as Restate connects) and HTTP/1.1 on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("durably.endpoint")
+
+# Hypercorn counts requests per connection and sends GOAWAY past this; "never" in practice.
+NO_REQUEST_LIMIT = 2**62
+DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
+DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
+H2_DEFAULT_WINDOW = 65_535
+RESTART_BACKOFF_S = 0.5
+
+
+@dataclass
+class EndpointOptions:
+    """Settings of `durably endpoint`."""
+
+    app_ref: str = ""
+    host: str = "127.0.0.1"
+    port: int = 9080
+    workers: int = 1
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    graceful_timeout: float = 30.0
+    keep_alive_timeout: float = 300.0
+    max_concurrent_streams: int = 1000
+    stream_window: int = DEFAULT_STREAM_WINDOW
+    connection_window: int = DEFAULT_CONNECTION_WINDOW
+    log_level: str = "info"
+
+
+def hypercorn_config(opts: EndpointOptions) -> Any:
+    """The hypercorn Config for these options (see the module docstring for why each setting)."""
+    from hypercorn.config import Config
+
+    config = Config()
+    host = f"[{opts.host}]" if ":" in opts.host else opts.host
+    config.bind = [f"{host}:{opts.port}"]
+    config.keep_alive_max_requests = NO_REQUEST_LIMIT
+    config.keep_alive_timeout = opts.keep_alive_timeout
+    config.h2_max_concurrent_streams = opts.max_concurrent_streams
+    config.graceful_timeout = opts.graceful_timeout
+    config.workers = opts.workers
+    config.loglevel = opts.log_level.upper()
+    config.accesslog = None
+    if opts.certfile is not None:
+        config.certfile = str(opts.certfile)
+        config.keyfile = str(opts.keyfile) if opts.keyfile is not None else None
+    return config
+
+
+def tune_h2_windows(stream_window: int, connection_window: int) -> None:
+    """Make hypercorn's HTTP/2 connections (in this process) advertise larger flow-control windows."""
+    import h2.settings
+    from hypercorn.protocol.h2 import H2Protocol
+
+    if getattr(H2Protocol, "_durably_windows", None) == (stream_window, connection_window):
+        return
+    original_init = getattr(H2Protocol, "_durably_original_init", H2Protocol.__init__)
+    original_initiate = getattr(H2Protocol, "_durably_original_initiate", H2Protocol.initiate)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.connection.local_settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = stream_window
+
+    async def initiate(self: Any, *args: Any, **kwargs: Any) -> None:
+        await original_initiate(self, *args, **kwargs)
+        # The connection window is not a setting: it grows with a WINDOW_UPDATE on stream 0.
+        if connection_window > H2_DEFAULT_WINDOW:
+            self.connection.increment_flow_control_window(connection_window - H2_DEFAULT_WINDOW)
+            await self._flush()
+
+    H2Protocol._durably_original_init = original_init  # type: ignore[attr-defined]
+    H2Protocol._durably_original_initiate = original_initiate  # type: ignore[attr-defined]
+    H2Protocol.__init__ = __init__  # type: ignore[method-assign]
+    H2Protocol.initiate = initiate  # type: ignore[method-assign]
+    H2Protocol._durably_windows = (stream_window, connection_window)  # type: ignore[attr-defined]
+
+
+def _configure_logging(level: str) -> None:
+    # Only durably's loggers: hypercorn logs through its own handlers, and a root handler would print it twice.
+    ours = logging.getLogger("durably")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+    ours.setLevel(level.upper())
+
+
+def _worker(opts: EndpointOptions, sockets: Any, shutdown_event: EventType | None) -> None:
+    """One worker process (or the only one): load the app, serve until told to stop."""
+    from hypercorn.utils import check_multiprocess_shutdown_event
+
+    from durably.hosting.loader import load_app
+
+    _configure_logging(opts.log_level)
+    app = load_app(opts.app_ref)
+    trigger = None
+    if shutdown_event is not None:  # a worker of several: the parent owns the signals
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        trigger = partial(check_multiprocess_shutdown_event, shutdown_event, asyncio.sleep)
+    try:
+        import uvloop
+
+        loop_factory: Any = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
+        loop_factory = None
+    code = 0
+    try:
+        # Not closed: closing the runner joins the executor's threads, and a sync `ctx.run` closure that never
+        # returned holds one forever. Once the drain is over its attempt is Restate's to retry, so we leave.
+        asyncio.Runner(loop_factory=loop_factory).run(serve_app(app, opts, sockets=sockets, shutdown_trigger=trigger))
+    except BaseException:
+        log.exception("durably endpoint: worker %d failed", os.getpid())
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+async def serve_app(app: Any, opts: EndpointOptions, sockets: Any = None,
+                    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None) -> None:
+    """Serve `app` on this event loop with `durably endpoint`'s settings (one worker; `opts.workers` is ignored).
+
+    Without `shutdown_trigger` it stops on SIGTERM/SIGINT. Tests and embedding programs use this directly.
+    """
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.utils import wrap_app
+
+    tune_h2_windows(opts.stream_window, opts.connection_window)
+    config = hypercorn_config(opts)
+    config.workers = 1
+    stopping = asyncio.Event()
+    if shutdown_trigger is None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+
+    async def trigger() -> None:
+        if shutdown_trigger is not None:
+            await shutdown_trigger()
+            stopping.set()
+        await stopping.wait()
+
+    try:
+        await worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets,
+                           shutdown_trigger=trigger)
+    except Exception as e:
+        if not stopping.is_set():
+            raise
+        # Hypercorn can trip over its own task group while cutting the streams left after the graceful timeout;
+        # the drain is over either way.
+        log.warning("durably endpoint: error while closing the connections left at the end of the drain: %r", e)
+
+
+def serve_endpoint(opts: EndpointOptions) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit code."""
+    from durably.hosting.loader import load_app
+
+    _configure_logging(opts.log_level)
+    # Load once here so a bad reference fails before any socket or process exists.
+    load_app(opts.app_ref)
+    config = hypercorn_config(opts)
+    sockets = config.create_sockets()
+    scheme = "https" if opts.certfile else "http"
+    log.info("durably endpoint: serving %s on %s://%s:%d with %d worker(s) (HTTP/2 and HTTP/1.1)",
+             opts.app_ref, scheme, opts.host, opts.port, opts.workers)
+    if opts.workers <= 1:
+        _worker(opts, sockets, None)
+        return 0
+    return _supervise(opts, sockets)
+
+
+def _supervise(opts: EndpointOptions, sockets: Any) -> int:
+    """Run `opts.workers` processes on the shared sockets; replace any that dies; drain all on SIGTERM/SIGINT."""
+    ctx = multiprocessing.get_context("spawn")
+    shutdown_event = ctx.Event()
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        shutdown_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def spawn() -> multiprocessing.process.BaseProcess:
+        proc = ctx.Process(target=_worker, args=(opts, sockets, shutdown_event), daemon=False)
+        proc.start()
+        log.info("durably endpoint: worker %d started", proc.pid)
+        return proc
+
+    workers = [spawn() for _ in range(opts.workers)]
+    from multiprocessing.connection import wait
+
+    while not stopping:
+        wait([p.sentinel for p in workers], timeout=1.0)
+        for i, proc in enumerate(workers):
+            if proc.exitcode is not None and not stopping:
+                log.warning("durably endpoint: worker %d exited with %s; starting another", proc.pid, proc.exitcode)
+                shutdown_event.wait(RESTART_BACKOFF_S)  # a worker that dies at start must not spin
+                if not stopping:
+                    workers[i] = spawn()
+    log.info("durably endpoint: draining (up to %.0f s for running attempts)", opts.graceful_timeout)
+    code = 0
+    for proc in workers:
+        proc.join(opts.graceful_timeout + 10)
+        if proc.exitcode is None:
+            proc.terminate()
+            proc.join(5)
+        if proc.exitcode not in (0, None, -signal.SIGTERM):
+            code = 1
+    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+        sock.close()
+    return code
+

@@ -1,0 +1,158 @@
+"""Operator actions on invocations and the call trees below them: cancel, kill, pause, resume, purge.
+
+An invocation's calls (not its one-way sends) are its children: the journal holds each `CallCommand` and
+the `CallInvocationIdCompletion` notification naming the callee. Cancel and kill reach the whole tree:
+
+- cancel is cooperative: the cancel signal goes to the invocation; its handler passes it on to the calls it
+  made (the SDK does that at the await where it sees the cancellation) and may run compensations.
+- kill is not: every invocation of the tree, children first, is ended at once with 409 "killed", no user
+  code runs. Each frees its key's lock, so what is queued behind it runs, and whoever awaits one of them
+  (its caller, an attached client) gets 409 "killed".
+
+The engine owns the state; these functions decide what to do with it and are the one place to read to
+learn "what happens on kill".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from durably.protocol import messages as m
+from durably.protocol import protocol_pb2 as pb
+from durably.sdk.vm import CANCEL_SIGNAL
+from durably.server.engine.invocation import (
+    BACKING_OFF,
+    COMPLETED,
+    INBOXED,
+    INVOKED,
+    PAUSED,
+    SCHEDULED,
+    SUSPENDED,
+    Invocation,
+    Outcome,
+)
+from durably.server.store.base import COL
+
+if TYPE_CHECKING:
+    from durably.server.engine.engine import Engine
+
+KILLED = Outcome(failure_code=409, failure_message="killed")
+CANCELLED = Outcome(failure_code=409, failure_message="cancelled")
+
+
+def children(engine: Engine, inv: Invocation) -> list[str]:
+    """The invocation ids this invocation called (in call order; one-way sends are not children)."""
+    if inv.journal is None:
+        engine._load_journal(inv)
+    id_slots: set[int] = set()
+    found: list[str] = []
+    for type_id, msg in inv.journal or ():
+        if type_id == m.CALL:
+            id_slots.add(msg.invocation_id_notification_idx)  # type: ignore[attr-defined]
+        elif type_id == m.CALL_INVOCATION_ID_COMPLETION:
+            note: Any = msg
+            if note.completion_id in id_slots and note.invocation_id:
+                found.append(note.invocation_id)
+    return found
+
+
+def cancel(engine: Engine, inv_id: str) -> int:
+    """Cancel: the handler gets TerminalError 409 at its next await. 202, 404 or 409 (completed)."""
+    inv = engine._load(inv_id)
+    if inv is None:
+        return 404
+    if inv.status == COMPLETED:
+        return 409
+    if inv.status in (INBOXED, SCHEDULED):
+        engine._complete(inv, CANCELLED)
+        return 202
+    note = pb.NotificationMessage(signal_id=CANCEL_SIGNAL)
+    note.void.SetInParent()
+    engine.notify(inv_id, m.SIGNAL_NOTIFICATION, note)
+    if inv.status == PAUSED:
+        inv.attempts = 0
+        engine._start_attempt(inv)  # let it run its compensations
+    return 202
+
+
+def kill(engine: Engine, inv_id: str) -> int:
+    """End an invocation and every call below it now, without user code. 200, 404 or 409 (completed)."""
+    inv = engine._load(inv_id)
+    if inv is None:
+        return 404
+    if inv.status == COMPLETED:
+        return 409
+    _kill_tree(engine, inv, set())
+    return 200
+
+
+def _kill_tree(engine: Engine, root: Invocation, seen: set[str]) -> None:
+    # Depth first without recursion (a call chain may be deeper than Python's stack). Each invocation is
+    # stopped when first reached, so it makes no new calls while its children go; it completes only after
+    # its children: a child queued behind its own parent's key (a self-call) must be gone before the
+    # parent's completion hands the lock to the next one in the inbox.
+    stack: list[tuple[Invocation, list[str]]] = [(_stop(engine, root, seen), children(engine, root))]
+    while stack:
+        inv, pending = stack[-1]
+        if pending:
+            child_id = pending.pop(0)
+            if child_id in seen:
+                continue
+            child = engine._load(child_id)
+            if child is not None and child.status != COMPLETED:
+                stack.append((_stop(engine, child, seen), children(engine, child)))
+            continue
+        stack.pop()
+        engine._complete(inv, KILLED)
+
+
+def _stop(engine: Engine, inv: Invocation, seen: set[str]) -> Invocation:
+    seen.add(inv.id)
+    engine._abort_attempt(inv)
+    if inv.retry_timer is not None:
+        inv.retry_timer.cancel()
+        inv.retry_timer = None
+    return inv
+
+
+def pause(engine: Engine, inv_id: str) -> int:
+    """Stop retrying an invocation until it is resumed. 202, 200 (already paused), 404 or 409."""
+    inv = engine._load(inv_id)
+    if inv is None:
+        return 404
+    if inv.status == PAUSED:
+        return 200
+    if inv.status not in (INVOKED, SUSPENDED, BACKING_OFF):
+        return 409
+    engine._abort_attempt(inv)
+    if inv.retry_timer is not None:
+        inv.retry_timer.cancel()
+        inv.retry_timer = None
+    inv.status = PAUSED
+    engine._mark(inv)
+    return 202
+
+
+def resume(engine: Engine, inv_id: str) -> int:
+    """Run a paused invocation again with a fresh retry budget. 202, 404 or 409 (not paused)."""
+    inv = engine._load(inv_id)
+    if inv is None:
+        return 404
+    if inv.status != PAUSED:
+        return 409
+    inv.attempts = 0
+    engine._start_attempt(inv)
+    return 202
+
+
+def purge(engine: Engine, inv_id: str) -> int:
+    """Delete a completed invocation with its journal. 200, 404 or 409 (not completed)."""
+    if inv_id in engine._active:
+        return 409
+    row = engine.store.load_invocation(inv_id)
+    if row is None:
+        return 404
+    if row[COL["status"]] != COMPLETED:
+        return 409
+    engine._delete(row)
+    return 200

@@ -1,0 +1,256 @@
+"""Group commit: every change of a tick goes into one batch, one transaction, one fsync.
+
+Acknowledgements (run results to handlers, answers to callers, resumptions) are callbacks on the batch
+that holds what they acknowledge; they run only after that batch is committed. While one batch commits
+on the writer thread the next one fills, so the event loop never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+
+from durably.server.engine.invocation import Invocation
+from durably.server.store.base import Batch, Store
+from durably.server.store.errors import StoreError, classify
+
+log = logging.getLogger("durably.commit")
+
+
+INLINE_COMMIT_ROWS = 4
+INLINE_COMMIT_BYTES = 16 * 1024
+# Retrying a store that cannot commit (disk full, read-only, I/O error): first after this, doubling to the cap.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 2.0
+# While it lasts, the outage is logged again this often (an operator tailing the log sees it is ongoing).
+REMIND_S = 60.0
+
+
+def _small(batch: Batch) -> bool:
+    """Few rows and little data: cheap enough to write and fsync on the event loop."""
+    if len(batch.journal) + len(batch.invocations) > INLINE_COMMIT_ROWS:
+        return False
+    size = sum(len(row[3]) for row in batch.journal)
+    for row in batch.invocations.values():
+        size += sum(len(v) for v in row if isinstance(v, bytes | str))
+    return size <= INLINE_COMMIT_BYTES
+
+
+class StoreFailed(RuntimeError):
+    """The store could not commit; nothing more is written or acknowledged."""
+
+
+class GroupCommitter:
+    """Owns the current batch and the writer thread of one store."""
+
+    def __init__(self, store: Store, on_failure: Callable[[BaseException], None]) -> None:
+        self.store = store
+        self.batch = Batch()
+        self._dirty: dict[str, Invocation] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._committing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "durably-writer") if store.threaded else None
+        self._barriers: set[asyncio.Future[None]] = set()
+        self._on_failure = on_failure
+        self.failed: BaseException | None = None
+        # Set while the store cannot commit but may recover (disk full...): the batch that failed is kept
+        # and retried with backoff; later batches wait behind it, so commit order and acknowledgements hold.
+        self.unhealthy: StoreError | None = None
+        self._held: Batch | None = None
+        self._unhealthy_since = 0.0
+        self._reminded = 0.0
+        self._retry_delay = RETRY_FIRST_S
+        self._retries = 0
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.commits = 0
+        # Told (rows, seconds) after each commit: what /metrics shows of group commit.
+        self.on_commit: Callable[[int, float], None] | None = None
+
+    def start(self) -> None:
+        """Bind to the running loop."""
+        self._loop = asyncio.get_running_loop()
+
+    def mark(self, inv: Invocation) -> None:
+        """The invocation's row changed: write it with the current batch."""
+        self._dirty[inv.id] = inv
+        self.schedule()
+
+    def after_commit(self, cb: Callable[[], None]) -> None:
+        """Run `cb` once everything written so far is committed."""
+        self.batch.callbacks.append(cb)
+        self.schedule()
+
+    def barrier(self) -> asyncio.Future[None]:
+        """A future resolved once everything written so far is committed (failed if the store fails)."""
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        if self.failed is not None:
+            fut.set_exception(StoreFailed(str(self.failed)))
+            return fut
+        self._barriers.add(fut)
+
+        def done() -> None:
+            self._barriers.discard(fut)
+            if not fut.done():
+                fut.set_result(None)
+
+        self.after_commit(done)
+        return fut
+
+    async def flushed(self) -> None:
+        """Wait until everything written so far is committed (or the store failed)."""
+        while self.failed is None and self.unhealthy is None and (
+                not self.batch.empty() or self._dirty or self._committing or self._scheduled):
+            self._idle.clear()
+            self.schedule()
+            await self._idle.wait()
+
+    def schedule(self) -> None:
+        """Commit at the end of this loop iteration (everything ready in this tick goes together)."""
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._committing or self.failed is not None or self._held is not None:
+            return  # the commit in flight (or the retry of a held batch) starts the next one when it is done
+        batch = self.batch
+        if self._dirty:
+            batch.invocations = {i: inv.to_row() for i, inv in self._dirty.items()}
+            self._dirty = {}
+        if batch.empty():
+            self._idle.set()
+            return
+        self.batch = Batch()
+        # A small batch with nothing else in flight (low load) commits right here: the fsync costs less
+        # than two thread hops. Larger batches (more rows, or large payloads, whose write and fsync take
+        # milliseconds) go to the writer thread so the loop keeps working meanwhile.
+        start = time.perf_counter()
+        if self._writer is None or _small(batch):
+            try:
+                self.store.commit(batch)
+            except BaseException as e:  # a broken store must not leave callers hanging
+                self._commit_failed(batch, e)
+                return
+            self._observe(batch, start)
+            self._committed(batch)
+            return
+        self._commit_on_writer(batch)
+
+    def _commit_on_writer(self, batch: Batch) -> None:
+        start = time.perf_counter()
+        self._committing = True
+        assert self._loop is not None
+        fut = self._loop.run_in_executor(self._writer, self.store.commit, batch)
+        fut.add_done_callback(lambda f: self._commit_done(batch, f, start))
+
+    def _observe(self, batch: Batch, start: float) -> None:
+        if self.on_commit is not None:
+            self.on_commit(len(batch.journal) + len(batch.invocations), time.perf_counter() - start)
+
+    def _commit_done(self, batch: Batch, fut: asyncio.Future[None], start: float) -> None:
+        self._committing = False
+        exc = fut.exception()
+        if exc is not None:
+            self._commit_failed(batch, exc)
+            return
+        if self._held is batch:
+            self._recovered()
+        self._observe(batch, start)
+        self._committed(batch)
+        self.schedule()
+
+    def _commit_failed(self, batch: Batch, exc: BaseException) -> None:
+        err = classify(exc)
+        if not err.retryable:
+            self._fail(err)
+            return
+        # Nothing of the batch was written (the transaction rolled back) and nothing of it acknowledged:
+        # keep it and try again, in order, before anything newer.
+        self._held = batch
+        self._retries += 1
+        now = time.monotonic()
+        if self.unhealthy is None:
+            self._unhealthy_since = self._reminded = now
+            log.error("the store cannot commit (%s); writes are refused and retried until it recovers", err)
+        elif err.cause != self.unhealthy.cause or now - self._reminded >= REMIND_S:
+            self._reminded = now
+            log.error("the store still cannot commit after %.0f s (%d retries): %s", now - self._unhealthy_since,
+                      self._retries, err)
+        self.unhealthy = err
+        self._idle.set()  # `flushed` callers (shutdown) must not wait for a disk that may not come back
+        assert self._loop is not None
+        delay, self._retry_delay = self._retry_delay, min(self._retry_delay * 2, RETRY_MAX_S)
+        self._retry_handle = self._loop.call_later(delay, self._retry, err)
+
+    def _retry(self, err: StoreError) -> None:
+        self._retry_handle = None
+        batch = self._held
+        if batch is None or self.failed is not None or self._committing or self._closed:
+            return
+        if err.cause == "I/O error":
+            reopen = getattr(self.store, "reopen_writer", None)
+            if reopen is not None:
+                try:
+                    reopen()
+                except Exception as e:  # still broken: counted as a failed retry below
+                    self._commit_failed(batch, e)
+                    return
+        if self._writer is None:
+            try:
+                self.store.commit(batch)
+            except BaseException as e:
+                self._commit_failed(batch, e)
+                return
+            self._recovered()
+            self._committed(batch)
+            self.schedule()
+            return
+        self._commit_on_writer(batch)
+
+    def _recovered(self) -> None:
+        log.warning("the store recovered after %.1f s (%d retries); writing what waited",
+                    time.monotonic() - self._unhealthy_since, self._retries)
+        self._held = None
+        self.unhealthy = None
+        self._retries = 0
+        self._retry_delay = RETRY_FIRST_S
+
+    def _committed(self, batch: Batch) -> None:
+        self.commits += 1
+        for cb in batch.callbacks:
+            try:
+                cb()
+            except Exception:
+                log.exception("post-commit callback failed")
+        if self.batch.empty() and not self._dirty and not self._committing:
+            self._idle.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        log.critical("the store failed to commit; nothing more is written: %s", exc)
+        self.failed = exc
+        for fut in self._barriers:
+            if not fut.done():
+                fut.set_exception(StoreFailed(str(exc)))
+        self._barriers.clear()
+        self._idle.set()
+        self._on_failure(exc)
+
+    def close(self) -> None:
+        """Stop the writer thread (after `flushed`)."""
+        self._closed = True
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+        if self._held is not None and self.failed is None:
+            log.error("stopping while the store cannot commit (%s): the last writes were not committed, and "
+                      "none of them was acknowledged", self.unhealthy)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""The HTTP surfaces: ingress, admin API, web UI; auth, limits and request checks."""

@@ -1,0 +1,208 @@
+"""The web UI at the admin listener's /ui: routes, forms and operator actions.
+
+GETs render pages; POSTs (forms) act through the same engine calls as the admin API and answer with a
+redirect (303) to the page that shows the result, so a reload never repeats an action.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from durably.protocol.ids import InvocationId
+from durably.sdk.asgi import BodyTooLarge, Receive, Send, is_cross_site, read_body, respond
+from durably.server.engine.engine import Engine
+from durably.server.engine.object_state import StateConflict, has_state, read_state, replace_state, state_json
+from durably.server.http.ui import pages
+from durably.server.http.ui.html import Markup, layout, url
+from durably.server.http.ui.timeline import timeline
+from durably.server.remote.deployments import DiscoveryError
+from durably.server.store.base import COL
+from durably.server.store.invocation_query import InvocationFilter, page, parse_cursor
+
+_HTML = b"text/html; charset=utf-8"
+_ACTIONS = ("cancel", "kill", "pause", "resume", "purge")
+_DONE = {"cancel": "cancellation requested", "kill": "killed", "pause": "paused", "resume": "resumed",
+         "purge": "purged"}
+
+
+def _input_ms(text: str | None) -> int | None:
+    """A datetime-local value (taken as UTC) or ms since the epoch."""
+    if not text:
+        return None
+    if text.isdigit():
+        return int(text)
+    t = datetime.fromisoformat(text.rstrip("Z"))
+    return int(t.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await respond(send, 303, b"", None, [(b"location", location.encode())])
+
+
+async def _html(send: Send, body: bytes | str, status: int = 200) -> None:
+    await respond(send, status, body.encode() if isinstance(body, str) else body, _HTML,
+                  [(b"cache-control", b"no-store")])
+
+
+class WebUI:
+    """Serves /ui/... for one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, segs: list[str], method: str,
+                     query: dict[str, str]) -> None:
+        """Route one request; `segs` are the path segments after `ui`."""
+        if method == "POST":
+            if is_cross_site(scope):
+                # A page elsewhere must not make the operator's browser kill or purge through its forms.
+                await _html(send, "cross-site form posts are refused: use the UI's own pages", 403)
+                return
+            try:
+                form = {k: v[0] for k, v in parse_qs((await read_body(scope, receive, 1024 * 1024)).decode()).items()}
+            except BodyTooLarge:
+                await _html(send, "form too large", 413)
+                return
+            await self._post(send, segs, form)
+            return
+        if method != "GET":
+            await _html(send, "method not allowed", 405)
+        elif not segs:
+            await _redirect(send, "/ui/invocations")
+        elif segs == ["invocations"]:
+            await self._invocations(send, query)
+        elif len(segs) == 2 and segs[0] == "invocations":
+            await self._invocation(send, segs[1], query)
+        elif segs == ["services"]:
+            body = pages.services_page(self.engine, query.get("msg"), query.get("err"))
+            await _html(send, layout("Services", "services", body))
+        elif segs == ["state"]:
+            await self._state(send, query.get("service"), query.get("key"), query.get("msg"), query.get("err"),
+                              after=query.get("after", ""))
+        else:
+            await _html(send, layout("Not found", "", Markup("<h1>Not found</h1>")), 404)
+
+    async def _invocations(self, send: Send, query: dict[str, str]) -> None:
+        try:
+            flt = InvocationFilter(status=query.get("status") or None, service=query.get("service") or None,
+                                   handler=query.get("handler") or None, key=query.get("key") or None,
+                                   since_ms=_input_ms(query.get("since")), until_ms=_input_ms(query.get("until")))
+            before = parse_cursor(query["before"]) if query.get("before") else None
+        except ValueError as e:
+            await _html(send, layout("Invocations", "invocations", Markup(f'<div class="error">bad filter: '
+                                                                          f'{pages.e(e)}</div>')), 400)
+            return
+        await self.engine.flushed()
+        rows = [self.engine.live_row(r[COL["id"]]) or r
+                for r in page(self.engine.store, flt, pages.PAGE_SIZE, before)]
+        if query.get("fragment") == "rows":
+            await _html(send, pages.invocation_rows(rows))
+            return
+        live = before is None
+        kept = {k: v for k, v in query.items() if k != "fragment"}
+        body = pages.invocations_page(flt, sorted(self.engine.services), rows, pages.PAGE_SIZE, live, kept)
+        await _html(send, layout("Invocations", "invocations", body, pages.LIVE_LIST_SCRIPT if live else ""))
+
+    async def _invocation(self, send: Send, inv_id: str, query: dict[str, str]) -> None:
+        try:
+            InvocationId.parse(inv_id)
+        except ValueError as e:
+            await _html(send, layout("Bad id", "invocations", Markup(f'<div class="error">malformed invocation id: '
+                                                                     f'{pages.e(e)}</div>')), 400)
+            return
+        await self.engine.flushed()
+        row = self.engine.store.load_invocation(inv_id)
+        if row is None:
+            body = Markup(f'<div class="error">invocation {pages.e(inv_id)} not found (purged, or never existed)'
+                          '</div><a href="/ui/invocations">all invocations</a>')
+            await _html(send, layout("Not found", "invocations", body), 404)
+            return
+        steps = timeline(self.engine.store.journal_rows(inv_id))
+        callers = self.engine.store.query("SELECT caller FROM calls WHERE callee = ?", (inv_id,))
+        main = pages.invocation_main(row, self.engine.live_row(inv_id), steps, callers[0][0] if callers else None,
+                                     query.get("msg"), query.get("err"))
+        if query.get("fragment") == "main":
+            await _html(send, main)
+            return
+        await _html(send, layout(inv_id, "invocations", main, pages.LIVE_INVOCATION_SCRIPT))
+
+    async def _state(self, send: Send, service: str | None, key: str | None, msg: str | None, err: str | None,
+                     edited: str | None = None, status: int = 200, after: str = "") -> None:
+        objects = sorted(n for n, s in self.engine.services.items() if s.kind != "service")
+        body, keys = None, None
+        if service and not has_state(self.engine, service):
+            err = err or f"'{service}' is not a virtual object or workflow"
+        elif service and key:
+            body = state_json(service, key, await read_state(self.engine, service, key))
+        elif service:
+            # Keys with state, in order, a page at a time (the state table's primary key answers this).
+            await self.engine.flushed()
+            keys = [r[0] for r in self.engine.store.query(
+                "SELECT DISTINCT key FROM state WHERE service = ? AND key > ? ORDER BY key LIMIT ?",
+                (service, after, pages.KEYS_PAGE))]
+        page_ = pages.state_page(objects, service, key, body, msg, err, edited, keys)
+        await _html(send, layout("State", "state", page_), status)
+
+    async def _post(self, send: Send, segs: list[str], form: dict[str, str]) -> None:
+        if len(segs) == 3 and segs[0] == "invocations" and segs[2] in _ACTIONS:
+            inv_id, action = segs[1], segs[2]
+            try:
+                InvocationId.parse(inv_id)
+            except ValueError:
+                await _html(send, "malformed invocation id", 400)
+                return
+            status = getattr(self.engine, action)(inv_id)
+            if status in (200, 202):
+                await self.engine.barrier()
+            if action == "purge" and status == 200:
+                await _redirect(send, url("/invocations", msg=f"{inv_id} purged"))
+                return
+            note = ({"msg": _DONE[action]} if status in (200, 202) else
+                    {"err": f"cannot {action}: " + ("not found" if status == 404 else "not in a state that allows it")})
+            await _redirect(send, url(f"/invocations/{inv_id}", **note))
+        elif segs == ["deployments"]:
+            uri = form.get("uri", "").strip()
+            if not uri.startswith(("http://", "https://")):
+                await _redirect(send, url("/services", err="the deployment URI must start with http:// or https://"))
+                return
+            try:
+                dep, created = await self.engine.register_deployment(uri, bool(form.get("use_http_11")))
+            except DiscoveryError as e:
+                await _redirect(send, url("/services", err=f"cannot register {uri}: {e}"))
+                return
+            verb = "registered" if created else "already registered"
+            await _redirect(send, url("/services", msg=f"{verb} {dep.id} ({', '.join(dep.services)})"))
+        elif len(segs) == 3 and segs[0] == "deployments" and segs[2] == "remove":
+            removed = await self.engine.remove_deployment(segs[1])
+            await _redirect(send, url("/services", **({"msg": f"removed {segs[1]}"} if removed
+                                                        else {"err": f"no deployment {segs[1]}"})))
+        elif segs == ["state"]:
+            await self._save_state(send, form)
+        else:
+            await _html(send, "not found", 404)
+
+    async def _save_state(self, send: Send, form: dict[str, str]) -> None:
+        service, key, text = form.get("service", ""), form.get("key", ""), form.get("state", "")
+        try:
+            values = json.loads(text or "{}")
+            if not isinstance(values, dict):
+                raise ValueError("the state must be a JSON object of names to values")
+        except ValueError as e:
+            await self._state(send, service, key, None, f"not saved: {e}", edited=text, status=400)
+            return
+        current = await read_state(self.engine, service, key)
+        new = {k.encode(): json.dumps(v, separators=(",", ":")).encode() for k, v in values.items()}
+        # Binary values are not in the editor; keep them.
+        shown = state_json(service, key, current)
+        for name in shown.get("binary", {}):
+            new.setdefault(name.encode(), base64.b64decode(shown["binary"][name]))
+        try:
+            await replace_state(self.engine, service, key, new, form.get("version") or None)
+        except StateConflict as e:
+            await self._state(send, service, key, None, f"not saved: {e}", edited=text, status=e.status)
+            return
+        await _redirect(send, url("/state", service=service, key=key, msg="saved"))

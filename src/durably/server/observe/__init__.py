@@ -1,0 +1,1 @@
+"""Observability: metrics, traces, lifecycle logs, loop-stall and thread watch."""

@@ -1,0 +1,1 @@
+"""The server process: listeners, limits, shutdown and drain."""

@@ -1,0 +1,71 @@
+"""What `durably serve` puts in front of its two listeners: bind addresses, TLS, bearer tokens, signing.
+
+The ingress (`--host`, default 127.0.0.1) and the admin API (`--admin-host`, default 127.0.0.1) bind
+independently, so publishing the ingress does not publish the admin API. See SECURITY.md.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from durably.server.engine.secret_headers import secret_header_set
+from durably.server.http.auth import BearerAuth
+
+INGRESS_OPEN_PATHS = frozenset({"/restate/health"})
+ADMIN_OPEN_PATHS = frozenset({"/health", "/v2/health", "/v3/health", "/v4/health"})
+
+
+def security_options(cfg: Any) -> dict[str, Any]:
+    """EngineOptions fields: the request signer (if a key file is given) and the secret headers.
+
+    Raises ValueError (KeyFormatError) when the key cannot be used.
+    """
+    if cfg.admin_token == "" or cfg.ingress_token == "":
+        raise ValueError("an empty --admin-token or --ingress-token would let everyone in; give a long random one")
+    signer = None
+    if cfg.request_identity_key is not None:
+        from durably.protocol.request_identity import RequestSigner  # the crypto libraries only when asked for
+
+        signer = RequestSigner.from_pem_file(cfg.request_identity_key)
+    return {"request_signer": signer, "secret_headers": secret_header_set(cfg.secret_headers)}
+
+
+def tls_options(cfg: Any) -> dict[str, Any]:
+    """uvicorn's ssl options for both listeners; ValueError if only one file is given or they do not load."""
+    if cfg.tls_cert is None and cfg.tls_key is None:
+        return {}
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    try:  # uvicorn would only find out in its own task; check here for a clear error at start
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot use the TLS certificate {cfg.tls_cert} with key {cfg.tls_key}: {e}") from None
+    return {"ssl_certfile": str(cfg.tls_cert), "ssl_keyfile": str(cfg.tls_key)}
+
+
+def guarded(ingress: Any, admin: Any, cfg: Any) -> tuple[Any, Any]:
+    """The ingress and admin apps, each behind its bearer token when one is configured."""
+    if cfg.ingress_token:
+        ingress = BearerAuth(ingress, cfg.ingress_token, "ingress", INGRESS_OPEN_PATHS)
+    if cfg.admin_token:
+        admin = BearerAuth(admin, cfg.admin_token, "admin", ADMIN_OPEN_PATHS, login_path="/ui/login")
+    return ingress, admin
+
+
+def url(host: str, port: int, cfg: Any) -> str:
+    """The base URL of a listener, for the startup line."""
+    scheme = "https" if cfg.tls_cert is not None else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def protections(cfg: Any) -> str:
+    """What the startup line says about tokens and signing (never the tokens themselves)."""
+    parts = []
+    if cfg.ingress_token:
+        parts.append("ingress token required")
+    if cfg.admin_token:
+        parts.append("admin token required")
+    if cfg.request_identity_key is not None:
+        parts.append(f"requests to deployments signed with {cfg.request_identity_key}")
+    return "; " + ", ".join(parts) if parts else ""

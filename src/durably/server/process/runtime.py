@@ -1,0 +1,214 @@
+"""`durably serve`: the engine, the ingress and the admin API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from durably.sdk.options import InvocationRetryPolicy
+from durably.sdk.service import App
+from durably.server.engine.engine import Engine, EngineOptions
+from durably.server.http.admin import Admin
+from durably.server.http.body_budget import BodyBudget
+from durably.server.http.connection_limits import protocol_class
+from durably.server.http.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.observe.metrics import LoopMonitor, TimedIngress
+from durably.server.observe.tracing import from_environment as tracing_from_environment
+from durably.server.process.fd_limit import fit_connection_cap, raise_nofile_limit
+from durably.server.process.limits import ResourceLimits, engine_limits
+from durably.server.process.listeners import guarded, protections, security_options, tls_options, url
+from durably.server.process.memory_return import set_mmap_threshold, trim_soon
+from durably.server.process.shutdown import DEFAULT_GRACE_S, drain
+from durably.server.store import MemoryStore, SQLiteStore, Store
+
+log = logging.getLogger("durably.server")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    return sock
+
+
+class StartupError(RuntimeError):
+    """The server could not start (e.g. a port is taken)."""
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us (we run two of them and the engine)."""
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        pass
+
+    def capture_signals(self):  # type: ignore[no-untyped-def]  # newer uvicorn
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+@dataclass
+class ServerConfig:
+    """Settings of `durably serve`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_port: int = 9070
+    data_dir: Path = field(default_factory=lambda: Path("durably-data"))
+    synchronous: str = "FULL"
+    in_memory: bool = False
+    always_replay: bool = False
+    body_limit: int = DEFAULT_BODY_LIMIT
+    log_level: str = "info"
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    metrics: bool = True
+    # How long completed invocations are kept unless their handler or service says otherwise.
+    retention: timedelta = timedelta(days=1)
+    # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
+    default_retry_policy: InvocationRetryPolicy | None = None
+    # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
+    # Security (see SECURITY.md and server/listeners.py): the admin API's own bind address, bearer tokens,
+    # TLS, the key that signs requests to remote deployments, extra headers never journaled.
+    admin_host: str = "127.0.0.1"
+    admin_token: str | None = field(default=None, repr=False)
+    ingress_token: str | None = field(default=None, repr=False)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    request_identity_key: Path | None = None
+    secret_headers: tuple[str, ...] = ()
+    # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
+    shutdown_grace: float = DEFAULT_GRACE_S
+    # Refuse new invocations from outside, finish the ones in the store (durably.server.process.drain).
+    drain: bool = False
+
+
+def _draining(ingress: Any, cfg: ServerConfig) -> Any:
+    if cfg.drain:
+        from durably.server.process.drain import DrainingIngress
+
+        return DrainingIngress(ingress)
+    return ingress
+
+
+class DurablyServer:
+    """Runs an app embedded: SQLite store, engine, ingress and admin API on one event loop."""
+
+    def __init__(self, app: App, config: ServerConfig) -> None:
+        self.app = app
+        self.config = config
+        self.engine: Engine | None = None
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop; asked again, stop at once."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+
+    async def serve(self, ready: asyncio.Event | None = None, handle_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT or `request_stop`.
+
+        `handle_signals=False` leaves SIGTERM/SIGINT to whoever owns the loop (an ASGI server running the
+        app embedded calls `request_stop` from its lifespan shutdown instead).
+        """
+        cfg = self.config
+        try:  # before the store: a bad key or certificate fails the start with nothing opened
+            security, tls = security_options(cfg), tls_options(cfg)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
+        set_mmap_threshold()
+        limits = cfg.limits
+        limits = replace(limits, max_connections=fit_connection_cap(limits.max_connections, 2, raise_nofile_limit()))
+        options = EngineOptions(always_replay=cfg.always_replay, metrics=cfg.metrics, retention=cfg.retention,
+                                tracing=tracing_from_environment(), **security, **engine_limits(limits))
+        if cfg.default_retry_policy is not None:
+            options.default_retry_policy = cfg.default_retry_policy
+        options.concurrency_rules = dict(cfg.concurrency_rules)
+        engine = Engine(self.app, store, options)
+        self.engine = engine
+        await engine.start()
+        ingress: object = Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon))
+        monitor = None
+        if engine.stats is not None:
+            ingress = TimedIngress(ingress, engine.stats)
+            monitor = LoopMonitor(engine.stats)
+            monitor.start()
+        ingress_app, admin_app = guarded(_draining(ingress, cfg), Admin(engine), cfg)
+        servers = [
+            _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
+                                        lifespan="off", log_level="warning", access_log=False,
+                                        timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
+                                        date_header=False, http=protocol_class(limits, "ingress"),  # type: ignore[arg-type]
+                                        timeout_keep_alive=limits.keep_alive_timeout, **tls)),
+            _QuietServer(uvicorn.Config(admin_app, host=cfg.admin_host, port=cfg.admin_port, lifespan="off",
+                                        log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                                        http=protocol_class(limits, "admin"),  # type: ignore[arg-type]
+                                        timeout_keep_alive=limits.keep_alive_timeout, **tls)),
+        ]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not Unix
+                pass
+        sockets: list[socket.socket] = []
+        try:
+            # Bound here, so a taken port is a clear error rather than uvicorn exiting the process.
+            sockets.append(_listen(cfg.host, cfg.port))
+            sockets.append(_listen(cfg.admin_host, cfg.admin_port))
+        except OSError as e:
+            for sock in sockets:
+                sock.close()
+            await engine.stop()
+            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.admin_host}:"
+                               f"{cfg.admin_port} (admin): {e.strerror}; pick others with --host/--port and "
+                               "--admin-host/--admin-port") from None
+        tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets, strict=True)]
+        while not all(s.started for s in servers):
+            done = [t for t in tasks if t.done()]
+            if done:  # a server failed to start (uvicorn logged why, e.g. the port is in use)
+                await engine.stop()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.admin_host}:"
+                                   f"{cfg.admin_port} (admin); is another server using these ports? Pick others "
+                                   "with --port and --admin-port")
+            await asyncio.sleep(0.01)
+        log.info("durably is serving %s on %s (admin API on %s), data in %s%s",
+                 ", ".join(self.app.services) or "no app of its own (remote deployments only)",
+                 url(cfg.host, cfg.port, cfg), url(cfg.admin_host, cfg.admin_port, cfg),
+                 "memory" if cfg.in_memory else cfg.data_dir,
+                 protections(cfg) + (" (draining: no new invocations)" if cfg.drain else ""))
+        if ready is not None:
+            ready.set()
+        stop_wait = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutting down")
+        if stop_wait.done():
+            await drain(engine, cfg.shutdown_grace, self._force)
+        if monitor is not None:
+            monitor.stop()
+        for s in servers:
+            s.should_exit = True
+        # Stopping the engine answers waiting callers (503) so their connections can close.
+        await engine.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stop_wait.cancel()
