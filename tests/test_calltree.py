@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import durably
+from durably.server.engine.calltree import ActionResult
 from durably.server.engine.invocation import COMPLETED, INBOXED
 from durably.server.store.base import COL
 
@@ -85,7 +86,7 @@ async def _deadlock(rt, http, key: str) -> tuple[asyncio.Task, str]:
 async def test_kill_of_the_root_frees_a_key_deadlocked_on_its_own_lock(runtime) -> None:
     async with runtime(APP) as rt, rt.http() as http:
         call, root_id = await _deadlock(rt, http, "k1")
-        assert rt.engine.kill(root_id) == 200
+        assert rt.engine.kill(root_id) is ActionResult.DONE
         answer = await asyncio.wait_for(call, 10)
         assert (answer.status_code, answer.json()["message"]) == (409, "killed")
         # Both spins (the one holding the lock and its queued self-call) are killed with the root.
@@ -106,7 +107,7 @@ async def test_calls_queued_behind_a_killed_invocation_run(runtime) -> None:
         call, root_id = await _deadlock(rt, http, "k2")
         queued = asyncio.create_task(http.post("/Loop/k2/add", json=5))
         await until(lambda: any(r[COL["status"]] == INBOXED for r in rows(rt, "add")), "add to queue")
-        assert rt.engine.kill(root_id) == 200
+        assert rt.engine.kill(root_id) is ActionResult.DONE
         done = await asyncio.wait_for(queued, 10)
         assert (done.status_code, done.json()) == (200, 5)
         assert (await call).status_code == 409
@@ -118,11 +119,11 @@ async def test_caller_of_a_killed_child_sees_409_killed(runtime) -> None:
         call = asyncio.create_task(http.post("/Root/start", json="k3"))
         await until(lambda: "k3" in awakeables and rows(rt, "spin"), "the awakeable")
         spin_id = rows(rt, "spin")[0][COL["id"]]
-        assert rt.engine.kill(spin_id) == 200
+        assert rt.engine.kill(spin_id) is ActionResult.DONE
         answer = await asyncio.wait_for(call, 10)
         assert answer.status_code == 409
         assert answer.json() == {"code": 409, "message": "killed", "source": "invocation"}
-        assert rt.engine.kill(spin_id) == 409  # already completed
+        assert rt.engine.kill(spin_id) is ActionResult.CONFLICT  # already completed
 
 
 async def test_kill_reaches_every_level_of_a_deep_call_chain(runtime) -> None:
@@ -131,7 +132,7 @@ async def test_kill_reaches_every_level_of_a_deep_call_chain(runtime) -> None:
         call = asyncio.create_task(http.post("/Chain/down", json=20))
         await until(lambda: "deepest" in awakeables and len(rows(rt, "down")) == 21, "the chain to be built")
         first = min(rows(rt, "down"), key=lambda r: r[COL["seq"]])[COL["id"]]  # created first: the top
-        assert rt.engine.kill(first) == 200
+        assert rt.engine.kill(first) is ActionResult.DONE
         assert (await asyncio.wait_for(call, 10)).status_code == 409
         await rt.engine.flushed()
         statuses = {(r[COL["status"]], r[COL["failure_message"]]) for r in rows(rt, "down")}

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import durably
+from durably.server.engine.calltree import ActionResult
 from durably.server.engine.invocation import INBOXED
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
@@ -109,7 +110,7 @@ async def test_awakeable_and_cancellation(rt: TestRuntime, sdk_deployment: SdkDe
             if any(t == 0x040C for t, _ in rt.store.load_journal(inv)):
                 break
             await rt.settle()
-        assert rt.engine.cancel(inv) == 202
+        assert rt.engine.cancel(inv) is ActionResult.ACCEPTED
         resp = await http.get(f"/restate/invocation/{inv}/attach")
     assert resp.status_code == 409
     assert sdk_deployment.count(cx + "-undo") == 1
@@ -166,7 +167,7 @@ async def test_kill_reaches_the_remote_call_tree(rt: TestRuntime, sdk_deployment
             await rt.settle()
             await asyncio.sleep(0.01)
         assert deadlocked()
-        assert rt.engine.kill(root) == 200
+        assert rt.engine.kill(root) is ActionResult.DONE
         answer = await asyncio.wait_for(http.get(f"/restate/invocation/{root}/attach"), 30)
         assert (answer.status_code, answer.json()["message"]) == (409, "killed")
         unlocked = await asyncio.wait_for(http.post(f"/SdkKillSingleton/{key}/isUnlocked"), 30)

@@ -15,6 +15,7 @@ learn "what happens on kill".
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Any
 
 from durably.protocol import messages as m
@@ -36,6 +37,18 @@ from durably.server.store.base import COL
 if TYPE_CHECKING:
     from durably.server.engine.engine import Engine
 
+
+
+class ActionResult(enum.Enum):
+    """What an operator action did; the HTTP layer turns it into a status code."""
+
+    DONE = "done"  # it took effect now (kill, purge)
+    ACCEPTED = "accepted"  # it was accepted and takes effect as the invocation runs (cancel, pause, resume)
+    ALREADY = "already"  # nothing to do: the invocation already is where the action would put it (pause)
+    NOT_FOUND = "not found"  # no such invocation
+    CONFLICT = "conflict"  # the invocation's state does not allow it (completed, not paused, not completed)
+
+
 KILLED = Outcome(failure_code=409, failure_message="killed")
 CANCELLED = Outcome(failure_code=409, failure_message="cancelled")
 
@@ -56,34 +69,34 @@ def children(engine: Engine, inv: Invocation) -> list[str]:
     return found
 
 
-def cancel(engine: Engine, inv_id: str) -> int:
-    """Cancel: the handler gets TerminalError 409 at its next await. 202, 404 or 409 (completed)."""
+def cancel(engine: Engine, inv_id: str) -> ActionResult:
+    """Cancel: the handler gets TerminalError 409 at its next await. ACCEPTED, NOT_FOUND or CONFLICT (completed)."""
     inv = engine._load(inv_id)
     if inv is None:
-        return 404
+        return ActionResult.NOT_FOUND
     if inv.status == COMPLETED:
-        return 409
+        return ActionResult.CONFLICT
     if inv.status in (INBOXED, SCHEDULED):
         engine._complete(inv, CANCELLED)
-        return 202
+        return ActionResult.ACCEPTED
     note = pb.NotificationMessage(signal_id=CANCEL_SIGNAL)
     note.void.SetInParent()
     engine.notify(inv_id, m.SIGNAL_NOTIFICATION, note)
     if inv.status == PAUSED:
         inv.attempts = 0
         engine._start_attempt(inv)  # let it run its compensations
-    return 202
+    return ActionResult.ACCEPTED
 
 
-def kill(engine: Engine, inv_id: str) -> int:
-    """End an invocation and every call below it now, without user code. 200, 404 or 409 (completed)."""
+def kill(engine: Engine, inv_id: str) -> ActionResult:
+    """End an invocation and every call below it now, without user code. DONE, NOT_FOUND or CONFLICT (completed)."""
     inv = engine._load(inv_id)
     if inv is None:
-        return 404
+        return ActionResult.NOT_FOUND
     if inv.status == COMPLETED:
-        return 409
+        return ActionResult.CONFLICT
     _kill_tree(engine, inv, set())
-    return 200
+    return ActionResult.DONE
 
 
 def _kill_tree(engine: Engine, root: Invocation, seen: set[str]) -> None:
@@ -115,44 +128,44 @@ def _stop(engine: Engine, inv: Invocation, seen: set[str]) -> Invocation:
     return inv
 
 
-def pause(engine: Engine, inv_id: str) -> int:
-    """Stop retrying an invocation until it is resumed. 202, 200 (already paused), 404 or 409."""
+def pause(engine: Engine, inv_id: str) -> ActionResult:
+    """Stop retrying an invocation until it is resumed. ACCEPTED, ALREADY (paused), NOT_FOUND or CONFLICT."""
     inv = engine._load(inv_id)
     if inv is None:
-        return 404
+        return ActionResult.NOT_FOUND
     if inv.status == PAUSED:
-        return 200
+        return ActionResult.ALREADY
     if inv.status not in (INVOKED, SUSPENDED, BACKING_OFF):
-        return 409
+        return ActionResult.CONFLICT
     engine._abort_attempt(inv)
     if inv.retry_timer is not None:
         inv.retry_timer.cancel()
         inv.retry_timer = None
     inv.status = PAUSED
     engine._mark(inv)
-    return 202
+    return ActionResult.ACCEPTED
 
 
-def resume(engine: Engine, inv_id: str) -> int:
-    """Run a paused invocation again with a fresh retry budget. 202, 404 or 409 (not paused)."""
+def resume(engine: Engine, inv_id: str) -> ActionResult:
+    """Run a paused invocation again with a fresh retry budget. ACCEPTED, NOT_FOUND or CONFLICT (not paused)."""
     inv = engine._load(inv_id)
     if inv is None:
-        return 404
+        return ActionResult.NOT_FOUND
     if inv.status != PAUSED:
-        return 409
+        return ActionResult.CONFLICT
     inv.attempts = 0
     engine._start_attempt(inv)
-    return 202
+    return ActionResult.ACCEPTED
 
 
-def purge(engine: Engine, inv_id: str) -> int:
-    """Delete a completed invocation with its journal. 200, 404 or 409 (not completed)."""
+def purge(engine: Engine, inv_id: str) -> ActionResult:
+    """Delete a completed invocation with its journal. DONE, NOT_FOUND or CONFLICT (not completed)."""
     if inv_id in engine._active:
-        return 409
+        return ActionResult.CONFLICT
     row = engine.store.load_invocation(inv_id)
     if row is None:
-        return 404
+        return ActionResult.NOT_FOUND
     if row[COL["status"]] != COMPLETED:
-        return 409
+        return ActionResult.CONFLICT
     engine._delete(row)
-    return 200
+    return ActionResult.DONE

@@ -28,6 +28,7 @@ from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetry
 from durably.sdk.service import App, Handler
 from durably.sdk.vm import CANCEL_SIGNAL, SIGNAL_HANDLE_BASE, VM
 from durably.server.engine import calltree
+from durably.server.engine.calltree import ActionResult
 from durably.server.engine.clock import Clock
 from durably.server.engine.committer import GroupCommitter
 from durably.server.engine.flow_control import (
@@ -1434,24 +1435,24 @@ class Engine:
 
     # Call-tree operations live in server/calltree.py; these are the engine's entry points for them.
 
-    def cancel(self, inv_id: str) -> int:
-        """Cancel an invocation (and, through its handler, the calls it made). 202, 404 or 409."""
+    def cancel(self, inv_id: str) -> ActionResult:
+        """Cancel an invocation (and, through its handler, the calls it made)."""
         return calltree.cancel(self, inv_id)
 
-    def kill(self, inv_id: str) -> int:
-        """Kill an invocation and every call below it; callers get 409 "killed". 200, 404 or 409."""
+    def kill(self, inv_id: str) -> ActionResult:
+        """Kill an invocation and every call below it; callers get 409 "killed"."""
         return calltree.kill(self, inv_id)
 
-    def pause(self, inv_id: str) -> int:
-        """Stop retrying an invocation until it is resumed. 202, 200 (already paused), 404 or 409."""
+    def pause(self, inv_id: str) -> ActionResult:
+        """Stop retrying an invocation until it is resumed."""
         return calltree.pause(self, inv_id)
 
-    def resume(self, inv_id: str) -> int:
-        """Run a paused invocation again with a fresh retry budget. 202, 404 or 409 (not paused)."""
+    def resume(self, inv_id: str) -> ActionResult:
+        """Run a paused invocation again with a fresh retry budget."""
         return calltree.resume(self, inv_id)
 
-    def purge(self, inv_id: str) -> int:
-        """Delete a completed invocation with its journal. 200, 404 or 409 (not completed)."""
+    def purge(self, inv_id: str) -> ActionResult:
+        """Delete a completed invocation with its journal."""
         return calltree.purge(self, inv_id)
 
     def _delete(self, row: tuple[Any, ...]) -> None:

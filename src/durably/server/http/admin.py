@@ -42,6 +42,7 @@ from durably.sdk.asgi import (
 )
 from durably.sdk.service import ServiceDefinition
 from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
+from durably.server.engine.calltree import ActionResult
 from durably.server.engine.engine import Engine, EngineStopped
 from durably.server.engine.flow_control import FlowControlError, parse_rule
 from durably.server.engine.object_state import (
@@ -63,6 +64,9 @@ from durably.server.store.invocation_query import InvocationFilter, cursor_of, p
 _TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
 _HANDLER_TY = {"exclusive": "EXCLUSIVE", "shared": "SHARED", "workflow": "WORKFLOW"}
 _ACTIONS = ("cancel", "kill", "pause", "resume", "purge")
+# What an operator action did, as the status code Restate's admin API answers with.
+ACTION_STATUS = {ActionResult.DONE: 200, ActionResult.ACCEPTED: 202, ActionResult.ALREADY: 200,
+                 ActionResult.NOT_FOUND: 404, ActionResult.CONFLICT: 409}
 _TIME_COLUMNS = ("created_at", "modified_at", "execution_time", "last_entry_at", "next_retry_at", "completed_at",
                  "retention_until")
 
@@ -487,7 +491,7 @@ class Admin:
         except EngineStopped as e:
             await error(send, 503, str(e), "admin")
             return
-        status = getattr(self.engine, action)(inv_id)
+        status = ACTION_STATUS[getattr(self.engine, action)(inv_id)]
         if status == 404:
             await error(send, 404, f"invocation {inv_id} not found", "admin")
             return

@@ -16,6 +16,7 @@ from durably.protocol.ids import InvocationId
 from durably.sdk.asgi import BodyTooLarge, Receive, Send, is_cross_site, read_body, respond
 from durably.server.engine.engine import Engine
 from durably.server.engine.object_state import StateConflict, has_state, read_state, replace_state, state_json
+from durably.server.http.admin import ACTION_STATUS
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
 from durably.server.http.ui.timeline import timeline
@@ -155,7 +156,7 @@ class WebUI:
             except ValueError:
                 await _html(send, "malformed invocation id", 400)
                 return
-            status = getattr(self.engine, action)(inv_id)
+            status = ACTION_STATUS[getattr(self.engine, action)(inv_id)]
             if status in (200, 202):
                 await self.engine.barrier()
             if action == "purge" and status == 200:
