@@ -14,6 +14,7 @@ from test_admin import admin, poll
 
 import durably
 from durably import TerminalError
+from durably.server.engine.calltree import ActionResult
 from durably.server.http.ingress import Ingress
 from durably.server.observe.metrics import TimedIngress
 from durably.testing import TestRuntime
@@ -132,7 +133,7 @@ async def test_counts_after_a_known_workload(tmp_path) -> None:
         assert sample(m, "durably_fsyncs_total") >= commits
         assert sample(m, "durably_store_bytes") > 0
         assert sample(m, "durably_run_threads_busy") == 0
-        assert rt.engine.kill(holder) == 200
+        assert rt.engine.kill(holder) is ActionResult.DONE
         await rt.settle()  # the kill frees the key: the two inboxed adds run and complete
         some = (await client.get("/invocations", params={"status": "completed", "limit": "1"})).json()
         assert (await client.patch(f"/invocations/{some['invocations'][0]['id']}/purge")).status_code == 200

@@ -11,6 +11,7 @@ from counter_app import counter_object
 
 import durably
 from durably import TerminalError
+from durably.server.engine.calltree import ActionResult
 from durably.server.engine.invocation import COMPLETED, INBOXED, PAUSED
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
@@ -331,19 +332,19 @@ async def test_cancel_runs_compensation_and_answers_409(runtime) -> None:
     async with runtime(APP) as rt:
         inv = await rt.send("Saga/trip")
         await wait_journaled(rt, inv, 0x040C)
-        assert rt.engine.cancel(inv) == 202
+        assert rt.engine.cancel(inv) is ActionResult.ACCEPTED
         with pytest.raises(TerminalError) as info:
             await rt.attach(inv)
         assert info.value.status_code == 409
         assert effects == Counter({"book": 1, "undo": 1})
-        assert rt.engine.cancel(inv) == 409
+        assert rt.engine.cancel(inv) is ActionResult.CONFLICT
 
 
 async def test_cancelled_handler_may_wait_during_its_compensation(runtime) -> None:
     async with runtime(APP) as rt:
         inv = await rt.send("Saga/slow_undo")
         await wait_journaled(rt, inv, 0x040C)
-        assert rt.engine.cancel(inv) == 202
+        assert rt.engine.cancel(inv) is ActionResult.ACCEPTED
         with pytest.raises(TerminalError) as info:
             await asyncio.wait_for(rt.attach(inv), 10)
         assert info.value.status_code == 409
@@ -360,7 +361,7 @@ async def test_cancel_propagates_down_the_call_tree(runtime) -> None:
             await rt.settle()
         child = rows[0][COL["id"]]
         await wait_journaled(rt, child, 0x040C)
-        assert rt.engine.cancel(parent_inv) == 202
+        assert rt.engine.cancel(parent_inv) is ActionResult.ACCEPTED
         with pytest.raises(TerminalError) as info:
             await rt.attach(parent_inv)
         assert info.value.status_code == 409
@@ -375,32 +376,32 @@ async def test_kill_runs_no_user_code_and_frees_the_key(runtime) -> None:
         await wait_awakeable(rt, "kk")
         queued = await rt.send("Counter/kk/add", 2)
         await wait_status(rt, queued, INBOXED)
-        assert rt.engine.kill(holder) == 200
+        assert rt.engine.kill(holder) is ActionResult.DONE
         with pytest.raises(TerminalError) as info:
             await rt.attach(holder)
         assert (info.value.status_code, info.value.message) == (409, "killed")
         assert await rt.attach(queued, "Counter/kk/add") == 2
         assert await rt.call("Counter/kk/add", 1) == 3
-        assert rt.engine.kill(holder) == 409
+        assert rt.engine.kill(holder) is ActionResult.CONFLICT
 
 
 async def test_pause_resume_and_purge(runtime) -> None:
     async with runtime(APP) as rt:
         inv = await rt.send("Saga/trip")
         await wait_journaled(rt, inv, 0x040C)
-        assert rt.engine.pause(inv) == 202
+        assert rt.engine.pause(inv) is ActionResult.ACCEPTED
         await wait_status(rt, inv, PAUSED)
-        assert rt.engine.pause(inv) == 200
-        assert rt.engine.purge(inv) == 409
-        assert rt.engine.resume(inv) == 202
+        assert rt.engine.pause(inv) is ActionResult.ALREADY
+        assert rt.engine.purge(inv) is ActionResult.CONFLICT
+        assert rt.engine.resume(inv) is ActionResult.ACCEPTED
         await rt.settle()
-        assert rt.engine.kill(inv) == 200
+        assert rt.engine.kill(inv) is ActionResult.DONE
         await wait_status(rt, inv, COMPLETED)
-        assert rt.engine.purge(inv) == 200
+        assert rt.engine.purge(inv) is ActionResult.DONE
         await rt.engine.flushed()
         assert rt.store.load_invocation(inv) is None
         assert rt.store.load_journal(inv) == []
-        assert rt.engine.purge(inv) == 404
+        assert rt.engine.purge(inv) is ActionResult.NOT_FOUND
 
 
 async def test_no_lost_updates_when_a_key_goes_idle_between_calls(runtime) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 import durably
 from durably import InvocationRetryPolicy
+from durably.server.engine.calltree import ActionResult
 from durably.server.http.admin import Admin
 from durably.testing import TestRuntime
 
@@ -78,7 +79,7 @@ async def test_stuck_sync_steps_do_not_starve_others_and_are_reported(caplog: py
             stuck = [await rt.send("Orders/place") for _ in range(3)]
             await poll(lambda: len(pool.jobs()) == 3, "three closures to run")
             for inv_id in stuck:
-                assert rt.engine.kill(inv_id) == 200
+                assert rt.engine.kill(inv_id) is ActionResult.DONE
             # Three threads stay stuck, yet other sync steps run.
             for _ in range(5):
                 assert await asyncio.wait_for(rt.call("Orders/quick"), 10) == 2

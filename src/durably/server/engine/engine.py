@@ -59,7 +59,7 @@ from durably.server.engine.timers import TimerService
 from durably.server.observe.lifecycle_log import LifecycleLog
 from durably.server.observe.loop_stalls import LoopStallMonitor
 from durably.server.observe.metrics import EngineStats
-from durably.server.process.entry_limit import (
+from durably.server.process.limits import (
     DEFAULT_ENTRY_LIMIT,
     ENTRY_TOO_LARGE_CODE,
     command_too_large,

@@ -53,10 +53,11 @@ from durably.server.engine.object_state import (
     replace_state,
     state_json,
 )
-from durably.server.http.journal_page import ADMIN_BODY_LIMIT, journal_page, journal_paging
+from durably.server.http.journal_page import journal_page, journal_paging
 from durably.server.observe.metrics import CONTENT_TYPE as METRICS_TYPE
 from durably.server.observe.metrics import render as render_metrics
 from durably.server.observe.stalls_json import threads_json
+from durably.server.process.limits import ADMIN_BODY_LIMIT
 from durably.server.remote.deployments import DiscoveryError
 from durably.server.store.base import INVOCATION_COLUMNS
 from durably.server.store.invocation_query import InvocationFilter, cursor_of, page, parse_cursor

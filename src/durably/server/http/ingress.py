@@ -38,12 +38,11 @@ from durably.sdk.service import Handler
 from durably.server.engine.engine import Engine, EngineStopped
 from durably.server.engine.flow_control import LIMIT_KEY_HEADER, FlowControlError, check_scope
 from durably.server.engine.invocation import Outcome
-from durably.server.http.body_budget import BodyBudget, OverBudget
 from durably.server.http.delay import parse_delay
+from durably.server.process.limits import DEFAULT_MAX_BODY, BodyBudget, OverBudget
 
 log = logging.getLogger("durably.ingress")
 
-DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 # Hop-by-hop and idempotency headers stay out of the journaled request headers, as in Restate.
 _DROPPED_HEADERS = frozenset({"connection", "host", "idempotency-key", "idempotency-expires", "content-length",
                               "transfer-encoding", "keep-alive"})
@@ -54,7 +53,7 @@ _OK_HEALTH = json.dumps({"status": "ok"}).encode()
 class Ingress:
     """The ingress ASGI app over one engine."""
 
-    def __init__(self, engine: Engine, body_limit: int = DEFAULT_BODY_LIMIT, budget: BodyBudget | None = None) -> None:
+    def __init__(self, engine: Engine, body_limit: int = DEFAULT_MAX_BODY, budget: BodyBudget | None = None) -> None:
         self.engine = engine
         self.body_limit = body_limit
         # Request bodies held at once (None: unbounded, as in tests that drive the app in process).

@@ -12,7 +12,6 @@ from typing import Any
 DEFAULT_JOURNAL_PAGE = 1000
 MAX_JOURNAL_PAGE = 10_000
 # The admin API takes small JSON bodies only (deployment registrations).
-ADMIN_BODY_LIMIT = 1024 * 1024
 
 
 def journal_page(query: dict[str, str]) -> tuple[int, int] | str:

@@ -17,13 +17,18 @@ from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
 from durably.server.engine.engine import Engine, EngineOptions
 from durably.server.http.admin import Admin
-from durably.server.http.body_budget import BodyBudget
 from durably.server.http.connection_limits import protocol_class
-from durably.server.http.ingress import DEFAULT_BODY_LIMIT, Ingress
+from durably.server.http.ingress import Ingress
 from durably.server.observe.metrics import LoopMonitor, TimedIngress
 from durably.server.observe.tracing import from_environment as tracing_from_environment
-from durably.server.process.fd_limit import fit_connection_cap, raise_nofile_limit
-from durably.server.process.limits import ResourceLimits, engine_limits
+from durably.server.process.limits import (
+    DEFAULT_MAX_BODY,
+    BodyBudget,
+    ResourceLimits,
+    engine_limits,
+    fit_connection_cap,
+    raise_nofile_limit,
+)
 from durably.server.process.listeners import guarded, protections, security_options, tls_options, url
 from durably.server.process.memory_return import set_mmap_threshold, trim_soon
 from durably.server.process.shutdown import DEFAULT_GRACE_S, drain
@@ -72,7 +77,7 @@ class ServerConfig:
     synchronous: str = "FULL"
     in_memory: bool = False
     always_replay: bool = False
-    body_limit: int = DEFAULT_BODY_LIMIT
+    body_limit: int = DEFAULT_MAX_BODY
     log_level: str = "info"
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     metrics: bool = True
