@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from durably.server.store.base import Batch, Store
+from durably.server.store.invocation_query import InvocationFilter
 
 
 class SimulatedCrash(RuntimeError):
@@ -70,8 +72,28 @@ class FaultyStore(Store):
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         return self.inner.load_waiters()
 
+    def invocation_page(self, flt: InvocationFilter, limit: int,
+                        before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
+        return self.inner.invocation_page(flt, limit, before)
+
+    def count_journal(self, invocation_id: str) -> int:
+        return self.inner.count_journal(invocation_id)
+
+    def caller_of(self, invocation_id: str) -> str | None:
+        return self.inner.caller_of(invocation_id)
+
+    def state_keys(self, service: str, after: str, limit: int) -> list[str]:
+        return self.inner.state_keys(service, after, limit)
+
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        return self.inner.count_by_status(statuses)
+
+    def count_timers(self) -> int:
+        return self.inner.count_timers()
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self.inner.query(sql, params)
+        """Engine only: its reads of deployments and meta, until those are typed store methods."""
+        return self.inner.query(sql, params)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Keep the inner store open: the test restarts on it."""

@@ -91,3 +91,10 @@ class KeyTable:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def inbox_depths(self) -> dict[str, int]:
+        """Invocations queued behind a busy key, per service (a service with busy keys but no queue: 0)."""
+        depth: dict[str, int] = {}
+        for (service, _key), entry in list(self._keys.items()):
+            depth[service] = depth.get(service, 0) + len(entry.inbox)
+        return depth

@@ -179,25 +179,21 @@ class EngineCollector(Collector):
         by_status = GaugeMetricFamily("durably_invocations", "Invocations in the store by status.",
                                       labels=["status"])
         # Unfinished ones are few and found through the status index; completed ones are counted as they end.
-        for status, n in store.query(f"SELECT status, count(*) FROM invocations WHERE status IN "
-                                     f"({', '.join('?' for _ in _OPEN)}) GROUP BY status", _OPEN):
+        for status, n in store.count_by_status(_OPEN).items():
             by_status.add_metric([status], n)
         ended = sum(st.completed.values()) + sum(st.failed.values()) - st.purged
         if st.completed_base is None:
-            counted = store.query("SELECT count(*) FROM invocations WHERE status = 'completed'")[0][0]
+            counted = store.count_by_status(("completed",)).get("completed", 0)
             st.completed_base = counted - ended
         by_status.add_metric(["completed"], st.completed_base + ended)
         yield by_status
         yield GaugeMetricFamily("durably_invocations_in_memory", "Invocations held in memory (running or about to).",
                                 value=engine.active_count())
         yield GaugeMetricFamily("durably_timers_pending", "Durable timers not fired yet.",
-                                value=store.query("SELECT count(*) FROM timers")[0][0])
+                                value=store.count_timers())
         inbox = GaugeMetricFamily("durably_inbox_depth", "Invocations queued behind a busy key, per service.",
                                   labels=["service"])
-        depth: defaultdict[str, int] = defaultdict(int)
-        for (svc, _key), entry in list(engine.keys._keys.items()):
-            depth[svc] += len(entry.inbox)
-        for svc, n in sorted(depth.items()):
+        for svc, n in sorted(engine.keys.inbox_depths().items()):
             inbox.add_metric([svc], n)
         yield inbox
         path = getattr(store, "path", None)
@@ -211,18 +207,7 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily("durably_store_bytes", "Size of the SQLite files (database, WAL, shared memory).",
                                 value=size)
         yield GaugeMetricFamily("durably_run_threads_busy", "Sync ctx.run closures running on pool threads; a "
-                                "number that stays up means steps are stuck.", value=_busy_threads(engine))
-
-
-def _busy_threads(engine: Engine) -> int:
-    pool = engine.run_executor
-    busy = getattr(pool, "busy", None)
-    if busy is not None:
-        return busy() if callable(busy) else int(busy)
-    # Idle workers wait in the pool's queue (counted by its semaphore); the others are running a closure.
-    idle = getattr(getattr(pool, "_idle", None), "_value", 0)
-    alive = sum(1 for t in getattr(pool, "_threads", ()) if t.is_alive())
-    return max(0, alive - idle)
+                                "number that stays up means steps are stuck.", value=engine.run_executor.busy())
 
 
 def render(engine: Engine) -> bytes:

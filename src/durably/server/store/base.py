@@ -5,7 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from durably.server.store.invocation_query import InvocationFilter
 
 # Columns of the invocations table, in order; rows travel as tuples in this order.
 INVOCATION_COLUMNS = (
@@ -98,9 +103,33 @@ class Store(ABC):
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         """Every registered waiter: (target, waiting invocation, completion id, notification type)."""
 
-    @abstractmethod
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """A read-only query (admin listings)."""
-
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
+
+    # Operator queries: what the admin API, the web UI and /metrics ask of the store.
+
+    @abstractmethod
+    def invocation_page(self, flt: InvocationFilter, limit: int,
+                        before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
+        """Up to `limit` invocation rows matching `flt`, newest first by (created_at, seq), strictly older
+        than the (created_at, seq) `before` if given."""
+
+    @abstractmethod
+    def count_journal(self, invocation_id: str) -> int:
+        """How many journal entries the invocation has in the store."""
+
+    @abstractmethod
+    def caller_of(self, invocation_id: str) -> str | None:
+        """The invocation whose call or send created this one, if any."""
+
+    @abstractmethod
+    def state_keys(self, service: str, after: str, limit: int) -> list[str]:
+        """Keys of `service` that hold state, in order, strictly after `after`, at most `limit`."""
+
+    @abstractmethod
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        """How many invocations have each of `statuses` (a status with none is left out)."""
+
+    @abstractmethod
+    def count_timers(self) -> int:
+        """How many durable timers have not fired yet."""

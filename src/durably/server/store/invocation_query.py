@@ -1,8 +1,8 @@
-"""One page of invocations, newest first, filtered, paged by keyset (never OFFSET, never a scan per page).
+"""What a page of invocations asks for: the filter, and the keyset cursor that pages on (never OFFSET).
 
 Rows are ordered by (created_at, seq) descending. A page ends with a cursor "created_at.seq"; the next page
-asks for rows strictly before it, which the indexes on (created_at), (status, created_at) and
-(service, created_at) answer by seeking, however deep the page.
+asks for rows strictly before it, which the store answers by seeking its listing indexes, however deep the
+page (`Store.invocation_page`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from durably.server.store.base import COL, INVOCATION_COLUMNS, Store
-
-_SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
+from durably.server.store.base import COL, Store
 
 
 @dataclass
@@ -41,27 +39,4 @@ def cursor_of(row: tuple[Any, ...]) -> str:
 def page(store: Store, flt: InvocationFilter, limit: int, before: tuple[int, int] | None = None,
          ) -> list[tuple[Any, ...]]:
     """Up to `limit` invocation rows, newest first, strictly older than `before` if given."""
-    where: list[str] = []
-    params: list[Any] = []
-    for column in ("status", "service", "handler", "key"):
-        value = getattr(flt, column)
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if flt.key:
-        where.append("key != ''")  # lets SQLite use the partial index of keyed invocations
-    if flt.since_ms is not None:
-        where.append("created_at >= ?")
-        params.append(flt.since_ms)
-    if flt.until_ms is not None:
-        where.append("created_at <= ?")
-        params.append(flt.until_ms)
-    if before is not None:
-        # The first term lets SQLite seek the index on created_at; the second breaks ties within one ms.
-        where.append("created_at <= ? AND (created_at < ? OR seq < ?)")
-        params.extend((before[0], before[0], before[1]))
-    sql = _SELECT
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
-    return store.query(sql, (*params, limit))
+    return store.invocation_page(flt, limit, before)

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from durably.server.store.base import INVOCATION_COLUMNS, Batch, Store
 from durably.server.store.datadir import (
@@ -19,6 +19,11 @@ from durably.server.store.datadir import (
     write_database_id,
 )
 from durably.server.store.errors import classify
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from durably.server.store.invocation_query import InvocationFilter
 
 _memory_ids = itertools.count()
 
@@ -373,8 +378,66 @@ class SQLiteStore(Store):
         """Every registered waiter."""
         return self._reader.execute("SELECT target, invocation_id, completion_id, type FROM waiters").fetchall()
 
+    # ---- operator queries (admin API, UI, metrics) ----
+
+    def invocation_page(self, flt: InvocationFilter, limit: int,
+                        before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
+        """A page newest first, by keyset: the indexes on (created_at), (status, created_at),
+        (service, created_at) and (service, key, created_at) seek to it, however deep the page."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column in ("status", "service", "handler", "key"):
+            value = getattr(flt, column)
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if flt.key:
+            where.append("key != ''")  # lets SQLite use the partial index of keyed invocations
+        if flt.since_ms is not None:
+            where.append("created_at >= ?")
+            params.append(flt.since_ms)
+        if flt.until_ms is not None:
+            where.append("created_at <= ?")
+            params.append(flt.until_ms)
+        if before is not None:
+            # The first term lets SQLite seek the index on created_at; the second breaks ties within one ms.
+            where.append("created_at <= ? AND (created_at < ? OR seq < ?)")
+            params.extend((before[0], before[0], before[1]))
+        sql = _SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
+        return self._reader.execute(sql, (*params, limit)).fetchall()
+
+    def count_journal(self, invocation_id: str) -> int:
+        """Journal entries of one invocation (a range of the journal's primary key)."""
+        return self._reader.execute("SELECT count(*) FROM journal WHERE invocation_seq = "
+                                    "(SELECT seq FROM invocations WHERE id = ?)", (invocation_id,)).fetchone()[0]
+
+    def caller_of(self, invocation_id: str) -> str | None:
+        """The caller recorded in the calls table."""
+        row = self._reader.execute("SELECT caller FROM calls WHERE callee = ?", (invocation_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def state_keys(self, service: str, after: str, limit: int) -> list[str]:
+        """Keys with state, from the state table's primary key."""
+        rows = self._reader.execute("SELECT DISTINCT key FROM state WHERE service = ? AND key > ? ORDER BY key "
+                                    "LIMIT ?", (service, after, limit))
+        return [r[0] for r in rows]
+
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        """Counts from the status index."""
+        rows = self._reader.execute(f"SELECT status, count(*) FROM invocations WHERE status IN "
+                                    f"({', '.join('?' for _ in statuses)}) GROUP BY status", tuple(statuses))
+        return dict(rows.fetchall())
+
+    def count_timers(self) -> int:
+        """Pending timers."""
+        return self._reader.execute("SELECT count(*) FROM timers").fetchone()[0]
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """A read-only query."""
+        """Raw read-only SQL on this SQLite database, for tests and diagnostics; not part of `Store`.
+        (The engine still reads deployments and meta through it until those reads are typed.)"""
         return self._reader.execute(sql, params).fetchall()
 
     def reopen_writer(self) -> None:
