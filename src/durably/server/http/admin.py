@@ -22,11 +22,12 @@ Paths also answer under /v2, /v3 and /v4 prefixes, as Restate's do.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
-from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.asgi import (
     BodyTooLarge,
@@ -40,9 +41,6 @@ from durably.sdk.asgi import (
     respond,
     respond_json,
 )
-from durably.sdk.service import ServiceDefinition
-from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
-from durably.server.engine.calltree import ActionResult
 from durably.server.engine.engine import Engine, EngineStopped
 from durably.server.engine.flow_control import FlowControlError, parse_rule
 from durably.server.engine.object_state import (
@@ -54,154 +52,101 @@ from durably.server.engine.object_state import (
     state_json,
 )
 from durably.server.http.journal_page import journal_page, journal_paging
+from durably.server.http.shapes import ACTION_STATUS, invocation_json, journal_entry_json, service_json, waiting_json
+from durably.server.http.ui.app import WebUI
+from durably.server.observe.loop_stalls import threads_json
 from durably.server.observe.metrics import CONTENT_TYPE as METRICS_TYPE
 from durably.server.observe.metrics import render as render_metrics
-from durably.server.observe.stalls_json import threads_json
 from durably.server.process.limits import ADMIN_BODY_LIMIT
 from durably.server.remote.deployments import DiscoveryError
-from durably.server.store.base import INVOCATION_COLUMNS
 from durably.server.store.invocation_query import InvocationFilter, cursor_of, page, parse_cursor
 
-_TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
-_HANDLER_TY = {"exclusive": "EXCLUSIVE", "shared": "SHARED", "workflow": "WORKFLOW"}
 _ACTIONS = ("cancel", "kill", "pause", "resume", "purge")
-# What an operator action did, as the status code Restate's admin API answers with.
-ACTION_STATUS = {ActionResult.DONE: 200, ActionResult.ACCEPTED: 202, ActionResult.ALREADY: 200,
-                 ActionResult.NOT_FOUND: 404, ActionResult.CONFLICT: 409}
-_TIME_COLUMNS = ("created_at", "modified_at", "execution_time", "last_entry_at", "next_retry_at", "completed_at",
-                 "retention_until")
+# Restate's admin API answers under these prefixes too.
+_VERSION_PREFIXES = ("v2", "v3", "v4")
+# Methods a browser sends from another site's page only for reading.
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# A path under one of these that no route takes answers 405 (the resource exists, not with that method);
+# any other unknown path is 404.
+_METHOD_CHECKED = ("services", "invocations", "health", "deployments", "threads")
 
 
-def _ms(delta: Any) -> int | None:
-    return None if delta is None else int(delta.total_seconds() * 1000)
+@dataclass(frozen=True)
+class Request:
+    """One admin request as a route's handler sees it."""
+
+    scope: dict[str, Any]
+    receive: Receive
+    send: Send
+    method: str
+    query: dict[str, str]
 
 
-def service_json(svc: ServiceDefinition) -> dict[str, Any]:
-    """A service as the admin API shows it (Restate's ServiceMetadata fields where they apply)."""
-    handlers = []
-    for h in svc.handlers.values():
-        entry: dict[str, Any] = {"name": h.name, "public": not h.is_private,
-                                 "input_description": "none" if not h.takes_input else h.accept,
-                                 "output_description": h.content_type if h.returns_output else "none"}
-        if h.kind is not None:
-            entry["ty"] = _HANDLER_TY[h.kind]
-        if h.documentation:
-            entry["documentation"] = h.documentation
-        handlers.append(entry)
-    out: dict[str, Any] = {
-        "name": svc.name, "ty": _TY[svc.kind], "handlers": handlers, "public": not svc.ingress_private,
-        "deployment_id": getattr(getattr(svc, "deployment", None), "id", "embedded"), "revision": 1,
-        "inactivity_timeout": _ms(svc.inactivity_timeout), "abort_timeout": _ms(svc.abort_timeout),
-        "journal_retention": _ms(svc.journal_retention), "idempotency_retention": _ms(svc.idempotency_retention),
-    }
-    if svc.description:
-        out["documentation"] = svc.description
-    if svc.metadata:
-        out["metadata"] = svc.metadata
-    return {k: v for k, v in out.items() if v is not None}
+@dataclass(frozen=True)
+class Route:
+    """Requests with one of `methods` (None: any method) on a path matching `pattern` go to `handler`.
 
+    A pattern's segments are literals, `{name}` (one segment, passed to the handler as `name`) or, last, `{name*}`
+    (the remaining segments, possibly none, passed as a list). The handler is called with the Request first.
+    """
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    methods: tuple[str, ...] | None
+    pattern: tuple[str, ...]
+    handler: Callable[..., Awaitable[None]]
 
+    @classmethod
+    def of(cls, methods: str | None, pattern: str, handler: Callable[..., Awaitable[None]]) -> Route:
+        """A route from `"GET"` or `"GET DELETE"` (None: any) and a pattern such as `"deployments/{dep_id}"`."""
+        return cls(None if methods is None else tuple(methods.split()), tuple(pattern.split("/")), handler)
 
-def _text(data: bytes) -> Any:
-    """A payload for people: JSON when it parses, else text."""
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data.decode("utf-8", "replace")
-
-
-def invocation_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    """An invocation row as JSON, times as RFC 3339."""
-    out = dict(zip(INVOCATION_COLUMNS, row, strict=True))
-    out["target"] = f"{out['service']}/{out['key'] + '/' if out['key'] else ''}{out['handler']}"
-    if out["output"] is not None:
-        out["output"] = _text(out["output"])
-    for name in ("last_error", "waiting", "failure_metadata"):
-        if out[name]:
-            out[name] = json.loads(out[name])
-    for name in _TIME_COLUMNS:
-        if out[name] is not None:
-            out[name] = _iso(out[name])
-    out.pop("seq", None)
-    out.pop("inbox_seq", None)
-    return {k: v for k, v in out.items() if v is not None and v != ""}
-
-
-def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int) -> dict[str, Any]:
-    """One journal entry: its type, name, result or failure, and when it was appended."""
-    msg: Any = m.decode(type_id, raw)
-    entry: dict[str, Any] = {"index": idx, "type": m.type_name(type_id), "appended_at": _iso(appended_at)}
-    name = msg.entry_name if type_id == m.SEND_SIGNAL else getattr(msg, "name", "")
-    if name:
-        entry["name"] = name
-    if m.is_notification(type_id):
-        which = msg.WhichOneof("id")
-        if which == "signal_id":
-            entry["signal"] = msg.signal_id
-        elif which == "signal_name":
-            entry["signal"] = msg.signal_name
-        elif which == "completion_id":
-            entry["completion_id"] = msg.completion_id
-        value = notification_value(msg)
-        if isinstance(value, bytes):
-            entry["value"] = _text(value)
-        elif isinstance(value, str):
-            entry["invocation_id"] = value
-        elif isinstance(value, list):
-            entry["keys"] = [k.decode("utf-8", "replace") for k in value]
-        elif value is not None:
-            entry["failure"] = {"code": value.code, "message": value.message}
-        return entry
-    if type_id == m.INPUT:
-        entry["value"] = _text(msg.value.content)
-    elif type_id == m.OUTPUT:
-        if msg.WhichOneof("result") == "failure":
-            entry["failure"] = {"code": msg.failure.code, "message": msg.failure.message}
-        else:
-            entry["value"] = _text(msg.value.content)
-    elif type_id == m.RUN:
-        entry["completion_id"] = msg.result_completion_id
-    elif type_id == m.SLEEP:
-        entry["wake_up_time"] = _iso(msg.wake_up_time)
-        entry["completion_id"] = msg.result_completion_id
-    elif type_id in (m.CALL, m.ONE_WAY_CALL):
-        entry["target"] = f"{msg.service_name}/{msg.key + '/' if msg.key else ''}{msg.handler_name}"
-        entry["parameter"] = _text(msg.parameter)
-    elif type_id in (m.SET_STATE, m.CLEAR_STATE, m.GET_EAGER_STATE, m.GET_LAZY_STATE):
-        entry["key"] = msg.key.decode("utf-8", "replace")
-        if type_id == m.SET_STATE:
-            entry["value"] = _text(msg.value.content)
-    elif type_id in (m.GET_PROMISE, m.PEEK_PROMISE, m.COMPLETE_PROMISE):
-        entry["promise"] = msg.key
-    elif type_id == m.COMPLETE_AWAKEABLE:
-        entry["awakeable_id"] = msg.awakeable_id
-    elif type_id == m.SEND_SIGNAL:
-        entry["target"] = msg.target_invocation_id
-        entry["signal"] = msg.idx if msg.WhichOneof("signal_id") == "idx" else msg.name
-    return entry
-
-
-def _waiting_json(waiting: list[int | str]) -> list[str]:
-    return [f"signal '{h}'" if isinstance(h, str) else f"signal {h - SIGNAL_HANDLE_BASE}"
-            if h >= SIGNAL_HANDLE_BASE else f"completion {h}" for h in waiting]
+    def match(self, method: str, segs: list[str]) -> dict[str, Any] | None:
+        """The handler's path arguments if this route takes the request, else None."""
+        if self.methods is not None and method not in self.methods:
+            return None
+        params: dict[str, Any] = {}
+        for i, part in enumerate(self.pattern):
+            if part.endswith("*}"):
+                params[part[1:-2]] = segs[i:]
+                return params
+            if i >= len(segs):
+                return None
+            if part.startswith("{"):
+                params[part[1:-1]] = segs[i]
+            elif part != segs[i]:
+                return None
+        return params if len(segs) == len(self.pattern) else None
 
 
 class Admin:
     """The admin ASGI app."""
 
     def __init__(self, engine: Engine, body_limit: int = ADMIN_BODY_LIMIT) -> None:
-        from durably.server.http.ui.app import WebUI  # the UI renders with helpers of this module
-
         self.engine = engine
         self.body_limit = body_limit
         self.ui = WebUI(engine)
         # Per-pattern versions of Restate's rule-book API, counted while this server runs.
         self._rule_versions: dict[str, int] = {}
+        # Tried in order; the first route that takes the request answers it.
+        self.routes = [
+            Route.of(None, "health", self._health),
+            Route.of("GET", "threads", self._threads),
+            Route.of(None, "ui/{segs*}", self._ui),
+            Route.of("GET", "metrics", self._metrics),
+            Route.of("GET", "services", self._services),
+            Route.of(None, "services/{service}/state/{key_segs*}", self._state),
+            Route.of("GET", "services/{name}", self._service),
+            Route.of("GET", "invocations", self._list),
+            Route.of("GET", "invocations/{inv_id}", self._describe),
+            *(Route.of("PATCH", f"invocations/{{inv_id}}/{action}", partial(self._action, action=action))
+              for action in _ACTIONS),
+            Route.of("DELETE", "invocations/{inv_id}", self._deprecated_action),
+            Route.of("POST", "deployments", self._register),
+            Route.of("GET", "deployments", self._deployments),
+            Route.of("GET DELETE", "deployments/{dep_id}", self._deployment),
+            Route.of(None, "rules", self._rules),
+            Route.of(None, "limits/rules", partial(self._restate_rules, delete=False)),
+            Route.of(None, "limits/rules/bulk-delete", partial(self._restate_rules, delete=True)),
+        ]
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -218,79 +163,74 @@ class Admin:
 
     async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         segs = [s for s in scope["path"].strip("/").split("/") if s]
-        if segs and segs[0] in ("v2", "v3", "v4"):
+        if segs and segs[0] in _VERSION_PREFIXES:
             segs = segs[1:]
         method = scope["method"]
-        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
-        if method not in ("GET", "HEAD", "OPTIONS") and segs[:1] != ["ui"] and is_cross_site(scope):
+        if method not in _SAFE_METHODS and segs[:1] != ["ui"] and is_cross_site(scope):
             # A page on another site must not register a deployment or purge through the operator's
             # browser (a text/plain POST needs no CORS preflight). The UI answers its own forms.
             await error(send, 403, "cross-site requests to the admin API are refused", "admin")
-        elif segs == ["health"]:
-            problem = self.engine.health_problem()
-            if problem is not None:
-                await error(send, 503, problem, "admin")
-            else:
-                await respond_json(send, 200, {"status": "ok"})
-        elif segs == ["threads"] and method == "GET":
-            await respond_json(send, 200, threads_json(self.engine))
-        elif segs and segs[0] == "ui":
-            await self.ui.handle(scope, receive, send, segs[1:], method, query)
-        elif segs == ["metrics"] and method == "GET":
-            if self.engine.stats is None:
-                await error(send, 404, "metrics are off (durably serve --no-metrics)", "admin")
-            else:
-                await self.engine.flushed()  # counted completions are committed: the counts agree
-                await respond(send, 200, render_metrics(self.engine), METRICS_TYPE)
-        elif segs == ["services"] and method == "GET":
-            await respond_json(send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
-        elif len(segs) >= 3 and segs[0] == "services" and segs[2] == "state":
-            await self._state(scope, receive, send, segs, method)
-        elif len(segs) == 2 and segs[0] == "services" and method == "GET":
-            svc = self.engine.services.get(segs[1])
-            if svc is None:
-                await error(send, 404, f"service '{segs[1]}' not found", "admin")
-            else:
-                await respond_json(send, 200, service_json(svc))
-        elif segs == ["invocations"] and method == "GET":
-            await self._list(send, query)
-        elif len(segs) == 2 and segs[0] == "invocations" and method == "GET":
-            await self._describe(send, segs[1], query)
-        elif len(segs) == 3 and segs[0] == "invocations" and segs[2] in _ACTIONS and method == "PATCH":
-            await self._action(send, segs[1], segs[2])
-        elif len(segs) == 2 and segs[0] == "invocations" and method == "DELETE":
-            mode = query.get("mode", "cancel")
-            if mode not in ("cancel", "kill", "purge"):
-                await error(send, 400, "mode must be cancel, kill or purge", "admin")
+            return
+        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+        request = Request(scope, receive, send, method, query)
+        for route in self.routes:
+            params = route.match(method, segs)
+            if params is not None:
+                await route.handler(request, **params)
                 return
-            await self._action(send, segs[1], mode, deprecated=True)
-        elif segs == ["deployments"] and method == "POST":
-            await self._register(scope, receive, send)
-        elif segs == ["deployments"] and method == "GET":
-            await respond_json(send, 200, {"deployments": [d.to_json() for d in self.engine.deployments.values()]})
-        elif len(segs) == 2 and segs[0] == "deployments" and method in ("GET", "DELETE"):
-            dep = self.engine.deployments.get(segs[1])
-            if dep is None:
-                await error(send, 404, f"deployment {segs[1]} not found", "admin")
-            elif method == "GET":
-                await respond_json(send, 200, dep.to_json())
-            else:
-                await self.engine.remove_deployment(dep.id)
-                await respond(send, 202)
-        elif segs == ["rules"]:
-            await self._rules(scope, receive, send, method, query)
-        elif segs in (["limits", "rules"], ["limits", "rules", "bulk-delete"]):
-            await self._restate_rules(scope, receive, send, method, segs[-1] == "bulk-delete")
-        elif segs and segs[0] in ("services", "invocations", "health", "deployments", "threads"):
+        if segs and segs[0] in _METHOD_CHECKED:
             await error(send, 405, f"method {method} not allowed here", "admin")
         else:
             await error(send, 404, "not found", "admin")
 
-    async def _state(self, scope: dict[str, Any], receive: Receive, send: Send, segs: list[str],
-                     method: str) -> None:
-        service = segs[1]
-        if method == "GET" and len(segs) >= 4:
-            key = "/".join(segs[3:])
+    async def _health(self, req: Request) -> None:
+        problem = self.engine.health_problem()
+        if problem is not None:
+            await error(req.send, 503, problem, "admin")
+        else:
+            await respond_json(req.send, 200, {"status": "ok"})
+
+    async def _threads(self, req: Request) -> None:
+        await respond_json(req.send, 200, threads_json(self.engine))
+
+    async def _ui(self, req: Request, segs: list[str]) -> None:
+        await self.ui.handle(req.scope, req.receive, req.send, segs, req.method, req.query)
+
+    async def _metrics(self, req: Request) -> None:
+        if self.engine.stats is None:
+            await error(req.send, 404, "metrics are off (durably serve --no-metrics)", "admin")
+            return
+        await self.engine.flushed()  # counted completions are committed: the counts agree
+        await respond(req.send, 200, render_metrics(self.engine), METRICS_TYPE)
+
+    async def _services(self, req: Request) -> None:
+        await respond_json(req.send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})
+
+    async def _service(self, req: Request, name: str) -> None:
+        svc = self.engine.services.get(name)
+        if svc is None:
+            await error(req.send, 404, f"service '{name}' not found", "admin")
+        else:
+            await respond_json(req.send, 200, service_json(svc))
+
+    async def _deployments(self, req: Request) -> None:
+        await respond_json(req.send, 200, {"deployments": [d.to_json() for d in self.engine.deployments.values()]})
+
+    async def _deployment(self, req: Request, dep_id: str) -> None:
+        dep = self.engine.deployments.get(dep_id)
+        if dep is None:
+            await error(req.send, 404, f"deployment {dep_id} not found", "admin")
+        elif req.method == "GET":
+            await respond_json(req.send, 200, dep.to_json())
+        else:
+            await self.engine.remove_deployment(dep.id)
+            await respond(req.send, 202)
+
+    async def _state(self, req: Request, service: str, key_segs: list[str]) -> None:
+        """`GET .../state/{key}` reads a key's state (the key may hold '/'); `POST .../state` replaces one."""
+        scope, receive, send, method = req.scope, req.receive, req.send, req.method
+        if method == "GET" and key_segs:
+            key = "/".join(key_segs)
             kind = has_state(self.engine, service)
             if kind is None:
                 await error(send, 404, f"service '{service}' not found", "admin")
@@ -300,7 +240,7 @@ class Admin:
             else:
                 await respond_json(send, 200, state_json(service, key, await read_state(self.engine, service, key)))
             return
-        if method != "POST" or len(segs) != 3:
+        if method != "POST" or key_segs:
             await error(send, 405, f"method {method} not allowed here", "admin")
             return
         try:
@@ -325,9 +265,9 @@ class Admin:
             return
         await respond(send, 202)
 
-    async def _rules(self, scope: dict[str, Any], receive: Receive, send: Send, method: str,
-                     query: dict[str, str]) -> None:
+    async def _rules(self, req: Request) -> None:
         """The concurrency rule book: GET lists rules and usage; PUT {"pattern", "concurrency"}; DELETE ?pattern=."""
+        scope, receive, send, method, query = req.scope, req.receive, req.send, req.method, req.query
         limiter = self.engine.limiter
         try:
             if method == "GET":
@@ -354,11 +294,11 @@ class Admin:
         except (FlowControlError, KeyError, ValueError, TypeError) as e:
             await error(send, 400, f"bad rule: {e}", "admin")
 
-    async def _restate_rules(self, scope: dict[str, Any], receive: Receive, send: Send, method: str,
-                             delete: bool) -> None:
+    async def _restate_rules(self, req: Request, delete: bool) -> None:
         """Restate's rule-book API: `PUT /limits/rules` upserts a batch, `POST /limits/rules/bulk-delete`
         removes one (the patterns actually removed come back). A batch is checked whole before any of it
         applies; a malformed one is 422, as in Restate."""
+        scope, receive, send, method = req.scope, req.receive, req.send, req.method
         if method != ("POST" if delete else "PUT"):
             await error(send, 405, f"method {method} not allowed: use {'POST' if delete else 'PUT'}", "admin")
             return
@@ -396,7 +336,8 @@ class Admin:
         await engine.barrier()
         await respond_json(send, 200, out)
 
-    async def _register(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def _register(self, req: Request) -> None:
+        scope, receive, send = req.scope, req.receive, req.send
         try:
             body = json.loads(await read_body(scope, receive, self.body_limit) or b"{}")
             uri = body["uri"]
@@ -425,7 +366,8 @@ class Admin:
                    "max_protocol_version": dep.manifest.get("maxProtocolVersion")}
         await respond_json(send, 201 if created else 200, payload, [(b"location", f"deployments/{dep.id}".encode())])
 
-    async def _list(self, send: Send, query: dict[str, str]) -> None:
+    async def _list(self, req: Request) -> None:
+        send, query = req.send, req.query
         try:
             limit = int(query.get("limit", "100"))
             if not 1 <= limit <= 10_000:
@@ -454,10 +396,11 @@ class Admin:
         live = self.engine.live_row(row[0])
         body = invocation_json(live if live is not None else row)
         if isinstance(body.get("waiting"), list):
-            body["waiting"] = _waiting_json(body["waiting"])
+            body["waiting"] = waiting_json(body["waiting"])
         return body
 
-    async def _describe(self, send: Send, inv_id: str, query: dict[str, str]) -> None:
+    async def _describe(self, req: Request, inv_id: str) -> None:
+        send, query = req.send, req.query
         try:
             InvocationId.parse(inv_id)
         except ValueError as e:
@@ -476,12 +419,19 @@ class Admin:
         offset, limit = page
         rows = self.engine.store.journal_rows(inv_id, offset, limit)
         body["journal"] = [journal_entry_json(*r) for r in rows]
-        total = self.engine.store.query("SELECT count(*) FROM journal WHERE invocation_seq = "
-                                        "(SELECT seq FROM invocations WHERE id = ?)", (inv_id,))[0][0]
-        body.update(journal_paging(total, offset, len(rows)))
+        body.update(journal_paging(self.engine.store.count_journal(inv_id), offset, len(rows)))
         await respond_json(send, 200, body)
 
-    async def _action(self, send: Send, inv_id: str, action: str, deprecated: bool = False) -> None:
+    async def _deprecated_action(self, req: Request, inv_id: str) -> None:
+        """`DELETE /invocations/{id}?mode=`: Restate's older form of cancel, kill and purge."""
+        mode = req.query.get("mode", "cancel")
+        if mode not in ("cancel", "kill", "purge"):
+            await error(req.send, 400, "mode must be cancel, kill or purge", "admin")
+            return
+        await self._action(req, inv_id, mode, deprecated=True)
+
+    async def _action(self, req: Request, inv_id: str, action: str, deprecated: bool = False) -> None:
+        send = req.send
         try:
             InvocationId.parse(inv_id)
         except ValueError as e:

@@ -17,7 +17,10 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the engine owns a monitor of this module
+    from durably.server.engine.engine import Engine
 
 log = logging.getLogger("durably.loop")
 
@@ -116,4 +119,13 @@ def describe(frame: FrameType | None) -> dict[str, Any]:
     if where is not None:
         parts.append(f"at {where}")
     out["text"] = " ".join(parts) or "(not in a handler)"
+    return out
+
+
+def threads_json(engine: Engine) -> dict[str, Any]:
+    """`GET /threads` on the admin API: what user code holds up. The step threads (running, stuck in aborted
+    steps, refusals at the cap) and this monitor's view of the loop."""
+    out: dict[str, Any] = {"run_threads": engine.run_executor.status()}
+    monitor = engine.loop_stalls
+    out["event_loop"] = monitor.status() if monitor is not None else {"watched": False}
     return out

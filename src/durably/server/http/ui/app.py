@@ -16,7 +16,7 @@ from durably.protocol.ids import InvocationId
 from durably.sdk.asgi import BodyTooLarge, Receive, Send, is_cross_site, read_body, respond
 from durably.server.engine.engine import Engine
 from durably.server.engine.object_state import StateConflict, has_state, read_state, replace_state, state_json
-from durably.server.http.admin import ACTION_STATUS
+from durably.server.http.shapes import ACTION_STATUS
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
 from durably.server.http.ui.timeline import timeline
@@ -123,8 +123,7 @@ class WebUI:
             await _html(send, layout("Not found", "invocations", body), 404)
             return
         steps = timeline(self.engine.store.journal_rows(inv_id))
-        callers = self.engine.store.query("SELECT caller FROM calls WHERE callee = ?", (inv_id,))
-        main = pages.invocation_main(row, self.engine.live_row(inv_id), steps, callers[0][0] if callers else None,
+        main = pages.invocation_main(row, self.engine.live_row(inv_id), steps, self.engine.store.caller_of(inv_id),
                                      query.get("msg"), query.get("err"))
         if query.get("fragment") == "main":
             await _html(send, main)
@@ -142,9 +141,7 @@ class WebUI:
         elif service:
             # Keys with state, in order, a page at a time (the state table's primary key answers this).
             await self.engine.flushed()
-            keys = [r[0] for r in self.engine.store.query(
-                "SELECT DISTINCT key FROM state WHERE service = ? AND key > ? ORDER BY key LIMIT ?",
-                (service, after, pages.KEYS_PAGE))]
+            keys = self.engine.store.state_keys(service, after, pages.KEYS_PAGE)
         page_ = pages.state_page(objects, service, key, body, msg, err, edited, keys)
         await _html(send, layout("State", "state", page_), status)
 

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from durably.server.http.admin import _waiting_json, invocation_json, service_json
+from durably.server.http.shapes import invocation_json, service_json, waiting_json
 from durably.server.http.ui.html import (
     Markup,
     confirm_button,
@@ -186,7 +186,7 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, steps: l
     if inv.get("next_retry_at"):
         facts.append(("Next retry", inv["next_retry_at"]))
     if isinstance(inv.get("waiting"), list):
-        facts.append(("Waiting for", ", ".join(_waiting_json(inv["waiting"]))))
+        facts.append(("Waiting for", ", ".join(waiting_json(inv["waiting"]))))
     if status == "completed":
         facts.append(("Completed", when(current[COL["completed_at"]])))
         facts.append(("Took", duration(current[COL["completed_at"]] - created)))

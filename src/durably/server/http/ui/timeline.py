@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from durably.protocol import messages as m
-from durably.server.http.admin import _text, journal_entry_json
+from durably.server.http.shapes import journal_entry_json, readable
 
 
 @dataclass
@@ -88,4 +88,4 @@ def timeline(rows: list[tuple[int, int, bytes, int]]) -> list[Step]:
 
 
 def _eager_value(msg: Any) -> Any:
-    return _text(msg.value.content) if msg.WhichOneof("result") == "value" else None
+    return readable(msg.value.content) if msg.WhichOneof("result") == "value" else None
