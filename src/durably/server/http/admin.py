@@ -16,7 +16,8 @@
     GET    /deployments, /deployments/{id};  DELETE /deployments/{id}
     DELETE /invocations/{id}?mode=cancel|kill|purge     (deprecated form)
 
-Paths also answer under /v2, /v3 and /v4 prefixes, as Restate's do.
+Paths also answer under /v2, /v3 and /v4 prefixes, as Restate's do. `Admin.routes` is the table that maps a
+method and a path pattern to a handler; a path no route takes is 405 under a known resource, else 404.
 """
 
 from __future__ import annotations
