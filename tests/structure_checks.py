@@ -556,3 +556,71 @@ def unresolved_public_names() -> list[str]:
         except (ImportError, AttributeError) as e:
             out.append(f"{name}: {type(e).__name__}: {e}")
     return out
+
+
+# ------------------------------------------------------------------------------------------------ bench/
+
+BENCH = REPO / "bench"
+BENCH_HELPERS = "procs.py"  # free ports, the durably command, starting and waiting for processes
+
+
+def bench_import_graph(bench: Path = BENCH) -> dict[str, dict[str, int]]:
+    """bench script -> {bench script it imports, at any level: line}. bench/ is not a package: a script imports
+    its neighbours by bare name, and bench/compare/ scripts also those of bench/ (they put it on sys.path)."""
+    graph: dict[str, dict[str, int]] = {}
+    for path in sorted(bench.rglob("*.py")):
+        name = path.relative_to(bench).as_posix()
+        graph[name] = {}
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), name)):
+            if isinstance(node, ast.Import):
+                targets = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [node.module.split(".")[0]]
+            else:
+                continue
+            for target in targets:
+                for candidate in (path.parent / f"{target}.py", bench / f"{target}.py"):
+                    if candidate.exists() and candidate != path:
+                        graph[name].setdefault(candidate.relative_to(bench).as_posix(), node.lineno)
+                        break
+    return graph
+
+
+def bench_import_cycles(bench: Path = BENCH) -> list[str]:
+    graph = bench_import_graph(bench)
+    out = []
+    for part in strongly_connected(graph):
+        cycle = shortest_cycle(graph, part)
+        out.append("bench/: " + " -> ".join(f"{a}:{graph[a][b]}" for a, b in itertools.pairwise(cycle))
+                   + f" -> {cycle[-1]}")
+    return out
+
+
+def bench_helper_copies(bench: Path = BENCH) -> list[str]:
+    """Functions and classes of bench/procs.py that another bench script defines again instead of importing."""
+    def defined(path: Path) -> dict[str, int]:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        return {node.name: node.lineno for node in tree.body
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+    shared = defined(bench / BENCH_HELPERS)
+    out = []
+    for path in sorted(bench.rglob("*.py")):
+        if path.name != BENCH_HELPERS:
+            out += [f"bench/{path.relative_to(bench).as_posix()}:{line}: defines {name} again (bench/{BENCH_HELPERS}"
+                    " has it)" for name, line in defined(path).items() if name in shared]
+    return out
+
+
+def bench_script_loads(path: Path) -> str | None:
+    """Run a bench script's `--help` (one with argparse) or load its module (the apps, helpers); None if it works,
+    else what went wrong."""
+    source = path.read_text(encoding="utf-8")
+    if "ArgumentParser" in source and '__name__ == "__main__"' in source:
+        cmd = [sys.executable, str(path), "--help"]
+    else:
+        cmd = [sys.executable, "-c", "import runpy, sys; sys.path.insert(0, sys.argv[2]); "
+               "runpy.run_path(sys.argv[1], run_name='bench_check')", str(path), str(path.parent)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
+    return None if proc.returncode == 0 else f"{' '.join(cmd[1:])}: exit {proc.returncode}\n{proc.stderr[-2000:]}"

@@ -31,6 +31,9 @@ The rules:
 - **The public names import**: the restate-compatible modules, every name in a public package's `__all__`, and
   every `durably` module and name that README.md, SECURITY.md, docs/ and examples/ use. `durably.ext` packages
   whose extra is not installed are skipped (their import fails on the missing third-party package).
+- **bench/ shares its helpers** (issue 19, item 6): no script defines again a function or class of
+  `bench/procs.py` (free ports, the `durably` command, starting a process and waiting until it answers); no two
+  scripts import each other, at any level; every script still loads (`--help`, or its module for the apps).
 
 The checkers are plain functions over parsed sources, in tests/structure_checks.py; `test_checker_*` run them on
 small synthetic sources, so a checker that stops finding anything fails here too.
@@ -38,15 +41,21 @@ small synthetic sources, so a checker that stops finding anything fails here too
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from structure_checks import (  # tests/ is on sys.path, as for the other test helpers
+    BENCH,
     MAX_FOLDER_MODULES,
     MAX_LINES,
     MAX_ROOT_MODULES,
     STORE_PACKAGE,
     Module,
+    bench_helper_copies,
+    bench_import_cycles,
+    bench_import_graph,
+    bench_script_loads,
     crowded_folders,
     documented_names,
     heavy_imports_of_import_durably,
@@ -353,3 +362,32 @@ def test_checker_of_documented_names() -> None:
     assert documented_names([text]) == {"durably.RunOptions", "durably.TerminalError", "durably.Service",
                                         "durably.ext.openai", "durably.ext.openai.DurableRunner",
                                         "durably.ext.openai.restate_context"}
+
+
+# ------------------------------------------------------------------------------------------------ bench/
+
+
+def test_bench_shares_its_helpers_and_has_no_import_cycle() -> None:
+    assert "http_bench.py" in bench_import_graph()["interop_bench.py"]  # the graph is read
+    fail_with("bench/ copies its shared helpers or imports in a cycle", bench_helper_copies() + bench_import_cycles())
+
+
+@pytest.mark.parametrize("script", sorted(p.relative_to(BENCH).as_posix() for p in BENCH.rglob("*.py")))
+def test_bench_script_loads(script: str) -> None:
+    problem = bench_script_loads(BENCH / script)
+    missing = re.search(r"ModuleNotFoundError: No module named '([\w.]+)'", problem or "")
+    if missing and not missing[1].startswith("durably") and not list(BENCH.rglob(f"{missing[1]}.py")):
+        pytest.skip(f"needs {missing[1]}, which the comparison installs in its own environment")
+    assert problem is None, problem
+
+
+def test_checker_of_bench(tmp_path: Path) -> None:
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "procs.py").write_text("def free_port(): ...\nclass Proc: ...\n")
+    (tmp_path / "http_bench.py").write_text("from procs import free_port\nimport json\n")
+    (tmp_path / "sleep_bench.py").write_text("import socket\n\n\ndef free_port(): ...\n")
+    (tmp_path / "compare" / "run.py").write_text("from http_bench import x\ndef main():\n    from report import w\n")
+    (tmp_path / "compare" / "report.py").write_text("import json\nfrom run import LABELS\n")
+    assert bench_helper_copies(tmp_path) == ["bench/sleep_bench.py:4: defines free_port again (bench/procs.py has it)"]
+    assert bench_import_graph(tmp_path)["compare/run.py"] == {"http_bench.py": 1, "compare/report.py": 3}
+    assert bench_import_cycles(tmp_path) == ["bench/: compare/report.py:2 -> compare/run.py:3 -> compare/report.py"]
