@@ -28,16 +28,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_bench import free_port  # bench/ is not a package: found through sys.path
-from interop_bench import RESTATE_NATIVE, RESTATE_WRAPPER, healthy, start_restate, wait_until
-from procs import Proc
+from interop_bench import RESTATE_NATIVE, RESTATE_WRAPPER, start_restate  # bench/ is not a package: see sys.path
+from procs import Proc, durably_cmd, free_port, healthy, serve_cmd, wait_until
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-
-
-def durably_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "durably.cli.main", *args]
 
 
 def start_endpoint(workdir: Path) -> tuple[Proc, str]:
@@ -52,9 +47,8 @@ def start_endpoint(workdir: Path) -> tuple[Proc, str]:
 
 def start_embedded(workdir: Path) -> tuple[Proc, str]:
     port, admin = free_port(), free_port()
-    proc = Proc("durably", durably_cmd("serve", "bench/compare/durably_app.py:app", "--port", str(port),
-                                       "--admin-port", str(admin), "--data-dir", str(workdir / "data"),
-                                       "--log-level", "warning"), cwd=REPO, log_path=workdir / "durably.log")
+    proc = Proc("durably", serve_cmd("bench/compare/durably_app.py:app", port, admin, workdir / "data",
+                                     synchronous=None), cwd=REPO, log_path=workdir / "durably.log")
     proc.start()
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: healthy(f"{url}/restate/health"), 30, "durably serve", proc)

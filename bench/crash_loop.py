@@ -33,7 +33,6 @@ import asyncio
 import random
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -45,19 +44,13 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import Proc
+from procs import Proc, free_port, serve_cmd  # bench/ is not a package: found through sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "bench/crash_loop_app.py:app"
 STEPS = 5
 RETRY_S = 0.05
 HEALTH_POLL_S = 0.01
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -72,24 +65,13 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, client: httpx.AsyncClient, limit_s: float = 60.0) -> float:
+    async def start(self, limit_s: float = 60.0) -> float:
         """Start on the same ports and data directory; seconds until health answers 200."""
-        self.proc = Proc("durably", [sys.executable, "-m", "durably.cli.main", "serve", APP, "--port", str(self.port),
-                                     "--admin-port", str(self.admin_port), "--data-dir", str(self.data_dir),
-                                     "--synchronous", "full", "--log-level", "warning"], ROOT, self.log_path)
-        t0 = time.perf_counter()
+        self.proc = Proc("durably serve", serve_cmd(APP, self.port, self.admin_port, self.data_dir), ROOT,
+                         self.log_path)
         self.proc.start()
-        while True:
-            try:
-                if (await client.get(f"{self.url}/restate/health", timeout=1)).status_code == 200:
-                    return time.perf_counter() - t0
-            except httpx.HTTPError:
-                pass
-            if not self.proc.alive():
-                raise RuntimeError(f"durably serve exited during startup:\n{self.proc.log_tail()}")
-            if time.perf_counter() - t0 > limit_s:
-                raise RuntimeError(f"durably serve not healthy after {limit_s} s:\n{self.proc.log_tail()}")
-            await asyncio.sleep(HEALTH_POLL_S)
+        # Polled from a thread: the clients' tasks keep retrying on the loop meanwhile, as they do against a crash.
+        return await asyncio.to_thread(self.proc.wait_healthy, f"{self.url}/restate/health", limit_s, HEALTH_POLL_S)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -140,7 +122,7 @@ async def invocation(server: Server, client: httpx.AsyncClient, run: Run, work: 
         await asyncio.sleep(RETRY_S)
 
 
-async def killer(server: Server, client: httpx.AsyncClient, run: Run, kills: int, rng: random.Random,
+async def killer(server: Server, run: Run, kills: int, rng: random.Random,
                  graceful: bool) -> None:
     for _ in range(kills):
         await asyncio.sleep(rng.uniform(0.3, 1.0))
@@ -150,7 +132,7 @@ async def killer(server: Server, client: httpx.AsyncClient, run: Run, kills: int
             await server.terminate()
         else:
             server.kill()
-        run.restarts.append(await server.start(client))
+        run.restarts.append(await server.start())
 
 
 def analyse(work: Path, results: dict[str, list[str]]) -> tuple[int, int, list[str]]:
@@ -188,7 +170,7 @@ async def main_async(args: argparse.Namespace) -> int:
     limits = httpx.Limits(max_connections=args.clients + 4)
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits) as client:
-            first = await server.start(client)
+            first = await server.start()
             started = time.perf_counter()
             deadline = time.monotonic() + args.timeout
             keys = [f"inv-{n}" for n in range(args.invocations)]
@@ -201,7 +183,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     key = queue.get_nowait()
                     await invocation(server, client, run, work, key, args.step_ms, deadline)
 
-            kill_task = asyncio.create_task(killer(server, client, run, args.kills, rng, args.signal == "term"))
+            kill_task = asyncio.create_task(killer(server, run, args.kills, rng, args.signal == "term"))
             await asyncio.gather(*(worker() for _ in range(args.clients)))
             run.work_done = True
             elapsed = time.perf_counter() - started

@@ -26,17 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_bench import BODY, LUA_TEMPLATE, free_port  # bench/ is not a package: found through sys.path
-from interop_bench import (
-    RESTATE_WRAPPER,
-    Result,
-    System,
-    healthy,
-    measure,
-    start_restate,
-    wait_until,
-)
-from procs import Proc
+from http_bench import BODY, LUA_TEMPLATE  # bench/ is not a package: found through sys.path
+from interop_bench import RESTATE_WRAPPER, Result, System, measure, start_restate
+from procs import Proc, durably_cmd, free_port, healthy, wait_until
 
 BENCH_DIR = Path(__file__).resolve().parent
 APP = "durably_app:app"
@@ -50,8 +42,7 @@ def start_deployment(kind: str, workdir: Path) -> tuple[Proc, str]:
         cmd = [str(bindir / "hypercorn"), "--bind", f"127.0.0.1:{port}", APP]
     else:
         workers = kind.rsplit("-", 1)[1]
-        cmd = [str(bindir / "durably"), "endpoint", APP, "--port", str(port), "--workers", workers,
-               "--log-level", "warning"]
+        cmd = durably_cmd("endpoint", APP, "--port", str(port), "--workers", workers, "--log-level", "warning")
     proc = Proc(kind, cmd, cwd=BENCH_DIR / "compare", log_path=workdir / f"{kind}.log")
     proc.start()
     url = f"http://127.0.0.1:{port}"

@@ -39,8 +39,6 @@ import os
 import re
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +47,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procs import Proc, free_port, serve_cmd  # bench/ is not a package: found through sys.path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -165,7 +167,8 @@ class Server:
         self.admin_port = free_port()
         self.data_dir = workdir / "data"
         self.log_path = workdir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc = Proc("durably serve", serve_cmd(self.app_ref, self.port, self.admin_port, self.data_dir,
+                                                    *self.extra_args), REPO, self.log_path)
 
     @property
     def base_url(self) -> str:
@@ -173,33 +176,12 @@ class Server:
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
         return self.proc.pid
 
     def start(self, timeout: float = 30.0) -> None:
-        durably_bin = Path(sys.executable).parent / "durably"
-        cmd = [str(durably_bin) if durably_bin.exists() else sys.executable, "serve", self.app_ref,
-               "--port", str(self.port), "--admin-port", str(self.admin_port),
-               "--data-dir", str(self.data_dir), "--synchronous", "full", "--log-level", "warning",
-               *self.extra_args]
-        if not durably_bin.exists():
-            cmd[1:1] = ["-m", "durably.cli.main"]
-        print(f"starting: {' '.join(cmd)}")
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"durably serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/restate/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"durably serve not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+        print(f"starting: {' '.join(self.proc.cmd)}")
+        self.proc.start()
+        self.proc.wait_healthy(f"{self.base_url}/restate/health", timeout)
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time the server process (all threads) has used so far."""
@@ -220,21 +202,10 @@ class Server:
         return int(m.group(1)) if m else None
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"WARNING: durably serve did not stop within {timeout:.0f} s of SIGTERM; killing it")
-            self.proc.kill()
-            return self.proc.wait()
+        return self.proc.stop(timeout)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
+        return self.proc.log_tail(lines)
 
 
 def machine_cpu() -> tuple[float, float] | None:
@@ -256,12 +227,6 @@ def busy_cores(interval: float = 1.0) -> float | None:
     if a is None or b is None or b[1] <= a[1]:
         return None
     return (os.cpu_count() or 1) * (b[0] - a[0]) / (b[1] - a[1])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def check_handler(server: Server, path: str) -> None:

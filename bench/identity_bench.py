@@ -31,14 +31,13 @@ import sys
 import tempfile
 import time
 import timeit
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_bench import BODY, LUA_TEMPLATE, busy_cores, free_port, run_wrk
-from interop_bench import RESTATE_NATIVE, RESTATE_WRAPPER, healthy, proc_table, tree_cpu, wait_until
-from procs import Proc
+from http_bench import BODY, LUA_TEMPLATE, busy_cores, run_wrk  # bench/ is not a package: found through sys.path
+from interop_bench import RESTATE_NATIVE, RESTATE_WRAPPER, proc_table, tree_cpu
+from procs import Proc, free_port, healthy, request, serve_cmd, wait_until
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -46,24 +45,12 @@ VENV_BIN = Path(sys.executable).parent
 TARGET_COST = 0.10
 
 
-def post_json(url: str, body: object) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
 def start_driver(driver: str, workdir: Path, on: bool, key_file: Path) -> tuple[Proc, str, str]:
     """durably serve or restate-server, signing with the key when on; returns (process, ingress, admin)."""
     port, admin = free_port(), free_port()
     if driver == "durably":
-        cmd = [sys.executable, "-m", "durably.cli.main", "serve", "bench/compare/durably_app.py:no_services", "--port",
-               str(port), "--admin-port", str(admin), "--data-dir", str(workdir / "data"), "--synchronous",
-               "full", "--log-level", "warning"]
-        if on:
-            cmd += ["--request-identity-key", str(key_file)]
+        extra = ["--request-identity-key", str(key_file)] if on else []
+        cmd = serve_cmd("bench/compare/durably_app.py:no_services", port, admin, workdir / "data", *extra)
         proc = Proc("durably", cmd, cwd=REPO, log_path=workdir / "durably.log")
     else:
         node = free_port()
@@ -93,13 +80,13 @@ def start(driver: str, workdir: Path, on: bool, key_file: Path, public: str) -> 
     wait_until(lambda: healthy(f"http://127.0.0.1:{dep_port}/health"), 30, "hypercorn", hyper)
     runtime, ingress, admin = start_driver(driver, workdir, on, key_file)
     procs = [hyper, runtime]
-    status, body = post_json(f"{admin}/deployments", {"uri": f"http://127.0.0.1:{dep_port}"})
+    status, body = request("POST", f"{admin}/deployments", {"uri": f"http://127.0.0.1:{dep_port}"})
     if status not in (200, 201):
-        raise RuntimeError(f"registration failed: {status} {body[:300]!r}")
+        raise RuntimeError(f"registration failed: {status} {str(body)[:300]}")
     deadline = time.monotonic() + 30  # Restate applies a registration asynchronously
-    while (answer := post_json(f"{ingress}/Bench/echo", "hello")) != (200, b'"hello"'):
+    while (answer := request("POST", f"{ingress}/Bench/echo", "hello")) != (200, "hello"):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"echo check failed: {answer[0]} {answer[1][:300]!r}")
+            raise RuntimeError(f"echo check failed: {answer[0]} {str(answer[1])[:300]}")
         time.sleep(0.1)
     return procs, ingress
 

@@ -43,8 +43,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,11 +55,10 @@ from http_bench import (  # bench/ is not a package: found through sys.path
     NOISE_LIMIT,
     busy_cores,
     children_cpu,
-    free_port,
     machine_cpu,
     run_wrk,
 )
-from procs import Proc
+from procs import Proc, free_port, healthy, request, serve_cmd, wait_until
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -111,41 +108,6 @@ def tree_cpu(root: int, table: dict[int, tuple[int, float]]) -> float:
     return total
 
 
-def wait_until(check: Any, timeout: float, what: str, proc: Proc | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.popen is not None and proc.popen.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
-        try:
-            if check():
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        time.sleep(0.05)
-    tail = f"\n{proc.log_tail()}" if proc is not None else ""
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
-
-
-def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    """One JSON request; returns (status, decoded body or raw text). HTTP errors are returned, not raised."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def healthy(url: str) -> bool:
-    status, _ = http("GET", url, timeout=2)
-    return status == 200
-
-
 @dataclass
 class System:
     """A runtime driving the deployment: where its ingress and admin API listen, and its process."""
@@ -156,7 +118,7 @@ class System:
     admin: str
 
     def register(self, uri: str) -> None:
-        status, body = http("POST", f"{self.admin}/deployments", {"uri": uri, "force": True})
+        status, body = request("POST", f"{self.admin}/deployments", {"uri": uri, "force": True})
         if status not in (200, 201):
             raise RuntimeError(f"{self.name}: registering {uri} answered {status}: {body}")
         services = [s.get("name") for s in body.get("services", [])] if isinstance(body, dict) else []
@@ -169,7 +131,7 @@ class System:
 
         def ok() -> bool:
             nonlocal last
-            last = http("POST", f"{self.ingress}/{SERVICE}/{handler}", json.loads(BODY), timeout=10)
+            last = request("POST", f"{self.ingress}/{SERVICE}/{handler}", json.loads(BODY), timeout=10)
             return last == (200, expected)
 
         try:
@@ -334,12 +296,8 @@ def start_restate(workdir: Path) -> System:
 
 def start_durably(workdir: Path) -> System:
     port, admin = free_port(), free_port()
-    durably_bin = Path(sys.executable).parent / "durably"
-    cmd = [str(durably_bin), "serve", DURABLY_APP, "--port", str(port), "--admin-port", str(admin),
-           "--data-dir", str(workdir / "durably-data"), "--synchronous", "full", "--log-level", "warning"]
-    if not durably_bin.exists():
-        cmd[0:1] = [sys.executable, "-m", "durably.cli.main"]
-    proc = Proc("durably", cmd, cwd=REPO, log_path=workdir / "durably.log")
+    proc = Proc("durably", serve_cmd(DURABLY_APP, port, admin, workdir / "durably-data"), cwd=REPO,
+                log_path=workdir / "durably.log")
     proc.start()
     system = System("Durably", proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}")
     wait_until(lambda: healthy(f"{system.ingress}/restate/health"), 30, "durably serve", proc)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import tempfile
 import time
@@ -25,17 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from procs import Proc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procs import Proc, free_port, serve_cmd  # bench/ is not a package: found through sys.path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status_mib(pid: int, field: str) -> float:
@@ -56,25 +52,17 @@ def main() -> int:
 
     port, admin = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="durably-membench-") as tmp:
-        cmd = [sys.executable, "-m", "durably.cli.main", "serve", "bench/memory_app.py:app", "--port", str(port),
-               "--admin-port", str(admin), "--data-dir", str(Path(tmp) / "data"), "--log-level", "warning"]
-        if args.budget:
-            cmd += ["--max-inflight-body", args.budget]
+        extra = ["--max-inflight-body", args.budget] if args.budget else []
+        cmd = serve_cmd("bench/memory_app.py:app", port, admin, Path(tmp) / "data", *extra, synchronous=None)
         proc = Proc("durably", cmd, REPO, Path(tmp) / "server.log")
         proc.start()
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/restate/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or not proc.alive():
-                    print(proc.log_tail())
-                    return 1
-                time.sleep(0.05)
+            try:
+                proc.wait_healthy(f"{url}/restate/health", 30)
+            except RuntimeError as e:
+                print(e)
+                return 1
             for _ in range(20):
                 httpx.post(f"{url}/Memory/size", json="warm-up", timeout=30).raise_for_status()
             baseline = status_mib(proc.pid, "VmRSS")

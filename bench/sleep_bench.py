@@ -33,21 +33,20 @@ import asyncio
 import os
 import re
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procs import Proc, free_port, serve_cmd  # bench/ is not a package: found through sys.path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -74,8 +73,7 @@ class Server:
         self.port = free_port()
         self.admin_port = free_port()
         self.log_path = workdir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.popen_at = 0.0
+        self.proc = Proc("durably serve", self.command(), REPO, self.log_path)
 
     @property
     def base_url(self) -> str:
@@ -83,7 +81,6 @@ class Server:
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
         return self.proc.pid
 
     @property
@@ -91,31 +88,14 @@ class Server:
         return self.data_dir / "durably.sqlite3"
 
     def command(self) -> list[str]:
-        durably_bin = Path(sys.executable).parent / "durably"
-        head = [str(durably_bin)] if durably_bin.exists() else [sys.executable, "-m", "durably.cli.main"]
-        return [*head, "serve", APP_REF, "--port", str(self.port), "--admin-port", str(self.admin_port),
-                "--data-dir", str(self.data_dir), "--synchronous", "full", "--log-level", "warning"]
+        return serve_cmd(APP_REF, self.port, self.admin_port, self.data_dir)
 
     def start(self, timeout: float = 60.0) -> float:
         """Start the server and wait for its first healthy answer; return seconds from Popen to that answer."""
         with self.log_path.open("ab") as log:
-            log.write(f"\n===== {' '.join(self.command())}\n".encode())
-            log.flush()
-            self.popen_at = time.monotonic()
-            self.proc = subprocess.Popen(self.command(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        deadline = self.popen_at + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"durably serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/restate/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        return time.monotonic() - self.popen_at
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"durably serve not healthy after {timeout:.0f} s:\n{self.log_tail()}")
-            time.sleep(HEALTH_POLL_S)
+            log.write(f"\n===== {' '.join(self.proc.cmd)}\n".encode())
+        self.proc.start()
+        return self.proc.wait_healthy(f"{self.base_url}/restate/health", timeout, HEALTH_POLL_S)
 
     def memory_mib(self) -> tuple[float, float]:
         """(VmRSS, VmHWM) of the server process, in MiB."""
@@ -130,34 +110,15 @@ class Server:
 
     def kill(self) -> None:
         """SIGKILL the server (a crash: nothing is flushed or drained) and reap it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+        if self.proc.alive():
+            self.proc.kill()
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM the server, SIGKILL it if it does not stop in time; return its exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"WARNING: durably serve (pid {self.pid}) ignored SIGTERM for {timeout:.0f} s; killing it")
-                self.kill()
-        return self.proc.returncode
+        return self.proc.stop(timeout)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        return self.proc.log_tail(lines)
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -291,8 +252,7 @@ def wait_suspended(server: Server, n: int, timeout: float) -> float:
     start = time.monotonic()
     counts: dict[str, int] = {}
     while time.monotonic() - start < timeout:
-        if server.proc is not None and server.proc.poll() is not None:
-            raise BenchError(f"durably serve exited with {server.proc.returncode}:\n{server.log_tail()}")
+        server.proc.check_alive()
         counts = status_counts(server.db_path)
         if counts.get("suspended", 0) >= n:
             return time.monotonic() - start
@@ -388,7 +348,7 @@ def main() -> int:
         print(f"  starting: {' '.join(server.command())}")
         server.start()
         memory_and_restart(server, suspended, args.connections, out)
-    except (BenchError, httpx.HTTPError, sqlite3.Error, OSError) as e:
+    except (RuntimeError, httpx.HTTPError, sqlite3.Error, OSError) as e:  # BenchError is a RuntimeError
         out.clean = False
         print(f"\n!!!!! benchmark failed: {type(e).__name__}: {e}")
         for s in servers:

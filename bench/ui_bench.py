@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -33,22 +33,17 @@ from durably.server.store.base import INVOCATION_COLUMNS  # noqa: E402
 from durably.server.store.sqlite import SQLiteStore  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
-from procs import Proc  # noqa: E402
+from procs import Proc, free_port, serve_cmd  # noqa: E402 (bench/ is not a package)
 
 TARGET_MS = 50.0
 DAY_MS = 86_400_000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def fill(data_dir: Path, rows: int) -> tuple[list[str], int, int]:
     """Write `rows` completed invocations spread over the last `rows` seconds; returns sample ids and the range."""
-    store = SQLiteStore(data_dir, "OFF")
-    conn = store._writer
+    SQLiteStore(data_dir, "OFF").close()  # the schema of this durably; the rows go in through a connection of our own
+    conn = sqlite3.connect(data_dir / "durably.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
     rng = random.Random(7)
     inp = pb.InputCommandMessage()
     inp.value.content = b'"hello"'
@@ -88,7 +83,7 @@ def fill(data_dir: Path, rows: int) -> tuple[list[str], int, int]:
         conn.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?)", journal)
         conn.execute("COMMIT")
     conn.execute("ANALYZE")
-    store.close()
+    conn.close()
     print(f"filled {rows:,} completed invocations in {time.perf_counter() - t0:.1f} s")
     return sample, start, now
 
@@ -119,21 +114,15 @@ def main() -> None:
         workdir = Path(tmp)
         sample, start, now = fill(workdir / "data", args.rows)
         port, admin_port = free_port(), free_port()
-        proc = Proc("durably", [sys.executable, "-m", "durably.cli.main", "serve", "bench/compare/durably_app.py:app",
-                                "--port", str(port), "--admin-port", str(admin_port), "--data-dir",
-                                str(workdir / "data"), "--log-level", "warning"], REPO, workdir / "server.log")
+        proc = Proc("durably", serve_cmd("bench/compare/durably_app.py:app", port, admin_port, workdir / "data",
+                                         synchronous=None), REPO, workdir / "server.log")
         proc.start()
         try:
             admin = f"http://127.0.0.1:{admin_port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    get_ms(f"{admin}/health")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or not proc.alive():
-                        raise SystemExit(f"server did not start:\n{(workdir / 'server.log').read_text()}") from None
-                    time.sleep(0.1)
+            try:
+                proc.wait_healthy(f"{admin}/health", 60, interval=0.1)
+            except RuntimeError as e:
+                raise SystemExit(f"server did not start: {e}") from None
             mid = start + (now - start) // 2
             since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime((mid - 3_600_000) / 1000))
             until = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(mid / 1000))

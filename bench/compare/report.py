@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from run import LABELS, THROUGHPUT, Workload
+from workloads import LABELS, THROUGHPUT, Workload
 
 BY_NAME = {w.name: w for w in THROUGHPUT}
 COLORS = {"durably": "#2b6cb0", "durably-sdk": "#63b3ed", "restate": "#dd6b20", "dbos": "#38a169"}

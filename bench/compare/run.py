@@ -36,10 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,8 +44,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from http_bench import LUA_TEMPLATE, busy_cores, free_port, run_wrk  # noqa: E402 (bench/ is not a package)
-from procs import Proc  # noqa: E402
+from http_bench import LUA_TEMPLATE, busy_cores, run_wrk  # noqa: E402 (bench/ is not a package)
+from procs import Proc, free_port, healthy, request, serve_cmd, wait_until  # noqa: E402
+from report import write_report  # noqa: E402
+from workloads import LABELS, OTHER, SYSTEM_KEYS, THROUGHPUT, Workload  # noqa: E402
 
 REPO = HERE.parent.parent
 WORK = REPO / ".bench" / "work"
@@ -58,51 +57,11 @@ RESTATE_PKG = REPO / ".interop" / "node_modules" / "@restatedev" / "restate-serv
 # The npm wrapper (node) spawns this native binary; run it directly so that no node process sits in between
 # (a SIGKILL must hit the server itself).
 RESTATE_BIN = REPO / ".interop" / "node_modules" / "@restatedev" / "restate-server-linux-x64" / "bin" / "restate-server"
-PAYLOAD_BYTES = 100 * 1024
-FANOUT = {"n": 100, "ms": 100}
-SYSTEM_KEYS = ("durably", "durably-sdk", "restate", "dbos")
-LABELS = {
-    "durably": "Durably (embedded)",
-    "durably-sdk": "Durably → restate-sdk",
-    "restate": "Restate → restate-sdk",
-    "dbos": "DBOS (SQLite)",
-}
+POLL_S = 0.02  # how often a wait checks again: the recovery and replay figures are timed by these waits
 
 
-# ------------------------------------------------------------------------------------------------ workloads
+# ------------------------------------------------------------------------------------------------ wrk scripts
 
-
-@dataclass(frozen=True)
-class Workload:
-    """A handler driven by wrk: its path, request body, expected answer and what one request is worth."""
-
-    name: str
-    title: str
-    path: str  # a "%d" in it is replaced by a random key from 1 to `keys` for each request
-    body: Any
-    expect: Any  # the answer to one request, checked before measuring (None: any integer > 0)
-    connections: tuple[int, ...]
-    unit: str | None = None  # what per_request counts (journaled steps, timers)
-    per_request: int = 0
-    keys: int = 0
-    keyed: bool = False  # needs virtual objects (keyed state, one writer per key)
-
-
-THROUGHPUT = [
-    Workload("echo", "Echo: a handler that returns its input", "/Bench/echo", "hello", "hello", (1, 32)),
-    Workload("steps1", "1 journaled step", "/Bench/steps1", "x", 0, (1, 32), "steps", 1),
-    Workload("steps3", "3 journaled steps", "/Bench/steps3", "x", 3, (1, 32), "steps", 3),
-    Workload("steps10", "10 journaled steps", "/Bench/steps10", "x", 45, (1, 32), "steps", 10),
-    Workload("payload", "One step with a 100 KB payload", "/Bench/payload", "x" * PAYLOAD_BYTES, PAYLOAD_BYTES,
-             (1, 32), "steps", 1),
-    Workload("fanout", "Fan-out of 100 concurrent 100 ms sleeps", "/Bench/fanout", FANOUT, FANOUT["n"], (1, 32),
-             "timers", FANOUT["n"]),
-    Workload("hotkey", "One hot virtual-object key (exclusive handler, state read + write)", "/Counter/hot/add", 1,
-             None, (32,), keyed=True),
-    Workload("keys100", "100 virtual-object keys, chosen at random", "/Counter/k%d/add", 1, None, (32,), keys=100,
-             keyed=True),
-]
-OTHER = ("recovery", "replay", "memory")
 
 KEYED_LUA = """
 request = function()
@@ -119,39 +78,6 @@ def lua_for(w: Workload) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
-
-
-def request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-            timeout: float = 60.0) -> tuple[int, Any]:
-    """One HTTP request with a JSON body; returns (status, decoded JSON or text). HTTP errors are returned."""
-    data = None if body is None else json.dumps(body).encode()
-    hdrs = {"Content-Type": "application/json"} if data is not None else {}
-    hdrs.update(headers or {})
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def poll(check: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Call check() until it returns something truthy; connection errors count as 'not yet'."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            got = check()
-            if got:
-                return got
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, sqlite3.Error) as e:
-            last_error = e
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})")
 
 
 def submit_many(url: str, count: int, body: Any, concurrency: int = 32) -> None:
@@ -244,21 +170,14 @@ class System:
 
     def check_alive(self) -> None:
         for p in self.procs:
-            if p.popen is not None and p.popen.poll() is not None:
-                raise RuntimeError(f"{p.name} exited with {p.popen.returncode}:\n{p.log_tail()}")
+            p.check_alive()
 
     def wait_healthy(self, url: str, what: str, timeout: float = 60.0) -> None:
         def ok() -> bool:
             self.check_alive()
             return request("GET", url, timeout=2)[0] == 200
 
-        poll(ok, timeout, what)
-
-
-def durably_cmd(app_ref: str, port: int, admin: int, data: Path) -> list[str]:
-    durably_bin = Path(sys.executable).parent / "durably"
-    return [str(durably_bin), "serve", app_ref, "--port", str(port), "--admin-port", str(admin), "--data-dir",
-            str(data), "--synchronous", "full", "--log-level", "warning"]
+        wait_until(ok, timeout, what, interval=POLL_S)
 
 
 def hypercorn_proc(workdir: Path, port: int) -> Proc:
@@ -296,8 +215,8 @@ class Durably(DurablyStore, System):
         self.port, self.admin_port = free_port(), free_port()
         self.data = self.dir / "data"
         self.ingress = f"http://127.0.0.1:{self.port}"
-        self.procs = [Proc("durably", durably_cmd("bench/compare/durably_app.py:app", self.port, self.admin_port,
-                                                  self.data), REPO, self.dir / "durably.log")]
+        self.procs = [Proc("durably", serve_cmd("bench/compare/durably_app.py:app", self.port, self.admin_port,
+                                                 self.data), REPO, self.dir / "durably.log")]
 
     def start(self, env: dict[str, str] | None = None) -> None:
         self.procs[0].start(env)
@@ -312,8 +231,8 @@ class DurablySdk(DurablyStore, System):
         self.data = self.dir / "data"
         self.ingress = f"http://127.0.0.1:{self.port}"
         self.sdk = hypercorn_proc(self.dir, self.sdk_port)
-        self.durably = Proc("durably", durably_cmd("bench/compare/durably_app.py:no_services", self.port,
-                                                   self.admin_port, self.data), REPO, self.dir / "durably.log")
+        self.durably = Proc("durably", serve_cmd("bench/compare/durably_app.py:no_services", self.port,
+                                                 self.admin_port, self.data), REPO, self.dir / "durably.log")
         self.procs = [self.sdk, self.durably]
         self.registered = False
 
@@ -432,7 +351,7 @@ def check(system: System, w: Workload) -> None:
         return last[1] == w.expect if w.expect is not None else isinstance(last[1], int) and last[1] > 0
 
     try:
-        poll(ok, 30, f"{system.label} {path}", interval=0.2)
+        wait_until(ok, 30, f"{system.label} {path}", interval=0.2)
     except RuntimeError:
         raise RuntimeError(f"{system.label} {path}: last answer {str(last)[:300]}, expected {w.expect!r}") from None
 
@@ -463,13 +382,14 @@ def measure_recovery(system: System, in_flight: int) -> dict[str, Any]:
     gate.write_text("")
     system.start({"BENCH_GATE_BLOCK": "1", "BENCH_GATE_FILE": str(gate)})
     submit_many(f"{system.ingress}/Bench/gate/send", in_flight, 1)
-    poll(lambda: len(gate.read_text().splitlines()) >= in_flight, 300, f"{in_flight} invocations at the gate",
-         interval=0.05)
+    wait_until(lambda: len(gate.read_text().splitlines()) >= in_flight, 300, f"{in_flight} invocations at the gate",
+               interval=0.05)
     system.kill()
     t0 = time.monotonic()
     system.start()
     serving = time.monotonic() - t0
-    poll(lambda: system.count("gate", "completed") >= in_flight, 600, f"{in_flight} recovered invocations")
+    wait_until(lambda: system.count("gate", "completed") >= in_flight, 600, f"{in_flight} recovered invocations",
+               interval=POLL_S)
     total = time.monotonic() - t0
     system.stop()
     return {"total_s": total, "serving_s": serving}
@@ -480,8 +400,8 @@ def measure_replay(system: System, entries: int, key: str) -> float:
     status, out = request("POST", f"{system.ingress}/Replay/{key}/run/send", entries)
     if status != 202:
         raise RuntimeError(f"{system.label}: starting Replay/{key}: {status} {out}")
-    poll(lambda: system.workflow_status("Replay", key) == "suspended", 120 + entries / 50,
-         f"Replay/{key} to suspend after {entries} steps", interval=0.05)
+    wait_until(lambda: system.workflow_status("Replay", key) == "suspended", 120 + entries / 50,
+               f"Replay/{key} to suspend after {entries} steps", interval=0.05)
     t0 = time.monotonic()
     status, out = request("POST", f"{system.ingress}/Replay/{key}/go")
     if status != 200:
@@ -504,12 +424,12 @@ def measure_replay_dbos(system: Dbos, entries: int, key: str) -> float:
                                                    "DBOS__VMID": "writer"})
     writer.start()
     try:
-        poll(lambda: request("GET", f"http://127.0.0.1:{port}/health", timeout=2)[0] == 200, 60, "the DBOS writer")
+        wait_until(lambda: healthy(f"http://127.0.0.1:{port}/health"), 60, "the DBOS writer", interval=POLL_S)
         status, out = request("POST", f"http://127.0.0.1:{port}/Replay/{key}/run/send", entries)
         if status != 202:
             raise RuntimeError(f"DBOS writer: Replay/{key}: {status} {out}")
-        poll(lambda: gate.read_text().strip() != "", 600 + entries / 10, f"DBOS Replay/{key} at its gate",
-             interval=0.05)
+        wait_until(lambda: gate.read_text().strip() != "", 600 + entries / 10, f"DBOS Replay/{key} at its gate",
+                   interval=0.05)
     finally:
         writer.kill()
     t0 = time.monotonic()
@@ -526,8 +446,8 @@ def measure_memory(system: System, parked: int) -> dict[str, Any]:
     check(system, THROUGHPUT[0])
     before = system.rss_kib()
     submit_many(f"{system.ingress}/Park/wait/send", parked, None)
-    poll(lambda: system.count("wait", "suspended") >= parked, 300 + parked / 50, f"{parked} suspended invocations",
-         interval=0.2)
+    wait_until(lambda: system.count("wait", "suspended") >= parked, 300 + parked / 50,
+               f"{parked} suspended invocations", interval=0.2)
     after = system.rss_kib()
     system.stop()
     return {"invocations": parked, "rss_before_mib": before / 1024, "rss_after_mib": after / 1024,
@@ -693,8 +613,6 @@ def main() -> int:
     if not failed:
         shutil.rmtree(workdir, ignore_errors=True)
     if not args.no_report:
-        from report import write_report  # imports matplotlib: only needed here
-
         page = write_report(results, out_path)
         print(f"page: {page}")
     return 1 if failed else 0
