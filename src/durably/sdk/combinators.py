@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from durably.sdk.context import DurableFuture
+from durably.sdk.context import DurableFuture, context_of, waiting_attempt
 from durably.sdk.errors import TerminalError
 
 
@@ -29,12 +29,10 @@ def _attempt_of(futures: tuple[DurableFuture[Any], ...]) -> Any:
                 f"durably combinators take futures from the context (ctx.run, ctx.sleep, calls, awakeables), "
                 f"not {type(f).__name__}")
         if ctx is None:
-            ctx = f._ctx
-        elif f._ctx is not ctx:
+            ctx = context_of(f)
+        elif context_of(f) is not ctx:
             raise TerminalError("all futures of a combinator must come from the same context")
-    assert ctx is not None
-    ctx._check_not_in_run("wait on durable futures")
-    return ctx._attempt
+    return waiting_attempt(futures[0], "wait on durable futures")
 
 
 async def wait_completed(*futures: DurableFuture[Any]) -> tuple[list[DurableFuture[Any]], list[DurableFuture[Any]]]:

@@ -483,6 +483,25 @@ class Context:
         return DurableFuture(self, handle, lambda v: None if v is None else s.deserialize(v))
 
 
+def waiting_attempt(future: DurableFuture[Any], what: str) -> Attempt:
+    """The attempt a handler waits in when it awaits `future` (for the combinators of `durably.sdk.combinators`).
+
+    Raises TerminalError inside a `ctx.run` closure, where waiting on durable futures is not allowed.
+    """
+    future._ctx._check_not_in_run(what)
+    return future._ctx._attempt
+
+
+def context_of(future: DurableFuture[Any]) -> Context:
+    """The context that handed out `future` (all futures of one combinator must share it)."""
+    return future._ctx
+
+
+def is_replaying_in(ctx: Context) -> bool:
+    """Whether the handler of `ctx` re-executes steps whose results come from the journal."""
+    return bool(ctx._attempt.vm.replaying)
+
+
 def _encode_arg(h: Handler, arg: Any) -> bytes:
     """The call's parameter, checked against the callee's type hint as the ingress would check it."""
     if not h.takes_input:

@@ -79,4 +79,6 @@ def is_replaying(ctx: Any = None) -> bool:
     ctx = ctx if ctx is not None else _CURRENT.get()
     if ctx is None:
         return False
-    return bool(ctx._attempt.vm.replaying)
+    from durably.sdk.context import is_replaying_in  # context imports this module: at call time
+
+    return is_replaying_in(ctx)
