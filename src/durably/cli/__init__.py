@@ -1,4 +1,5 @@
-"""The `durably` command: one module per command group over the configuration object `durably serve` shares."""
+"""The `durably` command: one module per command group, a thin adapter over the `ServerConfig` that
+`durably serve` builds (see durably.cli.main for the commands and durably.cli.serve for the config's way in)."""
 
 from durably.cli.main import main
 

@@ -582,5 +582,4 @@ __all__ = [
     "SleepFuture",
     "WorkflowContext",
     "WorkflowSharedContext",
-    "m",
 ]
