@@ -90,7 +90,11 @@ def _retention(text: str) -> timedelta:
 
 
 def server_config(settings: dict[str, Any]) -> ServerConfig:
-    """The ServerConfig of `serve`'s settings, as click resolved them from flags, environment, file and defaults."""
+    """The ServerConfig of `serve`'s settings, as click resolved them from flags, environment, file and defaults.
+
+    Two settings also merge variables of their own here: the retry policy (RESTATE_/DURABLY_DEFAULT_RETRY_POLICY__*,
+    under its flags) and the concurrency rules (DURABLY_CONCURRENCY_LIMITS, before its flags).
+    """
     limits = {name: settings[name] for name in LIMIT_OPTIONS}
     return ServerConfig(
         host=settings["host"], port=settings["port"], admin_port=settings["admin_port"],
