@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from durably.cli.main import main, serve
 from durably.cli import settings as serve_config
+from durably.cli.main import main, serve
 
 REPO = Path(__file__).resolve().parents[1]
 
