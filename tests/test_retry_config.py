@@ -10,7 +10,7 @@ import pytest
 
 import durably
 from durably import InvocationRetryPolicy, TerminalError
-from durably.cli.main import _default_retry_policy
+from durably.cli.serve import retry_policy
 from durably.server.engine.invocation import PAUSED
 from durably.server.process.retry_config import RetryConfigError, default_retry_policy, settings_from_env
 from durably.server.store.base import COL
@@ -50,16 +50,16 @@ def test_bad_values_name_the_variable(var: str, value: str) -> None:
 def test_serve_flags_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESTATE_DEFAULT_RETRY_POLICY__MAX_ATTEMPTS", "3")
     monkeypatch.setenv("RESTATE_DEFAULT_RETRY_POLICY__ON_MAX_ATTEMPTS", "kill")
-    policy = _default_retry_policy({"retry_max_attempts": "9", "retry_on_max_attempts": None})
+    policy = retry_policy({"retry_max_attempts": "9", "retry_on_max_attempts": None})
     assert (policy.max_attempts, policy.on_max_attempts) == (9, "kill")
     with pytest.raises(click.ClickException, match="--default-retry-max-interval"):
-        _default_retry_policy({"retry_max_interval": "later"})
+        retry_policy({"retry_max_interval": "later"})
 
 
 def test_no_settings_keep_the_built_in_default(monkeypatch: pytest.MonkeyPatch) -> None:
     for prefix in ("RESTATE", "DURABLY"):
         monkeypatch.delenv(f"{prefix}_DEFAULT_RETRY_POLICY__MAX_ATTEMPTS", raising=False)
-    assert _default_retry_policy({"retry_max_attempts": None}) is None
+    assert retry_policy({"retry_max_attempts": None}) is None
 
 
 def _app() -> durably.App:

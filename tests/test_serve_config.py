@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from durably.cli import settings as serve_config
 from durably.cli.main import main, serve
-from durably.server import config as serve_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,6 @@ Serve it with `durably serve module:app`.
 
 from typing import Any
 
-from durably.hosting import embedded as _embedded
 from durably.sdk.combinators import as_completed, gather, select, wait_completed
 from durably.sdk.context import (
     CallFuture,
@@ -44,9 +43,8 @@ from durably.sdk.replay_log import ReplayFilter, getLogger
 from durably.sdk.serde import BytesSerde, DefaultSerde, JsonSerde, MsgspecJsonSerde, PydanticJsonSerde, Serde
 from durably.sdk.service import App, Service, VirtualObject, Workflow, app
 
-# Served by any ASGI server, an app also runs the embedded runtime when DURABLY_EMBEDDED=1 (durably.hosting.embedded).
-_embedded.install()
-_embedded.import_hypercorn_asyncio()
+# Nothing is installed or patched on import. Served by any ASGI server, an app also runs the embedded runtime
+# when DURABLY_EMBEDDED=1: it looks that up on its first ASGI call (durably.sdk.endpoint.asgi_endpoint).
 
 __version__ = "0.1.0"
 

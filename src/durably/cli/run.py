@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from durably.hosting import embedded
+from durably.sdk.endpoint import ENV_EMBEDDED
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -37,7 +38,7 @@ def run(host: str | None, port: int | None, admin_port: int | None, data_dir: Pa
     ./durably-data, exactly as `durably serve`. Unset settings keep their DURABLY_* values from the environment.
     """
     env = dict(os.environ)
-    env[embedded.ENV_EMBEDDED] = "1"
+    env[ENV_EMBEDDED] = "1"
     for name, value in ((embedded.ENV_HOST, host), (embedded.ENV_PORT, port),
                         (embedded.ENV_ADMIN_PORT, admin_port), (embedded.ENV_DATA_DIR, data_dir),
                         (embedded.ENV_SYNCHRONOUS, synchronous)):

@@ -14,20 +14,9 @@ from typing import Any
 
 import click
 
-from durably.clients.http import DEFAULT_ADMIN_URL, AdminClient
-
-
-def _admin_option(f: Any) -> Any:
-    return click.option("--admin", "admin_url", metavar="URL", default=None,
-                        help=f"Admin API URL [env DURABLY_ADMIN_URL; default {DEFAULT_ADMIN_URL}].")(f)
-
-
-def _cli() -> Any:
-    # The shared helpers of `durably` (error reporting, the admin client); imported when a command runs,
-    # because durably.cli.main imports this module to add the `state` group.
-    from durably.cli import main as cli
-
-    return cli
+from durably.cli.connect import EXIT_FAILED, admin_client, admin_option, reporting
+from durably.cli.output import json_out
+from durably.clients.http import AdminClient
 
 
 def _encode(values: Any) -> dict[str, bytes]:
@@ -46,7 +35,7 @@ def _current(admin: AdminClient, obj: str, key: str) -> tuple[dict[str, bytes], 
 
 
 @click.group()
-@_admin_option
+@admin_option
 def state(admin_url: str | None) -> None:
     """A virtual object's or workflow's state, by OBJECT (service name) and KEY."""
 
@@ -55,15 +44,15 @@ def state(admin_url: str | None) -> None:
 @click.argument("obj", metavar="OBJECT")
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON (with the version).")
-@_admin_option
+@admin_option
 def get_state(obj: str, key: str, as_json: bool, admin_url: str | None) -> None:
     """Print the state of OBJECT/KEY as JSON."""
-    with _cli()._reporting(), _cli()._admin(admin_url) as admin:
+    with reporting(), admin_client(admin_url) as admin:
         body = admin.state(obj, key)
     if as_json:
-        _cli()._json_out(body)
+        json_out(body)
         return
-    _cli()._json_out(body["state"])
+    json_out(body["state"])
     for name in body.get("binary", {}):
         click.echo(f"({name}: binary, not JSON; see --json)", err=True)
 
@@ -73,7 +62,7 @@ def get_state(obj: str, key: str, as_json: bool, admin_url: str | None) -> None:
 @click.argument("key")
 @click.argument("values", metavar="JSON")
 @click.option("--merge", is_flag=True, help="Change only the names given; keep the others.")
-@_admin_option
+@admin_option
 def set_state(obj: str, key: str, values: str, merge: bool, admin_url: str | None) -> None:
     """Replace the state of OBJECT/KEY with JSON, an object of names to values ('-' reads stdin).
 
@@ -87,7 +76,7 @@ def set_state(obj: str, key: str, values: str, merge: bool, admin_url: str | Non
     except ValueError as e:
         raise click.BadParameter(f"not JSON: {e}", param_hint="JSON") from None
     new = _encode(parsed)
-    with _cli()._reporting(), _cli()._admin(admin_url) as admin:
+    with reporting(), admin_client(admin_url) as admin:
         version = None
         if merge:
             raw, _, version = _current(admin, obj, key)
@@ -99,13 +88,13 @@ def set_state(obj: str, key: str, values: str, merge: bool, admin_url: str | Non
 @state.command("edit")
 @click.argument("obj", metavar="OBJECT")
 @click.argument("key")
-@_admin_option
+@admin_option
 def edit_state(obj: str, key: str, admin_url: str | None) -> None:
     """Open the state of OBJECT/KEY in $EDITOR as JSON and save what you write back.
 
     The save is refused if the object changed the state while you were editing.
     """
-    with _cli()._reporting(), _cli()._admin(admin_url) as admin:
+    with reporting(), admin_client(admin_url) as admin:
         raw, values, version = _current(admin, obj, key)
         edited = click.edit(json.dumps(values, indent=2, ensure_ascii=False) + "\n", extension=".json")
         if edited is None:
@@ -115,7 +104,7 @@ def edit_state(obj: str, key: str, admin_url: str | None) -> None:
             parsed = json.loads(edited)
         except ValueError as e:
             click.echo(f"durably: not saved: the edited text is not JSON ({e})", err=True)
-            sys.exit(_cli().EXIT_FAILED)
+            sys.exit(EXIT_FAILED)
         if parsed == values:
             click.echo("no change")
             return
@@ -130,11 +119,11 @@ def edit_state(obj: str, key: str, admin_url: str | None) -> None:
 @click.argument("obj", metavar="OBJECT")
 @click.argument("key")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_admin_option
+@admin_option
 def clear_state(obj: str, key: str, yes: bool, admin_url: str | None) -> None:
     """Delete all state of OBJECT/KEY."""
     if not yes:
         click.confirm(f"delete all state of {obj}/{key}?", abort=True)
-    with _cli()._reporting(), _cli()._admin(admin_url) as admin:
+    with reporting(), admin_client(admin_url) as admin:
         admin.set_state(obj, key, {})
     click.echo(f"cleared {obj}/{key}")

@@ -1,11 +1,5 @@
-"""Clients of a running server: restate-sdk's typed async client, and the CLI's synchronous ones.
-
-restate-sdk's `restate.client` (`create_client`, `Client`, `HttpError`, ...), typed by handler functions:
-
-    async with create_client("http://127.0.0.1:8080") as client:
-        await client.service_call(greet, "Ada")
-
-The CLI's small synchronous clients of the ingress and the admin API, usable on their own:
+"""The CLI's small synchronous clients of a running server's ingress and admin API, usable on their own
+(restate-sdk's typed async client is `durably.clients.typed`, exported as `durably.client`):
 
     with AdminClient("http://127.0.0.1:9070") as admin:
         for inv in admin.invocations(status="paused"):
@@ -22,14 +16,11 @@ from urllib.parse import quote
 
 import httpx
 
-from durably.client_types import HttpError, RestateClient, RestateClientSendHandle, RestateScopedClient
 from durably.clients import restate_query
-from durably.clients.typed import Client, ScopedClient, create_client
 
 __all__ = [
-    "ACTIONS", "DEFAULT_ADMIN_URL", "DEFAULT_INGRESS_URL", "AdminClient", "BadURL", "CallResult", "Client",
-    "ClientError", "HttpError", "IngressClient", "RequestFailed", "RestateClient", "RestateClientSendHandle",
-    "RestateScopedClient", "ScopedClient", "ServerUnreachable", "TimedOut", "create_client", "target_path",
+    "ACTIONS", "DEFAULT_ADMIN_URL", "DEFAULT_INGRESS_URL", "AdminClient", "BadURL", "CallResult", "ClientError",
+    "IngressClient", "RequestFailed", "ServerUnreachable", "TimedOut", "target_path",
 ]
 
 DEFAULT_INGRESS_URL = "http://127.0.0.1:8080"

@@ -8,7 +8,11 @@ API on the server's event loop, started from the ASGI lifespan: `python __main__
 deployment, as before, so the same script still serves a real Restate server unchanged.
 
 Settings come from the environment, named like `durably serve`'s flags: DURABLY_HOST, DURABLY_PORT,
-DURABLY_ADMIN_PORT, DURABLY_DATA_DIR, DURABLY_SYNCHRONOUS (full|normal|off), DURABLY_IN_MEMORY.
+DURABLY_ADMIN_PORT, DURABLY_DATA_DIR, DURABLY_SYNCHRONOUS (full|normal|off), DURABLY_IN_MEMORY; they make the
+same `ServerConfig` (durably.server.config) `durably serve` runs on, with its defaults for the rest.
+
+Nothing is installed when `durably` is imported: an App asks `durably.sdk.endpoint.asgi_endpoint` what serves
+it on its first ASGI call, and that brings this module in only when DURABLY_EMBEDDED is set.
 """
 
 from __future__ import annotations
@@ -19,32 +23,27 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from durably.sdk import service
 from durably.sdk.asgi import Receive, Scope, Send
+from durably.sdk.endpoint import Endpoint, embedded_requested
 from durably.sdk.service import App
 
 if TYPE_CHECKING:
-    from durably.server.process.runtime import DurablyServer, ServerConfig
+    from durably.server.config import ServerConfig
+    from durably.server.process.runtime import DurablyServer
 
 log = logging.getLogger("durably.hosting.embedded")
 
-ENV_EMBEDDED = "DURABLY_EMBEDDED"
 ENV_HOST = "DURABLY_HOST"
 ENV_PORT = "DURABLY_PORT"
 ENV_ADMIN_PORT = "DURABLY_ADMIN_PORT"
 ENV_DATA_DIR = "DURABLY_DATA_DIR"
 ENV_SYNCHRONOUS = "DURABLY_SYNCHRONOUS"
 ENV_IN_MEMORY = "DURABLY_IN_MEMORY"
-_TRUE = ("1", "true", "yes", "on")
+_TRUE = ("1", "true", "yes", "on")  # as DURABLY_EMBEDDED (durably.sdk.endpoint)
 
 
 class EmbeddedConfigError(ValueError):
     """An environment variable of embedded mode has a value that cannot be used."""
-
-
-def embedded_requested() -> bool:
-    """True if the environment asks for the embedded runtime next to the deployment endpoint."""
-    return os.environ.get(ENV_EMBEDDED, "").strip().lower() in _TRUE
 
 
 def _port(name: str, default: int) -> int:
@@ -61,17 +60,18 @@ def _port(name: str, default: int) -> int:
 
 
 def config_from_env() -> ServerConfig:
-    """The embedded server's settings from DURABLY_* variables (defaults as `durably serve`)."""
-    from durably.server.process.runtime import ServerConfig
+    """The embedded server's settings from DURABLY_* variables (defaults as `durably serve`: ServerConfig's)."""
+    from durably.server.config import ServerConfig
 
-    sync = os.environ.get(ENV_SYNCHRONOUS, "full").strip().upper()
+    defaults = ServerConfig()
+    sync = os.environ.get(ENV_SYNCHRONOUS, defaults.synchronous).strip().upper()
     if sync not in ("FULL", "NORMAL", "OFF"):
         raise EmbeddedConfigError(f"{ENV_SYNCHRONOUS}={sync.lower()!r}: use full, normal or off")
     return ServerConfig(
-        host=os.environ.get(ENV_HOST, "127.0.0.1"),
-        port=_port(ENV_PORT, 8080),
-        admin_port=_port(ENV_ADMIN_PORT, 9070),
-        data_dir=Path(os.environ.get(ENV_DATA_DIR, "durably-data")),
+        host=os.environ.get(ENV_HOST, defaults.host),
+        port=_port(ENV_PORT, defaults.port),
+        admin_port=_port(ENV_ADMIN_PORT, defaults.admin_port),
+        data_dir=Path(os.environ.get(ENV_DATA_DIR, str(defaults.data_dir))),
         synchronous=sync,
         in_memory=os.environ.get(ENV_IN_MEMORY, "").strip().lower() in _TRUE,
     )
@@ -96,8 +96,6 @@ class EmbeddingEndpoint:
     """
 
     def __init__(self, app: App) -> None:
-        from durably.sdk.endpoint import Endpoint
-
         self.app = app
         self.endpoint = Endpoint(app)
         self.server: DurablyServer | None = None
@@ -156,22 +154,3 @@ class EmbeddingEndpoint:
             return
         self.server.request_stop()
         await asyncio.gather(task, return_exceptions=True)
-
-
-def install() -> None:
-    """Serve every App through an EmbeddingEndpoint (a plain deployment unless DURABLY_EMBEDDED is set)."""
-    service.endpoint_factory = EmbeddingEndpoint
-
-
-
-def import_hypercorn_asyncio() -> None:
-    """Make `hypercorn.asyncio` an attribute of `hypercorn`, as `import restate` does.
-
-    Restate's templates write `import hypercorn` and then call `hypercorn.asyncio.serve(...)`; that works only
-    because restate-sdk imports `hypercorn.asyncio` itself. `import durably as restate` must do the same for those
-    scripts to run unchanged. Without hypercorn installed there is nothing to do.
-    """
-    try:
-        import hypercorn.asyncio  # noqa: F401
-    except ImportError:
-        pass

@@ -80,7 +80,12 @@ def hypercorn_config(opts: EndpointOptions) -> Any:
 
 
 def tune_h2_windows(stream_window: int, connection_window: int) -> None:
-    """Make hypercorn's HTTP/2 connections (in this process) advertise larger flow-control windows."""
+    """Make hypercorn's HTTP/2 connections (in this process) advertise larger flow-control windows.
+
+    Still a patch of hypercorn's H2Protocol, applied when serving starts (never on import): hypercorn 0.18 has no
+    setting for either window, and builds H2Protocol by name inside ProtocolWrapper, which TCPServer.run builds
+    inline, which worker_serve builds inline, so a subclass could only be passed by re-implementing those three.
+    """
     import h2.settings
     from hypercorn.protocol.h2 import H2Protocol
 

@@ -601,5 +601,4 @@ __all__ = [
     "SleepFuture",
     "WorkflowContext",
     "WorkflowSharedContext",
-    "m",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 from google.protobuf.message import Message
@@ -385,3 +386,30 @@ class _Invocation:
             log.error("malformed frames from the server: %s", e)
             attempt.close_input()
             await self._drain()
+
+
+# The switch of embedded mode: set by `durably run`, or by hand (`DURABLY_EMBEDDED=1 python app.py`).
+ENV_EMBEDDED = "DURABLY_EMBEDDED"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def embedded_requested() -> bool:
+    """True if the environment asks for the embedded runtime next to the deployment endpoint."""
+    return os.environ.get(ENV_EMBEDDED, "").strip().lower() in _TRUE
+
+
+def asgi_endpoint(app: App) -> Any:
+    """What serves `app` when an ASGI server calls it (`App.__call__` asks once, on its first call): its
+    deployment Endpoint, or, when the environment asks for embedded mode, the Endpoint with Durably's
+    runtime started beside it (`durably.hosting.embedded.EmbeddingEndpoint`)."""
+    # Decided here, on the first ASGI call, instead of being installed by `import durably`: the runtime lives
+    # above the SDK (hosting, and the server behind it), and a process can ask for it only through its
+    # environment, since `durably run` and `DURABLY_EMBEDDED=1 python app.py` start a program that runs none of
+    # our code before its ASGI server calls the app. That first call (the lifespan startup, or the first
+    # request when lifespan is off) is the earliest moment that needs the runtime, so `import durably` stays
+    # free of the server and of side effects, and only a process that asked for embedded mode imports it.
+    if embedded_requested():
+        from durably.hosting.embedded import EmbeddingEndpoint
+
+        return EmbeddingEndpoint(app)
+    return Endpoint(app)

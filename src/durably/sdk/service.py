@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import sys
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -338,12 +340,9 @@ class App:
                        send: Callable[..., Awaitable[Any]]) -> None:
         """ASGI entry point: this app as a Restate service deployment (and, if asked for, the embedded runtime)."""
         if self._endpoint is None:
-            if endpoint_factory is not None:
-                self._endpoint = endpoint_factory(self)
-            else:
-                from durably.sdk.endpoint import Endpoint
+            from durably.sdk.endpoint import asgi_endpoint
 
-                self._endpoint = Endpoint(self)
+            self._endpoint = asgi_endpoint(self)
         await self._endpoint(scope, receive, send)
 
     def handler(self, service: str, handler: str) -> Handler | None:
@@ -352,11 +351,25 @@ class App:
         return None if svc is None else svc.handlers.get(handler)
 
 
-# Hooks for the layers above the SDK (set by `durably.hosting.embedded` and `durably.hosting.capture`, so the
-# SDK imports neither):
-# what serves an App over ASGI, and who hears about each App built.
-endpoint_factory: Callable[[App], Any] | None = None
+# Who hears about each App built: `durably.hosting.capture` adds a hook while it runs a script's entry point
+# (and removes it after), so the SDK does not import it.
 app_built_hooks: list[Callable[[App], None]] = []
+
+
+def _reach_hypercorn_asyncio() -> None:
+    """Make `hypercorn.asyncio` an attribute of an already imported `hypercorn`, as `import restate` does.
+
+    Restate's templates write `import hypercorn`, build the app in `main()`, then call
+    `hypercorn.asyncio.serve(app, conf)`. That works with restate-sdk only because importing it loads
+    `hypercorn.asyncio`. `import durably` loads no hypercorn (the SDK does not need a server), so the submodule
+    is loaded here instead: building the app is the step every such script takes between its `import hypercorn`
+    and that call. A process that has not imported hypercorn is left alone.
+    """
+    if "hypercorn" in sys.modules and "hypercorn.asyncio" not in sys.modules:
+        try:
+            importlib.import_module("hypercorn.asyncio")
+        except ImportError:
+            pass
 
 
 def app(services: Iterable[ServiceDefinition], protocol: Literal["bidi", "request_response"] | None = None,
@@ -387,4 +400,5 @@ def app(services: Iterable[ServiceDefinition], protocol: Literal["bidi", "reques
         out.services[svc.name] = svc
     for hook in list(app_built_hooks):
         hook(out)
+    _reach_hypercorn_asyncio()
     return out

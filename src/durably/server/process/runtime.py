@@ -1,4 +1,4 @@
-"""`durably serve`: the engine, the ingress and the admin API in one process."""
+"""`durably serve`: the engine, the ingress and the admin API in one process, as a `ServerConfig` says."""
 
 from __future__ import annotations
 
@@ -6,32 +6,23 @@ import asyncio
 import logging
 import signal
 import socket
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import uvicorn
 
-from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
+from durably.server.config import ServerConfig
 from durably.server.engine.engine import Engine, EngineOptions
 from durably.server.http.admin import Admin
 from durably.server.http.connection_limits import protocol_class
 from durably.server.http.ingress import Ingress
 from durably.server.observe.metrics import LoopMonitor, TimedIngress
 from durably.server.observe.tracing import from_environment as tracing_from_environment
-from durably.server.process.limits import (
-    DEFAULT_MAX_BODY,
-    BodyBudget,
-    ResourceLimits,
-    engine_limits,
-    fit_connection_cap,
-    raise_nofile_limit,
-)
+from durably.server.process.limits import BodyBudget, engine_limits, fit_connection_cap, raise_nofile_limit
 from durably.server.process.listeners import guarded, protections, security_options, tls_options, url
 from durably.server.process.memory_return import set_mmap_threshold, trim_soon
-from durably.server.process.shutdown import DEFAULT_GRACE_S, drain
+from durably.server.process.shutdown import DrainingIngress, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
@@ -66,48 +57,8 @@ class _QuietServer(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-@dataclass
-class ServerConfig:
-    """Settings of `durably serve`."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    admin_port: int = 9070
-    data_dir: Path = field(default_factory=lambda: Path("durably-data"))
-    synchronous: str = "FULL"
-    in_memory: bool = False
-    always_replay: bool = False
-    body_limit: int = DEFAULT_MAX_BODY
-    log_level: str = "info"
-    limits: ResourceLimits = field(default_factory=ResourceLimits)
-    metrics: bool = True
-    # How long completed invocations are kept unless their handler or service says otherwise.
-    retention: timedelta = timedelta(days=1)
-    # Restate's [default-retry-policy]: None keeps Restate's defaults (see server/retry_config.py).
-    default_retry_policy: InvocationRetryPolicy | None = None
-    # Restate 1.7's concurrency rules per scope / limit key, pattern -> limit (see server/flow_control.py).
-    concurrency_rules: dict[str, int] = field(default_factory=dict)
-    # Security (see SECURITY.md and server/listeners.py): the admin API's own bind address, bearer tokens,
-    # TLS, the key that signs requests to remote deployments, extra headers never journaled.
-    admin_host: str = "127.0.0.1"
-    admin_token: str | None = field(default=None, repr=False)
-    ingress_token: str | None = field(default=None, repr=False)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    request_identity_key: Path | None = None
-    secret_headers: tuple[str, ...] = ()
-    # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/shutdown.py).
-    shutdown_grace: float = DEFAULT_GRACE_S
-    # Refuse new invocations from outside, finish the ones in the store (durably.server.process.drain).
-    drain: bool = False
-
-
 def _draining(ingress: Any, cfg: ServerConfig) -> Any:
-    if cfg.drain:
-        from durably.server.process.drain import DrainingIngress
-
-        return DrainingIngress(ingress)
-    return ingress
+    return DrainingIngress(ingress) if cfg.drain else ingress
 
 
 class DurablyServer:

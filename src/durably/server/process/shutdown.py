@@ -6,6 +6,13 @@ resume after the restart). New requests, and callers still waiting once the drai
 server is stopping" (Restate's clients retry with their idempotency key). A second signal, or the grace
 period running out, stops at once: attempts are aborted and what they were running runs again after the
 restart, which is at-least-once as always; nothing committed is lost either way.
+
+Draining for a move (`durably serve --drain`) is the other way a server winds down: it stops taking new
+invocations from outside while the ones in its store finish. Used to move to a Restate cluster
+(docs/scaling.md): start `durably serve --drain` on the old data directory, point callers at the cluster, and
+stop the old server once `durably invocations list` shows nothing unfinished. Calls and sends made by running
+handlers still go through (they belong to the work being finished), and so do attach, output and awakeable
+requests; only `POST /{Service}/...` from outside is refused, with 503.
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from durably.server.engine.engine import Engine
+from durably.sdk.asgi import Receive, Send, error
+
+if TYPE_CHECKING:  # the configuration reads DEFAULT_GRACE_S without loading the engine
+    from durably.server.engine.engine import Engine
 
 log = logging.getLogger("durably.server")
 
@@ -62,3 +73,17 @@ async def drain(engine: Engine, grace_s: float, force: asyncio.Event) -> DrainRe
     log.info("drained in %.2f s: %d of %d running invocations suspended or finished; %d waiting callers are "
              "told the server is stopping (503)", report.seconds, attempts - left, attempts, report.callers)
     return report
+
+
+class DrainingIngress:
+    """Wraps the ingress of `durably serve --drain`: new invocations get 503, everything under /restate/ passes."""
+
+    def __init__(self, ingress: Any) -> None:
+        self.ingress = ingress
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope["path"].startswith("/restate/"):
+            await error(send, 503, "this server is draining: it finishes the invocations it has and takes no new "
+                                   "ones; send new invocations to its successor")
+            return
+        await self.ingress(scope, receive, send)

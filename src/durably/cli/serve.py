@@ -1,0 +1,187 @@
+"""`durably serve [APP]`: the server, built from one `ServerConfig` (durably.server.config).
+
+A setting's way in, as uvicorn's CLI does it:
+
+    flag  >  DURABLY_<NAME>  >  --config FILE key  >  default     click resolves which (durably.cli.settings)
+    -> serve(**settings)                                          the command's keyword arguments
+    -> server_config(settings)                                    the one ServerConfig
+    -> DurablyServer(app, config).serve()                         durably.server.process.runtime
+
+Embedded mode (`DURABLY_EMBEDDED=1`, `durably run`) builds the same ServerConfig from its environment
+(durably.hosting.embedded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from durably.cli import settings as serve_settings
+from durably.cli.limits import LIMIT_OPTIONS, limit_options, resource_limits
+from durably.cli.security import security_options
+from durably.hosting.loader import AppLoadError, load_app
+from durably.sdk.options import InvocationRetryPolicy
+from durably.sdk.service import App
+from durably.server.config import ServerConfig
+
+# The flags' defaults are ServerConfig's, written as the flags take them.
+DEFAULTS = ServerConfig()
+_RETRY_PREFIX = "retry_"
+
+
+def retry_options(fn: Any) -> Any:
+    """`--default-retry-*`: the server-wide invocation retry policy (Restate's [default-retry-policy])."""
+    helps = {
+        "max_attempts": "Attempts per invocation, the first included, or 'unlimited' (default 70).",
+        "on_max_attempts": "What happens when they are spent: pause (default) or kill.",
+        "initial_interval": "Delay before the first retry (default 500ms).",
+        "max_interval": "Longest delay between retries (default 1m).",
+        "exponentiation_factor": "Growth of the delay per retry (default 2.0).",
+    }
+    for name, text in reversed(helps.items()):
+        fn = click.option("--default-retry-" + name.replace("_", "-"), _RETRY_PREFIX + name, metavar="VALUE",
+                          help=text + " Env: RESTATE_/DURABLY_DEFAULT_RETRY_POLICY__" + name.upper() + ".")(fn)
+    return fn
+
+
+def retry_policy(flags: dict[str, str | None]) -> InvocationRetryPolicy | None:
+    """The default retry policy of the `--default-retry-*` flags (as `retry_*`) over the RESTATE_/DURABLY_
+    environment variables; None when nothing is set (Restate's defaults apply)."""
+    from durably.server.process.retry_config import (
+        RetryConfigError,
+        default_retry_policy,
+        parse_flag,
+        settings_from_env,
+    )
+
+    try:
+        settings = settings_from_env(os.environ)
+        for name, value in flags.items():
+            if value is not None:
+                settings[name.removeprefix(_RETRY_PREFIX)] = parse_flag(name.removeprefix(_RETRY_PREFIX), value)
+        return default_retry_policy(settings) if settings else None
+    except RetryConfigError as e:
+        raise click.ClickException(f"bad default retry policy: {e}") from e
+
+
+def _concurrency_rules(flags: tuple[str, ...]) -> dict[str, int]:
+    from durably.server.engine.flow_control import FlowControlError, parse_rules
+
+    env = [x for x in os.environ.get("DURABLY_CONCURRENCY_LIMITS", "").split(",") if x.strip()]
+    try:
+        return parse_rules([*env, *flags])  # flags come last: they win over the environment
+    except FlowControlError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _retention(text: str) -> timedelta:
+    from durably.server.http.delay import parse_delay
+
+    try:
+        return parse_delay(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--retention") from None
+
+
+def server_config(settings: dict[str, Any]) -> ServerConfig:
+    """The ServerConfig of `serve`'s settings, as click resolved them from flags, environment, file and defaults.
+
+    Two settings also merge variables of their own here: the retry policy (RESTATE_/DURABLY_DEFAULT_RETRY_POLICY__*,
+    under its flags) and the concurrency rules (DURABLY_CONCURRENCY_LIMITS, before its flags).
+    """
+    limits = {name: settings[name] for name in LIMIT_OPTIONS}
+    return ServerConfig(
+        host=settings["host"], port=settings["port"], admin_port=settings["admin_port"],
+        data_dir=settings["data_dir"], synchronous=settings["synchronous"].upper(), in_memory=settings["in_memory"],
+        always_replay=settings["always_replay"], log_level=settings["log_level"], metrics=settings["metrics"],
+        retention=_retention(settings["retention"]), shutdown_grace=settings["shutdown_grace"],
+        drain=settings["drain"],
+        default_retry_policy=retry_policy({k: v for k, v in settings.items() if k.startswith(_RETRY_PREFIX)}),
+        concurrency_rules=_concurrency_rules(settings["concurrency_limits"]),
+        body_limit=limits.pop("max_body"), limits=resource_limits(limits),
+        # security_options (durably.cli.security) names its flags' arguments after these fields.
+        admin_host=settings["admin_host"], admin_token=settings["admin_token"],
+        ingress_token=settings["ingress_token"], tls_cert=settings["tls_cert"], tls_key=settings["tls_key"],
+        request_identity_key=settings["request_identity_key"], secret_headers=settings["secret_headers"],
+    )
+
+
+def run(app: App, config: ServerConfig) -> None:
+    """Serve `app` as `config` says until SIGTERM/SIGINT; if it cannot start, say why and exit 1."""
+    from durably.server.process.runtime import DurablyServer, StartupError
+    from durably.server.store.datadir import DataDirError
+
+    server = DurablyServer(app, config)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
+        runner = asyncio.run
+    try:
+        runner(server.serve())
+    except (OSError, StartupError, DataDirError) as e:
+        click.echo(f"durably: cannot serve: {e}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("app_ref", metavar="[APP]", required=False)
+@click.option("--host", default=DEFAULTS.host, show_default=True, help="Interface to bind ingress and admin to.")
+@click.option("--port", default=DEFAULTS.port, show_default=True, help="Ingress port.")
+@click.option("--admin-port", default=DEFAULTS.admin_port, show_default=True, help="Admin API port.")
+@click.option("--data-dir", default=str(DEFAULTS.data_dir), show_default=True, type=click.Path(path_type=Path),
+              help="Where the SQLite store lives.")
+@click.option("--synchronous", default=DEFAULTS.synchronous.lower(), show_default=True,
+              type=click.Choice(["full", "normal", "off"], case_sensitive=False),
+              help="SQLite durability: full fsyncs every commit (survives power loss).")
+@click.option("--in-memory", is_flag=True, help="Keep everything in memory (nothing survives a restart).")
+@click.option("--always-replay", is_flag=True,
+              help="Suspend after every journal append so every step is replayed (for testing handlers).")
+@click.option("--log-level", default=DEFAULTS.log_level, show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              help="info logs one line per invocation lifecycle event; warning only problems.")
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
+              help="json: one JSON object per line (ts, level, logger, message, invocation_id, event, ...).")
+@click.option("--metrics/--no-metrics", default=DEFAULTS.metrics, show_default=True,
+              help="Count and serve Prometheus metrics at the admin API's /metrics.")
+# ServerConfig.retention (one day), as the flag writes it.
+@click.option("--retention", default="1d", show_default=True, metavar="DURATION",
+              help="Keep completed invocations this long (30m, 12h, 7d) unless a handler or service sets "
+              "journal_retention / idempotency_retention.")
+@click.option("--drain", is_flag=True,
+              help="Finish the invocations in the store but take no new ones (503), when moving to a cluster.")
+@click.option("--shutdown-grace", default=DEFAULTS.shutdown_grace, show_default=True, type=click.FloatRange(min=0),
+              metavar="SECONDS",
+              help="On SIGTERM/SIGINT, how long running steps may take to finish (a second signal stops at once).")
+@retry_options
+@click.option("--concurrency-limit", "concurrency_limits", multiple=True, metavar="PATTERN=N",
+              help="Restate 1.7 flow control: at most N invocations run at once per matching scope or limit "
+                   "key ('*=100', 'checkout=50', 'checkout/*=5', 'checkout/*/*=2'). Repeatable. Env: "
+                   "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
+@security_options
+@limit_options
+def serve(app_ref: str | None, log_format: str, **settings: Any) -> None:
+    """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
+
+    Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
+    registered with `durably deployments register URL`.
+    """
+    from durably.server.observe.log_format import configure_logging
+
+    configure_logging(settings["log_level"], log_format)
+    try:
+        app = load_app(app_ref) if app_ref else App()
+    except AppLoadError as e:
+        raise click.ClickException(str(e)) from e
+    run(app, server_config(settings))
+
+
+# Every serve flag is also DURABLY_<NAME> and a --config file key; --dump-config prints the result.
+serve_settings.apply(serve)
