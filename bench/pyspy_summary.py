@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-DEFAULT_SKIP = (r"^(click/|threading\.py:Thread\.|durably:<module>|durably/cli\.py:serve|uvloop/__init__\.py:run"
+DEFAULT_SKIP = (r"^(click/|threading\.py:Thread\.|durably:<module>|durably/cli/serve\.py:serve|uvloop/__init__\.py:run"
                 r"|asyncio/runners\.py:Runner\.run|concurrent/futures/thread\.py:_worker)")
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
