@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from durably.server.store.base import Batch, Store
+from durably.server.store.ops import DeploymentRecord
 
 
 class SimulatedCrash(RuntimeError):
@@ -69,6 +70,12 @@ class FaultyStore(Store):
 
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         return self.inner.load_waiters()
+
+    def load_deployments(self) -> list[DeploymentRecord]:
+        return self.inner.load_deployments()
+
+    def load_concurrency_rules(self) -> dict[str, int | None]:
+        return self.inner.load_concurrency_rules()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.inner.query(sql, params)
