@@ -135,6 +135,15 @@ class AttemptLifecycle(Protocol):
     def fail(self, inv: Invocation, err: pb.ErrorMessage) -> None:
         """The attempt failed: retry after a backoff, pause, or complete with the failure (the policy)."""
 
+    def suspend(self, inv: Invocation, msg: pb.SuspensionMessage) -> None:
+        """The attempt suspended: wait for one of the completions or signals it names."""
+
+    def detach(self, inv: Invocation) -> None:
+        """The invocation has no attempt any more (its watchdog goes too)."""
+
+    def arm_retry(self, inv: Invocation) -> None:
+        """Start the next attempt of a backing-off invocation when its backoff is over."""
+
     def pause(self, inv: Invocation) -> None:
         """Stop the invocation (operator pause) until it is restarted."""
 
