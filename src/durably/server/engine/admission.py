@@ -10,7 +10,6 @@ are rebuilt from the invocations found in the store.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
@@ -24,7 +23,7 @@ from durably.server.engine.flow_control import (
     FlowControlError,
     check_scope,
 )
-from durably.server.engine.interfaces import AttemptLifecycle, InvocationTable
+from durably.server.engine.interfaces import AttemptLifecycle, EngineOptions, InvocationTable
 from durably.server.engine.invocation import (
     BACKING_OFF,
     COMPLETED,
@@ -65,7 +64,7 @@ class Admission:
     """New invocations, key locks, concurrency slots and rules, and the recovery of both at start."""
 
     def __init__(self, table: InvocationTable, lifecycle: AttemptLifecycle, catalog: Catalog, keys: KeyTable,
-                 limiter: ConcurrencyLimiter, store: Store, timers: TimerService, options: Any,
+                 limiter: ConcurrencyLimiter, store: Store, timers: TimerService, options: EngineOptions,
                  stats: EngineStats | None) -> None:
         self.table = table
         self.lifecycle = lifecycle
@@ -74,7 +73,7 @@ class Admission:
         self.limiter = limiter
         self.store = store
         self.timers = timers
-        self.options = options  # EngineOptions
+        self.options = options
         self.stats = stats
         self._seq = 0
         self._inbox_seq = 0

@@ -18,7 +18,7 @@ from durably.protocol import protocol_pb2 as pb
 from durably.sdk.service import Handler
 from durably.server.engine.calls import Calls, OutcomeWaiters, note
 from durably.server.engine.clock import Clock
-from durably.server.engine.interfaces import AttemptLifecycle, InvocationTable, RunningAttempt
+from durably.server.engine.interfaces import AttemptLifecycle, EngineOptions, InvocationTable, RunningAttempt
 from durably.server.engine.invocation import Invocation, Outcome
 from durably.server.engine.keys import KeyTable
 from durably.server.engine.timers import TimerService
@@ -48,7 +48,8 @@ class Commands:
     """Implements `AttemptSink`: processes what running attempts write."""
 
     def __init__(self, table: InvocationTable, lifecycle: AttemptLifecycle, calls: Calls, keys: KeyTable,
-                 store: Store, timers: TimerService, clock: Clock, options: Any, outcomes: OutcomeWaiters) -> None:
+                 store: Store, timers: TimerService, clock: Clock, options: EngineOptions,
+                 outcomes: OutcomeWaiters) -> None:
         self.table = table
         self.lifecycle = lifecycle
         self.calls = calls
@@ -56,7 +57,7 @@ class Commands:
         self.store = store
         self.timers = timers
         self.clock = clock
-        self.options = options  # EngineOptions
+        self.options = options
         self.outcomes = outcomes
 
     def on_attempt_messages(self, inv: Invocation, attempt: RunningAttempt | None,

@@ -14,14 +14,11 @@ promises (calls.py), operator actions on call trees (calltree.py), and what can 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from google.protobuf.message import Message
 
 from durably.protocol import protocol_pb2 as pb
-from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.sdk.service import App, Handler
 from durably.server.engine.admission import Admission
 from durably.server.engine.calls import Calls, OutcomeWaiters
@@ -31,18 +28,16 @@ from durably.server.engine.clock import Clock
 from durably.server.engine.commands import Commands
 from durably.server.engine.committer import GroupCommitter
 from durably.server.engine.flow_control import ConcurrencyLimiter
-from durably.server.engine.interfaces import EngineStopped, RunningAttempt
+from durably.server.engine.interfaces import EngineOptions, EngineStopped, RunningAttempt
 from durably.server.engine.invocation import COMPLETED, Invocation, Outcome, outcome_of_row
 from durably.server.engine.keys import KeyTable
 from durably.server.engine.lifecycle import Lifecycle
-from durably.server.engine.secret_headers import DEFAULT_SECRET_HEADERS
 from durably.server.engine.table import Table
 from durably.server.engine.threads import StepThreads, report_stuck
 from durably.server.engine.timers import TimerService
 from durably.server.observe.lifecycle_log import LifecycleLog
 from durably.server.observe.loop_stalls import LoopStallMonitor
 from durably.server.observe.metrics import EngineStats
-from durably.server.process.limits import DEFAULT_ENTRY_LIMIT
 from durably.server.remote.attempt import ConnectionPool
 from durably.server.remote.deployments import Deployment
 from durably.server.store.base import COL, Store
@@ -56,35 +51,6 @@ class WorkflowAlreadyInvoked(Exception):
     def __init__(self, inv_id: str) -> None:
         super().__init__("the workflow method was already invoked")
         self.invocation_id = inv_id
-
-
-@dataclass
-class EngineOptions:
-    """Runtime-wide settings."""
-
-    always_replay: bool = False
-    default_retry_policy: InvocationRetryPolicy = DEFAULT_INVOCATION_RETRY_POLICY
-    retention: timedelta = timedelta(days=1)
-    jitter: float = 0.3
-    inactivity_timeout: timedelta = timedelta(minutes=1)
-    abort_timeout: timedelta = timedelta(minutes=10)
-    # Timers due within this window are kept in memory; later ones wait in the store.
-    timer_window: timedelta = timedelta(minutes=1)
-    run_threads: int = 256  # sync ctx.run threads, stuck ones included (server/threads.py)
-    # Resource limits (docs: README "Resource limits"; defaults in server/limits.py).
-    journal_entry_limit: int = DEFAULT_ENTRY_LIMIT
-    loop_stall_threshold: float | None = None  # None: not watched (tests); `durably serve` sets 1 s
-    stuck_report_interval: float = 60.0
-    # Count what /metrics shows (plain ints on the hot path); off leaves `Engine.stats` None.
-    metrics: bool = True
-    # OpenTelemetry spans (durably.server.observe.tracing.InvocationTracing), None when not configured.
-    tracing: Any = None
-    # Restate 1.7's concurrency rules, pattern -> limit (see server/flow_control.py).
-    concurrency_rules: dict[str, int] = field(default_factory=dict)
-    # Security (durably serve --request-identity-key, --secret-header): a RequestSigner for requests to remote
-    # deployments, and the request headers handlers see but the journal never stores (see secret_headers.py).
-    request_signer: Any = None
-    secret_headers: frozenset[str] = DEFAULT_SECRET_HEADERS
 
 
 class Engine:

@@ -1,4 +1,4 @@
-"""The two interfaces the engine's parts talk through, and what the engine needs of an attempt.
+"""The two interfaces the engine's parts talk through, what the engine needs of an attempt, its settings.
 
 - `InvocationTable`: the invocations held in memory and everything written for them (rows, journal
   entries, typed batch operations), committed by the group committer (table.py).
@@ -12,12 +12,17 @@ engine itself; no part reaches into another's private names.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from google.protobuf.message import Message
 
 from durably.protocol import protocol_pb2 as pb
+from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.server.engine.invocation import Invocation, Outcome
+from durably.server.engine.secret_headers import DEFAULT_SECRET_HEADERS
+from durably.server.process.limits import DEFAULT_ENTRY_LIMIT
 from durably.server.store.ops import StoreOp
 
 if TYPE_CHECKING:
@@ -26,6 +31,35 @@ if TYPE_CHECKING:
 
 class EngineStopped(RuntimeError):
     """The engine is shutting down or failed to write to its store."""
+
+
+@dataclass
+class EngineOptions:
+    """Runtime-wide settings."""
+
+    always_replay: bool = False
+    default_retry_policy: InvocationRetryPolicy = DEFAULT_INVOCATION_RETRY_POLICY
+    retention: timedelta = timedelta(days=1)
+    jitter: float = 0.3
+    inactivity_timeout: timedelta = timedelta(minutes=1)
+    abort_timeout: timedelta = timedelta(minutes=10)
+    # Timers due within this window are kept in memory; later ones wait in the store.
+    timer_window: timedelta = timedelta(minutes=1)
+    run_threads: int = 256  # sync ctx.run threads, stuck ones included (server/threads.py)
+    # Resource limits (docs: README "Resource limits"; defaults in server/limits.py).
+    journal_entry_limit: int = DEFAULT_ENTRY_LIMIT
+    loop_stall_threshold: float | None = None  # None: not watched (tests); `durably serve` sets 1 s
+    stuck_report_interval: float = 60.0
+    # Count what /metrics shows (plain ints on the hot path); off leaves `Engine.stats` None.
+    metrics: bool = True
+    # OpenTelemetry spans (durably.server.observe.tracing.InvocationTracing), None when not configured.
+    tracing: Any = None
+    # Restate 1.7's concurrency rules, pattern -> limit (see server/flow_control.py).
+    concurrency_rules: dict[str, int] = field(default_factory=dict)
+    # Security (durably serve --request-identity-key, --secret-header): a RequestSigner for requests to remote
+    # deployments, and the request headers handlers see but the journal never stores (see secret_headers.py).
+    request_signer: Any = None
+    secret_headers: frozenset[str] = DEFAULT_SECRET_HEADERS
 
 
 class RunningAttempt(Protocol):

@@ -36,6 +36,7 @@ from durably.server.engine.flow_control import without_flow_headers
 from durably.server.engine.interfaces import (
     AttemptSink,
     CompletionListener,
+    EngineOptions,
     EngineStopped,
     InvocationTable,
     RunningAttempt,
@@ -115,7 +116,7 @@ class Lifecycle:
     """Implements `AttemptLifecycle`."""
 
     def __init__(self, table: InvocationTable, catalog: Catalog, keys: KeyTable, store: Store,
-                 committer: GroupCommitter, clock: Clock, options: Any, stats: EngineStats | None,
+                 committer: GroupCommitter, clock: Clock, options: EngineOptions, stats: EngineStats | None,
                  events: LifecycleLog, run_executor: StepThreads, pool: ConnectionPool,
                  outcomes: OutcomeWaiters) -> None:
         self.table = table
@@ -124,7 +125,7 @@ class Lifecycle:
         self.store = store
         self.committer = committer
         self.clock = clock
-        self.options = options  # EngineOptions
+        self.options = options
         self.stats = stats
         self.events = events
         self.tracing = options.tracing
