@@ -13,6 +13,7 @@ from durably.server.engine.engine import EngineStopped
 from durably.server.store import MemoryStore, SQLiteStore
 from durably.server.store.base import Batch
 from durably.server.store.errors import classify
+from durably.server.store.ops import AddPromise, SetState
 from durably.testing import TestRuntime
 from durably.testing.faults import FaultyStore
 
@@ -88,13 +89,14 @@ def test_errors_that_are_not_the_disk_stay_fatal() -> None:
 def test_a_failed_commit_rolls_back_and_the_store_keeps_working(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path)
     try:
-        bad = Batch(ops=[("INSERT INTO state VALUES (?, ?, ?, ?)", ("S", "k", b"a", b"1")),
-                         ("INSERT INTO no_such_table VALUES (1)", ())])
-        with pytest.raises(sqlite3.OperationalError, match="no such table"):  # the cause, not a failed ROLLBACK
+        # A promise is completed once: the second insert fails after the state write went in.
+        promise = AddPromise("S", "k", "p", b"1", None, None)
+        bad = Batch(ops=[SetState("S", "k", b"a", b"1"), promise, promise])
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint"):  # the cause, not a failed ROLLBACK
             store.commit(bad)
         assert store.load_state("S", "k") == {}  # nothing of the failed batch
         store.reopen_writer()  # what a retry after an I/O error does
-        store.commit(Batch(ops=[("INSERT INTO state VALUES (?, ?, ?, ?)", ("S", "k", b"a", b"2"))]))
+        store.commit(Batch(ops=[SetState("S", "k", b"a", b"2")]))
         assert store.load_state("S", "k") == {b"a": b"2"}
     finally:
         store.close()

@@ -7,6 +7,7 @@ from typing import Any
 
 from durably.server.store.base import Batch, Store
 from durably.server.store.invocation_query import InvocationFilter
+from durably.server.store.ops import DeploymentRecord
 
 
 class SimulatedCrash(RuntimeError):
@@ -72,6 +73,12 @@ class FaultyStore(Store):
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         return self.inner.load_waiters()
 
+    def load_deployments(self) -> list[DeploymentRecord]:
+        return self.inner.load_deployments()
+
+    def load_concurrency_rules(self) -> dict[str, int | None]:
+        return self.inner.load_concurrency_rules()
+
     def invocation_page(self, flt: InvocationFilter, limit: int,
                         before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
         return self.inner.invocation_page(flt, limit, before)
@@ -90,10 +97,6 @@ class FaultyStore(Store):
 
     def count_timers(self) -> int:
         return self.inner.count_timers()
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Engine only: its reads of deployments and meta, until those are typed store methods."""
-        return self.inner.query(sql, params)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Keep the inner store open: the test restarts on it."""

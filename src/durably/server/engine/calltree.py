@@ -9,18 +9,21 @@ the `CallInvocationIdCompletion` notification naming the callee. Cancel and kill
   code runs. Each frees its key's lock, so what is queued behind it runs, and whoever awaits one of them
   (its caller, an attached client) gets 409 "killed".
 
-The engine owns the state; these functions decide what to do with it and are the one place to read to
-learn "what happens on kill".
+The invocation table and the attempt lifecycle own the state; `CallTree` decides what to do with it and is
+the one place to read to learn "what happens on kill". Each action returns an `ActionResult`; the HTTP
+layer maps it to a status code.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
 from durably.sdk.vm import CANCEL_SIGNAL
+from durably.server.engine.catalog import Catalog
+from durably.server.engine.interfaces import AttemptLifecycle, InvocationTable
 from durably.server.engine.invocation import (
     BACKING_OFF,
     COMPLETED,
@@ -32,11 +35,9 @@ from durably.server.engine.invocation import (
     Invocation,
     Outcome,
 )
-from durably.server.store.base import COL
-
-if TYPE_CHECKING:
-    from durably.server.engine.engine import Engine
-
+from durably.server.observe.metrics import EngineStats
+from durably.server.store.base import COL, Store
+from durably.server.store.ops import ClearAllState, DropPromises
 
 
 class ActionResult(enum.Enum):
@@ -53,119 +54,134 @@ KILLED = Outcome(failure_code=409, failure_message="killed")
 CANCELLED = Outcome(failure_code=409, failure_message="cancelled")
 
 
-def children(engine: Engine, inv: Invocation) -> list[str]:
-    """The invocation ids this invocation called (in call order; one-way sends are not children)."""
-    if inv.journal is None:
-        engine._load_journal(inv)
-    id_slots: set[int] = set()
-    found: list[str] = []
-    for type_id, msg in inv.journal or ():
-        if type_id == m.CALL:
-            id_slots.add(msg.invocation_id_notification_idx)  # type: ignore[attr-defined]
-        elif type_id == m.CALL_INVOCATION_ID_COMPLETION:
-            note: Any = msg
-            if note.completion_id in id_slots and note.invocation_id:
-                found.append(note.invocation_id)
-    return found
+class CallTree:
+    """Operator actions on invocations and their call trees; purging completed invocations."""
 
+    def __init__(self, table: InvocationTable, lifecycle: AttemptLifecycle, catalog: Catalog, store: Store,
+                 stats: EngineStats | None) -> None:
+        self.table = table
+        self.lifecycle = lifecycle
+        self.catalog = catalog
+        self.store = store
+        self.stats = stats
 
-def cancel(engine: Engine, inv_id: str) -> ActionResult:
-    """Cancel: the handler gets TerminalError 409 at its next await. ACCEPTED, NOT_FOUND or CONFLICT (completed)."""
-    inv = engine._load(inv_id)
-    if inv is None:
-        return ActionResult.NOT_FOUND
-    if inv.status == COMPLETED:
-        return ActionResult.CONFLICT
-    if inv.status in (INBOXED, SCHEDULED):
-        engine._complete(inv, CANCELLED)
+    def children(self, inv: Invocation) -> list[str]:
+        """The invocation ids this invocation called (in call order; one-way sends are not children)."""
+        if inv.journal is None:
+            self.table.load_journal(inv)
+        id_slots: set[int] = set()
+        found: list[str] = []
+        for type_id, msg in inv.journal or ():
+            if type_id == m.CALL:
+                id_slots.add(msg.invocation_id_notification_idx)  # type: ignore[attr-defined]
+            elif type_id == m.CALL_INVOCATION_ID_COMPLETION:
+                note: Any = msg
+                if note.completion_id in id_slots and note.invocation_id:
+                    found.append(note.invocation_id)
+        return found
+
+    def cancel(self, inv_id: str) -> ActionResult:
+        """Cancel: the handler gets TerminalError 409 at its next await. ACCEPTED, NOT_FOUND or CONFLICT (completed)."""
+        inv = self.table.load(inv_id)
+        if inv is None:
+            return ActionResult.NOT_FOUND
+        if inv.status == COMPLETED:
+            return ActionResult.CONFLICT
+        if inv.status in (INBOXED, SCHEDULED):
+            self.lifecycle.complete(inv, CANCELLED)
+            return ActionResult.ACCEPTED
+        note = pb.NotificationMessage(signal_id=CANCEL_SIGNAL)
+        note.void.SetInParent()
+        self.lifecycle.notify(inv_id, m.SIGNAL_NOTIFICATION, note)
+        if inv.status == PAUSED:
+            self.lifecycle.restart(inv)  # let it run its compensations
         return ActionResult.ACCEPTED
-    note = pb.NotificationMessage(signal_id=CANCEL_SIGNAL)
-    note.void.SetInParent()
-    engine.notify(inv_id, m.SIGNAL_NOTIFICATION, note)
-    if inv.status == PAUSED:
-        inv.attempts = 0
-        engine._start_attempt(inv)  # let it run its compensations
-    return ActionResult.ACCEPTED
 
+    def kill(self, inv_id: str) -> ActionResult:
+        """End an invocation and every call below it now, without user code. DONE, NOT_FOUND or CONFLICT (completed)."""
+        inv = self.table.load(inv_id)
+        if inv is None:
+            return ActionResult.NOT_FOUND
+        if inv.status == COMPLETED:
+            return ActionResult.CONFLICT
+        self._kill_tree(inv, set())
+        return ActionResult.DONE
 
-def kill(engine: Engine, inv_id: str) -> ActionResult:
-    """End an invocation and every call below it now, without user code. DONE, NOT_FOUND or CONFLICT (completed)."""
-    inv = engine._load(inv_id)
-    if inv is None:
-        return ActionResult.NOT_FOUND
-    if inv.status == COMPLETED:
-        return ActionResult.CONFLICT
-    _kill_tree(engine, inv, set())
-    return ActionResult.DONE
-
-
-def _kill_tree(engine: Engine, root: Invocation, seen: set[str]) -> None:
-    # Depth first without recursion (a call chain may be deeper than Python's stack). Each invocation is
-    # stopped when first reached, so it makes no new calls while its children go; it completes only after
-    # its children: a child queued behind its own parent's key (a self-call) must be gone before the
-    # parent's completion hands the lock to the next one in the inbox.
-    stack: list[tuple[Invocation, list[str]]] = [(_stop(engine, root, seen), children(engine, root))]
-    while stack:
-        inv, pending = stack[-1]
-        if pending:
-            child_id = pending.pop(0)
-            if child_id in seen:
+    def _kill_tree(self, root: Invocation, seen: set[str]) -> None:
+        # Depth first without recursion (a call chain may be deeper than Python's stack). Each invocation is
+        # stopped when first reached, so it makes no new calls while its children go; it completes only after
+        # its children: a child queued behind its own parent's key (a self-call) must be gone before the
+        # parent's completion hands the lock to the next one in the inbox.
+        stack: list[tuple[Invocation, list[str]]] = [(self._stop(root, seen), self.children(root))]
+        while stack:
+            inv, pending = stack[-1]
+            if pending:
+                child_id = pending.pop(0)
+                if child_id in seen:
+                    continue
+                child = self.table.load(child_id)
+                if child is not None and child.status != COMPLETED:
+                    stack.append((self._stop(child, seen), self.children(child)))
                 continue
-            child = engine._load(child_id)
-            if child is not None and child.status != COMPLETED:
-                stack.append((_stop(engine, child, seen), children(engine, child)))
-            continue
-        stack.pop()
-        engine._complete(inv, KILLED)
+            stack.pop()
+            self.lifecycle.complete(inv, KILLED)
 
+    def _stop(self, inv: Invocation, seen: set[str]) -> Invocation:
+        seen.add(inv.id)
+        self.lifecycle.halt(inv)
+        return inv
 
-def _stop(engine: Engine, inv: Invocation, seen: set[str]) -> Invocation:
-    seen.add(inv.id)
-    engine._abort_attempt(inv)
-    if inv.retry_timer is not None:
-        inv.retry_timer.cancel()
-        inv.retry_timer = None
-    return inv
+    def pause(self, inv_id: str) -> ActionResult:
+        """Stop retrying an invocation until it is resumed. ACCEPTED, ALREADY (paused), NOT_FOUND or CONFLICT."""
+        inv = self.table.load(inv_id)
+        if inv is None:
+            return ActionResult.NOT_FOUND
+        if inv.status == PAUSED:
+            return ActionResult.ALREADY
+        if inv.status not in (INVOKED, SUSPENDED, BACKING_OFF):
+            return ActionResult.CONFLICT
+        self.lifecycle.pause(inv)
+        return ActionResult.ACCEPTED
 
+    def resume(self, inv_id: str) -> ActionResult:
+        """Run a paused invocation again with a fresh retry budget. ACCEPTED, NOT_FOUND or CONFLICT (not paused)."""
+        inv = self.table.load(inv_id)
+        if inv is None:
+            return ActionResult.NOT_FOUND
+        if inv.status != PAUSED:
+            return ActionResult.CONFLICT
+        self.lifecycle.restart(inv)
+        return ActionResult.ACCEPTED
 
-def pause(engine: Engine, inv_id: str) -> ActionResult:
-    """Stop retrying an invocation until it is resumed. ACCEPTED, ALREADY (paused), NOT_FOUND or CONFLICT."""
-    inv = engine._load(inv_id)
-    if inv is None:
-        return ActionResult.NOT_FOUND
-    if inv.status == PAUSED:
-        return ActionResult.ALREADY
-    if inv.status not in (INVOKED, SUSPENDED, BACKING_OFF):
-        return ActionResult.CONFLICT
-    engine._abort_attempt(inv)
-    if inv.retry_timer is not None:
-        inv.retry_timer.cancel()
-        inv.retry_timer = None
-    inv.status = PAUSED
-    engine._mark(inv)
-    return ActionResult.ACCEPTED
+    def purge(self, inv_id: str) -> ActionResult:
+        """Delete a completed invocation with its journal. DONE, NOT_FOUND or CONFLICT (not completed)."""
+        if self.table.get(inv_id) is not None:
+            return ActionResult.CONFLICT
+        row = self.store.load_invocation(inv_id)
+        if row is None:
+            return ActionResult.NOT_FOUND
+        if row[COL["status"]] != COMPLETED:
+            return ActionResult.CONFLICT
+        self._delete(row)
+        return ActionResult.DONE
 
+    def purge_expired(self) -> int:
+        """Delete completed invocations whose retention has passed; returns how many."""
+        n = 0
+        for inv_id in self.store.expired(self.table.now_ms()):
+            row = self.store.load_invocation(inv_id)
+            if row is not None and self.table.get(inv_id) is None:
+                self._delete(row)
+                n += 1
+        return n
 
-def resume(engine: Engine, inv_id: str) -> ActionResult:
-    """Run a paused invocation again with a fresh retry budget. ACCEPTED, NOT_FOUND or CONFLICT (not paused)."""
-    inv = engine._load(inv_id)
-    if inv is None:
-        return ActionResult.NOT_FOUND
-    if inv.status != PAUSED:
-        return ActionResult.CONFLICT
-    inv.attempts = 0
-    engine._start_attempt(inv)
-    return ActionResult.ACCEPTED
-
-
-def purge(engine: Engine, inv_id: str) -> ActionResult:
-    """Delete a completed invocation with its journal. DONE, NOT_FOUND or CONFLICT (not completed)."""
-    if inv_id in engine._active:
-        return ActionResult.CONFLICT
-    row = engine.store.load_invocation(inv_id)
-    if row is None:
-        return ActionResult.NOT_FOUND
-    if row[COL["status"]] != COMPLETED:
-        return ActionResult.CONFLICT
-    engine._delete(row)
-    return ActionResult.DONE
+    def _delete(self, row: tuple[Any, ...]) -> None:
+        if self.stats is not None:
+            self.stats.purged += 1
+        self.table.delete(row[COL["id"]])
+        handler = self.catalog.handler(row[COL["service"]], row[COL["handler"]])
+        if handler is not None and handler.kind == "workflow":
+            # A workflow's state and promises live as long as its run.
+            svc, key = row[COL["service"]], row[COL["key"]]
+            self.table.write(ClearAllState(svc, key))
+            self.table.write(DropPromises(svc, key))

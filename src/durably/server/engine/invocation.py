@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
 from durably.protocol.ids import InvocationId
 from durably.server.store.base import COL
+
+if TYPE_CHECKING:
+    from durably.server.engine.interfaces import RunningAttempt
 
 SCHEDULED = "scheduled"
 INBOXED = "inboxed"
@@ -18,6 +21,9 @@ SUSPENDED = "suspended"
 BACKING_OFF = "backing-off"
 PAUSED = "paused"
 COMPLETED = "completed"
+
+# Statuses in which an exclusive invocation holds its key's lock (and a scoped one its concurrency slots).
+HOLDING = frozenset({INVOKED, SUSPENDED, BACKING_OFF, PAUSED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,7 @@ class Invocation:
     # Also only while the invocation is in memory:
     flow: tuple[str | None, str | None] | None = None  # (scope, limit key) once read from the input command
     journal: list[tuple[int, Message]] | None = None
-    attempt: Any = None
+    attempt: RunningAttempt | None = None
     output_command: Message | None = None
     retry_timer: Any = None
     task: Any = None

@@ -17,6 +17,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from durably.server.store.ops import ClearAllState, SetState
+
 if TYPE_CHECKING:
     from durably.server.engine.engine import Engine
 
@@ -99,13 +101,14 @@ async def replace_state(engine: Engine, service: str, key: str, new_state: dict[
                                  f"(now {state_version(current)}); read it again and redo the change")
     current.clear()
     current.update(new_state)
-    ops = engine.committer.batch.ops
-    ops.append(("DELETE FROM state WHERE service = ? AND key = ?", (service, key)))
+    # In this order: clear everything, then set each entry.
+    table = engine.table
+    table.write(ClearAllState(service, key))
     for name, value in new_state.items():
-        ops.append(("INSERT INTO state VALUES (?, ?, ?, ?)", (service, key, name, value)))
+        table.write(SetState(service, key, name, value))
     # The key is idle: drop the cache entry this made once the write is committed, as a release does.
     generation = engine.keys.generation(service, key)
-    engine.committer.after_commit(lambda: engine.keys.drop_if_idle(service, key, generation))
+    table.after_commit(lambda: engine.keys.drop_if_idle(service, key, generation))
     await engine.barrier()
 
 

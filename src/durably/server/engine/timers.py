@@ -26,7 +26,7 @@ class TimerService:
         self._committer = committer
         self._clock = clock
         self._window_ms = window_ms
-        self._on_fire = on_fire
+        self.on_fire = on_fire  # public: the engine wires it to the part that starts delayed invocations
         self._heap: list[tuple[int, int, str, str, int]] = []
         self._keys: set[TimerKey] = set()
         self._seq = 0
@@ -86,7 +86,7 @@ class TimerService:
             self._keys.discard((inv_id, kind, cid))
             self._committer.batch.timers_del.append((inv_id, kind, cid))
             self._committer.schedule()
-            self._on_fire(inv_id, kind, cid)
+            self.on_fire(inv_id, kind, cid)
         self._arm()
 
     def _load_window(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +22,10 @@ from durably.protocol.framing import FrameDecoder, FramingError, encode_frame, e
 from durably.sdk.service import Handler
 from durably.server.remote.deployments import Deployment
 from durably.server.remote.h2client import H2Connection, H2Error, H2Stream
+
+if TYPE_CHECKING:
+    from durably.server.engine.interfaces import AttemptSink
+    from durably.server.engine.invocation import Invocation
 
 log = logging.getLogger("durably.remote")
 
@@ -76,12 +80,30 @@ class ConnectionPool:
         await self.http11.aclose()
 
 
-class RemoteAttempt:
-    """An attempt on a remote deployment; the engine talks to it as to an in-process attempt."""
+class AttemptTracing(Protocol):
+    """What a remote attempt needs of tracing: the W3C traceparent of the invocation's attempt span."""
 
-    def __init__(self, engine: Any, inv: Any, handler: Handler, deployment: Deployment, start: pb.StartMessage,
-                 journal: list[tuple[int, Message]], pool: ConnectionPool, close_input: bool) -> None:
-        self.engine = engine
+    def traceparent(self, invocation_id: str) -> str | None:
+        """The header value, or None."""
+
+
+class RemoteAttempt:
+    """An attempt on a remote deployment; the engine talks to it as to an in-process attempt
+    (`durably.server.engine.interfaces.RunningAttempt`)."""
+
+    # What only an in-process attempt has (see RunningAttempt): a remote one cannot tell a misuse of the
+    # SDK, runs no closures in this process, and writes frames, not messages through a transport.
+    code_bug: str | None = None
+    executor: Any = None
+    transport: Any = None
+
+    def __init__(self, sink: AttemptSink, inv: Invocation, handler: Handler, deployment: Deployment,
+                 start: pb.StartMessage, journal: list[tuple[int, Message]], pool: ConnectionPool,
+                 close_input: bool, tracing: AttemptTracing | None = None) -> None:
+        # Where the deployment's messages go (the engine's commands part): this and `tracing` are all the
+        # attempt knows of the engine.
+        self.sink = sink
+        self.tracing = tracing
         self.inv = inv
         self.handler = handler
         self.deployment = deployment
@@ -153,8 +175,7 @@ class RemoteAttempt:
         if self.pool.signer is not None:
             hdrs.extend(self.pool.signer.headers(self._path()))
         hdrs.extend((k.lower(), v) for k, v in self.deployment.additional_headers.items())
-        tracing = getattr(self.engine, "tracing", None)
-        traceparent = tracing.traceparent(self.inv.id) if tracing is not None else None
+        traceparent = self.tracing.traceparent(self.inv.id) if self.tracing is not None else None
         if traceparent:  # the deployment's own spans join the attempt's trace
             hdrs.append(("traceparent", traceparent))
         return hdrs
@@ -192,7 +213,7 @@ class RemoteAttempt:
                 raise RemoteAttemptError(f"{self.deployment.uri} sent an unexpected {m.type_name(frame.type_id)}")
             if frame.type_id == m.PROPOSE_RUN_COMPLETION and frame.ack:
                 self._ack_requested.add(frame.message.result_completion_id)  # type: ignore[attr-defined]
-            self.engine.on_attempt_messages(self.inv, self, [(frame.type_id, frame.message)])
+            self.sink.on_attempt_messages(self.inv, self, [(frame.type_id, frame.message)])
             if frame.type_id in _TERMINAL:
                 done = True
         return done

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
     from durably.server.store.invocation_query import InvocationFilter
 
+from durably.server.store.ops import DeploymentRecord, StoreOp
+
 # Columns of the invocations table, in order; rows travel as tuples in this order.
 INVOCATION_COLUMNS = (
     "id", "service", "handler", "key", "status", "idempotency_key", "created_at", "modified_at",
@@ -33,8 +35,8 @@ class Batch:
     # (fire_at ms, invocation id, kind, completion id) to add; (invocation id, kind, completion id) to drop.
     timers_add: list[tuple[int, str, str, int]] = field(default_factory=list)
     timers_del: list[tuple[str, str, int]] = field(default_factory=list)
-    # Plain SQL statements (state, promises, waiters), run in order after the rows above.
-    ops: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    # Typed operations (state, promises, waiters, calls, deployments, rules), written in order after the rows above.
+    ops: list[StoreOp] = field(default_factory=list)
     callbacks: list[Callable[[], None]] = field(default_factory=list)
 
     def empty(self) -> bool:
@@ -102,6 +104,14 @@ class Store(ABC):
     @abstractmethod
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         """Every registered waiter: (target, waiting invocation, completion id, notification type)."""
+
+    @abstractmethod
+    def load_deployments(self) -> list[DeploymentRecord]:
+        """Every registered deployment, oldest first."""
+
+    @abstractmethod
+    def load_concurrency_rules(self) -> dict[str, int | None]:
+        """The concurrency rules changed over the admin API (pattern -> limit, None: deleted); {} if none."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 import threading
 import time
@@ -19,6 +20,20 @@ from durably.server.store.datadir import (
     write_database_id,
 )
 from durably.server.store.errors import classify
+from durably.server.store.ops import (
+    AddCall,
+    AddPromise,
+    AddWaiter,
+    ClearAllState,
+    ClearState,
+    DeploymentRecord,
+    DropDeployment,
+    DropPromises,
+    DropWaiters,
+    SaveConcurrencyRules,
+    SaveDeployment,
+    SetState,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -138,6 +153,33 @@ _UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in INVOCATION_COLUMNS if c not in _IMMUTABLE)
 )
 _SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
+
+# The meta row that keeps the concurrency rules changed over the admin API, as JSON.
+_RULES_META_KEY = "concurrency_rules"
+
+
+def _deployment_params(op: SaveDeployment) -> tuple[Any, ...]:
+    d = op.deployment
+    return (d.id, d.uri, int(d.use_http_11), json.dumps(d.headers), d.protocol_mode, d.protocol_version,
+            json.dumps(d.manifest), d.created_at)
+
+
+# How each typed batch operation is written: its statement, and how to get its parameters (None: the
+# operation's own fields, in order).
+_OPS: dict[type, tuple[str, Any]] = {
+    SetState: ("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)", None),
+    ClearState: ("DELETE FROM state WHERE service = ? AND key = ? AND name = ?", None),
+    ClearAllState: ("DELETE FROM state WHERE service = ? AND key = ?", None),
+    AddPromise: ("INSERT INTO promises VALUES (?, ?, ?, ?, ?, ?)", None),
+    DropPromises: ("DELETE FROM promises WHERE service = ? AND key = ?", None),
+    AddWaiter: ("INSERT OR REPLACE INTO waiters VALUES (?, ?, ?, ?)", None),
+    DropWaiters: ("DELETE FROM waiters WHERE target = ?", None),
+    AddCall: ("INSERT OR IGNORE INTO calls VALUES (?, ?)", None),
+    SaveDeployment: ("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _deployment_params),
+    DropDeployment: ("DELETE FROM deployments WHERE id = ?", None),
+    SaveConcurrencyRules: (f"INSERT OR REPLACE INTO meta VALUES ('{_RULES_META_KEY}', ?)",
+                           lambda op: (json.dumps(op.changes),)),
+}
 
 
 def _in_wal_mode(path: Path) -> bool:
@@ -281,8 +323,9 @@ class SQLiteStore(Store):
                 if batch.timers_del:
                     c.executemany("DELETE FROM timers WHERE invocation_id = ? AND kind = ? AND completion_id = ?",
                                   batch.timers_del)
-                for sql, params in batch.ops:
-                    c.execute(sql, params)
+                for op in batch.ops:
+                    sql, params = _OPS[type(op)]
+                    c.execute(sql, op if params is None else params(op))
                 if batch.deleted:
                     ids = [(i,) for i in batch.deleted]
                     c.executemany("DELETE FROM waiters WHERE invocation_id = ? OR target = ?",
@@ -378,6 +421,20 @@ class SQLiteStore(Store):
         """Every registered waiter."""
         return self._reader.execute("SELECT target, invocation_id, completion_id, type FROM waiters").fetchall()
 
+    def load_deployments(self) -> list[DeploymentRecord]:
+        """Every registered deployment, oldest first."""
+        rows = self._reader.execute(
+            "SELECT id, uri, use_http_11, headers, protocol_mode, protocol_version, manifest, created_at "
+            "FROM deployments ORDER BY created_at").fetchall()
+        return [DeploymentRecord(id=r[0], uri=r[1], use_http_11=bool(r[2]), headers=json.loads(r[3]),
+                                 protocol_mode=r[4], protocol_version=r[5], manifest=json.loads(r[6]),
+                                 created_at=r[7]) for r in rows]
+
+    def load_concurrency_rules(self) -> dict[str, int | None]:
+        """The concurrency rules changed over the admin API; {} if none."""
+        row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (_RULES_META_KEY,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
     # ---- operator queries (admin API, UI, metrics) ----
 
     def invocation_page(self, flt: InvocationFilter, limit: int,
@@ -436,8 +493,7 @@ class SQLiteStore(Store):
         return self._reader.execute("SELECT count(*) FROM timers").fetchone()[0]
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Raw read-only SQL on this SQLite database, for tests and diagnostics; not part of `Store`.
-        (The engine still reads deployments and meta through it until those reads are typed.)"""
+        """Raw read-only SQL on this SQLite database, for tests and diagnostics; not part of `Store`."""
         return self._reader.execute(sql, params).fetchall()
 
     def reopen_writer(self) -> None:

@@ -1,0 +1,110 @@
+"""The typed operations a batch carries besides rows and journal entries (state, promises, waiters...).
+
+The engine says what changes; each store decides how to write it (`SQLiteStore.commit` maps every type to
+its statement). They are named tuples: as cheap to make as the parameter tuples they replace, and their
+order in `Batch.ops` is the order they are written in (a replacement of a key's state is "clear all, then
+set each").
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class SetState(NamedTuple):
+    """Set one state entry of an object or workflow key."""
+
+    service: str
+    key: str
+    name: bytes
+    value: bytes
+
+
+class ClearState(NamedTuple):
+    """Remove one state entry of a key."""
+
+    service: str
+    key: str
+    name: bytes
+
+
+class ClearAllState(NamedTuple):
+    """Remove every state entry of a key."""
+
+    service: str
+    key: str
+
+
+class AddPromise(NamedTuple):
+    """A workflow promise completed, with a value or a failure."""
+
+    service: str
+    key: str
+    name: str
+    value: bytes | None
+    failure_code: int | None
+    failure_message: str | None
+
+
+class DropPromises(NamedTuple):
+    """Forget every promise of a workflow key (its run was purged)."""
+
+    service: str
+    key: str
+
+
+class AddWaiter(NamedTuple):
+    """An invocation waits on a target (an invocation id or `promise:<service>/<key>/<name>`)."""
+
+    target: str
+    invocation_id: str
+    completion_id: int
+    type_id: int
+
+
+class DropWaiters(NamedTuple):
+    """Everyone waiting on a target was answered."""
+
+    target: str
+
+
+class AddCall(NamedTuple):
+    """Who called (or sent to) an invocation; written once, when the callee is created."""
+
+    callee: str
+    caller: str
+
+
+class DeploymentRecord(NamedTuple):
+    """A registered remote deployment as stored (headers and manifest as JSON-able values)."""
+
+    id: str
+    uri: str
+    use_http_11: bool
+    headers: dict[str, str]
+    protocol_mode: str
+    protocol_version: int
+    manifest: dict[str, Any]
+    created_at: int
+
+
+class SaveDeployment(NamedTuple):
+    """Insert or replace a deployment."""
+
+    deployment: DeploymentRecord
+
+
+class DropDeployment(NamedTuple):
+    """Forget a deployment."""
+
+    id: str
+
+
+class SaveConcurrencyRules(NamedTuple):
+    """The concurrency rules changed over the admin API (pattern -> limit, None: deleted); a copy."""
+
+    changes: dict[str, int | None]
+
+
+StoreOp = (SetState | ClearState | ClearAllState | AddPromise | DropPromises | AddWaiter | DropWaiters | AddCall
+           | SaveDeployment | DropDeployment | SaveConcurrencyRules)
