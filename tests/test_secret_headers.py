@@ -1,4 +1,4 @@
-"""Credentials in request headers reach the handler but never the journal (server/secret_headers.py)."""
+"""Credentials in request headers reach the handler but never the journal (server/engine/secret_headers.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# How the scope and limit key travel in an invocation's journaled input headers (see server/flow_control.py);
+# How the scope and limit key travel in an invocation's journaled input headers (see server/engine/flow_control.py);
 # `ctx.request()` reports them as `scope` and `limit_key` instead of headers.
 SCOPE_HEADER = "x-restate-scope"
 LIMIT_KEY_HEADER = "x-restate-limit-key"

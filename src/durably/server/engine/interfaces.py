@@ -45,8 +45,8 @@ class EngineOptions:
     abort_timeout: timedelta = timedelta(minutes=10)
     # Timers due within this window are kept in memory; later ones wait in the store.
     timer_window: timedelta = timedelta(minutes=1)
-    run_threads: int = 256  # sync ctx.run threads, stuck ones included (server/threads.py)
-    # Resource limits (docs: README "Resource limits"; defaults in server/limits.py).
+    run_threads: int = 256  # sync ctx.run threads, stuck ones included (server/engine/threads.py)
+    # Resource limits (docs: README "Resource limits"; defaults in server/process/limits.py).
     journal_entry_limit: int = DEFAULT_ENTRY_LIMIT
     loop_stall_threshold: float | None = None  # None: not watched (tests); `durably serve` sets 1 s
     stuck_report_interval: float = 60.0
@@ -54,7 +54,7 @@ class EngineOptions:
     metrics: bool = True
     # OpenTelemetry spans (durably.server.observe.tracing.InvocationTracing), None when not configured.
     tracing: Any = None
-    # Restate 1.7's concurrency rules, pattern -> limit (see server/flow_control.py).
+    # Restate 1.7's concurrency rules, pattern -> limit (see server/engine/flow_control.py).
     concurrency_rules: dict[str, int] = field(default_factory=dict)
     # Security (durably serve --request-identity-key, --secret-header): a RequestSigner for requests to remote
     # deployments, and the request headers handlers see but the journal never stores (see secret_headers.py).
