@@ -243,10 +243,12 @@ class Ingress:
         failure = None
         if not resolve:
             failure = pb.Failure(code=500, message=body.decode("utf-8", "replace"))
-        found = self.engine.complete_awakeable(awakeable_id, body if resolve else None, failure)
-        if found is None:
-            await error(send, 400, f"malformed awakeable id {awakeable_id!r}")
-        elif not found:
+        try:
+            found = self.engine.complete_awakeable(awakeable_id, body if resolve else None, failure)
+        except ValueError as e:  # malformed, or a built-in signal's id (the cancel signal's, say)
+            await error(send, 400, str(e))
+            return
+        if not found:
             await error(send, 404, f"awakeable {awakeable_id} not found: its invocation does not exist or has "
                         "completed")
         else:
