@@ -16,7 +16,9 @@ from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId, awakeable_id
 from durably.server.engine.invocation import COMPLETED
 from durably.server.http.admin import Admin
+from durably.server.http.host_check import allowed_host_list
 from durably.server.http.ingress import Ingress
+from durably.server.process.listeners import host_checked
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 
@@ -145,3 +147,48 @@ async def test_built_in_signal_indexes_other_than_cancel_are_refused(ingress_rt,
     with pytest.raises(durably.TerminalError) as e:
         await rt.attach(inv, "Sec/wait_awakeable")
     assert e.value.status_code == 409
+
+
+# ---------------------------------------------------------------------------------------------- SEVERE 3
+
+
+def _cfg(host: str, admin_host: str = "127.0.0.1", allowed: tuple[str, ...] = ()) -> SimpleNamespace:
+    return SimpleNamespace(host=host, admin_host=admin_host, allowed_hosts=allowed)
+
+
+async def _status(app, host: str, path: str = "/restate/invocation/inv_1gdJBtdVEcM942bjcDmb1c1khoaJe11Hbz/output"
+                  ) -> int:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c:
+        return (await c.get(path, headers={"host": host})).status_code
+
+
+async def test_the_host_check_follows_the_bind_address() -> None:
+    async with TestRuntime(APP) as rt:
+        assert rt.engine is not None
+        ingress, admin = Ingress(rt.engine), Admin(rt.engine)
+        # Loopback binds: loopback names and addresses only, any port; the health path is never checked.
+        loop_in, loop_admin = host_checked(ingress, admin, _cfg("::1"))
+        for host in ("localhost", "LOCALHOST:1", "127.0.0.1", "127.0.0.2:80", "[::1]:8080", "[::1]"):
+            assert await _status(loop_in, host) == 404, host
+        for host in ("evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.nip.io",
+                     "localhost:x", "10.0.0.1"):
+            assert await _status(loop_in, host) == 421, host
+        assert await _status(loop_admin, "evil.example:9070", "/services") == 421
+        assert await _status(loop_admin, "evil.example:9070", "/health") == 200
+        assert await _status(loop_in, "evil.example", "/restate/health") == 200
+        # Another interface keeps today's behaviour, unless names are given: then they are checked there too.
+        open_in, _ = host_checked(ingress, admin, _cfg("0.0.0.0"))
+        assert await _status(open_in, "anything.example") == 404
+        named_in, _ = host_checked(ingress, admin, _cfg("10.1.2.3", allowed=allowed_host_list(["api.example"])))
+        assert await _status(named_in, "api.example:8080") == 404
+        assert await _status(named_in, "10.1.2.3:8080") == 404
+        assert await _status(named_in, "localhost") == 404
+        assert await _status(named_in, "other.example") == 421
+        star_in, _ = host_checked(ingress, admin, _cfg("127.0.0.1", allowed=allowed_host_list(["*"])))
+        assert await _status(star_in, "other.example") == 404
+
+
+def test_allowed_host_values_are_checked() -> None:
+    assert allowed_host_list(["a.example, B.example:81", "[::2]:9"]) == ("a.example", "b.example:81", "[::2]:9")
+    with pytest.raises(ValueError, match="--allowed-host"):
+        allowed_host_list(["a.example:port"])
