@@ -65,8 +65,8 @@ async def headers(ctx: durably.Context, tag: str) -> dict[str, str]:
 APP = durably.app(services=[svc])
 
 
-async def until(cond: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(cond: Callable[[], object], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 10.0
     while not cond():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

@@ -3,11 +3,10 @@ commands that talk to a server read (`durably keys` makes the signing key: durab
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import os
 
 import click
 
