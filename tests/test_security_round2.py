@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -18,7 +19,8 @@ from durably.server.engine.invocation import COMPLETED
 from durably.server.http.admin import Admin
 from durably.server.http.host_check import allowed_host_list
 from durably.server.http.ingress import Ingress
-from durably.server.process.listeners import host_checked
+from durably.server.http.sessions import SESSION_SECONDS, SIGN_IN_BURST, SIGN_IN_REFILL_S
+from durably.server.process.listeners import guarded, host_checked
 from durably.server.store.base import COL
 from durably.testing import TestRuntime
 
@@ -192,3 +194,129 @@ def test_allowed_host_values_are_checked() -> None:
     assert allowed_host_list(["a.example, B.example:81", "[::2]:9"]) == ("a.example", "b.example:81", "[::2]:9")
     with pytest.raises(ValueError, match="--allowed-host"):
         allowed_host_list(["a.example:port"])
+
+
+# ---------------------------------------------------------------------------------------------- NOTABLE 6
+
+INGRESS_TOKEN = "ingress-tok-7c1d9e2f"
+ADMIN_TOKEN = "admin-tok-4b8a6f0e"
+
+
+@pytest.fixture
+async def guarded_apps():
+    cfg = SimpleNamespace(ingress_token=INGRESS_TOKEN, admin_token=ADMIN_TOKEN)
+    async with TestRuntime(APP) as rt:
+        assert rt.engine is not None
+        ingress, admin = guarded(Ingress(rt.engine), Admin(rt.engine), cfg)
+        yield rt, ingress, admin
+
+
+def client(app, base: str = "http://127.0.0.1:9070", addr: str = "127.0.0.1") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(addr, 40000)), base_url=base)
+
+
+async def test_the_ui_cookie_is_an_expiring_session_not_the_token(guarded_apps) -> None:
+    _, ingress, admin = guarded_apps
+    async with client(admin) as a:
+        ok = await a.post("/ui/login", data={"token": ADMIN_TOKEN})
+        assert ok.status_code == 303
+        cookies = ok.headers.get_list("set-cookie")
+        session = next(c for c in cookies if c.startswith("durably_ui_session="))
+        assert ADMIN_TOKEN not in " ".join(cookies)
+        flags = [f.strip() for f in session.split(";")]
+        assert {"HttpOnly", "SameSite=Strict", "Path=/", f"Max-Age={SESSION_SECONDS}"} <= set(flags), flags
+        assert "Secure" not in flags
+        # The older cookie, which held the token itself, is cleared and no longer signs anyone in.
+        assert any(c.startswith("durably_admin_token=;") and "Max-Age=0" in c for c in cookies)
+        value = session.split(";", 1)[0]
+        assert (await a.get("/services", headers={"cookie": value})).status_code == 200
+        assert (await a.get("/services", headers={"cookie": f"durably_admin_token={ADMIN_TOKEN}"})).status_code == 401
+        assert (await a.get("/services", headers={"cookie": value[:-2] + "xx"})).status_code == 401
+        # It expires.
+        admin.sessions.now = lambda: time.time() + SESSION_SECONDS + 1
+        assert (await a.get("/services", headers={"cookie": value})).status_code == 401
+        assert (await a.get("/ui/invocations", headers={"cookie": value})).headers["location"] == "/ui/login"
+    async with client(admin, "https://127.0.0.1:9070") as tls:
+        ok = await tls.post("/ui/login", data={"token": ADMIN_TOKEN})
+        session = next(c for c in ok.headers.get_list("set-cookie") if c.startswith("durably_ui_session="))
+        assert "Secure" in [f.strip() for f in session.split(";")]
+    # Only the admin listener takes it.
+    async with client(ingress, "http://127.0.0.1:8080") as i:
+        assert (await i.post("/Sec/headers", json="x", headers={"cookie": value})).status_code == 401
+
+
+async def test_the_ingress_passes_on_none_of_durablys_credentials(guarded_apps) -> None:
+    _, ingress, admin = guarded_apps
+    async with client(admin) as a:
+        session = (await a.post("/ui/login", data={"token": ADMIN_TOKEN})).headers["set-cookie"].split(";", 1)[0]
+    cookie = f"theirs=1; {session}; durably_admin_token={ADMIN_TOKEN}; durably_ui_flash=z; other=2"
+    async with client(ingress, "http://127.0.0.1:8080") as i:
+        resp = await i.post("/Sec/headers", json="tok", headers={"authorization": f"Bearer {INGRESS_TOKEN}",
+                                                                 "cookie": cookie})
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"cookie": "theirs=1; other=2"}
+        resp = await i.post("/Sec/headers", json="only", headers={"authorization": f"Bearer {INGRESS_TOKEN}",
+                                                                  "cookie": session})
+        assert resp.json() == {}
+    seen = json.dumps(seen_headers)
+    assert INGRESS_TOKEN not in seen and ADMIN_TOKEN not in seen and session.split("=", 1)[1] not in seen
+
+
+async def test_without_an_ingress_token_the_callers_own_authorization_reaches_the_handler(ingress_rt) -> None:
+    _, c = ingress_rt
+    resp = await c.post("/Sec/headers", json="own", headers={"authorization": "Bearer the-callers-own"})
+    assert resp.json() == {"authorization": "Bearer the-callers-own"}
+
+
+async def test_sign_in_attempts_are_throttled_per_client(guarded_apps) -> None:
+    _, _, admin = guarded_apps
+    async with client(admin, addr="10.0.0.7") as a, client(admin, addr="10.0.0.8") as b:
+        for _ in range(SIGN_IN_BURST):
+            assert (await a.post("/ui/login", data={"token": "guess"})).status_code == 401
+        refused = await a.post("/ui/login", data={"token": ADMIN_TOKEN})
+        assert refused.status_code == 429 and "set-cookie" not in refused.headers
+        assert 1 <= int(refused.headers["retry-after"]) <= SIGN_IN_REFILL_S
+        assert (await b.post("/ui/login", data={"token": ADMIN_TOKEN})).status_code == 303
+        # Time refills the bucket (one attempt per SIGN_IN_REFILL_S).
+        start = time.monotonic()
+        admin.throttle.now = lambda: start + SIGN_IN_REFILL_S + 1
+        assert (await a.post("/ui/login", data={"token": ADMIN_TOKEN})).status_code == 303
+
+
+# ---------------------------------------------------------------------------------------------- MINOR: UI
+
+
+async def test_ui_pages_forbid_framing_and_set_a_policy(guarded_apps) -> None:
+    _, _, admin = guarded_apps
+    async with client(admin) as a:
+        login = await a.get("/ui/login")
+        session = (await a.post("/ui/login", data={"token": ADMIN_TOKEN})).headers["set-cookie"].split(";", 1)[0]
+        pages = [login] + [await a.get(p, headers={"cookie": session})
+                           for p in ("/ui/invocations", "/ui/services", "/ui/state", "/ui/nowhere")]
+        for resp in pages:
+            assert resp.headers["x-frame-options"] == "DENY", resp.url
+            csp = resp.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp and "form-action 'self'" in csp
+
+
+async def test_a_link_cannot_set_the_flash_text(ingress_rt) -> None:
+    rt, _ = ingress_rt
+    inv = await rt.send("Sec/wait_awakeable", "flash")
+    await until(lambda: "flash" in published, "the awakeable")
+    async with client(Admin(rt.engine)) as a:
+        lure = "Your session expired: paste your admin token at evil.example"
+        for path in (f"/ui/services?msg={lure}", f"/ui/services?err={lure}", f"/ui/invocations/{inv}?err={lure}",
+                     f"/ui/state?msg={lure}"):
+            page = await a.get(path)
+            assert page.status_code == 200 and "evil.example" not in page.text, path
+        done = await a.post(f"/ui/invocations/{inv}/pause")
+        assert done.status_code == 303
+        flash = done.headers["set-cookie"]
+        assert flash.startswith("durably_ui_flash=") and "HttpOnly" in flash and "Max-Age=" in flash
+        shown = await a.get(done.headers["location"], headers={"cookie": flash.split(";", 1)[0]})
+        assert '<div class="flash" role="status">paused</div>' in shown.text
+        assert "durably_ui_flash=;" in shown.headers["set-cookie"]  # once
+        # The same cookie does not vouch for other words.
+        other = await a.get(f"/ui/invocations/{inv}?msg={lure}", headers={"cookie": flash.split(";", 1)[0]})
+        assert "evil.example" not in other.text
+        assert '<div class="flash"' not in (await a.get(done.headers["location"])).text
