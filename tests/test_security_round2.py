@@ -15,6 +15,7 @@ import pytest
 import durably
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId, awakeable_id
+from durably.server.engine.flow_control import MAX_CONCURRENCY_LIMIT, FlowControlError, parse_rules
 from durably.server.engine.invocation import COMPLETED
 from durably.server.http.admin import Admin
 from durably.server.http.host_check import allowed_host_list
@@ -64,7 +65,16 @@ async def headers(ctx: durably.Context, tag: str) -> dict[str, str]:
     return {k: v for k, v in ctx.request().headers.items() if k in ("authorization", "cookie")}
 
 
-APP = durably.app(services=[svc])
+obj = durably.VirtualObject("SecObj")
+
+
+@obj.handler()
+async def put(ctx: durably.ObjectContext, value: int) -> int:
+    ctx.set("v", value)
+    return value
+
+
+APP = durably.app(services=[svc, obj])
 
 
 async def until(cond: Callable[[], object], what: str) -> None:
@@ -320,3 +330,43 @@ async def test_a_link_cannot_set_the_flash_text(ingress_rt) -> None:
         other = await a.get(f"/ui/invocations/{inv}?msg={lure}", headers={"cookie": flash.split(";", 1)[0]})
         assert "evil.example" not in other.text
         assert '<div class="flash"' not in (await a.get(done.headers["location"])).text
+
+
+# ---------------------------------------------------------------------------------------------- MINOR: admin input
+
+DEEP = b"[" * 20_000 + b"]" * 20_000  # far past the recursion limit, under every body limit
+DEEP_OBJECT = b'{"object_key": "k", "new_state": ' + b'{"a":' * 10_000 + b"1" + b"}" * 10_000 + b"}"
+
+
+async def test_deeply_nested_json_is_a_400_everywhere_on_the_admin_api() -> None:
+    async with TestRuntime(APP) as rt:
+        assert rt.engine is not None
+        async with client(Admin(rt.engine)) as a:
+            for method, path in (("POST", "/services/SecObj/state"), ("POST", "/deployments"), ("PUT", "/rules")):
+                for body in (DEEP, DEEP_OBJECT):
+                    resp = await a.request(method, path, content=body, headers={"content-type": "application/json"})
+                    assert resp.status_code == 400, (path, resp.status_code, resp.text[:200])
+                    assert resp.json()["code"] == 400 and "nested" in resp.json()["message"]
+            resp = await a.put("/limits/rules", content=DEEP, headers={"content-type": "application/json"})
+            assert resp.status_code == 422 and "nested" in resp.json()["message"]
+            form = await a.post("/ui/state", data={"service": "SecObj", "key": "k", "state": DEEP.decode()})
+            assert form.status_code == 400 and "nested" in form.text
+            # The server still serves, and nothing changed.
+            assert (await a.get("/services/SecObj/state/k")).json()["state"] == {}
+            assert await rt.call("SecObj/k/put", 3) == 3
+
+
+async def test_an_absurd_concurrency_limit_is_refused() -> None:
+    async with TestRuntime(APP) as rt:
+        assert rt.engine is not None
+        async with client(Admin(rt.engine)) as a:
+            for limit in (10**30, MAX_CONCURRENCY_LIMIT + 1):
+                resp = await a.put("/rules", json={"pattern": "*", "concurrency": limit})
+                assert resp.status_code == 400 and str(MAX_CONCURRENCY_LIMIT) in resp.json()["message"], resp.text
+                resp = await a.put("/limits/rules", json=[{"pattern": "*", "limits": {"concurrency": limit}}])
+                assert resp.status_code == 422 and str(MAX_CONCURRENCY_LIMIT) in resp.json()["message"], resp.text
+            assert (await a.get("/rules")).json()["rules"] == []
+            ok = await a.put("/rules", json={"pattern": "*", "concurrency": MAX_CONCURRENCY_LIMIT})
+            assert ok.status_code == 200
+    with pytest.raises(FlowControlError, match=str(MAX_CONCURRENCY_LIMIT)):
+        parse_rules([f"*={10**30}"])

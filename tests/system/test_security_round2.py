@@ -93,3 +93,10 @@ def test_allowed_hosts_in_every_form(serve, tmp_path: Path, form: str) -> None: 
     assert request(s.admin_port, "/services", f"ops.example:{s.admin_port}")[0] == 421
     assert request(s.admin_port, "/services", "evil.example")[0] == 421
     assert request(s.admin_port, "/services", f"localhost:{s.admin_port}")[0] == 200
+
+
+def test_an_absurd_concurrency_limit_flag_is_a_clear_cli_error(serve, tmp_path: Path) -> None:  # noqa: F811
+    s = serve("--concurrency-limit", f"*={10**30}")
+    assert s.wait_exit() != 0
+    assert "at most 1000000" in s.log() and "Traceback" not in s.log()
+    assert not (tmp_path / "data").exists()

@@ -28,7 +28,7 @@ from durably.server.http.sessions import (
     cookie_values,
     is_tls,
 )
-from durably.server.http.shapes import ACTION_STATUS
+from durably.server.http.shapes import ACTION_STATUS, parse_json
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
 from durably.server.http.ui.timeline import timeline
@@ -233,14 +233,18 @@ class WebUI:
     async def _save_state(self, send: Send, form: dict[str, str]) -> None:
         service, key, text = form.get("service", ""), form.get("key", ""), form.get("state", "")
         try:
-            values = json.loads(text or "{}")
+            values = parse_json(text or "{}")
             if not isinstance(values, dict):
                 raise ValueError("the state must be a JSON object of names to values")
+            new = {k.encode(): json.dumps(v, separators=(",", ":")).encode() for k, v in values.items()}
+        except RecursionError:
+            await self._state(send, service, key, None, "not saved: the JSON is nested too deeply", edited=text,
+                              status=400)
+            return
         except ValueError as e:
             await self._state(send, service, key, None, f"not saved: {e}", edited=text, status=400)
             return
         current = await read_state(self.engine, service, key)
-        new = {k.encode(): json.dumps(v, separators=(",", ":")).encode() for k, v in values.items()}
         # Binary values are not in the editor; keep them.
         shown = state_json(service, key, current)
         for name in shown.get("binary", {}):
