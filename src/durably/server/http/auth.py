@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import html
 import logging
+import math
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -114,7 +115,7 @@ class BearerAuth:
         wait = self.throttle.take(client)
         if wait:
             log.warning("refused a sign-in to the %s UI from %s: too many attempts", self.source, client)
-            retry = str(max(1, round(wait + 0.5)))
+            retry = str(max(1, math.ceil(wait)))
             note = f'<p style="color:#b00">Too many sign-in attempts: try again in {retry} s.</p>'
             await self._page(send, 429, _LOGIN_FORM.format(note=note, action=action).encode(),
                              [(b"retry-after", retry.encode())])
