@@ -276,6 +276,9 @@ async def test_without_an_ingress_token_the_callers_own_authorization_reaches_th
     _, c = ingress_rt
     resp = await c.post("/Sec/headers", json="own", headers={"authorization": "Bearer the-callers-own"})
     assert resp.json() == {"authorization": "Bearer the-callers-own"}
+    # The UI's cookies are dropped whether or not the ingress has a token (browsers send them to every port).
+    resp = await c.post("/Sec/headers", json="own", headers={"cookie": "durably_ui_session=1.abc.def; mine=1"})
+    assert resp.json() == {"cookie": "mine=1"}
 
 
 async def test_sign_in_attempts_are_throttled_per_client(guarded_apps) -> None:
