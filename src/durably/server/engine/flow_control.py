@@ -50,6 +50,18 @@ class FlowControlError(ValueError):
     """A malformed scope, limit key or rule (the message says what is accepted)."""
 
 
+# The largest concurrency a rule may allow: far above what one server runs at once, and small enough that a
+# typo (or 10**30) is refused rather than stored.
+MAX_CONCURRENCY_LIMIT = 1_000_000
+
+
+def check_limit(limit: int, where: str) -> None:
+    """Raise FlowControlError unless 1 <= limit <= MAX_CONCURRENCY_LIMIT (`where` names the rule)."""
+    if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+        raise FlowControlError(f"invalid concurrency limit {limit} for {where!r}: at least 1 and at most "
+                               f"{MAX_CONCURRENCY_LIMIT}")
+
+
 def check_scope(scope: str | None, limit_key: str | None) -> None:
     """Raise FlowControlError unless the scope and limit key are well formed (a limit key needs a scope)."""
     if scope is not None and not _COMPONENT.match(scope):
@@ -96,6 +108,7 @@ def parse_rules(specs: Iterable[str]) -> dict[str, int]:
             raise FlowControlError(f"invalid concurrency limit in {spec!r}: a whole number") from None
         if limit < 1:
             raise FlowControlError(f"invalid concurrency limit in {spec!r}: at least 1")
+        check_limit(limit, pattern.strip())
         rules[pattern.strip()] = limit
     return rules
 
@@ -117,6 +130,7 @@ class ConcurrencyLimiter:
         """Create or change a rule."""
         if limit < 1:
             raise FlowControlError("a concurrency limit must be at least 1")
+        check_limit(limit, pattern)
         self._rules[parse_rule(pattern)] = limit
 
     def delete_rule(self, pattern: str) -> bool:
