@@ -27,7 +27,7 @@ from durably.sdk.asgi import Receive, Scope, Send, lifespan, respond
 from durably.sdk.attempt import Attempt
 from durably.sdk.errors import VMError
 from durably.sdk.serde import is_msgspec_struct
-from durably.sdk.service import App, Handler, ServiceDefinition
+from durably.sdk.service import App, Handler, ServiceDefinition, manifest_state_fields
 
 log = logging.getLogger("durably.endpoint")
 
@@ -99,14 +99,24 @@ def _handler_manifest(h: Handler, version: int) -> dict[str, Any]:
         out.update({
             "inactivityTimeout": _ms(h.inactivity_timeout), "abortTimeout": _ms(h.abort_timeout),
             "journalRetention": _ms(h.journal_retention), "ingressPrivate": h.ingress_private,
-            "enableLazyState": h.enable_lazy_state,
         })
+        if h.kind is not None:
+            out.update(_state_fields(h.state_preload, h.enable_lazy_state, version))
         if h.kind == "workflow":
             out["workflowCompletionRetention"] = _ms(h.workflow_retention)
         else:
             out["idempotencyRetention"] = _ms(h.idempotency_retention)
     out.update(_retry_fields(h.invocation_retry_policy, version))
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _state_fields(state_preload: Any, enable_lazy_state: bool | None, version: int) -> dict[str, Any]:
+    lazy, whitelist = manifest_state_fields(state_preload, enable_lazy_state)
+    if whitelist is not None and version < 5:
+        # As restate-sdk 1.3: the list form cannot be said in an older manifest, and silently preloading
+        # all or nothing instead would change what the handler sees.
+        raise ValueError("eagerStateKeysWhitelist is only supported in discovery protocol version 5")
+    return {"enableLazyState": lazy, "eagerStateKeysWhitelist": whitelist}
 
 
 def _service_manifest(svc: ServiceDefinition, version: int) -> dict[str, Any]:
@@ -125,8 +135,9 @@ def _service_manifest(svc: ServiceDefinition, version: int) -> dict[str, Any]:
             "inactivityTimeout": _ms(svc.inactivity_timeout), "abortTimeout": _ms(svc.abort_timeout),
             "journalRetention": _ms(svc.journal_retention), "idempotencyRetention": _ms(svc.idempotency_retention),
             "ingressPrivate": svc.ingress_private,
-            "enableLazyState": svc.enable_lazy_state if svc.kind != "service" else None,
         })
+        if svc.kind != "service":
+            out.update(_state_fields(svc.state_preload, svc.enable_lazy_state, version))
     out.update(_retry_fields(svc.invocation_retry_policy, version))
     return {k: v for k, v in out.items() if v is not None}
 
@@ -240,7 +251,7 @@ class Endpoint:
 
     async def _discover(self, scope: Scope, send: Send) -> None:
         accept = _headers(scope).get("accept", "")
-        version = next((v for v in (4, 3, 2) if MANIFEST_TYPE.format(v) in accept), None)
+        version = next((v for v in (5, 4, 3, 2) if MANIFEST_TYPE.format(v) in accept), None)
         if version is None:
             if accept and "endpointmanifest" in accept:
                 await _plain(send, 415, f"unsupported manifest version in accept: {accept}")
