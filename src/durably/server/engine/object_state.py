@@ -13,6 +13,7 @@ in between.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 from dataclasses import dataclass
@@ -82,8 +83,8 @@ def encode_cursor(name: bytes) -> str:
 def decode_cursor(cursor: str) -> bytes:
     """The state name a cursor names; ValueError if it is not one."""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (ValueError, TypeError):
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+    except (ValueError, TypeError, binascii.Error):
         raise ValueError(f"bad cursor {cursor[:100]!r}: pass back the next_cursor of the previous page") from None
 
 
