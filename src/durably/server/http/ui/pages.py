@@ -271,7 +271,7 @@ def services_page(engine: Any, msg: str | None, err: str | None) -> Markup:
                         f'<td class="mono">{e(h.get("output_description"))}</td>'
                         f'<td>{e(h.get("documentation", ""))} {e("; ".join(hopts))}</td></tr>')
         state_link = (f' · <a href="{e(url("/state", service=svc.name))}">state</a>'
-                      if info["ty"] != "SERVICE" else "")
+                      if info["ty"] != "Service" else "")
         parts.append(
             f'<h2 class="service" id="svc-{e(svc.name)}">{e(svc.name)} <span class="muted">{e(info["ty"].lower())}'
             f' · deployment {e(info.get("deployment_id"))}{state_link}</span></h2>'
