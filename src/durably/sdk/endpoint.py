@@ -292,13 +292,27 @@ class _Invocation:
         self.send = send
         self.decoder = FrameDecoder()
         self.input_closed = False
+        # The server went away (not just the end of its request body): the response stream is dead too.
+        self.disconnected = False
+        self.attempt: Attempt | None = None
+        self.handler_task: asyncio.Task[None] | None = None
+
+    def _on_disconnect(self) -> None:
+        """The stream broke: stop the attempt at once, as restate-sdk does. Nothing more is written (the server
+        retries from its journal), no new step starts, and a step in flight is cancelled."""
+        self.disconnected = True
+        self.input_closed = True
+        if self.attempt is not None:
+            self.attempt.abort()
+        if self.handler_task is not None and not self.handler_task.done():
+            self.handler_task.cancel()
 
     async def _read(self) -> list[tuple[int, Message]] | None:
         """The next frames from the request body; None at its end."""
         while True:
             msg = await self.receive()
             if msg["type"] == "http.disconnect":
-                self.input_closed = True
+                self._on_disconnect()
                 return None
             frames = [(f.type_id, f.message) for f in self.decoder.feed(msg.get("body", b""))]
             if not msg.get("more_body", False):
@@ -308,6 +322,8 @@ class _Invocation:
                 return frames
 
     async def _fail(self, code: int, message: str) -> None:
+        if self.disconnected:
+            return  # nobody to tell
         err = pb.ErrorMessage(code=code, message=message)
         await self.send({"type": "http.response.body", "body": encode_message(err), "more_body": True})
         await self._drain()
@@ -317,7 +333,9 @@ class _Invocation:
         # Restate's server closes its side only after reading our terminal message; wait for it (§2.2).
         while not self.input_closed:
             msg = await self.receive()
-            if msg["type"] == "http.disconnect" or not msg.get("more_body", False):
+            if msg["type"] == "http.disconnect":
+                self._on_disconnect()
+            elif not msg.get("more_body", False):
                 self.input_closed = True
 
     async def run(self) -> None:
@@ -350,29 +368,45 @@ class _Invocation:
         transport = _StreamTransport(self.send, self.version)
         headers = _headers(self.scope)
         attempt = Attempt(self.handler, vm, transport, attempt_headers=headers)
+        self.attempt = attempt
         if self.input_closed:
             attempt.close_input()
         pump = asyncio.create_task(transport.pump())
-        reader = asyncio.create_task(self._feed(attempt)) if not self.input_closed else None
+        bidi = not self.input_closed
+        # With the body complete (request/response) the reader only watches for the server going away.
+        reader = asyncio.create_task(self._feed(attempt) if bidi else self._watch())
+        # The handler runs in a task of its own, so a broken stream can stop it where it is.
+        self.handler_task = asyncio.create_task(attempt.run(InvocationContext(attempt, start.debug_id, start.key)))
         cancelled = False
         try:
-            await attempt.run(InvocationContext(attempt, start.debug_id, start.key))
+            await asyncio.shield(self.handler_task)
         except asyncio.CancelledError:
-            cancelled = True
-            raise
+            if not self.handler_task.done():
+                cancelled = True  # the ASGI server cancelled us (not a broken stream): stop the handler too
+                self.handler_task.cancel()
+                raise
         finally:
             transport.finish()
-            if cancelled:
-                # The ASGI server is done waiting (its graceful shutdown is over): leave now, not when Restate
-                # closes the request stream; Restate retries the attempt from its journal.
+            if cancelled or self.disconnected:
+                # The ASGI server is done waiting (its graceful shutdown is over), or the stream broke: leave
+                # now, writing nothing more; the server retries the attempt from its journal.
                 pump.cancel()
-                if reader is not None:
-                    reader.cancel()
+                reader.cancel()
             else:
                 await pump
-                if reader is not None and not reader.done():
+                if bidi and not reader.done():
                     await reader  # returns when the server closes the request stream
-        await self.send({"type": "http.response.body", "body": b""})
+                else:
+                    reader.cancel()
+        if not self.disconnected:
+            await self.send({"type": "http.response.body", "body": b""})
+
+    async def _watch(self) -> None:
+        """Request/response mode: the body is read; wait only for the server to go away."""
+        while not self.disconnected:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect":
+                self._on_disconnect()
 
     async def _feed(self, attempt: Attempt) -> None:
         try:
