@@ -236,7 +236,11 @@ class Lifecycle:
                 self.fail(inv, pb.ErrorMessage(code=e.code, message=e.message))
                 return
             transport = LocalTransport(self.sink, inv)
-            local = Attempt(handler, vm, transport, clock=self.clock.now,
+            # What `ctx.request().attempt_headers` shows, as a deployment is sent them by restate-server.
+            headers = {"x-restate-invocation-id": inv.id}
+            if self.tracing is not None:
+                headers.update(self.tracing.attempt_headers(inv.id))
+            local = Attempt(handler, vm, transport, clock=self.clock.now, attempt_headers=headers,
                             executor=AttemptThreads(self.run_executor, inv.id, f"{inv.service}/{inv.handler}"))
             transport.attempt = local
             attempt = local
