@@ -160,14 +160,14 @@ async def test_services_list_types_and_handler_kinds(runtime) -> None:
         services = {s["name"]: s for s in resp.json()["services"]}
         assert set(services) == {"Greeter", "Counter", "Saga", "Signup"}
         assert {name: s["ty"] for name, s in services.items()} == {
-            "Greeter": "SERVICE", "Counter": "VIRTUAL_OBJECT", "Saga": "SERVICE", "Signup": "WORKFLOW"}
+            "Greeter": "Service", "Counter": "VirtualObject", "Saga": "Service", "Signup": "Workflow"}  # Restate's
         assert services["Greeter"]["documentation"] == "Says hello."
         assert [h["name"] for h in services["Greeter"]["handlers"]] == ["greet", "refuse"]
         assert all("ty" not in h for h in services["Greeter"]["handlers"])  # plain services have no kinds
         assert {h["name"]: h["ty"] for h in services["Counter"]["handlers"]} == {
-            "add": "EXCLUSIVE", "get": "SHARED", "hold": "EXCLUSIVE"}
+            "add": "Exclusive", "get": "Shared", "hold": "Exclusive"}
         assert {h["name"]: h["ty"] for h in services["Signup"]["handlers"]} == {
-            "run": "WORKFLOW", "click": "SHARED"}
+            "run": "Workflow", "click": "Shared"}
         handlers = {h["name"]: h for h in services["Counter"]["handlers"]}
         assert handlers["add"]["input_description"] == "application/json"
         assert handlers["get"]["input_description"] == "none"
@@ -179,9 +179,9 @@ async def test_service_by_name_and_unknown_service(runtime) -> None:
         resp = await client.get("/services/Counter")
         assert resp.status_code == 200
         assert resp.json()["name"] == "Counter"
-        assert resp.json()["ty"] == "VIRTUAL_OBJECT"
+        assert resp.json()["ty"] == "VirtualObject"
         assert_error(await client.get("/services/Nope"), 404, "Nope")
-        assert (await client.get("/v3/services/Saga")).json()["ty"] == "SERVICE"
+        assert (await client.get("/v3/services/Saga")).json()["ty"] == "Service"
 
 
 async def test_list_is_newest_first_with_filters_and_limit(runtime) -> None:

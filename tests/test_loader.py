@@ -182,3 +182,90 @@ def test_syntax_error_is_one_line_with_file_and_line(project) -> None:
         load_app("broken.py")
     assert str(e.value).startswith(f"{path}:2: SyntaxError") or str(e.value).startswith(f"{path}:3: SyntaxError")
     assert "\n" not in str(e.value)
+
+
+# Issue 23: a module-level `app` of another kind, and scripts that start their own server.
+
+NOT_DURABLY = """
+class App:  # stands in for google.adk.apps.App
+    def __init__(self, name):
+        self.name = name
+"""
+
+
+def served(project) -> Path:
+    return project("marker.txt", "").parent / "served"
+
+
+def serve_writes(marker: Path) -> str:
+    """A stand-in server: `serve(app)` writes the marker file, so a test sees whether it ran."""
+    return f"def serve(app):\n    open({str(marker)!r}, 'w').close()\n"
+
+
+def test_a_module_level_app_of_another_kind_does_not_stop_the_search(project) -> None:
+    marker = served(project)
+    project("app/__init__.py", "")
+    project("app/chat_agent.py", SERVICE.format(name="Chat") + NOT_DURABLY + serve_writes(marker) + """
+app = App("agents")
+
+if __name__ == "__main__":
+    app = durably.app(services=[svc])
+    serve(app)
+""")
+    assert list(load_app("app/chat_agent.py").services) == ["Chat"]
+    assert not marker.exists()
+    # A durably app at module level under another name is found too.
+    project("other.py", SERVICE.format(name="Other") + NOT_DURABLY
+            + 'app = App("x")\ndurably_app = durably.app(services=[svc])\n')
+    assert list(load_app("other.py").services) == ["Other"]
+
+
+def test_a_module_level_app_of_another_kind_and_no_durably_app_is_named(project) -> None:
+    project("lonely.py", SERVICE.format(name="L") + NOT_DURABLY + 'app = App("agents")\n')
+    with pytest.raises(AppLoadError, match="lonely:app is a App, not a durably app, and lonely builds no durably app"):
+        load_app("lonely")
+
+
+def test_a_script_serving_at_its_top_level_is_stopped_where_it_builds_the_app(project) -> None:
+    marker = served(project)
+    project("mcp/agent.py", SERVICE.format(name="Mcp"))
+    project("mcp/__main__.py", "import durably\nfrom agent import svc\n" + serve_writes(marker) + """
+app = durably.app(services=[svc])
+serve(app)
+""")
+    assert list(load_app("mcp").services) == ["Mcp"]
+    assert not marker.exists()
+
+
+def test_a_script_that_would_serve_before_building_an_app_is_not_run(project) -> None:
+    marker = served(project)
+    project("early.py", SERVICE.format(name="E") + serve_writes(marker) + "serve(None)\n")
+    with pytest.raises(AppLoadError, match=r"importing .*early.py starts a server \(.*early.py:\d+\) before it builds "
+                                           "a durably app"):
+        load_app("early.py")
+    assert not marker.exists()
+
+
+def test_capture_never_runs_a_main_that_serves_without_building_an_app(project) -> None:
+    marker = served(project)
+    project("prebuilt.py", SERVICE.format(name="P") + f"""
+class uvicorn:  # stands in for the uvicorn package
+    @staticmethod
+    def run(app, host="0.0.0.0", port=9080):
+        open({str(marker)!r}, "w").close()
+
+
+web_app = object()
+
+
+def main():
+    uvicorn.run(web_app)
+
+
+if __name__ == "__main__":
+    main()
+""")
+    with pytest.raises(AppLoadError, match=r"prebuilt.main\(\) starts a server \(.*prebuilt.py:\d+\) before it "
+                                           "builds a durably app.*not running it"):
+        load_app("prebuilt.py")
+    assert not marker.exists()

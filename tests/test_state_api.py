@@ -131,3 +131,42 @@ async def test_bad_requests(runtime) -> None:
         resp = await client.post("/services/Nope/state", json={"object_key": "k", "new_state": {}})
         assert resp.status_code == 202
         assert (await client.delete("/services/Counter/state")).status_code == 405
+
+
+async def test_state_reads_are_paged_with_a_cursor(runtime) -> None:
+    names = {f"n{i:04d}": i for i in range(25)}
+    async with runtime(APP) as rt, admin(rt) as client:
+        resp = await client.post("/services/Counter/state", json={
+            "object_key": "many", "new_state": {k: as_bytes(v) for k, v in names.items()}})
+        assert resp.status_code == 202, resp.text
+        seen: dict = {}
+        cursor = None
+        pages = 0
+        while True:
+            url = "/services/Counter/state/many?limit=10" + (f"&after={cursor}" if cursor else "")
+            body = (await client.get(url)).json()
+            pages += 1
+            assert len(body["state"]) <= 10 and not set(body["state"]) & set(seen)
+            assert "version" not in body  # a version covers the whole state; a page is not all of it
+            seen.update(body["state"])
+            cursor = body.get("next_cursor")
+            if cursor is None:
+                break
+        assert pages == 3 and seen == names
+        # Without a limit the default page holds all of a small state, with its version.
+        whole = await get_state(client, "many")
+        assert whole["state"] == names and whole["version"] and "next_cursor" not in whole
+        for bad in ("limit=0", "limit=abc", "limit=1001", "after=%25%25%25"):
+            resp = await client.get(f"/services/Counter/state/many?{bad}")
+            assert resp.status_code == 400, bad
+            assert resp.json()["message"]
+
+
+async def test_the_default_page_is_bounded(runtime) -> None:
+    async with runtime(APP) as rt, admin(rt) as client:
+        resp = await client.post("/services/Counter/state", json={
+            "object_key": "huge", "new_state": {f"n{i:05d}": as_bytes(i) for i in range(2500)}})
+        assert resp.status_code == 202, resp.text
+        body = await get_state(client, "huge")
+        assert len(body["state"]) == 1000 and body["next_cursor"] and "version" not in body
+        assert min(body["state"]) == "n00000" and max(body["state"]) == "n00999"

@@ -156,13 +156,16 @@ def restate(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 SDK_VENV = ROOT / ".interop" / "sdk-venv"
+# Every restate-sdk version the interop tests drive, and the venv `scripts/install-peers.sh` puts it in.
+SDK_VENVS = {"1.2.0": SDK_VENV, "1.3.0": ROOT / ".interop" / "sdk13-venv"}
 
 
 class SdkDeployment:
-    """restate-sdk 1.2.0 services (tests/interop/restate_sdk_app.py) served by hypercorn in their own venv."""
+    """restate-sdk services (tests/interop/restate_sdk_app.py) served by hypercorn in their own venv."""
 
-    def __init__(self, base: Path, env: dict[str, str] | None = None) -> None:
-        hypercorn = SDK_VENV / "bin" / "hypercorn"
+    def __init__(self, base: Path, env: dict[str, str] | None = None, version: str = "1.2.0") -> None:
+        self.version = version
+        hypercorn = SDK_VENVS[version] / "bin" / "hypercorn"
         if not hypercorn.exists():
             pytest.fail(f"{hypercorn} is missing: run `bash scripts/test.sh`, which installs restate-sdk there")
         self.port = free_port()
@@ -190,8 +193,9 @@ class SdkDeployment:
         self.log.close()
 
 
-@pytest.fixture(scope="session")
-def sdk_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
-    dep = SdkDeployment(tmp_path_factory.mktemp("restate-sdk"))
+@pytest.fixture(scope="session", params=sorted(SDK_VENVS))
+def sdk_deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
+    """The restate-sdk app served by each restate-sdk version in turn (the tests that use it run for both)."""
+    dep = SdkDeployment(tmp_path_factory.mktemp(f"restate-sdk-{request.param}"), version=request.param)
     yield dep
     dep.stop()

@@ -1,9 +1,11 @@
-"""Services written with the real restate-sdk (1.2.0), run on Durably in the interop tests.
+"""Services written with the real restate-sdk (1.2.0 and 1.3.0), run on Durably in the interop tests.
 
-Served by hypercorn from its own virtual environment (`.interop/sdk-venv`); side effects go to the file
-named by RESTATE_APP_EFFECTS so the tests can count them.
+Served by hypercorn from its own virtual environment (`.interop/sdk-venv` for 1.2.0, `.interop/sdk13-venv`
+for 1.3.0); side effects go to the file named by RESTATE_APP_EFFECTS so the tests can count them. Services
+that need 1.3.0 (`state_preload`) are added only there.
 """
 
+import importlib.metadata
 import os
 from datetime import timedelta
 
@@ -254,6 +256,28 @@ async def send_keyless_run(ctx: restate.Context, x: str) -> str:
     return await ctx.service_send(keyless_run, x).invocation_id()
 
 
+SDK_VERSION = tuple(int(x) for x in importlib.metadata.version("restate-sdk").split(".")[:2])
+services = [greeter, counter, signup, signals, kill_runner, kill_singleton, keyless, keyless_flow]
+
+if SDK_VERSION >= (1, 3):
+    # restate-sdk 1.3: only "a" comes with the invocation's start; the rest is read on demand. The manifest says
+    # so in discovery v5's eagerStateKeysWhitelist (and the SDK answers 500 to an older discovery version).
+    preload = restate.VirtualObject("SdkPreload", state_preload=["a"])
+
+    @preload.handler()
+    async def fill(ctx: restate.ObjectContext, n: int) -> None:
+        for name in ("a", "b", "c")[:n]:
+            ctx.set(name, name.upper())
+
+    @preload.handler()
+    async def read(ctx: restate.ObjectContext) -> list:
+        return [await ctx.get("a"), await ctx.get("b"), await ctx.get("c"), sorted(await ctx.state_keys())]
+
+    @preload.handler(state_preload=False)
+    async def read_lazily(ctx: restate.ObjectContext) -> list:
+        return [await ctx.get("a"), await ctx.get("b")]
+
+    services.append(preload)
+
 # RESTATE_APP_IDENTITY_KEYS (space-separated publickeyv1_... keys): only requests signed by them are accepted.
-app = restate.app(services=[greeter, counter, signup, signals, kill_runner, kill_singleton, keyless, keyless_flow],
-                  identity_keys=os.environ.get("RESTATE_APP_IDENTITY_KEYS", "").split() or None)
+app = restate.app(services=services, identity_keys=os.environ.get("RESTATE_APP_IDENTITY_KEYS", "").split() or None)

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from test_admin import admin
 
 import durably
 from durably.server.engine.calltree import ActionResult
@@ -204,3 +205,27 @@ async def test_keyless_calls_from_sdk_handlers_run_on_the_empty_key(rt: TestRunt
         assert again.json()["message"] == "the workflow method was already invoked"
         first = (await http.post("/SdkGreeter/send_keyless_run", json="c")).json()
         assert await rt.attach(first) == b'{"key": "", "x": "a"}'
+
+
+async def test_state_preload_of_a_restate_sdk_13_deployment(rt: TestRuntime, sdk_deployment: SdkDeployment) -> None:
+    """restate-sdk 1.3's `state_preload=["a"]` registers (discovery v5) and its Start carries only "a"."""
+    if sdk_deployment.version < "1.3":
+        pytest.skip("state_preload is new in restate-sdk 1.3")
+    svc = rt.engine.services["SdkPreload"]
+    assert svc.handlers["read"].preload() == ["a"]
+    assert svc.handlers["read_lazily"].preload() is False
+    key = uuid.uuid4().hex
+    async with rt.http() as http:
+        assert (await http.post(f"/SdkPreload/{key}/fill", json=3)).status_code == 200
+        resp = await http.post(f"/SdkPreload/{key}/read", json=None)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == ["A", "B", "C", ["a", "b", "c"]]
+        async with admin(rt) as client:
+            journal = (await client.get(f"/invocations/{resp.headers['x-restate-id']}")).json()["journal"]
+        # "a" came with the start (an eager read, no completion); "b" and "c" were asked for, as were the names.
+        reads = [e["key"] for e in journal if e["type"] == "get state"]
+        assert reads == ["a", "b", "c"]
+        completed = [e["completion_id"] for e in journal if e["type"] == "get state completion"]
+        assert len(completed) == 2 and any(e["type"] == "get state keys completion" for e in journal)
+        resp = await http.post(f"/SdkPreload/{key}/read_lazily", json=None)
+        assert resp.json() == ["A", "B"]

@@ -31,7 +31,7 @@ from durably.protocol.request_identity import RequestSigner, generate_private_ke
 from durably.server.remote.deployments import DiscoveryError
 from durably.testing import TestRuntime
 
-from .conftest import ROOT, Deployment, RestateServer, SdkDeployment, free_port, wait_until
+from .conftest import ROOT, SDK_VENVS, Deployment, RestateServer, SdkDeployment, free_port, wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -159,9 +159,10 @@ class Serve:
             self.proc.wait()
 
 
-@pytest.fixture(scope="module")
-def verifying_sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
-    dep = SdkDeployment(tmp_path_factory.mktemp("sdk-identity"), {"RESTATE_APP_IDENTITY_KEYS": PUBLIC})
+@pytest.fixture(scope="module", params=sorted(SDK_VENVS))
+def verifying_sdk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkDeployment]:
+    dep = SdkDeployment(tmp_path_factory.mktemp("sdk-identity"), {"RESTATE_APP_IDENTITY_KEYS": PUBLIC},
+                        version=request.param)
     yield dep
     dep.stop()
 

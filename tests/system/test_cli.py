@@ -257,16 +257,16 @@ def test_services_list(server: ServerProcess) -> None:
     text = ok(cli(None, "services", "list", "--admin", admin_url(server))).stdout
     lines = text.splitlines()
     assert lines[0].split() == ["NAME", "TYPE", "HANDLERS"]
-    assert lines[1].split(maxsplit=2) == ["Counter", "VIRTUAL_OBJECT",
+    assert lines[1].split(maxsplit=2) == ["Counter", "VirtualObject",
                                           "add (exclusive), get (shared), hold (exclusive)"]
-    assert lines[2].split(maxsplit=2) == ["Greeter", "SERVICE", "greet, refuse"]
-    assert lines[3].split(maxsplit=2) == ["Sleeper", "SERVICE", "nap"]
+    assert lines[2].split(maxsplit=2) == ["Greeter", "Service", "greet, refuse"]
+    assert lines[3].split(maxsplit=2) == ["Sleeper", "Service", "nap"]
     as_json, on_group, wrong_url = clis(
         server, ["services", "list", "--json"], ["services", "--admin", admin_url(server), "list"],
         ["services", "list", "--admin", server.url])
     found = json.loads(ok(as_json).stdout)["services"]
-    assert {s["name"]: s["ty"] for s in found} == {"Counter": "VIRTUAL_OBJECT", "Greeter": "SERVICE",
-                                                   "Sleeper": "SERVICE"}
+    assert {s["name"]: s["ty"] for s in found} == {"Counter": "VirtualObject", "Greeter": "Service",
+                                                   "Sleeper": "Service"}
     assert ok(on_group).stdout == text  # the admin URL given to the group works too
     fails(wrong_url, 1, "does not look like a durably admin API")  # the ingress URL is recognised
 

@@ -69,3 +69,20 @@ def test_errors_are_one_line(server: ServerProcess) -> None:
     assert r.returncode == 2 and "JSON object" in r.stderr
     r = cli(server, "state", "clear", "Counter", "x", stdin="n\n")
     assert r.returncode == 1 and "Aborted" in r.stderr
+
+
+def test_get_is_paged(server: ServerProcess) -> None:
+    many = {f"n{i:04d}": i for i in range(30)}
+    ok(server, "state", "set", "Counter", "many", json.dumps(many))
+    r = cli(server, "state", "get", "Counter", "many", "--limit", "20")
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout)
+    assert first == {k: v for k, v in many.items() if k < "n0020"}
+    # The rest is a cursor away, and the CLI says how to get it.
+    assert "--after" in r.stderr
+    cursor = r.stderr.split("--after ")[1].split()[0]
+    assert json.loads(ok(server, "state", "get", "Counter", "many", "--after", cursor)) == {
+        k: v for k, v in many.items() if k >= "n0020"}
+    assert json.loads(ok(server, "state", "get", "Counter", "many", "--limit", "7", "--all")) == many
+    body = json.loads(ok(server, "state", "get", "Counter", "many", "--limit", "20", "--json"))
+    assert body["next_cursor"] == cursor and "version" not in body

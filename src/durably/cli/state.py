@@ -27,8 +27,12 @@ def _encode(values: Any) -> dict[str, bytes]:
 
 
 def _current(admin: AdminClient, obj: str, key: str) -> tuple[dict[str, bytes], dict[str, Any], str]:
-    """(state as bytes, state as JSON values, version)."""
+    """(state as bytes, state as JSON values, version) of a state that fits one page."""
     body = admin.state(obj, key)
+    if "next_cursor" in body:
+        click.echo(f"durably: {obj}/{key} has more state names than one page (1000): edit and --merge work on "
+                   "smaller states; replace the whole state with `durably state set` instead", err=True)
+        sys.exit(EXIT_FAILED)
     raw = _encode(body["state"])
     raw.update({k: base64.b64decode(v) for k, v in body.get("binary", {}).items()})
     return raw, body["state"], body["version"]
@@ -43,18 +47,37 @@ def state(admin_url: str | None) -> None:
 @state.command("get")
 @click.argument("obj", metavar="OBJECT")
 @click.argument("key")
-@click.option("--json", "as_json", is_flag=True, help="Print the admin API's JSON (with the version).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the admin API's JSON (with the version, or the next_cursor of a page).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=None, help="Names per page (default and most: 1000).")
+@click.option("--after", metavar="CURSOR", default=None, help="Start after this cursor (a page's next_cursor).")
+@click.option("--all", "all_pages", is_flag=True, help="Follow the cursor to the end and print all the state.")
 @admin_option
-def get_state(obj: str, key: str, as_json: bool, admin_url: str | None) -> None:
-    """Print the state of OBJECT/KEY as JSON."""
+def get_state(obj: str, key: str, as_json: bool, limit: int | None, after: str | None, all_pages: bool,
+              admin_url: str | None) -> None:
+    """Print the state of OBJECT/KEY as JSON, a page at a time.
+
+    A key may hold very many names: one page (1000 names, about 1 MiB) is printed, in name order, and if
+    more follow the command says how to get them (`--after CURSOR`, or `--all`).
+    """
     with reporting(), admin_client(admin_url) as admin:
-        body = admin.state(obj, key)
+        body = admin.state(obj, key, after, limit)
+        if all_pages and not as_json:
+            page = body
+            while "next_cursor" in page:
+                page = admin.state(obj, key, page["next_cursor"], limit)
+                body["state"].update(page["state"])
+                body.setdefault("binary", {}).update(page.get("binary", {}))
+            body.pop("next_cursor", None)
     if as_json:
         json_out(body)
         return
     json_out(body["state"])
     for name in body.get("binary", {}):
         click.echo(f"({name}: binary, not JSON; see --json)", err=True)
+    if "next_cursor" in body:
+        click.echo(f"more names follow (--all for all of them); the next page: "
+                   f"durably state get {obj} {key} --after {body['next_cursor']}", err=True)
 
 
 @state.command("set")

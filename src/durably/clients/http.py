@@ -281,9 +281,19 @@ class AdminClient(_Client):
             self._raise(resp, path)
         return resp.status_code
 
-    def state(self, service: str, key: str) -> dict[str, Any]:
-        """A key's state: `{"service", "object_key", "version", "state": {name: JSON value}, "binary"?}`."""
-        return self._json(f"/services/{quote(service, safe='')}/state/{quote(key, safe='')}")
+    def state(self, service: str, key: str, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """A page of a key's state: `{"service", "object_key", "version"?, "state": {name: JSON value},
+        "binary"?, "next_cursor"?}`, names in order, strictly after the cursor `after`.
+
+        `version` is there when the page is the whole state; `next_cursor` when more follows (pass it as
+        `after`). A page holds at most `limit` names (the server's default and cap: 1000) and about 1 MiB.
+        """
+        params: dict[str, Any] = {}
+        if after is not None:
+            params["after"] = after
+        if limit is not None:
+            params["limit"] = limit
+        return self._json(f"/services/{quote(service, safe='')}/state/{quote(key, safe='')}", params or None)
 
     def set_state(self, service: str, key: str, new_state: dict[str, bytes], version: str | None = None) -> None:
         """Replace a key's whole state (Restate's request); with `version`, only if it is still that version."""

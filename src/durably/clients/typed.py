@@ -12,6 +12,7 @@ Durably's own ingress and Restate's answer the same paths, so the same code driv
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -227,13 +228,69 @@ class ScopedClient(RestateScopedClient):
         return await self.object_send(tpe, key, arg, send_delay, limit_key, idempotency_key, headers)
 
 
+def resolve_ingress(ingress: str | None, headers: dict[str, str] | None) -> tuple[str, dict[str, str] | None]:
+    """The ingress URL and default headers `create_client` uses.
+
+    Given a URL, that URL and `headers` as they are. Without one, from the environment, in this order:
+    `DURABLY_INGRESS_URL` (with `DURABLY_INGRESS_TOKEN`, if set, as `Authorization: Bearer ...`), then
+    restate-sdk 1.3's `RESTATE_INGRESS_KEY` (a Restate Cloud ingress key, which names the Cloud
+    environment's URL and its token; parsed by restate-sdk, so that must be installed). An `Authorization`
+    header in `headers` is kept over the token. Raises ValueError when nothing names an ingress.
+    """
+    if ingress:
+        return ingress, headers
+    url = os.environ.get("DURABLY_INGRESS_URL", "").strip()
+    token = os.environ.get("DURABLY_INGRESS_TOKEN")
+    bearer: str | None = None
+    if url:
+        if token is not None:
+            if not token.strip():
+                raise ValueError("DURABLY_INGRESS_TOKEN is set but empty: set the ingress token, or unset it")
+            bearer = f"Bearer {token.strip()}"
+    elif os.environ.get("RESTATE_INGRESS_KEY", "").strip():
+        url, bearer = _restate_cloud_key()
+    else:
+        raise ValueError("create_client(): no ingress URL: pass one, or set DURABLY_INGRESS_URL (and "
+                         "DURABLY_INGRESS_TOKEN for a server started with an ingress token), or RESTATE_INGRESS_KEY "
+                         "with a Restate Cloud ingress key")
+    if bearer is None:
+        return url, headers
+    merged = dict(headers or {})
+    if not any(name.lower() == "authorization" for name in merged):
+        merged["Authorization"] = bearer
+    return url, merged
+
+
+def _restate_cloud_key() -> tuple[str, str]:
+    """(URL, bearer) of the Restate Cloud ingress key in RESTATE_INGRESS_KEY, read by restate-sdk's parser.
+
+    The key's format is restate-sdk's and only Restate Cloud issues it; Durably does not reimplement it.
+    """
+    try:
+        from restate._internal import IngressKey  # type: ignore[import-not-found]
+    except ImportError:
+        raise ValueError("RESTATE_INGRESS_KEY holds a Restate Cloud ingress key, which restate-sdk (1.3 or later) "
+                         "parses: install it (pip install 'restate-sdk>=1.3'), or set DURABLY_INGRESS_URL and "
+                         "DURABLY_INGRESS_TOKEN instead") from None
+    try:
+        key = IngressKey.from_env()
+    except Exception as e:  # restate-sdk's ConnectError says what is wrong with the key
+        raise ValueError(f"RESTATE_INGRESS_KEY: {e}") from None
+    if key is None:
+        raise ValueError("RESTATE_INGRESS_KEY is empty")
+    return key.ingress_url(), key.bearer()
+
+
 @asynccontextmanager
-async def create_client(ingress: str, headers: dict[str, str] | None = None,
+async def create_client(ingress: str | None = None, headers: dict[str, str] | None = None,
                         journal_value_codec: Any = None) -> AsyncIterator[Client]:
     """A typed client for the ingress at `ingress` (Durably's or Restate's), closed on exit.
 
-    `headers` go with every request. Calls wait as long as the handler takes (no read timeout).
+    `headers` go with every request. Calls wait as long as the handler takes (no read timeout). Without
+    `ingress`, the URL and a bearer token come from the environment (`resolve_ingress`):
+    `DURABLY_INGRESS_URL` and `DURABLY_INGRESS_TOKEN`, or restate-sdk's `RESTATE_INGRESS_KEY`.
     """
+    ingress, headers = resolve_ingress(ingress, headers)
     if journal_value_codec is not None:
         raise NotImplementedError("journal value codecs (restate-sdk's experimental encryption hook) are not "
                                   "supported by Durably; leave journal_value_codec unset")
@@ -242,4 +299,4 @@ async def create_client(ingress: str, headers: dict[str, str] | None = None,
         yield Client(http, headers)
 
 
-__all__ = ["Client", "ScopedClient", "create_client"]
+__all__ = ["Client", "ScopedClient", "create_client", "resolve_ingress"]

@@ -7,11 +7,18 @@
 Every form puts the working directory on `sys.path` (as uvicorn and hypercorn do), so `from app.utils
 import x` works; a file's own directory goes there too (as `python file.py` does), so sibling imports work.
 A file is never imported as `__main__`: the `if __name__ == "__main__": main()` block of Restate's templates,
-which starts hypercorn, does not run. The attribute after `:` defaults to `app`, else the one App in the module.
+which starts hypercorn, does not run. A file that starts its server at the top level (a `__main__.py` that
+builds the app and serves it) is stopped where it builds the app (`durably.hosting.capture`); one that would
+start a server before building a durably app is not imported at all.
+
+The attribute after `:` defaults to `app` when that is a durably App; else the one App in the module; else
+the app its `main()` (or main guard) builds, captured. A module-level `app` of another kind (an ADK `App`, a
+FastAPI app) does not stop the search: only when no durably app is found anywhere does the loader complain.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import os
@@ -28,6 +35,10 @@ MAIN_FILE_MODULE = "__durably_main__"
 
 class AppLoadError(Exception):
     """The app reference cannot be resolved to a durably App."""
+
+
+# Apps captured while importing a script that serves them at its top level, by module name.
+_captured_at_import: dict[str, tuple[ModuleType, App]] = {}
 
 
 class _NotFound(AppLoadError):
@@ -80,10 +91,27 @@ def _dotted_name(path: Path, cwd: Path) -> tuple[str | None, Path]:
     return ".".join(parts), root
 
 
+def _serves_at_import(path: Path) -> bool:
+    """True if importing `path` would start a server after building its app (so it is imported stopped at
+    the app); AppLoadError if it would start one before; False for an ordinary module."""
+    from durably.hosting.capture import CaptureError, refuse_server_start, top_level_code
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    except SyntaxError as e:
+        raise AppLoadError(_syntax_error_line(e)) from None
+    try:
+        return refuse_server_start(top_level_code(tree, False), f"importing {path}", str(path))
+    except CaptureError as e:
+        raise AppLoadError(str(e)) from None
+
+
 def _load_file(path: Path) -> ModuleType:
     cwd = Path.cwd().resolve()
     dotted, root = _dotted_name(path, cwd)
     _put_on_path(cwd, path.parent, root)
+    if _serves_at_import(path):
+        return _load_stopped_at_app(path, dotted)
     if dotted is not None:
         spec = _find_spec(dotted.split(".", 1)[0])
         # Only if the name leads to this very file (not to an installed package of the same name).
@@ -105,6 +133,26 @@ def _load_file(path: Path) -> ModuleType:
     except SyntaxError as e:
         del sys.modules[name]
         raise AppLoadError(_syntax_error_line(e)) from None
+    return module
+
+
+def _load_stopped_at_app(path: Path, dotted: str | None) -> ModuleType:
+    """Import a script that serves its app at the top level, stopped where it builds the app."""
+    from durably.hosting.capture import exec_until_app
+
+    name = dotted or (MAIN_FILE_MODULE if path.stem == "__main__" else path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise AppLoadError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        app = exec_until_app(spec.loader, module)
+    except SyntaxError as e:
+        del sys.modules[name]
+        raise AppLoadError(_syntax_error_line(e)) from None
+    if app is not None:
+        _captured_at_import[name] = (module, app)
     return module
 
 
@@ -150,8 +198,12 @@ def _apps_in(module: ModuleType) -> list[App]:
 
 def find_app(module: ModuleType, target: str, attr: str | None = None) -> App:
     """The App in an imported module: `attr`, else `app`, else the only App; a package's `__main__` too."""
+    entry = _captured_at_import.get(module.__name__)
+    captured = entry[1] if entry is not None and entry[0] is module else None
     if attr:
         obj = getattr(module, attr, None)
+        if obj is None and captured is not None:
+            return captured  # the script was stopped while it built this very app
         if obj is None:
             raise AppLoadError(f"{target} has no attribute {attr!r}")
         if not isinstance(obj, App):
@@ -161,6 +213,8 @@ def find_app(module: ModuleType, target: str, attr: str | None = None) -> App:
     obj = getattr(module, "app", None)
     if isinstance(obj, App):
         return obj
+    if captured is not None:
+        return captured
     found = _apps_in(module)
     if len(found) == 1:
         return found[0]
@@ -172,12 +226,19 @@ def find_app(module: ModuleType, target: str, attr: str | None = None) -> App:
         main_name = module.__name__ + ".__main__"
         if _find_spec(main_name) is not None:
             return find_app(_import(main_name, main_name), target)
+    # A module-level `app` of another kind (an ADK App, a web framework's app) does not end the search.
+    try:
+        built = _app_built_by_entry_point(module)
+    except AppLoadError as e:
+        if obj is not None:
+            raise AppLoadError(f"{target}:app is a {type(obj).__name__}, not a durably app, and no durably app was "
+                               f"found elsewhere: {e}") from None
+        raise
+    if built is not None:
+        return built
     if obj is not None:
-        raise AppLoadError(f"{target}:app is a {type(obj).__name__}, not a durably app (use "
-                           "durably.app(services=[...]))")
-    captured = _app_built_by_entry_point(module)
-    if captured is not None:
-        return captured
+        raise AppLoadError(f"{target}:app is a {type(obj).__name__}, not a durably app, and {target} builds no "
+                           "durably app at module level or in main(): build one (app = durably.app(services=[...]))")
     raise AppLoadError(no_app_message(module, target))
 
 

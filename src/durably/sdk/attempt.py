@@ -299,7 +299,8 @@ class Attempt:
             raise  # the attempt is being aborted
         except Exception as e:
             exc = e
-        run.task.set_result(None)
+        if not run.task.done():  # abort() cancels it while the closure still runs
+            run.task.set_result(None)
         self._run_outcome(handle, run, result, exc, started)
 
     def _submit_sync(self, run: _PendingRun, ctx: contextvars.Context) -> asyncio.Future[Any]:

@@ -27,7 +27,7 @@ from durably.sdk.asgi import Receive, Scope, Send, lifespan, respond
 from durably.sdk.attempt import Attempt
 from durably.sdk.errors import VMError
 from durably.sdk.serde import is_msgspec_struct
-from durably.sdk.service import App, Handler, ServiceDefinition
+from durably.sdk.service import App, Handler, ServiceDefinition, manifest_state_fields
 
 log = logging.getLogger("durably.endpoint")
 
@@ -99,14 +99,24 @@ def _handler_manifest(h: Handler, version: int) -> dict[str, Any]:
         out.update({
             "inactivityTimeout": _ms(h.inactivity_timeout), "abortTimeout": _ms(h.abort_timeout),
             "journalRetention": _ms(h.journal_retention), "ingressPrivate": h.ingress_private,
-            "enableLazyState": h.enable_lazy_state,
         })
+        if h.kind is not None:
+            out.update(_state_fields(h.state_preload, h.enable_lazy_state, version))
         if h.kind == "workflow":
             out["workflowCompletionRetention"] = _ms(h.workflow_retention)
         else:
             out["idempotencyRetention"] = _ms(h.idempotency_retention)
     out.update(_retry_fields(h.invocation_retry_policy, version))
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _state_fields(state_preload: Any, enable_lazy_state: bool | None, version: int) -> dict[str, Any]:
+    lazy, whitelist = manifest_state_fields(state_preload, enable_lazy_state)
+    if whitelist is not None and version < 5:
+        # As restate-sdk 1.3: the list form cannot be said in an older manifest, and silently preloading
+        # all or nothing instead would change what the handler sees.
+        raise ValueError("eagerStateKeysWhitelist is only supported in discovery protocol version 5")
+    return {"enableLazyState": lazy, "eagerStateKeysWhitelist": whitelist}
 
 
 def _service_manifest(svc: ServiceDefinition, version: int) -> dict[str, Any]:
@@ -125,8 +135,9 @@ def _service_manifest(svc: ServiceDefinition, version: int) -> dict[str, Any]:
             "inactivityTimeout": _ms(svc.inactivity_timeout), "abortTimeout": _ms(svc.abort_timeout),
             "journalRetention": _ms(svc.journal_retention), "idempotencyRetention": _ms(svc.idempotency_retention),
             "ingressPrivate": svc.ingress_private,
-            "enableLazyState": svc.enable_lazy_state if svc.kind != "service" else None,
         })
+        if svc.kind != "service":
+            out.update(_state_fields(svc.state_preload, svc.enable_lazy_state, version))
     out.update(_retry_fields(svc.invocation_retry_policy, version))
     return {k: v for k, v in out.items() if v is not None}
 
@@ -240,7 +251,7 @@ class Endpoint:
 
     async def _discover(self, scope: Scope, send: Send) -> None:
         accept = _headers(scope).get("accept", "")
-        version = next((v for v in (4, 3, 2) if MANIFEST_TYPE.format(v) in accept), None)
+        version = next((v for v in (5, 4, 3, 2) if MANIFEST_TYPE.format(v) in accept), None)
         if version is None:
             if accept and "endpointmanifest" in accept:
                 await _plain(send, 415, f"unsupported manifest version in accept: {accept}")
@@ -282,13 +293,27 @@ class _Invocation:
         self.send = send
         self.decoder = FrameDecoder()
         self.input_closed = False
+        # The server went away (not just the end of its request body): the response stream is dead too.
+        self.disconnected = False
+        self.attempt: Attempt | None = None
+        self.handler_task: asyncio.Task[None] | None = None
+
+    def _on_disconnect(self) -> None:
+        """The stream broke: stop the attempt at once, as restate-sdk does. Nothing more is written (the server
+        retries from its journal), no new step starts, and a step in flight is cancelled."""
+        self.disconnected = True
+        self.input_closed = True
+        if self.attempt is not None:
+            self.attempt.abort()
+        if self.handler_task is not None and not self.handler_task.done():
+            self.handler_task.cancel()
 
     async def _read(self) -> list[tuple[int, Message]] | None:
         """The next frames from the request body; None at its end."""
         while True:
             msg = await self.receive()
             if msg["type"] == "http.disconnect":
-                self.input_closed = True
+                self._on_disconnect()
                 return None
             frames = [(f.type_id, f.message) for f in self.decoder.feed(msg.get("body", b""))]
             if not msg.get("more_body", False):
@@ -298,6 +323,8 @@ class _Invocation:
                 return frames
 
     async def _fail(self, code: int, message: str) -> None:
+        if self.disconnected:
+            return  # nobody to tell
         err = pb.ErrorMessage(code=code, message=message)
         await self.send({"type": "http.response.body", "body": encode_message(err), "more_body": True})
         await self._drain()
@@ -307,7 +334,9 @@ class _Invocation:
         # Restate's server closes its side only after reading our terminal message; wait for it (§2.2).
         while not self.input_closed:
             msg = await self.receive()
-            if msg["type"] == "http.disconnect" or not msg.get("more_body", False):
+            if msg["type"] == "http.disconnect":
+                self._on_disconnect()
+            elif not msg.get("more_body", False):
                 self.input_closed = True
 
     async def run(self) -> None:
@@ -340,29 +369,45 @@ class _Invocation:
         transport = _StreamTransport(self.send, self.version)
         headers = _headers(self.scope)
         attempt = Attempt(self.handler, vm, transport, attempt_headers=headers)
+        self.attempt = attempt
         if self.input_closed:
             attempt.close_input()
         pump = asyncio.create_task(transport.pump())
-        reader = asyncio.create_task(self._feed(attempt)) if not self.input_closed else None
+        bidi = not self.input_closed
+        # With the body complete (request/response) the reader only watches for the server going away.
+        reader = asyncio.create_task(self._feed(attempt) if bidi else self._watch())
+        # The handler runs in a task of its own, so a broken stream can stop it where it is.
+        self.handler_task = asyncio.create_task(attempt.run(InvocationContext(attempt, start.debug_id, start.key)))
         cancelled = False
         try:
-            await attempt.run(InvocationContext(attempt, start.debug_id, start.key))
+            await asyncio.shield(self.handler_task)
         except asyncio.CancelledError:
-            cancelled = True
-            raise
+            if not self.handler_task.done():
+                cancelled = True  # the ASGI server cancelled us (not a broken stream): stop the handler too
+                self.handler_task.cancel()
+                raise
         finally:
             transport.finish()
-            if cancelled:
-                # The ASGI server is done waiting (its graceful shutdown is over): leave now, not when Restate
-                # closes the request stream; Restate retries the attempt from its journal.
+            if cancelled or self.disconnected:
+                # The ASGI server is done waiting (its graceful shutdown is over), or the stream broke: leave
+                # now, writing nothing more; the server retries the attempt from its journal.
                 pump.cancel()
-                if reader is not None:
-                    reader.cancel()
+                reader.cancel()
             else:
                 await pump
-                if reader is not None and not reader.done():
+                if bidi and not reader.done():
                     await reader  # returns when the server closes the request stream
-        await self.send({"type": "http.response.body", "body": b""})
+                else:
+                    reader.cancel()
+        if not self.disconnected:
+            await self.send({"type": "http.response.body", "body": b""})
+
+    async def _watch(self) -> None:
+        """Request/response mode: the body is read; wait only for the server to go away."""
+        while not self.disconnected:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect":
+                self._on_disconnect()
 
     async def _feed(self, attempt: Attempt) -> None:
         try:

@@ -21,6 +21,32 @@ HandlerKind = Literal["exclusive", "shared", "workflow"] | None
 
 _HANDLER_ATTR = "__durably_handler__"
 
+StatePreload = bool | list[str]
+"""`state_preload`: True preloads all state (the default), False none, a list only the names listed."""
+
+
+def check_state_preload(state_preload: StatePreload | None, enable_lazy_state: bool | None) -> None:
+    """Refuse `state_preload` together with its deprecated alias `enable_lazy_state` (as restate-sdk 1.3 does)."""
+    if state_preload is not None and enable_lazy_state is not None:
+        raise ValueError("Cannot set both the 'state_preload' option and the deprecated 'enable_lazy_state' option "
+                         "at the same time. Use only 'state_preload'.")
+    if state_preload is not None and not isinstance(state_preload, bool):
+        if isinstance(state_preload, str | bytes) or not all(isinstance(k, str) for k in state_preload):
+            raise ValueError("state_preload is True, False, or a list of state names (strings)")
+
+
+def manifest_state_fields(state_preload: StatePreload | None,
+                          enable_lazy_state: bool | None) -> tuple[bool | None, list[str] | None]:
+    """(enableLazyState, eagerStateKeysWhitelist) as the discovery manifest writes a preload setting.
+
+    A list means "lazy, except these names"; an empty list is plain lazy state.
+    """
+    if state_preload is None:
+        return enable_lazy_state, None
+    if isinstance(state_preload, bool):
+        return not state_preload, None
+    return True, (list(state_preload) or None)
+
 
 @dataclass
 class Handler:
@@ -48,6 +74,25 @@ class Handler:
     ingress_private: bool | None = None
     enable_lazy_state: bool | None = None
     invocation_retry_policy: InvocationRetryPolicy | None = None
+    state_preload: StatePreload | None = None
+
+    def __post_init__(self) -> None:
+        check_state_preload(self.state_preload, self.enable_lazy_state)
+
+    def preload(self) -> bool | list[str]:
+        """Which state an attempt starts with: True (all), False (none), or the names to preload.
+
+        The handler's setting wins over its service's; `enable_lazy_state` is the old spelling of
+        `state_preload=False`. Plain services have no state.
+        """
+        if self.service.kind == "service":
+            return False
+        for owner in (self, self.service):
+            if owner.state_preload is not None:
+                return owner.state_preload if isinstance(owner.state_preload, bool) else list(owner.state_preload)
+            if owner.enable_lazy_state is not None:
+                return not owner.enable_lazy_state
+        return True
 
     @property
     def is_shared(self) -> bool:
@@ -117,9 +162,14 @@ class ServiceDefinition:
         ingress_private: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
         enable_lazy_state: bool | None = None,
+        state_preload: StatePreload | None = None,
     ) -> None:
+        """`state_preload` (objects and workflows): True preloads all state at the start of each invocation
+        (the default), False preloads none (each read asks the server), a list preloads only those names.
+        `enable_lazy_state` is its deprecated alias; setting both raises ValueError."""
         if not name or "/" in name:
             raise ValueError(f"invalid service name {name!r}")
+        check_state_preload(state_preload, enable_lazy_state)
         self.name = name
         self.description = description
         self.metadata = metadata
@@ -130,6 +180,7 @@ class ServiceDefinition:
         self.ingress_private = ingress_private
         self.invocation_retry_policy = invocation_retry_policy
         self.enable_lazy_state = enable_lazy_state
+        self.state_preload = state_preload
         self.handlers: dict[str, Handler] = {}
 
     def __repr__(self) -> str:
@@ -251,6 +302,7 @@ class VirtualObject(ServiceDefinition):
         ingress_private: bool | None = None,
         enable_lazy_state: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
+        state_preload: StatePreload | None = None,
     ) -> Callable[[F], F]:
         """Register an exclusive (default) or shared handler on this object."""
         if kind not in ("exclusive", "shared"):
@@ -259,7 +311,7 @@ class VirtualObject(ServiceDefinition):
                                     inactivity_timeout, abort_timeout, journal_retention, ingress_private,
                                     invocation_retry_policy)
         return self._register(kind, name, idempotency_retention=idempotency_retention,
-                              enable_lazy_state=enable_lazy_state, **opts)
+                              enable_lazy_state=enable_lazy_state, state_preload=state_preload, **opts)
 
 
 class Workflow(ServiceDefinition):
@@ -282,13 +334,14 @@ class Workflow(ServiceDefinition):
         ingress_private: bool | None = None,
         enable_lazy_state: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
+        state_preload: StatePreload | None = None,
     ) -> Callable[[F], F]:
         """Register the workflow's main handler (runs at most once per key)."""
         opts = _common_handler_opts(accept, content_type, input_serde, output_serde, metadata,
                                     inactivity_timeout, abort_timeout, journal_retention, ingress_private,
                                     invocation_retry_policy)
         return self._register("workflow", name, workflow_retention=workflow_retention,
-                              enable_lazy_state=enable_lazy_state, **opts)
+                              enable_lazy_state=enable_lazy_state, state_preload=state_preload, **opts)
 
     def handler(
         self,
@@ -305,13 +358,14 @@ class Workflow(ServiceDefinition):
         ingress_private: bool | None = None,
         enable_lazy_state: bool | None = None,
         invocation_retry_policy: InvocationRetryPolicy | None = None,
+        state_preload: StatePreload | None = None,
     ) -> Callable[[F], F]:
         """Register a shared handler (reads state, resolves promises) on this workflow."""
         opts = _common_handler_opts(accept, content_type, input_serde, output_serde, metadata,
                                     inactivity_timeout, abort_timeout, journal_retention, ingress_private,
                                     invocation_retry_policy)
         return self._register("shared", name, idempotency_retention=idempotency_retention,
-                              enable_lazy_state=enable_lazy_state, **opts)
+                              enable_lazy_state=enable_lazy_state, state_preload=state_preload, **opts)
 
 
 def handler_of(fn: Callable[..., Any]) -> Handler:

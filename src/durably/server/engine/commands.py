@@ -20,9 +20,14 @@ from durably.server.engine.calls import Calls, OutcomeWaiters, note
 from durably.server.engine.clock import Clock
 from durably.server.engine.interfaces import AttemptLifecycle, EngineOptions, InvocationTable, RunningAttempt
 from durably.server.engine.invocation import Invocation, Outcome
-from durably.server.engine.keys import KeyTable
+from durably.server.engine.keys import KeyTable, StateView
 from durably.server.engine.timers import TimerService
-from durably.server.process.limits import ENTRY_TOO_LARGE_CODE, command_too_large, run_result_too_large
+from durably.server.process.limits import (
+    ENTRY_TOO_LARGE_CODE,
+    EagerStateLimit,
+    command_too_large,
+    run_result_too_large,
+)
 from durably.server.store.base import Store
 from durably.server.store.ops import ClearAllState, ClearState, SetState
 
@@ -34,14 +39,29 @@ _STATE_WRITES = (m.SET_STATE, m.CLEAR_STATE, m.CLEAR_ALL_STATE)
 _PROMISE_COMMANDS = (m.GET_PROMISE, m.PEEK_PROMISE, m.COMPLETE_PROMISE)
 
 
-def state_snapshot(keys: KeyTable, store: Store, inv: Invocation, handler: Handler) -> dict[bytes, bytes]:
-    """The state an attempt of `handler` sees (an exclusive handler's through the key's cache)."""
+def state_view(keys: KeyTable, store: Store, inv: Invocation, handler: Handler) -> StateView:
+    """The state an attempt of `handler` reads (an exclusive handler's through the busy key's view)."""
     if not handler.is_shared:
-        return keys.state(inv.service, inv.key, lambda: store.load_state(inv.service, inv.key))
-    entry = keys.get(inv.service, inv.key)
-    if entry is not None and entry.state is not None:
-        return dict(entry.state)
-    return store.load_state(inv.service, inv.key)
+        return keys.state(inv.service, inv.key, store)
+    return keys.read_view(inv.service, inv.key, store)
+
+
+def start_state(view: StateView, preload: bool | list[str], limit: EagerStateLimit) -> tuple[dict[bytes, bytes], bool]:
+    """The state map a Start message carries, and whether it is partial (the rest is read lazily).
+
+    `preload` is the handler's `state_preload`: all (within `limit`), none, or the names listed.
+    """
+    if preload is False:
+        return {}, True
+    if preload is True:
+        state, complete = view.prefix(limit.entries, limit.bytes)
+        return state, not complete
+    out: dict[bytes, bytes] = {}
+    for name in dict.fromkeys(n.encode() for n in preload):
+        value = view.get(name)
+        if value is not None:
+            out[name] = value
+    return out, True
 
 
 class Commands:
@@ -135,7 +155,7 @@ class Commands:
             return f"{inv.service}/{inv.handler} is a shared handler: it may read state but not write it"
         svc, key = inv.service, inv.key
         if type_id == m.GET_LAZY_STATE:
-            value = state_snapshot(self.keys, self.store, inv, handler).get(msg.key)
+            value = state_view(self.keys, self.store, inv, handler).get(msg.key)
             n = note(msg.result_completion_id)
             if value is None:
                 n.void.SetInParent()
@@ -145,21 +165,20 @@ class Commands:
             return None
         if type_id == m.GET_LAZY_STATE_KEYS:
             n = note(msg.result_completion_id)
-            n.state_keys.keys.extend(sorted(state_snapshot(self.keys, self.store, inv, handler)))
+            n.state_keys.keys.extend(state_view(self.keys, self.store, inv, handler).names())
             self.lifecycle.notify_running(inv, m.GET_LAZY_STATE_KEYS_COMPLETION, n)
             return None
         if type_id not in _STATE_WRITES:
             return None  # eager reads carry their result; nothing to do
-        store = self.store
-        state = self.keys.state(svc, key, lambda: store.load_state(svc, key))
+        state = self.keys.state(svc, key, self.store)
         if type_id == m.SET_STATE:
-            state[msg.key] = msg.value.content
+            state.set(msg.key, msg.value.content)
             self.table.write(SetState(svc, key, msg.key, msg.value.content))
         elif type_id == m.CLEAR_STATE:
-            state.pop(msg.key, None)
+            state.clear(msg.key)
             self.table.write(ClearState(svc, key, msg.key))
         else:
-            state.clear()
+            state.clear_all()
             self.table.write(ClearAllState(svc, key))
         return None
 

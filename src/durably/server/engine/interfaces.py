@@ -22,7 +22,7 @@ from durably.protocol import protocol_pb2 as pb
 from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.server.engine.invocation import Invocation, Outcome
 from durably.server.engine.secret_headers import DEFAULT_SECRET_HEADERS
-from durably.server.process.limits import DEFAULT_ENTRY_LIMIT
+from durably.server.process.limits import DEFAULT_EAGER_STATE_LIMIT, DEFAULT_ENTRY_LIMIT, EagerStateLimit
 from durably.server.store.ops import StoreOp
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class EngineOptions:
     run_threads: int = 256  # sync ctx.run threads, stuck ones included (server/engine/threads.py)
     # Resource limits (docs: README "Resource limits"; defaults in server/process/limits.py).
     journal_entry_limit: int = DEFAULT_ENTRY_LIMIT
+    eager_state: EagerStateLimit = DEFAULT_EAGER_STATE_LIMIT  # the state a Start carries; the rest is lazy
     loop_stall_threshold: float | None = None  # None: not watched (tests); `durably serve` sets 1 s
     stuck_report_interval: float = 60.0
     # Count what /metrics shows (plain ints on the hot path); off leaves `Engine.stats` None.

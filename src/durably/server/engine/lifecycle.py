@@ -30,7 +30,7 @@ from durably.server.engine.admission import flow_of
 from durably.server.engine.calls import OutcomeWaiters
 from durably.server.engine.catalog import Catalog
 from durably.server.engine.clock import Clock
-from durably.server.engine.commands import state_snapshot
+from durably.server.engine.commands import start_state, state_view
 from durably.server.engine.committer import GroupCommitter
 from durably.server.engine.flow_control import without_flow_headers
 from durably.server.engine.interfaces import (
@@ -208,11 +208,14 @@ class Lifecycle:
             start.scope = scope
         if limit_key is not None:
             start.limit_key = limit_key
-        lazy = handler.enable_lazy_state or handler.service.enable_lazy_state
-        if handler.service.kind == "service" or lazy:
+        preload = handler.preload()
+        if preload is False:
             start.partial_state = True
         else:
-            for name, value in state_snapshot(self.keys, self.store, inv, handler).items():
+            # `state_preload`: all (within the eager-state bound), or the names asked for; the rest is lazy.
+            state, start.partial_state = start_state(state_view(self.keys, self.store, inv, handler), preload,
+                                                     self.options.eager_state)
+            for name, value in state.items():
                 start.state_map.add(key=name, value=value)
         attempt: RunningAttempt
         ctx: InvocationContext | None = None
@@ -233,7 +236,11 @@ class Lifecycle:
                 self.fail(inv, pb.ErrorMessage(code=e.code, message=e.message))
                 return
             transport = LocalTransport(self.sink, inv)
-            local = Attempt(handler, vm, transport, clock=self.clock.now,
+            # What `ctx.request().attempt_headers` shows, as a deployment is sent them by restate-server.
+            headers = {"x-restate-invocation-id": inv.id}
+            if self.tracing is not None:
+                headers.update(self.tracing.attempt_headers(inv.id))
+            local = Attempt(handler, vm, transport, clock=self.clock.now, attempt_headers=headers,
                             executor=AttemptThreads(self.run_executor, inv.id, f"{inv.service}/{inv.handler}"))
             transport.attempt = local
             attempt = local

@@ -13,8 +13,10 @@ in between.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from durably.server.store.ops import ClearAllState, SetState
@@ -53,16 +55,61 @@ def has_state(engine: Engine, service: str) -> bool | None:
 
 
 async def read_state(engine: Engine, service: str, key: str) -> dict[bytes, bytes]:
-    """The committed state of one key."""
+    """The whole committed state of one key (for a whole-state edit; reads use `read_state_page`)."""
     await engine.flushed()
-    entry = engine.keys.get(service, key)
-    if entry is not None and entry.state is not None:
-        return dict(entry.state)
-    return engine.store.load_state(service, key)
+    return engine.keys.read_view(service, key, engine.store).whole()
 
 
-def state_json(service: str, key: str, state: dict[bytes, bytes]) -> dict[str, Any]:
-    """A key's state for people: JSON values as JSON; values that are not JSON as base64 under `binary`."""
+# A page of state over the admin API and the UI: at most this many names, and no more once names and values
+# reach STATE_PAGE_BYTES (a page is never empty while state remains).
+STATE_PAGE = 1000
+STATE_PAGE_BYTES = 1024 * 1024
+
+
+@dataclass
+class StatePage:
+    """One page of a key's state, and the cursor of the next page (None: this is the end)."""
+
+    state: dict[bytes, bytes]
+    next_cursor: str | None
+    complete: bool  # the page is the whole state (then it has a version)
+
+
+def encode_cursor(name: bytes) -> str:
+    """The cursor after state name `name`: its URL-safe base64, unpadded."""
+    return base64.urlsafe_b64encode(name).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> bytes:
+    """The state name a cursor names; ValueError if it is not one."""
+    try:
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError(f"bad cursor {cursor[:100]!r}: pass back the next_cursor of the previous page") from None
+
+
+async def read_state_page(engine: Engine, service: str, key: str, after: bytes | None = None,
+                          limit: int = STATE_PAGE) -> StatePage:
+    """A page of one key's committed state, in name order, strictly after the name `after`."""
+    await engine.flushed()
+    limit = max(1, min(limit, STATE_PAGE))
+    # Committed state only, straight from the store's index: after flushed() everything the key's view holds
+    # is in the store, and a change made after it is not committed yet.
+    rows = engine.store.state_page(service, key, after, limit + 1, STATE_PAGE_BYTES)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not more and rows:
+        # Cut short by bytes? Then more may follow the last row.
+        more = bool(engine.store.state_page(service, key, rows[-1][0], 1, 1))
+    return StatePage(dict(rows), encode_cursor(rows[-1][0]) if more else None, after is None and not more)
+
+
+def state_json(service: str, key: str, state: dict[bytes, bytes], page: StatePage | None = None) -> dict[str, Any]:
+    """A key's state for people: JSON values as JSON; values that are not JSON as base64 under `binary`.
+
+    For a `page` of the state: `next_cursor` when more follows, and the `version` only when the page is the
+    whole state (a version covers all of it).
+    """
     values: dict[str, Any] = {}
     binary: dict[str, str] = {}
     for name, value in sorted(state.items()):
@@ -71,9 +118,14 @@ def state_json(service: str, key: str, state: dict[bytes, bytes]) -> dict[str, A
             values[text] = json.loads(value)
         except ValueError:
             binary[text] = base64.b64encode(value).decode()
-    out: dict[str, Any] = {"service": service, "object_key": key, "version": state_version(state), "state": values}
+    out: dict[str, Any] = {"service": service, "object_key": key}
+    if page is None or page.complete:
+        out["version"] = state_version(state)
+    out["state"] = values
     if binary:
         out["binary"] = binary
+    if page is not None and page.next_cursor is not None:
+        out["next_cursor"] = page.next_cursor
     return out
 
 
@@ -95,12 +147,15 @@ async def replace_state(engine: Engine, service: str, key: str, new_state: dict[
     if holder is not None:
         raise StateConflict(409, f"{service}/{key} is locked by invocation {holder}; wait for it to complete, "
                                  "or kill it, then try again")
-    current = engine.keys.state(service, key, lambda: engine.store.load_state(service, key))
-    if version is not None and version != state_version(current):
-        raise StateConflict(409, f"the state of {service}/{key} changed since version {version} was read "
-                                 f"(now {state_version(current)}); read it again and redo the change")
-    current.clear()
-    current.update(new_state)
+    view = engine.keys.state(service, key, engine.store)
+    if version is not None:
+        current = view.whole()
+        if version != state_version(current):
+            raise StateConflict(409, f"the state of {service}/{key} changed since version {version} was read "
+                                     f"(now {state_version(current)}); read it again and redo the change")
+    view.clear_all()
+    for name, value in new_state.items():
+        view.set(name, value)
     # In this order: clear everything, then set each entry.
     table = engine.table
     table.write(ClearAllState(service, key))

@@ -5,7 +5,7 @@
     GET    /metrics                                     Prometheus metrics
     GET    /ui/...                                      the web UI (durably.server.http.ui)
     GET    /services, /services/{name}
-    GET    /services/{name}/state/{key}                 a key's state with its version
+    GET    /services/{name}/state/{key}                 a page of a key's state (?limit=&after=next_cursor)
     POST   /services/{name}/state {"object_key", "new_state", "version"?}   replace a key's state (Restate's)
     GET    /invocations[?status=&service=&handler=&key=&since=&until=&limit=&before=]   newest first, paged
     GET    /invocations/{id}[?journal_offset=&journal_limit=]   the invocation with a page of its journal
@@ -44,10 +44,12 @@ from durably.sdk.asgi import (
 from durably.server.engine.engine import Engine, EngineStopped
 from durably.server.engine.flow_control import FlowControlError, check_limit, parse_rule
 from durably.server.engine.object_state import (
+    STATE_PAGE,
     StateConflict,
+    decode_cursor,
     has_state,
     parse_new_state,
-    read_state,
+    read_state_page,
     replace_state,
     state_json,
 )
@@ -245,7 +247,18 @@ class Admin:
                 await error(send, 400, f"'{service}' is a service: only virtual objects and workflows have state",
                             "admin")
             else:
-                await respond_json(send, 200, state_json(service, key, await read_state(self.engine, service, key)))
+                try:
+                    limit = int(req.query.get("limit", str(STATE_PAGE)))
+                    if not 1 <= limit <= STATE_PAGE:
+                        raise ValueError(f"limit must be an integer from 1 to {STATE_PAGE}")
+                    after = decode_cursor(req.query["after"]) if "after" in req.query else None
+                except ValueError as e:
+                    msg = str(e) if "cursor" in str(e) or "limit" in str(e) else \
+                        f"limit must be an integer from 1 to {STATE_PAGE}"
+                    await error(send, 400, msg, "admin")
+                    return
+                page_ = await read_state_page(self.engine, service, key, after, limit)
+                await respond_json(send, 200, state_json(service, key, page_.state, page_))
             return
         if method != "POST" or key_segs:
             await error(send, 405, f"method {method} not allowed here", "admin")

@@ -15,8 +15,9 @@ from durably.sdk.vm import SIGNAL_HANDLE_BASE, notification_value
 from durably.server.engine.calltree import ActionResult
 from durably.server.store.base import INVOCATION_COLUMNS
 
-_TY = {"service": "SERVICE", "object": "VIRTUAL_OBJECT", "workflow": "WORKFLOW"}
-_HANDLER_TY = {"exclusive": "EXCLUSIVE", "shared": "SHARED", "workflow": "WORKFLOW"}
+# As Restate's admin API spells them (restate-server 1.7.12's GET /services); the manifest's are upper case.
+_TY = {"service": "Service", "object": "VirtualObject", "workflow": "Workflow"}
+_HANDLER_TY = {"exclusive": "Exclusive", "shared": "Shared", "workflow": "Workflow"}
 # What an operator action did, as the status code Restate's admin API answers with.
 ACTION_STATUS = {ActionResult.DONE: 200, ActionResult.ACCEPTED: 202, ActionResult.ALREADY: 200,
                  ActionResult.NOT_FOUND: 404, ActionResult.CONFLICT: 409}

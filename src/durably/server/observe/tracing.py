@@ -154,6 +154,17 @@ class InvocationTracing:
         self._prop.inject(carrier, context=self._in_context(span))
         return carrier.get("traceparent")
 
+    def attempt_headers(self, inv_id: str) -> dict[str, str]:
+        """The trace headers of a running attempt, as restate-server 1.7.12 sends them to a deployment:
+        `traceparent` of the attempt span and its `tracestate` (empty when the trace has none)."""
+        span = self._attempts.get(inv_id)
+        if span is None:
+            return {}
+        carrier: dict[str, str] = {}
+        self._prop.inject(carrier, context=self._in_context(span))
+        carrier.setdefault("tracestate", "")
+        return carrier
+
     def close(self) -> None:
         """End open spans and send what is buffered."""
         for inv_id in list(self._attempts):

@@ -6,6 +6,7 @@ a TOML key (`durably.cli.limits` turns `FLAGS` into click options), and a clear 
 - connections and headers (408, 431, 503): enforced in the HTTP protocol, `durably.server.http.connection_limits`;
 - one request body (413) and the bodies held at once (503 with Retry-After): `BodyBudget` below;
 - one journal entry: `run_result_too_large` and `command_too_large` below;
+- the state an invocation starts with: `EagerStateLimit` below (no flag: past it, state is read lazily);
 - threads for sync steps: `durably.server.engine.threads`; open files: `raise_nofile_limit` below.
 """
 
@@ -31,6 +32,22 @@ ADMIN_BODY_LIMIT = 1024 * 1024
 DEFAULT_ENTRY_LIMIT = 32 * MiB
 # The code of the step failure of a run result over the entry limit; 500 like any TerminalError without one.
 ENTRY_TOO_LARGE_CODE = 500
+
+
+@dataclass(frozen=True)
+class EagerStateLimit:
+    """How much of a key's state an invocation starts with ("eager state"), in name order.
+
+    Past either bound the Start message says the state is partial, and the handler reads the rest one name at
+    a time when it asks for it (as with `state_preload=False`): a key with a million state names costs a
+    call no more than a key with a few hundred.
+    """
+
+    entries: int = 1000
+    bytes: int = 4 * MiB
+
+
+DEFAULT_EAGER_STATE_LIMIT = EagerStateLimit()
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,10 @@ class ConnectionPool:
 
 
 class AttemptTracing(Protocol):
-    """What a remote attempt needs of tracing: the W3C traceparent of the invocation's attempt span."""
+    """What a remote attempt needs of tracing: the W3C trace headers of the invocation's attempt span."""
 
-    def traceparent(self, invocation_id: str) -> str | None:
-        """The header value, or None."""
+    def attempt_headers(self, invocation_id: str) -> dict[str, str]:
+        """`traceparent` and `tracestate`, or {} when the attempt has no span."""
 
 
 class RemoteAttempt:
@@ -175,9 +175,8 @@ class RemoteAttempt:
         if self.pool.signer is not None:
             hdrs.extend(self.pool.signer.headers(self._path()))
         hdrs.extend((k.lower(), v) for k, v in self.deployment.additional_headers.items())
-        traceparent = self.tracing.traceparent(self.inv.id) if self.tracing is not None else None
-        if traceparent:  # the deployment's own spans join the attempt's trace
-            hdrs.append(("traceparent", traceparent))
+        if self.tracing is not None:  # the deployment's own spans join the attempt's trace
+            hdrs.extend(self.tracing.attempt_headers(self.inv.id).items())
         return hdrs
 
     def _path(self) -> str:

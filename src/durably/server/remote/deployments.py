@@ -22,7 +22,7 @@ from durably.sdk.service import Handler, ServiceDefinition
 
 log = logging.getLogger("durably.deployments")
 
-MANIFEST_ACCEPT = ", ".join(f"application/vnd.restate.endpointmanifest.v{v}+json" for v in (1, 2, 3, 4))
+MANIFEST_ACCEPT = ", ".join(f"application/vnd.restate.endpointmanifest.v{v}+json" for v in (1, 2, 3, 4, 5))
 SUPPORTED_PROTOCOL = (5, 6, 7)  # v7: scopes, limit keys, future-tree suspensions, run-completion acks
 
 
@@ -102,6 +102,17 @@ def _retry_policy(spec: dict[str, Any]) -> InvocationRetryPolicy | None:
     )
 
 
+def _state_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's `enableLazyState` and (v5) `eagerStateKeysWhitelist` as state_preload options."""
+    whitelist = spec.get("eagerStateKeysWhitelist")
+    if whitelist is None:
+        return {"enable_lazy_state": spec.get("enableLazyState")}
+    if not isinstance(whitelist, list) or not all(isinstance(k, str) for k in whitelist):
+        raise DiscoveryError(f"the deployment's manifest is malformed: eagerStateKeysWhitelist of "
+                             f"{spec.get('name')!r} must be a list of state names")
+    return {"state_preload": whitelist}
+
+
 def services_from_manifest(manifest: dict[str, Any], deployment: Deployment) -> list[RemoteService]:
     """Build service definitions from a discovery manifest (raises DiscoveryError if it is malformed)."""
     out = []
@@ -114,7 +125,7 @@ def services_from_manifest(manifest: dict[str, Any], deployment: Deployment) -> 
                 journal_retention=_td(spec.get("journalRetention")),
                 idempotency_retention=_td(spec.get("idempotencyRetention")),
                 ingress_private=spec.get("ingressPrivate"), invocation_retry_policy=_retry_policy(spec),
-                enable_lazy_state=spec.get("enableLazyState"),
+                **_state_options(spec),
             )
             for h in spec["handlers"]:
                 ty = h.get("ty")
@@ -135,7 +146,7 @@ def services_from_manifest(manifest: dict[str, Any], deployment: Deployment) -> 
                     journal_retention=_td(h.get("journalRetention")),
                     idempotency_retention=_td(h.get("idempotencyRetention")),
                     workflow_retention=_td(h.get("workflowCompletionRetention")),
-                    ingress_private=h.get("ingressPrivate"), enable_lazy_state=h.get("enableLazyState"),
+                    ingress_private=h.get("ingressPrivate"), **_state_options(h),
                     invocation_retry_policy=_retry_policy(h),
                 )
             out.append(svc)

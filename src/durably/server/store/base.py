@@ -97,6 +97,33 @@ class Store(ABC):
     def load_state(self, service: str, key: str) -> dict[bytes, bytes]:
         """All state of one object or workflow key."""
 
+    # Bounded state reads: a key may hold very many state names. These defaults go through load_state; a
+    # backend answers them from its index instead.
+
+    def state_value(self, service: str, key: str, name: bytes) -> bytes | None:
+        """One state value of a key, or None."""
+        return self.load_state(service, key).get(name)
+
+    def state_names(self, service: str, key: str) -> list[bytes]:
+        """Every state name of a key, in order."""
+        return sorted(self.load_state(service, key))
+
+    def state_page(self, service: str, key: str, after: bytes | None, limit: int,
+                   max_bytes: int) -> list[tuple[bytes, bytes]]:
+        """State entries of a key in name order, strictly after `after`: at most `limit` entries, and no more
+        once names and values reach `max_bytes` (the entry that crosses it is included: a page is never
+        empty while entries remain)."""
+        out: list[tuple[bytes, bytes]] = []
+        size = 0
+        for name, value in sorted(self.load_state(service, key).items()):
+            if after is not None and name <= after:
+                continue
+            if len(out) >= limit or (out and size >= max_bytes):
+                break
+            out.append((name, value))
+            size += len(name) + len(value)
+        return out
+
     @abstractmethod
     def load_promise(self, service: str, key: str, name: str) -> tuple[bytes | None, int | None, str | None] | None:
         """A completed promise as (value, failure code, failure message), or None if not completed."""

@@ -409,6 +409,37 @@ class SQLiteStore(Store):
         rows = self._reader.execute("SELECT name, value FROM state WHERE service = ? AND key = ?", (service, key))
         return {bytes(n): bytes(v) for n, v in rows}
 
+    def state_value(self, service: str, key: str, name: bytes) -> bytes | None:
+        """One state value, from the state table's primary key."""
+        row = self._reader.execute("SELECT value FROM state WHERE service = ? AND key = ? AND name = ?",
+                                   (service, key, name)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def state_names(self, service: str, key: str) -> list[bytes]:
+        """Every state name of a key, in order, without the values."""
+        rows = self._reader.execute("SELECT name FROM state WHERE service = ? AND key = ? ORDER BY name",
+                                    (service, key))
+        return [bytes(r[0]) for r in rows]
+
+    def state_page(self, service: str, key: str, after: bytes | None, limit: int,
+                   max_bytes: int) -> list[tuple[bytes, bytes]]:
+        """A page of a key's state in name order; rows are fetched only until the page is full."""
+        if after is None:
+            cur = self._reader.execute("SELECT name, value FROM state WHERE service = ? AND key = ? ORDER BY name "
+                                       "LIMIT ?", (service, key, limit))
+        else:
+            cur = self._reader.execute("SELECT name, value FROM state WHERE service = ? AND key = ? AND name > ? "
+                                       "ORDER BY name LIMIT ?", (service, key, after, limit))
+        out: list[tuple[bytes, bytes]] = []
+        size = 0
+        for name, value in cur:
+            if out and size >= max_bytes:
+                break
+            out.append((bytes(name), bytes(value)))
+            size += len(name) + len(value)
+        cur.close()
+        return out
+
     def load_promise(self, service: str, key: str, name: str) -> tuple[bytes | None, int | None, str | None] | None:
         """A completed promise, or None."""
         row = self._reader.execute(

@@ -18,7 +18,15 @@ from urllib.parse import parse_qs, urlsplit
 from durably.protocol.ids import InvocationId
 from durably.sdk.asgi import BodyTooLarge, Receive, Send, is_cross_site, read_body, respond
 from durably.server.engine.engine import Engine
-from durably.server.engine.object_state import StateConflict, has_state, read_state, replace_state, state_json
+from durably.server.engine.object_state import (
+    StateConflict,
+    decode_cursor,
+    has_state,
+    read_state,
+    read_state_page,
+    replace_state,
+    state_json,
+)
 from durably.server.http.sessions import (
     FLASH_COOKIE,
     FLASH_SECONDS,
@@ -130,7 +138,7 @@ class WebUI:
             await _html(send, layout("Services", "services", body))
         elif segs == ["state"]:
             await self._state(send, query.get("service"), query.get("key"), query.get("msg"), query.get("err"),
-                              after=query.get("after", ""))
+                              after=query.get("after", ""), cursor=query.get("cursor"))
         else:
             await _html(send, layout("Not found", "", Markup("<h1>Not found</h1>")), 404)
 
@@ -178,13 +186,20 @@ class WebUI:
         await _html(send, layout(inv_id, "invocations", main, pages.LIVE_INVOCATION_SCRIPT))
 
     async def _state(self, send: Send, service: str | None, key: str | None, msg: str | None, err: str | None,
-                     edited: str | None = None, status: int = 200, after: str = "") -> None:
+                     edited: str | None = None, status: int = 200, after: str = "", cursor: str | None = None,
+                     ) -> None:
         objects = sorted(n for n, s in self.engine.services.items() if s.kind != "service")
         body, keys = None, None
         if service and not has_state(self.engine, service):
             err = err or f"'{service}' is not a virtual object or workflow"
         elif service and key:
-            body = state_json(service, key, await read_state(self.engine, service, key))
+            # A page of the state: a key may hold very many names. Only a state that fits one page is editable.
+            try:
+                state_after = decode_cursor(cursor) if cursor else None
+            except ValueError as ex:
+                err, state_after, status = str(ex), None, 400
+            page_ = await read_state_page(self.engine, service, key, state_after, pages.STATE_NAMES_PAGE)
+            body = state_json(service, key, page_.state, page_)
         elif service:
             # Keys with state, in order, a page at a time (the state table's primary key answers this).
             await self.engine.flushed()
@@ -243,6 +258,10 @@ class WebUI:
             return
         except ValueError as e:
             await self._state(send, service, key, None, f"not saved: {e}", edited=text, status=400)
+            return
+        if not (await read_state_page(self.engine, service, key, None, pages.STATE_NAMES_PAGE)).complete:
+            await self._state(send, service, key, None, "not saved: this state has more names than one page; "
+                              "change it with `durably state set` or the admin API", status=409)
             return
         current = await read_state(self.engine, service, key)
         # Binary values are not in the editor; keep them.

@@ -24,6 +24,8 @@ from durably.server.store.invocation_query import InvocationFilter, cursor_of
 STATUSES = ("scheduled", "inboxed", "invoked", "suspended", "backing-off", "paused", "completed")
 PAGE_SIZE = 50
 KEYS_PAGE = 100
+# State names shown on one state page (a key may hold millions; the rest is a "next page" link away).
+STATE_NAMES_PAGE = 200
 # Journal steps on one invocation page: the first and the last half of this many.
 MAX_STEPS = 1000
 
@@ -269,7 +271,7 @@ def services_page(engine: Any, msg: str | None, err: str | None) -> Markup:
                         f'<td class="mono">{e(h.get("output_description"))}</td>'
                         f'<td>{e(h.get("documentation", ""))} {e("; ".join(hopts))}</td></tr>')
         state_link = (f' · <a href="{e(url("/state", service=svc.name))}">state</a>'
-                      if info["ty"] != "SERVICE" else "")
+                      if info["ty"] != "Service" else "")
         parts.append(
             f'<h2 class="service" id="svc-{e(svc.name)}">{e(svc.name)} <span class="muted">{e(info["ty"].lower())}'
             f' · deployment {e(info.get("deployment_id"))}{state_link}</span></h2>'
@@ -313,7 +315,17 @@ def state_page(objects: list[str], service: str | None, key: str | None, body: d
                 if len(keys) == KEYS_PAGE else "")
         parts.append(f'<h2>Keys of {e(service)} with state</h2>'
                      f'<ul id="keys">{links or "<li class=muted>none</li>"}</ul>{more}')
-    if body is not None:
+    if body is not None and "version" not in body:
+        # Only part of the state: shown read-only (saving would replace the whole state with this page).
+        nxt = body.get("next_cursor")
+        nxt_url = url("/state", service=body["service"], key=body["object_key"], cursor=nxt) if nxt else ""
+        more = f'<a id="next-state-page" href="{e(nxt_url)}">next page »</a>' if nxt else ""
+        parts.append(
+            f'<h2 class="mono">{e(body["service"])}/{e(body["object_key"])}</h2>'
+            f'<div class="muted">a page of {len(body["state"]) + len(body.get("binary", {}))} names, in name order; '
+            "too many to edit here: change them with <code>durably state set</code> or the admin API</div>"
+            f'<pre id="state">{e(json.dumps(body["state"], indent=2, ensure_ascii=False))}</pre>{more}')
+    elif body is not None:
         text = edited if edited is not None else json.dumps(body["state"], indent=2, ensure_ascii=False)
         binary = body.get("binary", {})
         parts.append(
