@@ -35,7 +35,8 @@ def run(host: str | None, port: int | None, admin_port: int | None, data_dir: Pa
     durably run --port 8081 -- hypercorn app:app
 
     The app then also serves ingress (8080) and admin (9070) from that process, with SQLite in
-    ./durably-data, exactly as `durably serve`. Unset settings keep their DURABLY_* values from the environment.
+    ./durably-data, exactly as `durably serve`, on the same settings: every `durably serve` setting is read from
+    its DURABLY_* variable (tokens, limits, ...) or the DURABLY_CONFIG file; the flags here set a few of them.
     """
     env = dict(os.environ)
     env[ENV_EMBEDDED] = "1"
