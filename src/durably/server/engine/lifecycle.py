@@ -325,6 +325,8 @@ class Lifecycle:
             inv.retry_timer.cancel()
             inv.retry_timer = None
         self.table.mark(inv)
+        # A thread still stuck in a step of this invocation no longer holds a place under --run-threads.
+        self.run_executor.release_invocation(inv.id)
         # The listeners run in the order the engine added them, and that order is behaviour: waiting
         # invocations are notified, then the key's lock passes on, then the concurrency slot is freed.
         for listener in self._listeners:
