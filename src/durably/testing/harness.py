@@ -109,14 +109,22 @@ class TestRuntime:
         await self.engine.start()
 
     async def settle(self) -> None:
-        """Let the runtime run until nothing moves: attempts blocked, everything committed."""
+        """Let the runtime run until nothing moves: attempts blocked, every sync `ctx.run` closure returned
+        (except those of aborted attempts, which may never return), everything committed.
+
+        A sync closure that never returns keeps `settle` (and so `advance`) waiting, as it keeps the
+        invocation from moving on."""
         engine = self._engine()
         while True:
             before = engine.appends
             for _ in range(20):
                 await asyncio.sleep(0)
+            # A closure on a thread moves the journal when it returns, however many loop ticks that takes.
+            running = engine.run_executor.live_futures()
+            if running:
+                await asyncio.wait([asyncio.wrap_future(f) for f in running])
             await engine.flushed()
-            if engine.appends == before:
+            if engine.appends == before and not running:
                 return
 
     async def advance(self, delta: timedelta) -> None:

@@ -79,6 +79,9 @@ class StepThreads(Executor):
         self._orphans = 0  # running closures of ended invocations (not counted against the cap)
         self.refused = 0  # submissions refused at the cap
         self.waited = 0  # submissions that waited for their step's stuck thread instead of taking another
+        # Every closure submitted and not done yet (queued, waiting or running), for `live_futures`. Changed
+        # from done callbacks, which may run with `_lock` held: plain dict operations, atomic under the GIL.
+        self._pending: dict[Future[Any], StepJob] = {}
 
     # ---- submitting ----
 
@@ -114,7 +117,17 @@ class StepThreads(Executor):
             else:
                 self.refused += 1
                 raise StepThreadsBusy(self._busy_message())
+        self._pending[fut] = job
+        fut.add_done_callback(self._pending_done)
         return fut
+
+    def _pending_done(self, fut: Future[Any]) -> None:
+        self._pending.pop(fut, None)
+
+    def live_futures(self) -> list[Future[Any]]:
+        """The closures submitted and not done yet, except those of aborted attempts (which may never return):
+        what `durably.testing.TestRuntime.settle` waits for."""
+        return [f for f, job in list(self._pending.items()) if job.abandoned_at is None and not f.done()]
 
     def _stuck_in(self, job: StepJob) -> StepJob | None:
         """The running closure of an aborted attempt of the same invocation in the same step, if any."""
