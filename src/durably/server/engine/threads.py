@@ -125,9 +125,13 @@ class StepThreads(Executor):
         self._pending.pop(fut, None)
 
     def live_futures(self) -> list[Future[Any]]:
-        """The closures submitted and not done yet, except those of aborted attempts (which may never return):
-        what `durably.testing.TestRuntime.settle` waits for."""
-        return [f for f, job in list(self._pending.items()) if job.abandoned_at is None and not f.done()]
+        """The closures submitted and not done yet, except those of aborted attempts (which may never return)
+        and those waiting behind them: what `durably.testing.TestRuntime.settle` waits for."""
+        with self._lock:
+            # A closure waiting for a thread stuck in an aborted attempt moves only when that one returns.
+            behind = {id(w[0]) for j in self._running.values() if j.abandoned_at is not None for w in j.waiters}
+        return [f for f, job in list(self._pending.items())
+                if job.abandoned_at is None and not f.done() and id(f) not in behind]
 
     def _stuck_in(self, job: StepJob) -> StepJob | None:
         """The running closure of an aborted attempt of the same invocation in the same step, if any."""
