@@ -16,7 +16,8 @@ from durably.sdk.endpoint import ENV_EMBEDDED
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--host", default=None, help="Interface for ingress and admin [default 127.0.0.1].")
+@click.option("--host", default=None,
+              help="Interface of the ingress [default 127.0.0.1]; the admin API keeps DURABLY_ADMIN_HOST (127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Ingress port [default 8080].")
 @click.option("--admin-port", type=click.IntRange(1, 65535), default=None, help="Admin API port [default 9070].")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,

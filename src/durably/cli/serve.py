@@ -159,7 +159,8 @@ def run(app: App, config: ServerConfig) -> None:
 
 @click.command()
 @click.argument("app_ref", metavar="[APP]", required=False)
-@click.option("--host", default=DEFAULTS.host, show_default=True, help="Interface to bind ingress and admin to.")
+@click.option("--host", default=DEFAULTS.host, show_default=True,
+              help="Interface the ingress listens on. The admin API does not follow it: see --admin-host.")
 @click.option("--port", default=DEFAULTS.port, show_default=True, help="Ingress port.")
 @click.option("--admin-port", default=DEFAULTS.admin_port, show_default=True, help="Admin API port.")
 @click.option("--data-dir", default=str(DEFAULTS.data_dir), show_default=True, type=click.Path(path_type=Path),
