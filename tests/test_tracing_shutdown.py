@@ -14,13 +14,13 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-import durably  # noqa: E402
-from durably.server.observe.tracing import InvocationTracing  # noqa: E402
-from durably.server.process.shutdown import drain  # noqa: E402
-from durably.testing import TestRuntime  # noqa: E402
+import durably
+from durably.server.observe.tracing import InvocationTracing
+from durably.server.process.shutdown import drain
+from durably.testing import TestRuntime
 
 svc = durably.Service("T")
 

@@ -1,7 +1,7 @@
 """OpenTelemetry spans of the server: one per invocation attempt, one per journaled step, call or sleep.
 
-Optional: `pip install 'durably[otel]'`, then the standard variables configure it, e.g.
-`OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
+Optional: the `otel` extra (`pip install -e '.[otel]'` in a durably checkout), then the standard variables
+configure it, e.g. `OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
 `OTEL_SERVICE_NAME`. Without them (or without the package) nothing here runs: the engine holds `None`.
 
 - The attempt span's parent is the W3C `traceparent` the ingress request carried (it is journaled with the
@@ -56,7 +56,8 @@ def from_environment() -> InvocationTracing | None:
         import logging
 
         logging.getLogger("durably.tracing").warning(
-            "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry is not installed: pip install 'durably[otel]'")
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry is not installed: install the otel extra "
+            "(pip install -e '.[otel]' in a durably checkout)")
         return None
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "durably")})
     # No exit hook: it would flush at interpreter exit with no time limit, and a hanging collector would hold
