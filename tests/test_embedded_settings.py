@@ -139,7 +139,7 @@ def _sample(param: click.Parameter, tmp_path: Path) -> str:
         f = tmp_path / f"{name}.file"
         f.write_text("x")
         return str(f)
-    return f"sample-{name}.example"  # a plain string (a token, a header name, a host name)
+    return f"sample-{name.replace('_', '-')}.example"  # a plain string (a token, a header name, a host name)
 
 
 def _bad(param: click.Parameter) -> str | None:

@@ -226,6 +226,8 @@ class StepThreads(Executor):
         """The invocation ended (completed, killed, cancelled): its closures still running no longer count
         against the cap, and closures of it waiting for a thread are dropped. Returns how many were running."""
         n = 0
+        if not self._running:
+            return 0  # the common case: no sync step runs anywhere
         with self._lock:
             for job in list(self._running.values()):
                 if job.invocation_id == invocation_id and not job.orphaned:
