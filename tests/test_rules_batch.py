@@ -92,6 +92,11 @@ async def test_too_many_rules_in_one_request_is_413_and_changes_nothing(tmp_path
         assert rt.engine is not None and rt.engine.limiter.rules() == {}
         d = await admin.post("/limits/rules/bulk-delete", json=[{"pattern": "x"}] * (MAX_RULES_PER_REQUEST + 1))
         assert d.status_code == 413
+        # The probe of the issue: 20,000 rules (about 900 KB, under the body limit), refused whole, no write.
+        writes = Writes(rt)
+        probe = await admin.put("/limits/rules", json=rules(20_000))
+        assert probe.status_code == 413 and "20000 rules in one request" in probe.json()["message"]
+        assert writes.ops == [] and rt.engine.limiter.rules() == {}
 
 
 async def test_more_rules_than_the_total_cap_is_422(tmp_path: Path) -> None:
