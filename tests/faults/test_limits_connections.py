@@ -21,7 +21,7 @@ import pytest
 from system.conftest import ServerProcess, wait_until
 
 APP = f"{Path(__file__).resolve().parent / 'limits_app.py'}:app"
-REQUEST_HEAD = b"POST /Limits/size HTTP/1.1\r\nHost: durably\r\n"
+REQUEST_HEAD = b"POST /Limits/size HTTP/1.1\r\nHost: localhost\r\n"
 
 pytestmark = pytest.mark.system
 

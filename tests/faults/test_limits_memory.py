@@ -27,7 +27,7 @@ def test_bodies_over_the_inflight_budget_get_503_with_retry_after(tmp_path: Path
     server.start()
     try:
         body = json.dumps("x" * (3 * MiB - 2)).encode()
-        head = (b"POST /Limits/size HTTP/1.1\r\nHost: durably\r\ncontent-type: application/json\r\n"
+        head = (b"POST /Limits/size HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\n"
                 b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
         client = httpx.Client(base_url=server.url, timeout=30)
         # Two clients are sending 3 MiB bodies (they sent the first bytes and hold the rest).

@@ -3,6 +3,7 @@ commands that talk to a server read (`durably keys` makes the signing key: durab
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,19 @@ def security_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      envvar="DURABLY_SECRET_HEADERS",
                      help="A request header handlers see but the journal never stores (repeatable; added to "
                           "authorization, proxy-authorization, cookie, x-restate-jwt-v1)."),
+        click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME[:PORT]",
+                     help="A Host name the listeners answer to besides localhost and loopback addresses (DNS "
+                          "rebinding guard: others get 421). Repeatable; * allows any. A listener not on loopback "
+                          "is checked only when this is given. Env: space- or comma-separated."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def token_setting(value: str | None, env: str) -> str | None:
+    """A token setting as the server must see it: click reads a variable set to "" as unset, but an operator
+    who wrote `DURABLY_ADMIN_TOKEN=` meant a token, so it stays "" (and the start is refused, not open)."""
+    if value is None and os.environ.get(env) == "":
+        return ""
+    return value

@@ -26,7 +26,7 @@ import click
 
 from durably.cli import settings as serve_settings
 from durably.cli.limits import LIMIT_OPTIONS, limit_options, resource_limits
-from durably.cli.security import security_options
+from durably.cli.security import ADMIN_TOKEN_ENV, INGRESS_TOKEN_ENV, security_options, token_setting
 from durably.hosting.loader import AppLoadError, load_app
 from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
@@ -98,6 +98,15 @@ def _retention(text: str) -> timedelta:
         raise click.BadParameter(str(e), param_hint="--retention") from None
 
 
+def _allowed_hosts(values: tuple[str, ...]) -> tuple[str, ...]:
+    from durably.server.http.host_check import allowed_host_list
+
+    try:
+        return allowed_host_list(values)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--allowed-host") from None
+
+
 def server_config(settings: dict[str, Any]) -> ServerConfig:
     """The ServerConfig of `serve`'s settings, as click resolved them from flags, environment, file and defaults.
 
@@ -116,9 +125,11 @@ def server_config(settings: dict[str, Any]) -> ServerConfig:
         concurrency_rules=_concurrency_rules(settings["concurrency_limits"]),
         body_limit=limits.pop("max_body"), limits=resource_limits(limits),
         # security_options (durably.cli.security) names its flags' arguments after these fields.
-        admin_host=settings["admin_host"], admin_token=settings["admin_token"],
-        ingress_token=settings["ingress_token"], tls_cert=settings["tls_cert"], tls_key=settings["tls_key"],
+        admin_host=settings["admin_host"], admin_token=token_setting(settings["admin_token"], ADMIN_TOKEN_ENV),
+        ingress_token=token_setting(settings["ingress_token"], INGRESS_TOKEN_ENV), tls_cert=settings["tls_cert"],
+        tls_key=settings["tls_key"],
         request_identity_key=settings["request_identity_key"], secret_headers=settings["secret_headers"],
+        allowed_hosts=_allowed_hosts(settings["allowed_hosts"]),
     )
 
 

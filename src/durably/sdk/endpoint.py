@@ -264,6 +264,7 @@ class Endpoint:
         if version is None:
             await _plain(send, 415, f"unsupported protocol version {ctype!r}: this endpoint speaks v5 to v7")
             return
+        log.debug("invocation of %s/%s over protocol v%d", service, name, version)
         # The response head goes out before the body is read: the server waits for it.
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", ctype.encode()), SERVER_HEADER]})

@@ -49,6 +49,9 @@ class ServerConfig:
     tls_key: Path | None = None
     request_identity_key: Path | None = None
     secret_headers: tuple[str, ...] = ()
+    # Host names a listener answers to besides localhost and loopback addresses (DNS rebinding; see
+    # server/http/host_check.py): NAME or NAME:PORT, lower-case, "*" for any.
+    allowed_hosts: tuple[str, ...] = ()
     # Graceful stop: how long running steps may take to finish after SIGTERM/SIGINT (server/process/shutdown.py).
     shutdown_grace: float = DEFAULT_GRACE_S
     # Refuse new invocations from outside, finish the ones in the store (DrainingIngress in

@@ -17,7 +17,7 @@ from typing import Any
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId, parse_awakeable_id
-from durably.sdk.vm import CANCEL_SIGNAL
+from durably.sdk.vm import CANCEL_SIGNAL, FIRST_AWAKEABLE_SIGNAL
 from durably.server.engine.catalog import Catalog
 from durably.server.engine.flow_control import FlowControlError, check_scope
 from durably.server.engine.interfaces import AttemptLifecycle, InvocationTable
@@ -55,6 +55,28 @@ def failure_note(cid: int, code: int, message: str) -> pb.NotificationMessage:
     n.failure.code = code
     n.failure.message = message
     return n
+
+
+class AwakeableIdRefused(ValueError):
+    """An awakeable id that is malformed, or names a built-in signal rather than a user awakeable."""
+
+
+def user_awakeable(awakeable_id: str) -> tuple[str, int]:
+    """(invocation id, signal index) of an awakeable id that names a user awakeable.
+
+    Signal indexes below 17 are the protocol's built-in signals (1 is cancel). They are not awakeables, and
+    their ids are easy to build from an invocation id (which is computable for idempotent requests and
+    workflows), so resolving one would let any ingress caller cancel any invocation: refused. A legacy
+    `prom_1` id carries its index the same way and is checked the same way.
+    """
+    try:
+        target, idx = parse_awakeable_id(awakeable_id)
+    except ValueError as e:
+        raise AwakeableIdRefused(f"malformed awakeable id {awakeable_id!r}: {e}") from None
+    if idx < FIRST_AWAKEABLE_SIGNAL:
+        raise AwakeableIdRefused(f"awakeable id {awakeable_id!r} names built-in signal {idx}, not an awakeable: "
+                                 f"awakeables are signals {FIRST_AWAKEABLE_SIGNAL} and up")
+    return str(target), idx
 
 
 def _flow_fields(cmd: Any) -> tuple[str | None, str | None]:
@@ -236,7 +258,12 @@ class Calls:
         """Send a signal (the cancel signal cancels the target) to another invocation."""
         target = cmd.target_invocation_id
         if cmd.WhichOneof("signal_id") == "idx" and cmd.idx == CANCEL_SIGNAL:
-            self.cancel(target)
+            self.cancel(target)  # ctx.cancel_invocation
+            return
+        if cmd.WhichOneof("signal_id") == "idx" and cmd.idx < FIRST_AWAKEABLE_SIGNAL:
+            # Built-in signals other than cancel are the server's to send, never a handler's.
+            log.warning("invocation %s sent built-in signal %d to %s: refused, nothing delivered", inv.id, cmd.idx,
+                        target)
             return
         if cmd.WhichOneof("signal_id") == "name":
             n = pb.NotificationMessage(signal_name=cmd.name)
@@ -251,18 +278,18 @@ class Calls:
             n.void.SetInParent()
         self.lifecycle.notify(target, m.SIGNAL_NOTIFICATION, n)
 
-    def complete_awakeable(self, awakeable_id: str, value: bytes | None, failure: pb.Failure | None) -> bool | None:
-        """Resolve (value) or reject (failure) an awakeable. None: malformed id; False: no such invocation."""
-        try:
-            target, idx = parse_awakeable_id(awakeable_id)
-        except ValueError:
-            return None
+    def complete_awakeable(self, awakeable_id: str, value: bytes | None, failure: pb.Failure | None) -> bool:
+        """Resolve (value) or reject (failure) an awakeable; False: no such invocation.
+
+        Raises AwakeableIdRefused (a ValueError saying why) for a malformed id or one of a built-in signal,
+        having changed nothing."""
+        target, idx = user_awakeable(awakeable_id)
         n = pb.NotificationMessage(signal_id=idx)
         if failure is not None:
             n.failure.CopyFrom(failure)
         else:
             n.value.content = value or b""
-        return self.lifecycle.notify(str(target), m.SIGNAL_NOTIFICATION, n)
+        return self.lifecycle.notify(target, m.SIGNAL_NOTIFICATION, n)
 
     # ---- promises ----
 

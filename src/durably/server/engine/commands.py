@@ -111,8 +111,10 @@ class Commands:
         elif type_id == m.COMPLETE_AWAKEABLE:
             result = msg.value.content if msg.WhichOneof("result") == "value" else None
             fail = msg.failure if msg.WhichOneof("result") == "failure" else None
-            if self.calls.complete_awakeable(msg.awakeable_id, result, fail) is None:
-                log.warning("invocation %s completed unknown or malformed awakeable %s", inv.id, msg.awakeable_id)
+            try:
+                self.calls.complete_awakeable(msg.awakeable_id, result, fail)
+            except ValueError as e:  # malformed, or a built-in signal's id: nothing was delivered
+                log.warning("invocation %s: refused to complete an awakeable: %s", inv.id, e)
         elif type_id == m.SEND_SIGNAL:
             self.calls.signal(inv, msg)
         elif type_id in _PROMISE_COMMANDS:

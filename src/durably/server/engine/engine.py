@@ -285,8 +285,9 @@ class Engine:
         """
         return self.lifecycle.notify(inv_id, type_id, note)
 
-    def complete_awakeable(self, awakeable_id: str, value: bytes | None, failure: pb.Failure | None) -> bool | None:
-        """Resolve (value) or reject (failure) an awakeable. None: malformed id; False: no such invocation."""
+    def complete_awakeable(self, awakeable_id: str, value: bytes | None, failure: pb.Failure | None) -> bool:
+        """Resolve (value) or reject (failure) an awakeable; False: no such invocation. A malformed id, or one
+        that names a built-in signal (cancel...), raises ValueError saying why, and changes nothing."""
         return self.calls.complete_awakeable(awakeable_id, value, failure)
 
     # ---- operator actions ----

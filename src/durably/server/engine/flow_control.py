@@ -64,6 +64,18 @@ class TooManyRules(FlowControlError):
     """A change would take the rule book past MAX_RULES_TOTAL."""
 
 
+# The largest concurrency a rule may allow: far above what one server runs at once, and small enough that a
+# typo (or 10**30) is refused rather than stored.
+MAX_CONCURRENCY_LIMIT = 1_000_000
+
+
+def check_limit(limit: int, where: str) -> None:
+    """Raise FlowControlError unless 1 <= limit <= MAX_CONCURRENCY_LIMIT (`where` names the rule)."""
+    if not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+        raise FlowControlError(f"invalid concurrency limit {limit} for {where!r}: at least 1 and at most "
+                               f"{MAX_CONCURRENCY_LIMIT}")
+
+
 def check_scope(scope: str | None, limit_key: str | None) -> None:
     """Raise FlowControlError unless the scope and limit key are well formed (a limit key needs a scope)."""
     if scope is not None and not _COMPONENT.match(scope):
@@ -110,6 +122,7 @@ def parse_rules(specs: Iterable[str]) -> dict[str, int]:
             raise FlowControlError(f"invalid concurrency limit in {spec!r}: a whole number") from None
         if limit < 1:
             raise FlowControlError(f"invalid concurrency limit in {spec!r}: at least 1")
+        check_limit(limit, pattern.strip())
         rules[pattern.strip()] = limit
     return rules
 
@@ -131,6 +144,7 @@ class ConcurrencyLimiter:
         """Create or change a rule."""
         if limit < 1:
             raise FlowControlError("a concurrency limit must be at least 1")
+        check_limit(limit, pattern)
         self._rules[parse_rule(pattern)] = limit
 
     def delete_rule(self, pattern: str) -> bool:
@@ -143,8 +157,8 @@ class ConcurrencyLimiter:
         parsed: dict[Level, int | None] = {}
         for pattern, limit in changes.items():
             level = parse_rule(pattern)
-            if limit is not None and limit < 1:
-                raise FlowControlError(f"{pattern}: a concurrency limit must be at least 1")
+            if limit is not None:
+                check_limit(limit, pattern)
             parsed[level] = limit
         added = sum(1 for lv, limit in parsed.items() if limit is not None and lv not in self._rules)
         removed = sum(1 for lv, limit in parsed.items() if limit is None and lv in self._rules)

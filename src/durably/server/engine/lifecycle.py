@@ -255,6 +255,9 @@ class Lifecycle:
             ctx = InvocationContext(local, inv.id, inv.key)
         inv.last_activity = inv.last_from_attempt = self.clock.now()
         task = self.loop.create_task(self._run(inv, attempt, ctx))  # type: ignore[union-attr]
+        if ctx is not None:
+            # An in-process handler runs its first steps within this tick: commit after them (committer.defer).
+            self.committer.defer()
         inv.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -22,7 +22,6 @@ method and a path pattern to a handler; a path no route takes is 405 under a kno
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -47,6 +46,7 @@ from durably.server.engine.flow_control import (
     MAX_RULES_PER_REQUEST,
     FlowControlError,
     TooManyRules,
+    check_limit,
     parse_rule,
 )
 from durably.server.engine.object_state import (
@@ -58,7 +58,14 @@ from durably.server.engine.object_state import (
     state_json,
 )
 from durably.server.http.journal_page import journal_page, journal_paging
-from durably.server.http.shapes import ACTION_STATUS, invocation_json, journal_entry_json, service_json, waiting_json
+from durably.server.http.shapes import (
+    ACTION_STATUS,
+    invocation_json,
+    journal_entry_json,
+    parse_json,
+    service_json,
+    waiting_json,
+)
 from durably.server.http.ui.app import WebUI
 from durably.server.observe.loop_stalls import threads_json
 from durably.server.observe.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -250,7 +257,7 @@ class Admin:
             await error(send, 405, f"method {method} not allowed here", "admin")
             return
         try:
-            key, new_state, version = parse_new_state(json.loads(await read_body(scope, receive, 32 * 1024 * 1024)))
+            key, new_state, version = parse_new_state(parse_json(await read_body(scope, receive, 32 * 1024 * 1024)))
         except BodyTooLarge:
             await error(send, 413, "the new state is larger than 32 MiB", "admin")
             return
@@ -280,7 +287,7 @@ class Admin:
                 rules = [{"pattern": p, "concurrency": n} for p, n in limiter.rules().items()]
                 await respond_json(send, 200, {"rules": rules, "usage": limiter.usage()})
             elif method == "PUT":
-                body = json.loads(await read_body(scope, receive, 64 * 1024) or b"{}")
+                body = parse_json(await read_body(scope, receive, 64 * 1024) or b"{}")
                 pattern, limit = body["pattern"], body["concurrency"]
                 if not isinstance(pattern, str) or not isinstance(limit, int) or isinstance(limit, bool):
                     raise FlowControlError("send {\"pattern\": \"checkout/*\", \"concurrency\": 5}")
@@ -314,7 +321,7 @@ class Admin:
             await error(send, 405, f"method {method} not allowed: use {'POST' if delete else 'PUT'}", "admin")
             return
         try:
-            body = json.loads(await read_body(scope, receive, 1024 * 1024) or b"null")
+            body = parse_json(await read_body(scope, receive, 1024 * 1024) or b"null")
             if not isinstance(body, list) or not all(isinstance(r, dict) and isinstance(r.get("pattern"), str)
                                                      for r in body):
                 raise FlowControlError("the body must be a JSON array of objects with a \"pattern\"")
@@ -328,6 +335,8 @@ class Admin:
                 limit = (r.get("limits") or {}).get("concurrency")
                 if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
                     raise FlowControlError(f"{r['pattern']}: limits.concurrency must be a whole number >= 1")
+                if limit is not None:
+                    check_limit(limit, r["pattern"])
                 # A parked (disabled) rule or one without a limit constrains nothing: the limiter drops it.
                 changes[r["pattern"]] = None if delete or r.get("disabled", False) else limit
             changed = self.engine.set_concurrency_rules(changes)
@@ -358,7 +367,7 @@ class Admin:
     async def _register(self, req: Request) -> None:
         scope, receive, send = req.scope, req.receive, req.send
         try:
-            body = json.loads(await read_body(scope, receive, self.body_limit) or b"{}")
+            body = parse_json(await read_body(scope, receive, self.body_limit) or b"{}")
             uri = body["uri"]
             if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
                 raise ValueError("uri must be an http:// or https:// URL")

@@ -39,6 +39,7 @@ from durably.server.engine.engine import Engine, EngineStopped
 from durably.server.engine.flow_control import LIMIT_KEY_HEADER, FlowControlError, check_scope
 from durably.server.engine.invocation import Outcome
 from durably.server.http.delay import parse_delay
+from durably.server.http.sessions import DURABLY_COOKIES, without_cookies
 from durably.server.process.limits import DEFAULT_MAX_BODY, BodyBudget, OverBudget
 
 log = logging.getLogger("durably.ingress")
@@ -168,8 +169,15 @@ class Ingress:
             if n == "idempotency-key":
                 idem = value.decode("latin-1")
                 continue
-            if n not in _DROPPED_HEADERS:
-                headers.append((n, value.decode("latin-1")))
+            if n in _DROPPED_HEADERS:
+                continue
+            text = value.decode("latin-1")
+            if n == "cookie":
+                # Browsers send a host's cookies to every port: the admin UI's session is not the handler's.
+                text = without_cookies(text, DURABLY_COOKIES)
+                if not text:
+                    continue
+            headers.append((n, text))
         path = scope.get("raw_path") or scope["path"].encode()
         qs = scope.get("query_string", b"")
         headers.append(("x-restate-ingress-path", path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")))
@@ -243,10 +251,12 @@ class Ingress:
         failure = None
         if not resolve:
             failure = pb.Failure(code=500, message=body.decode("utf-8", "replace"))
-        found = self.engine.complete_awakeable(awakeable_id, body if resolve else None, failure)
-        if found is None:
-            await error(send, 400, f"malformed awakeable id {awakeable_id!r}")
-        elif not found:
+        try:
+            found = self.engine.complete_awakeable(awakeable_id, body if resolve else None, failure)
+        except ValueError as e:  # malformed, or a built-in signal's id (the cancel signal's, say)
+            await error(send, 400, str(e))
+            return
+        if not found:
             await error(send, 404, f"awakeable {awakeable_id} not found: its invocation does not exist or has "
                         "completed")
         else:

@@ -1,5 +1,6 @@
 """The JSON shapes of what the operator surfaces show: services, invocations, journal entries, and the status
-code an operator action answers with. The admin API answers with them; the web UI renders them.
+code an operator action answers with. The admin API answers with them; the web UI renders them. Also how
+the JSON an operator sends is read (`parse_json`).
 """
 
 from __future__ import annotations
@@ -141,3 +142,12 @@ def waiting_json(waiting: list[int | str]) -> list[str]:
     """What a suspended invocation waits for, in words: completions and signals by number or name."""
     return [f"signal '{h}'" if isinstance(h, str) else f"signal {h - SIGNAL_HANDLE_BASE}"
             if h >= SIGNAL_HANDLE_BASE else f"completion {h}" for h in waiting]
+
+
+def parse_json(data: bytes | str) -> Any:
+    """`json.loads` for a body an operator sent: JSON nested too deeply to read (`[[[[...`) is a ValueError
+    (answered 400), not a RecursionError (which would be a 500)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply (keep it to a few hundred levels)") from None

@@ -11,6 +11,7 @@ from typing import Any
 
 from durably.server.engine.secret_headers import secret_header_set
 from durably.server.http.auth import BearerAuth
+from durably.server.http.host_check import HostCheck
 
 INGRESS_OPEN_PATHS = frozenset({"/restate/health"})
 ADMIN_OPEN_PATHS = frozenset({"/health", "/v2/health", "/v3/health", "/v4/health"})
@@ -21,8 +22,10 @@ def security_options(cfg: Any) -> dict[str, Any]:
 
     Raises ValueError (KeyFormatError) when the key cannot be used.
     """
-    if cfg.admin_token == "" or cfg.ingress_token == "":
-        raise ValueError("an empty --admin-token or --ingress-token would let everyone in; give a long random one")
+    for name, token in (("admin", cfg.admin_token), ("ingress", cfg.ingress_token)):
+        if token == "":  # from the flag, DURABLY_<NAME>_TOKEN set but empty, or the config file
+            raise ValueError(f"an empty --{name}-token (DURABLY_{name.upper()}_TOKEN, {name}_token in the config "
+                             "file) would let everyone in; give a long random one, or unset it for no token")
     signer = None
     if cfg.request_identity_key is not None:
         from durably.protocol.request_identity import RequestSigner  # the crypto libraries only when asked for
@@ -50,6 +53,18 @@ def guarded(ingress: Any, admin: Any, cfg: Any) -> tuple[Any, Any]:
         ingress = BearerAuth(ingress, cfg.ingress_token, "ingress", INGRESS_OPEN_PATHS)
     if cfg.admin_token:
         admin = BearerAuth(admin, cfg.admin_token, "admin", ADMIN_OPEN_PATHS, login_path="/ui/login")
+    return ingress, admin
+
+
+def host_checked(ingress: Any, admin: Any, cfg: Any) -> tuple[Any, Any]:
+    """The ingress and admin apps behind the Host check (DNS rebinding) where their bind address needs one.
+
+    Outermost, so a rebound name gets 421 before anything else answers (a sign-in form, a 401)."""
+    allowed = tuple(cfg.allowed_hosts)
+    if HostCheck.needed(cfg.host, allowed):
+        ingress = HostCheck(ingress, cfg.host, allowed, "ingress", INGRESS_OPEN_PATHS)
+    if HostCheck.needed(cfg.admin_host, allowed):
+        admin = HostCheck(admin, cfg.admin_host, allowed, "admin", ADMIN_OPEN_PATHS)
     return ingress, admin
 
 

@@ -20,7 +20,14 @@ from durably.server.http.ingress import Ingress
 from durably.server.observe.metrics import LoopMonitor, TimedIngress
 from durably.server.observe.tracing import from_environment as tracing_from_environment
 from durably.server.process.limits import BodyBudget, engine_limits, fit_connection_cap, raise_nofile_limit
-from durably.server.process.listeners import guarded, protections, security_options, tls_options, url
+from durably.server.process.listeners import (
+    guarded,
+    host_checked,
+    protections,
+    security_options,
+    tls_options,
+    url,
+)
 from durably.server.process.memory_return import set_mmap_threshold, trim_soon
 from durably.server.process.shutdown import DrainingIngress, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
@@ -106,7 +113,7 @@ class DurablyServer:
             ingress = TimedIngress(ingress, engine.stats)
             monitor = LoopMonitor(engine.stats)
             monitor.start()
-        ingress_app, admin_app = guarded(_draining(ingress, cfg), Admin(engine), cfg)
+        ingress_app, admin_app = host_checked(*guarded(_draining(ingress, cfg), Admin(engine), cfg), cfg)
         servers = [
             _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,

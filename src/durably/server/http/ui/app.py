@@ -1,7 +1,10 @@
 """The web UI at the admin listener's /ui: routes, forms and operator actions.
 
 GETs render pages; POSTs (forms) act through the same engine calls as the admin API and answer with a
-redirect (303) to the page that shows the result, so a reload never repeats an action.
+redirect (303) to the page that shows the result, so a reload never repeats an action. The result's words
+ride in the redirect's `?msg=`/`?err=`, vouched for by a short-lived signed cookie (sessions.FlashNotes): a
+page shows them only with that cookie, so a link cannot make the UI say something. Every response carries
+the UI's security headers (Content-Security-Policy, X-Frame-Options).
 """
 
 from __future__ import annotations
@@ -10,13 +13,22 @@ import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from durably.protocol.ids import InvocationId
 from durably.sdk.asgi import BodyTooLarge, Receive, Send, is_cross_site, read_body, respond
 from durably.server.engine.engine import Engine
 from durably.server.engine.object_state import StateConflict, has_state, read_state, replace_state, state_json
-from durably.server.http.shapes import ACTION_STATUS
+from durably.server.http.sessions import (
+    FLASH_COOKIE,
+    FLASH_SECONDS,
+    UI_HEADERS,
+    FlashNotes,
+    cookie_header,
+    cookie_values,
+    is_tls,
+)
+from durably.server.http.shapes import ACTION_STATUS, parse_json
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
 from durably.server.http.ui.timeline import timeline
@@ -49,15 +61,50 @@ async def _html(send: Send, body: bytes | str, status: int = 200) -> None:
                   [(b"cache-control", b"no-store")])
 
 
+def _flash_text(query: dict[str, str] | dict[str, list[str]]) -> str | None:
+    """What a flash cookie vouches for: the `msg` and `err` of a query (None: it has neither)."""
+    def one(name: str) -> str:
+        v = query.get(name) or ""
+        return v[0] if isinstance(v, list) else v
+
+    return f"{one('msg')}\0{one('err')}" if one("msg") or one("err") else None
+
+
 class WebUI:
     """Serves /ui/... for one engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.flash = FlashNotes()
+
+    def _sending(self, scope: dict[str, Any], send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+        """`send` with the UI's headers, `extra`, and a flash cookie on a redirect that carries a note."""
+
+        async def wrapped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), *UI_HEADERS, *extra]
+                location = dict(headers).get(b"location")
+                text = _flash_text(parse_qs(urlsplit(location.decode()).query)) if location else None
+                if message["status"] == 303 and text is not None:
+                    headers.append(cookie_header(FLASH_COOKIE, self.flash.cookie_value(text), FLASH_SECONDS,
+                                                 is_tls(scope), "/ui"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return wrapped
 
     async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, segs: list[str], method: str,
                      query: dict[str, str]) -> None:
         """Route one request; `segs` are the path segments after `ui`."""
+        extra: list[tuple[bytes, bytes]] = []
+        text = _flash_text(query)
+        if text is not None:
+            if method == "GET" and self.flash.genuine(cookie_values(scope["headers"], FLASH_COOKIE), text):
+                # Shown once: a reload or a later link with the same words shows nothing.
+                extra.append(cookie_header(FLASH_COOKIE, "", 0, is_tls(scope), "/ui"))
+            else:
+                query = {k: v for k, v in query.items() if k not in ("msg", "err")}
+        send = self._sending(scope, send, extra)
         if method == "POST":
             if is_cross_site(scope):
                 # A page elsewhere must not make the operator's browser kill or purge through its forms.
@@ -186,14 +233,18 @@ class WebUI:
     async def _save_state(self, send: Send, form: dict[str, str]) -> None:
         service, key, text = form.get("service", ""), form.get("key", ""), form.get("state", "")
         try:
-            values = json.loads(text or "{}")
+            values = parse_json(text or "{}")
             if not isinstance(values, dict):
                 raise ValueError("the state must be a JSON object of names to values")
+            new = {k.encode(): json.dumps(v, separators=(",", ":")).encode() for k, v in values.items()}
+        except RecursionError:
+            await self._state(send, service, key, None, "not saved: the JSON is nested too deeply", edited=text,
+                              status=400)
+            return
         except ValueError as e:
             await self._state(send, service, key, None, f"not saved: {e}", edited=text, status=400)
             return
         current = await read_state(self.engine, service, key)
-        new = {k.encode(): json.dumps(v, separators=(",", ":")).encode() for k, v in values.items()}
         # Binary values are not in the editor; keep them.
         shown = state_json(service, key, current)
         for name in shown.get("binary", {}):
