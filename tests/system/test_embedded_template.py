@@ -28,7 +28,9 @@ STEPS = 4
 class ScriptProcess:
     """`python __main__.py` (or `durably run python __main__.py`) in `cwd`, on fresh ports each start."""
 
-    def __init__(self, cwd: Path, log_path: Path, via_durably_run: bool = False, embedded: bool = True) -> None:
+    def __init__(self, cwd: Path, log_path: Path, via_durably_run: bool = False, embedded: bool = True,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env or {}
         self.cwd = cwd
         self.log_path = log_path
         self.via_durably_run = via_durably_run
@@ -46,7 +48,7 @@ class ScriptProcess:
     def start(self, wait: bool = True) -> ScriptProcess:
         self.port, self.admin_port, self.deployment_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLY_")}
-        env.update(PYTHONUNBUFFERED="1", TEMPLATE_BIND=f"127.0.0.1:{self.deployment_port}")
+        env.update(PYTHONUNBUFFERED="1", TEMPLATE_BIND=f"127.0.0.1:{self.deployment_port}", **self.extra_env)
         cmd = [sys.executable, str(TEMPLATE)]
         if self.via_durably_run:
             cmd = [sys.executable, "-m", "durably.cli.main", "run", "--port", str(self.port), "--admin-port",
@@ -147,6 +149,38 @@ def test_template_script_embedded_survives_sigkill_mid_handler(
     # SIGTERM goes to hypercorn, which stops the embedded runtime through the lifespan and exits cleanly.
     assert second.terminate() == 0, second.log()
     assert "shutting down" in second.log()
+
+
+@pytest.mark.parametrize("trigger", ["env", "durably-run"])
+def test_embedded_script_keeps_serves_guards(tmp_path: Path, scripts: list[ScriptProcess], trigger: str) -> None:
+    """Issue 20: tokens and the body limit of the environment hold in embedded mode as in `durably serve`."""
+    project = tmp_path / "project"
+    project.mkdir()
+    script = ScriptProcess(project, tmp_path / "script.log", via_durably_run=trigger == "durably-run",
+                           extra_env={"DURABLY_INGRESS_TOKEN": "in-tok", "DURABLY_ADMIN_TOKEN": "ad-tok",
+                                      "DURABLY_MAX_BODY": "1KiB"})
+    scripts.append(script)
+    script.start()
+    admin = f"http://127.0.0.1:{script.admin_port}"
+    assert httpx.get(f"{admin}/services", timeout=5).status_code == 401
+    assert httpx.get(f"{admin}/services", headers={"Authorization": "Bearer ad-tok"}, timeout=5).status_code == 200
+    body = {"dir": str(tmp_path), "steps": 0}
+    assert httpx.post(f"{script.url}/Steps/run", json=body, timeout=5).status_code == 401
+    big = httpx.post(f"{script.url}/Steps/run", json={**body, "pad": "x" * 4096},
+                     headers={"Authorization": "Bearer in-tok"}, timeout=5)
+    assert big.status_code == 413, big.text
+
+
+def test_embedded_script_refuses_a_bad_setting_as_serve_does(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLY_")}
+    env.update(DURABLY_EMBEDDED="1", DURABLY_MAX_BODY="lots", TEMPLATE_BIND=f"127.0.0.1:{free_port()}",
+               DURABLY_DATA_DIR=str(tmp_path / "data"))
+    out = subprocess.run([sys.executable, str(TEMPLATE)], cwd=tmp_path, env=env, capture_output=True, timeout=30)
+    served = subprocess.run([sys.executable, "-m", "durably.cli.main", "serve"], cwd=tmp_path, env=env,
+                            capture_output=True, timeout=30)
+    assert out.returncode != 0 and served.returncode != 0
+    text = (out.stdout + out.stderr).decode(errors="replace")
+    assert "'lots' is not a size" in text and "'lots' is not a size" in served.stderr.decode(), text
 
 
 def test_without_the_variable_the_script_is_a_plain_deployment(tmp_path: Path, scripts: list[ScriptProcess]) -> None:

@@ -39,7 +39,8 @@ def endpoint(app_ref: str, host: str, port: int, workers: int, certfile: Path | 
     try:
         import hypercorn  # noqa: F401
     except ImportError:
-        raise click.ClickException("durably endpoint serves with hypercorn: pip install 'durably[deploy]'") from None
+        raise click.ClickException("durably endpoint serves with hypercorn: install the deploy extra "
+                                   "(pip install -e '.[deploy]' in a durably checkout)") from None
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("TLS needs both --certfile and --keyfile")
     from durably.hosting.endpoint_server import EndpointOptions, serve_endpoint

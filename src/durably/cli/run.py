@@ -16,7 +16,8 @@ from durably.sdk.endpoint import ENV_EMBEDDED
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--host", default=None, help="Interface for ingress and admin [default 127.0.0.1].")
+@click.option("--host", default=None,
+              help="Interface of the ingress [default 127.0.0.1]; the admin API keeps DURABLY_ADMIN_HOST (127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Ingress port [default 8080].")
 @click.option("--admin-port", type=click.IntRange(1, 65535), default=None, help="Admin API port [default 9070].")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
@@ -35,7 +36,8 @@ def run(host: str | None, port: int | None, admin_port: int | None, data_dir: Pa
     durably run --port 8081 -- hypercorn app:app
 
     The app then also serves ingress (8080) and admin (9070) from that process, with SQLite in
-    ./durably-data, exactly as `durably serve`. Unset settings keep their DURABLY_* values from the environment.
+    ./durably-data, exactly as `durably serve`, on the same settings: every `durably serve` setting is read from
+    its DURABLY_* variable (tokens, limits, ...) or the DURABLY_CONFIG file; the flags here set a few of them.
     """
     env = dict(os.environ)
     env[ENV_EMBEDDED] = "1"

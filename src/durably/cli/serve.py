@@ -7,13 +7,15 @@ A setting's way in, as uvicorn's CLI does it:
     -> server_config(settings)                                    the one ServerConfig
     -> DurablyServer(app, config).serve()                         durably.server.process.runtime
 
-Embedded mode (`DURABLY_EMBEDDED=1`, `durably run`) builds the same ServerConfig from its environment
-(durably.hosting.embedded).
+Embedded mode (`DURABLY_EMBEDDED=1`, `durably run`) has no command line; `embedded_config` resolves the same
+settings from DURABLY_* variables and the DURABLY_CONFIG file (durably.cli.settings.from_environment) and calls
+the same `server_config`, so every setting has the same default and a bad value the same refusal in both modes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from datetime import timedelta
@@ -30,8 +32,15 @@ from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.service import App
 from durably.server.config import ServerConfig
 
+log = logging.getLogger("durably.cli.serve")
+
 # The flags' defaults are ServerConfig's, written as the flags take them.
 DEFAULTS = ServerConfig()
+# Settings embedded mode does not take, by setting name, and why; each is ignored with a warning when set
+# (README, "Two ways to run the same app"). Every other setting means what it means to `durably serve`.
+EMBEDDED_IGNORED: dict[str, str] = {
+    "app": "embedded mode serves the app of the program it runs in",
+}
 _RETRY_PREFIX = "retry_"
 
 
@@ -108,7 +117,8 @@ def server_config(settings: dict[str, Any]) -> ServerConfig:
     return ServerConfig(
         host=settings["host"], port=settings["port"], admin_port=settings["admin_port"],
         data_dir=settings["data_dir"], synchronous=settings["synchronous"].upper(), in_memory=settings["in_memory"],
-        always_replay=settings["always_replay"], log_level=settings["log_level"], metrics=settings["metrics"],
+        always_replay=settings["always_replay"], log_level=settings["log_level"], log_format=settings["log_format"],
+        metrics=settings["metrics"],
         retention=_retention(settings["retention"]), shutdown_grace=settings["shutdown_grace"],
         drain=settings["drain"],
         default_retry_policy=retry_policy({k: v for k, v in settings.items() if k.startswith(_RETRY_PREFIX)}),
@@ -121,6 +131,22 @@ def server_config(settings: dict[str, Any]) -> ServerConfig:
         request_identity_key=settings["request_identity_key"], secret_headers=settings["secret_headers"],
         allowed_hosts=_allowed_hosts(settings["allowed_hosts"]),
     )
+
+
+def embedded_config() -> ServerConfig:
+    """The ServerConfig of embedded mode: `serve`'s settings from DURABLY_* variables, the DURABLY_CONFIG file
+    and the defaults, through the same `server_config`. Raises `durably.cli.settings.SettingsError` with the
+    message `durably serve` prints for the same bad value."""
+    resolved = serve_settings.from_environment(serve)
+    for param in serve.params:
+        name = serve_settings.setting_name(param)
+        if name in EMBEDDED_IGNORED and param.name in resolved.given:
+            log.warning("%s (or %r in the config file) is ignored in embedded mode: %s",
+                        serve_settings.env_name(name), name, EMBEDDED_IGNORED[name])
+    try:
+        return server_config(resolved.values)
+    except click.ClickException as e:
+        raise serve_settings.SettingsError(e.format_message()) from None
 
 
 def run(app: App, config: ServerConfig) -> None:
@@ -144,7 +170,8 @@ def run(app: App, config: ServerConfig) -> None:
 
 @click.command()
 @click.argument("app_ref", metavar="[APP]", required=False)
-@click.option("--host", default=DEFAULTS.host, show_default=True, help="Interface to bind ingress and admin to.")
+@click.option("--host", default=DEFAULTS.host, show_default=True,
+              help="Interface the ingress listens on. The admin API does not follow it: see --admin-host.")
 @click.option("--port", default=DEFAULTS.port, show_default=True, help="Ingress port.")
 @click.option("--admin-port", default=DEFAULTS.admin_port, show_default=True, help="Admin API port.")
 @click.option("--data-dir", default=str(DEFAULTS.data_dir), show_default=True, type=click.Path(path_type=Path),
@@ -178,7 +205,7 @@ def run(app: App, config: ServerConfig) -> None:
                    "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
 @security_options
 @limit_options
-def serve(app_ref: str | None, log_format: str, **settings: Any) -> None:
+def serve(app_ref: str | None, **settings: Any) -> None:
     """Serve APP (module:app, path/to/file.py[:app] or a package) with the embedded runtime.
 
     Without APP it is a pure server, like restate-server: ingress, admin API and the remote deployments
@@ -186,12 +213,13 @@ def serve(app_ref: str | None, log_format: str, **settings: Any) -> None:
     """
     from durably.server.observe.log_format import configure_logging
 
-    configure_logging(settings["log_level"], log_format)
+    config = server_config(settings)
+    configure_logging(config.log_level, config.log_format)
     try:
         app = load_app(app_ref) if app_ref else App()
     except AppLoadError as e:
         raise click.ClickException(str(e)) from e
-    run(app, server_config(settings))
+    run(app, config)
 
 
 # Every serve flag is also DURABLY_<NAME> and a --config file key; --dump-config prints the result.

@@ -8,6 +8,10 @@ It is derived from the `serve` command's own options, so a flag added to `serve`
 key without more code: `--admin-port` is `DURABLY_ADMIN_PORT` and `admin_port` (or `admin-port`) in the file.
 Click resolves each setting from these sources; `durably.cli.serve` then turns the settings into the one
 `ServerConfig` (durably.server.config) the server runs on.
+
+Embedded mode has no command line: `from_environment` resolves the same command's settings from the
+environment, the `DURABLY_CONFIG` file and the defaults alone, with click's own conversions and checks, so a
+bad value is refused with the message `durably serve` would print.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import sys
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +111,35 @@ def dump(ctx: click.Context) -> str:
             continue
         lines.append(f"{key} = {_toml_value(value)}  # {_source(ctx, param)}")
     return "\n".join(lines)
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message is the one `durably serve` prints for it."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A command's settings as resolved without a command line."""
+
+    values: dict[str, Any]  # keyword argument name -> value, as the command's callback would get them
+    given: frozenset[str]  # the keyword names set by the environment or the file (the others are defaults)
+
+
+def from_environment(command: click.Command) -> Resolved:
+    """The settings of `command` (serve) from DURABLY_* variables, the DURABLY_CONFIG file and the defaults.
+
+    No command line and no running click command are needed: this is how embedded mode reads the settings
+    `durably serve` takes. A value click refuses raises SettingsError with click's message.
+    """
+    try:
+        ctx = command.make_context(command.name or "serve", [])
+    except click.ClickException as e:
+        raise SettingsError(e.format_message()) from None
+    with ctx:
+        given = frozenset(
+            p.name for p in _settings(command)
+            if p.name in ctx.params and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT))
+        return Resolved(dict(ctx.params), given)
 
 
 def apply(command: click.Command) -> None:

@@ -7,9 +7,11 @@ API on the server's event loop, started from the ASGI lifespan: `python __main__
 (ingress :8080, admin :9070, SQLite in ./durably-data). Without the variable the app is a plain Restate
 deployment, as before, so the same script still serves a real Restate server unchanged.
 
-Settings come from the environment, named like `durably serve`'s flags: DURABLY_HOST, DURABLY_PORT,
-DURABLY_ADMIN_PORT, DURABLY_DATA_DIR, DURABLY_SYNCHRONOUS (full|normal|off), DURABLY_IN_MEMORY; they make the
-same `ServerConfig` (durably.server.config) `durably serve` runs on, with its defaults for the rest.
+Settings are `durably serve`'s, every one of them, from the environment (DURABLY_PORT, DURABLY_INGRESS_TOKEN,
+DURABLY_MAX_BODY, ...) and the DURABLY_CONFIG file: `durably.cli.serve.embedded_config` resolves them with the
+same defaults and the same refusals, into the same `ServerConfig` (durably.server.config). The ports are
+Durably's own ingress and admin listeners, beside the socket the program's ASGI server owns. DURABLY_APP is the
+one setting ignored (with a warning): the app is the one the program serves.
 
 Nothing is installed when `durably` is imported: an App asks `durably.sdk.endpoint.asgi_endpoint` what serves
 it on its first ASGI call, and that brings this module in only when DURABLY_EMBEDDED is set.
@@ -19,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from durably.sdk.asgi import Receive, Scope, Send
@@ -39,53 +39,43 @@ ENV_ADMIN_PORT = "DURABLY_ADMIN_PORT"
 ENV_DATA_DIR = "DURABLY_DATA_DIR"
 ENV_SYNCHRONOUS = "DURABLY_SYNCHRONOUS"
 ENV_IN_MEMORY = "DURABLY_IN_MEMORY"
-_TRUE = ("1", "true", "yes", "on")  # as DURABLY_EMBEDDED (durably.sdk.endpoint)
 
 
 class EmbeddedConfigError(ValueError):
-    """An environment variable of embedded mode has a value that cannot be used."""
-
-
-def _port(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        port = int(raw)
-    except ValueError:
-        raise EmbeddedConfigError(f"{name}={raw!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise EmbeddedConfigError(f"{name}={raw!r} is not a port number (1-65535)")
-    return port
+    """A setting of embedded mode has a value that cannot be used (the message is `durably serve`'s)."""
 
 
 def config_from_env() -> ServerConfig:
-    """The embedded server's settings from DURABLY_* variables (defaults as `durably serve`: ServerConfig's)."""
+    """The embedded server's settings: `durably serve`'s, from DURABLY_* variables and the DURABLY_CONFIG file."""
+    from durably.cli.serve import embedded_config
+    from durably.cli.settings import SettingsError
+
+    try:
+        return embedded_config()
+    except SettingsError as e:
+        raise EmbeddedConfigError(str(e)) from None
+
+
+def _configure_logging(config: ServerConfig) -> None:
+    """A bare script configures no logging: give durably's loggers a stderr handler, at DURABLY_LOG_LEVEL and in
+    DURABLY_LOG_FORMAT, so it says where it serves (only ours, so the ASGI server's own lines are not printed
+    twice). A program that configures logging keeps its handlers; DURABLY_LOG_LEVEL still sets durably's level
+    when it is not the default."""
     from durably.server.config import ServerConfig
+    from durably.server.observe.log_format import TEXT_FORMAT, JsonFormatter
 
-    defaults = ServerConfig()
-    sync = os.environ.get(ENV_SYNCHRONOUS, defaults.synchronous).strip().upper()
-    if sync not in ("FULL", "NORMAL", "OFF"):
-        raise EmbeddedConfigError(f"{ENV_SYNCHRONOUS}={sync.lower()!r}: use full, normal or off")
-    return ServerConfig(
-        host=os.environ.get(ENV_HOST, defaults.host),
-        port=_port(ENV_PORT, defaults.port),
-        admin_port=_port(ENV_ADMIN_PORT, defaults.admin_port),
-        data_dir=Path(os.environ.get(ENV_DATA_DIR, str(defaults.data_dir))),
-        synchronous=sync,
-        in_memory=os.environ.get(ENV_IN_MEMORY, "").strip().lower() in _TRUE,
-    )
-
-
-def _log_to_stderr_if_unconfigured() -> None:
-    """A bare script configures no logging: give durably's loggers a stderr handler so it says where it serves
-    (only ours, so the ASGI server's own lines are not printed twice)."""
     ours = logging.getLogger("durably")
     if not logging.getLogger().handlers and not ours.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(JsonFormatter() if config.log_format == "json" else logging.Formatter(TEXT_FORMAT))
         ours.addHandler(handler)
-        ours.setLevel(logging.INFO)
+        ours.setLevel(config.log_level.upper())
+        return
+    if config.log_level != ServerConfig.log_level:
+        ours.setLevel(config.log_level.upper())
+    if config.log_format != ServerConfig.log_format:
+        log.warning("DURABLY_LOG_FORMAT=%s is ignored: the program configures its own logging handlers",
+                    config.log_format)
 
 
 class EmbeddingEndpoint:
@@ -134,8 +124,9 @@ class EmbeddingEndpoint:
         async with self._lock:
             if self._task is not None:
                 return
-            _log_to_stderr_if_unconfigured()
-            self.server = DurablyServer(self.app, config_from_env())
+            config = config_from_env()
+            _configure_logging(config)
+            self.server = DurablyServer(self.app, config)
             ready = asyncio.Event()
             # The ASGI server owns SIGTERM/SIGINT; it stops us through the lifespan shutdown.
             self._task = asyncio.create_task(self.server.serve(ready, handle_signals=False))

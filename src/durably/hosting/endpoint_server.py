@@ -19,6 +19,7 @@ Without TLS it speaks HTTP/2 cleartext (prior knowledge, as Restate connects) an
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -122,6 +123,26 @@ def _configure_logging(level: str) -> None:
     ours.setLevel(level.upper())
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def warn_if_unsigned(app: Any, host: str) -> bool:
+    """Log a warning when the endpoint listens beyond loopback and accepts unsigned requests (the app has no
+    `identity_keys`), as restate-sdk does by default; returns whether it warned."""
+    if _is_loopback(host) or getattr(app, "identity_keys", None):
+        return False
+    log.warning("durably endpoint: listening on %s without identity_keys: anyone who reaches this port can invoke "
+                "the handlers. Set durably.app(..., identity_keys=[\"publickeyv1_...\"]) to the Restate server's "
+                "request-identity public key so only it is accepted (see SECURITY.md)", host)
+    return True
+
+
 def _worker(opts: EndpointOptions, sockets: Any, shutdown_event: EventType | None) -> None:
     """One worker process (or the only one): load the app, serve until told to stop."""
     from hypercorn.utils import check_multiprocess_shutdown_event
@@ -195,7 +216,7 @@ def serve_endpoint(opts: EndpointOptions) -> int:
 
     _configure_logging(opts.log_level)
     # Load once here so a bad reference fails before any socket or process exists.
-    load_app(opts.app_ref)
+    warn_if_unsigned(load_app(opts.app_ref), opts.host)
     config = hypercorn_config(opts)
     sockets = config.create_sockets()
     scheme = "https" if opts.certfile else "http"

@@ -31,6 +31,7 @@ class ServerConfig:
     always_replay: bool = False
     body_limit: int = DEFAULT_MAX_BODY
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line (server/observe/log_format.py)
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     metrics: bool = True
     # How long completed invocations are kept unless their handler or service says otherwise.

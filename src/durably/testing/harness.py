@@ -35,6 +35,8 @@ class TestRuntime:
     - `crash_after_appends`: the commit holding the Nth journal append succeeds and then the "process
       dies" (nothing of that commit is acknowledged). `restart()` brings up a new engine on the same store.
     - `inactivity_timeout`, `abort_timeout`: the runtime defaults (1 min and 10 min otherwise).
+    - `step_wait`: how long (real time) `settle` waits for a sync `ctx.run` closure to return before it counts
+      it as hanging and lets the runtime (and `advance`, e.g. to an abort timeout) go on without it.
     - `concurrency_rules`: Restate 1.7's concurrency limits per scope and limit key, pattern -> limit
       (e.g. `{"tenant1": 2, "tenant1/*": 1}`; see `durably.server.engine.flow_control`).
     """
@@ -45,8 +47,10 @@ class TestRuntime:
                  data_dir: str | Path | None = None, retry_policy: InvocationRetryPolicy | None = None,
                  virtual_clock: bool = False, crash_after_appends: int | None = None,
                  inactivity_timeout: timedelta | None = None, abort_timeout: timedelta | None = None,
-                 concurrency_rules: dict[str, int] | None = None) -> None:
+                 concurrency_rules: dict[str, int] | None = None,
+                 step_wait: timedelta = timedelta(seconds=5)) -> None:
         self.app = app
+        self.step_wait = step_wait
         self._store_spec = store
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -109,14 +113,27 @@ class TestRuntime:
         await self.engine.start()
 
     async def settle(self) -> None:
-        """Let the runtime run until nothing moves: attempts blocked, everything committed."""
+        """Let the runtime run until nothing moves: attempts blocked, every sync `ctx.run` closure returned
+        (except those of aborted attempts, which may never return), everything committed.
+
+        A sync closure still running after `step_wait` (real time) counts as hanging: settle returns without
+        it, so `advance` can reach the abort timeout that ends its attempt."""
         engine = self._engine()
+        hanging: set[int] = set()
+        deadline = asyncio.get_running_loop().time() + self.step_wait.total_seconds()
         while True:
             before = engine.appends
             for _ in range(20):
                 await asyncio.sleep(0)
+            # A closure on a thread moves the journal when it returns, however many loop ticks that takes.
+            running = [f for f in engine.run_executor.live_futures() if id(f) not in hanging]
+            if running:
+                left = deadline - asyncio.get_running_loop().time()
+                _, late = await asyncio.wait([asyncio.wrap_future(f) for f in running], timeout=max(left, 0))
+                if late:
+                    hanging.update(id(f) for f in running if not f.done())
             await engine.flushed()
-            if engine.appends == before:
+            if engine.appends == before and not running:
                 return
 
     async def advance(self, delta: timedelta) -> None:

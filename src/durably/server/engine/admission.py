@@ -77,8 +77,6 @@ class Admission:
         self.stats = stats
         self._seq = 0
         self._inbox_seq = 0
-        # Rules changed over the admin API since the data directory was created (pattern -> limit or None).
-        self._rule_changes: dict[str, int | None] = {}
 
     # ---- creating invocations ----
 
@@ -215,25 +213,40 @@ class Admission:
 
     # ---- concurrency rules ----
 
+    def set_concurrency_rules(self, changes: dict[str, int | None]) -> list[str]:
+        """Create, change (a limit) or delete (None) rules as one change kept in the store with one operation
+        of these rules only; see Engine.set_concurrency_rules. Returns the patterns that changed."""
+        self.limiter.check_changes(changes)  # whole or nothing
+        changed: list[str] = []
+        saved: dict[str, int | None] = {}
+        forget: set[str] = set()
+        for pattern, limit in changes.items():
+            key = pattern.strip()
+            if limit is None:
+                if not self.limiter.delete_rule(pattern):
+                    continue
+                # Forgotten, not kept as a deletion: a rule a flag names takes the flag's value at every
+                # start anyway (restore), and one no flag names is gone with its row.
+                saved.pop(key, None)
+                forget.add(key)
+            else:
+                self.limiter.set_rule(pattern, limit)
+                saved[key] = limit
+                forget.discard(key)
+            changed.append(pattern)
+        if saved or forget:
+            self.table.write(SaveConcurrencyRules(saved, tuple(sorted(forget))))
+            for inv_id in self.limiter.drain():
+                self._admitted(inv_id)
+        return changed
+
     def set_concurrency_rule(self, pattern: str, limit: int | None) -> bool:
-        """Create, change or delete a rule and keep the change in the store; see Engine.set_concurrency_rule."""
-        found = True
-        if limit is None:
-            found = self.limiter.delete_rule(pattern)
-        else:
-            self.limiter.set_rule(pattern, limit)
-        if not found:
-            return False
-        self._rule_changes[pattern.strip()] = limit
-        self.table.write(SaveConcurrencyRules(dict(self._rule_changes)))
-        for inv_id in self.limiter.drain():
-            self._admitted(inv_id)
-        return found
+        """Create, change or delete one rule; see set_concurrency_rules. False: deleting a rule that is not."""
+        return bool(self.set_concurrency_rules({pattern: limit}))
 
     def restore(self) -> None:
         """At start: the rules changed over the admin API, and the last invocation sequence number."""
-        self._rule_changes = self.store.load_concurrency_rules()
-        for pattern, limit in self._rule_changes.items():
+        for pattern, limit in self.store.load_concurrency_rules().items():
             if pattern in self.options.concurrency_rules:
                 continue  # the flag given at this start wins
             try:

@@ -302,6 +302,13 @@ class Engine:
         """
         return self.admission.set_concurrency_rule(pattern, limit)
 
+    def set_concurrency_rules(self, changes: dict[str, int | None]) -> list[str]:
+        """Create, change or delete many rules at once (pattern -> limit, None: delete), checked whole before
+        any applies; returns the patterns that changed. One store write of these rules only, whatever the size
+        of the rule book. Raises FlowControlError on a bad pattern or limit, TooManyRules past MAX_RULES_TOTAL
+        (durably.server.engine.flow_control). Await `barrier()` to know it is durable."""
+        return self.admission.set_concurrency_rules(changes)
+
     # What each does to an invocation and its call tree: server/engine/calltree.py.
 
     def cancel(self, inv_id: str) -> ActionResult:

@@ -16,6 +16,9 @@ beats `*`, ranked from the scope down). An invocation holds its slots from the m
 it completes (suspended ones included: they will resume), and queued invocations are admitted in arrival
 order as slots free up.
 
+The rule book is capped (`MAX_RULES_TOTAL` rules, `MAX_RULES_PER_REQUEST` in one admin request) and a limit
+is looked up by the at most 8 patterns that could match a budget, so admission does not walk the rule book.
+
 The scope and limit key travel with the request: they are journaled in the invocation's input command as
 the `x-restate-scope` / `x-restate-limit-key` headers (the latter is Restate's own ingress header), so they
 survive restarts with the journal; `ctx.request()` shows them as `scope` and `limit_key`, not as headers.
@@ -26,11 +29,18 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from itertools import product
 from typing import Any
 
 from durably.sdk.scope import FLOW_HEADERS, LIMIT_KEY_HEADER, SCOPE_HEADER
 
-__all__ = ["FLOW_HEADERS", "LIMIT_KEY_HEADER", "SCOPE_HEADER", "ConcurrencyLimiter", "FlowControlError"]
+__all__ = ["FLOW_HEADERS", "LIMIT_KEY_HEADER", "MAX_RULES_PER_REQUEST", "MAX_RULES_TOTAL", "SCOPE_HEADER",
+           "ConcurrencyLimiter", "FlowControlError", "TooManyRules"]
+
+# Rules one admin request may change (413 past it) and rules the book may hold (422 past it). A rule costs
+# memory and a row; a change costs in proportion to the rules it names.
+MAX_RULES_PER_REQUEST = 1000
+MAX_RULES_TOTAL = 10_000
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9_.-]{1,36}$")
 
@@ -48,6 +58,10 @@ def without_flow_headers(inp: Any) -> Any:
 
 class FlowControlError(ValueError):
     """A malformed scope, limit key or rule (the message says what is accepted)."""
+
+
+class TooManyRules(FlowControlError):
+    """A change would take the rule book past MAX_RULES_TOTAL."""
 
 
 # The largest concurrency a rule may allow: far above what one server runs at once, and small enough that a
@@ -137,21 +151,37 @@ class ConcurrencyLimiter:
         """Remove a rule; False if there was none."""
         return self._rules.pop(parse_rule(pattern), None) is not None
 
+    def check_changes(self, changes: Mapping[str, int | None]) -> None:
+        """Raise FlowControlError unless every change is well formed, or TooManyRules if applying them would
+        take the book past MAX_RULES_TOTAL (changing or deleting existing rules is always allowed)."""
+        parsed: dict[Level, int | None] = {}
+        for pattern, limit in changes.items():
+            level = parse_rule(pattern)
+            if limit is not None:
+                check_limit(limit, pattern)
+            parsed[level] = limit
+        added = sum(1 for lv, limit in parsed.items() if limit is not None and lv not in self._rules)
+        removed = sum(1 for lv, limit in parsed.items() if limit is None and lv in self._rules)
+        after = len(self._rules) + added - removed
+        if added and after > MAX_RULES_TOTAL:
+            raise TooManyRules(f"the rule book would hold {after} rules, at most {MAX_RULES_TOTAL}: delete rules "
+                               "first, or use '*' patterns that cover many scopes or keys")
+
     def rules(self) -> dict[str, int]:
         """The rule book, pattern -> concurrency."""
         return {"/".join(p): n for p, n in sorted(self._rules.items())}
 
     def limit_of(self, level: Level) -> int | None:
         """The concurrency limit of a budget: its most specific matching rule, or None (unlimited)."""
-        best: tuple[tuple[int, ...], int] | None = None
-        for pattern, limit in self._rules.items():
-            if len(pattern) != len(level):
-                continue
-            if all(p == "*" or p == v for p, v in zip(pattern, level, strict=True)):
-                rank = tuple(0 if p == "*" else 1 for p in pattern)
-                if best is None or rank > best[0]:
-                    best = (rank, limit)
-        return None if best is None else best[1]
+        if not self._rules:
+            return None
+        # The patterns that can match: each component either itself or '*', most specific first (an exact
+        # component beats '*', ranked from the scope down), so the first one found wins.
+        for pattern in product(*((v, "*") for v in level)):
+            limit = self._rules.get(pattern)
+            if limit is not None:
+                return limit
+        return None
 
     # ---- admission ----
 

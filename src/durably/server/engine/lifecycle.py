@@ -73,6 +73,16 @@ log = logging.getLogger("durably.engine")
 # - `workflow_retention` (workflow main handlers): how long the run's result, state and promises are kept.
 # Durably keeps one deadline per invocation (row and journal go together), the longest that applies.
 
+def retry_delay_ms(initial_ms: float, factor: float, cap_ms: float, attempts: int, jitter: float) -> float:
+    """The wait before the next attempt: exponential from `initial_ms`, spread by up to `jitter` (0.3: 30 %)
+    and never over `cap_ms` (the policy's max_interval). Below the cap the window is [delay, delay * (1 +
+    jitter)]; at the cap it is [cap / (1 + jitter), cap], so retries stay spread without passing it."""
+    base = min(initial_ms * factor ** max(0, attempts - 1), cap_ms)
+    high = min(base * (1 + jitter), cap_ms)
+    low = min(base, high / (1 + jitter))
+    return low + random.random() * (high - low)
+
+
 def _first(*values: timedelta | None) -> timedelta | None:
     return next((v for v in values if v is not None), None)
 
@@ -335,6 +345,8 @@ class Lifecycle:
             inv.retry_timer.cancel()
             inv.retry_timer = None
         self.table.mark(inv)
+        # A thread still stuck in a step of this invocation no longer holds a place under --run-threads.
+        self.run_executor.release_invocation(inv.id)
         # The listeners run in the order the engine added them, and that order is behaviour: waiting
         # invocations are notified, then the key's lock passes on, then the concurrency slot is freed.
         for listener in self._listeners:
@@ -429,8 +441,7 @@ class Lifecycle:
             initial = (policy.initial_interval or timedelta(milliseconds=500)).total_seconds() * 1000
             factor = policy.exponentiation_factor or 2.0
             cap = (policy.max_interval or timedelta(seconds=60)).total_seconds() * 1000
-            delay_ms = min(initial * factor ** max(0, inv.attempts - 1), cap)
-            delay_ms *= 1 + random.random() * self.options.jitter
+            delay_ms = retry_delay_ms(initial, factor, cap, inv.attempts, self.options.jitter)
         inv.status = BACKING_OFF
         inv.next_retry_at = int(self.clock.now() * 1000) + int(delay_ms)
         self.table.mark(inv)

@@ -42,7 +42,13 @@ from durably.sdk.asgi import (
     respond_json,
 )
 from durably.server.engine.engine import Engine, EngineStopped
-from durably.server.engine.flow_control import FlowControlError, check_limit, parse_rule
+from durably.server.engine.flow_control import (
+    MAX_RULES_PER_REQUEST,
+    FlowControlError,
+    TooManyRules,
+    check_limit,
+    parse_rule,
+)
 from durably.server.engine.object_state import (
     STATE_PAGE,
     StateConflict,
@@ -298,7 +304,11 @@ class Admin:
                 pattern, limit = body["pattern"], body["concurrency"]
                 if not isinstance(pattern, str) or not isinstance(limit, int) or isinstance(limit, bool):
                     raise FlowControlError("send {\"pattern\": \"checkout/*\", \"concurrency\": 5}")
-                self.engine.set_concurrency_rule(pattern, limit)
+                try:
+                    self.engine.set_concurrency_rule(pattern, limit)
+                except TooManyRules as e:
+                    await error(send, 422, str(e), "admin")
+                    return
                 await self.engine.barrier()
                 await respond_json(send, 200, {"pattern": pattern, "concurrency": limit})
             elif method == "DELETE":
@@ -317,7 +327,8 @@ class Admin:
     async def _restate_rules(self, req: Request, delete: bool) -> None:
         """Restate's rule-book API: `PUT /limits/rules` upserts a batch, `POST /limits/rules/bulk-delete`
         removes one (the patterns actually removed come back). A batch is checked whole before any of it
-        applies; a malformed one is 422, as in Restate."""
+        applies; a malformed one is 422, as in Restate. A batch of more than MAX_RULES_PER_REQUEST rules is 413,
+        one that would take the book past MAX_RULES_TOTAL is 422; a batch costs one store write of its rules."""
         scope, receive, send, method = req.scope, req.receive, req.send, req.method
         if method != ("POST" if delete else "PUT"):
             await error(send, 405, f"method {method} not allowed: use {'POST' if delete else 'PUT'}", "admin")
@@ -327,6 +338,11 @@ class Admin:
             if not isinstance(body, list) or not all(isinstance(r, dict) and isinstance(r.get("pattern"), str)
                                                      for r in body):
                 raise FlowControlError("the body must be a JSON array of objects with a \"pattern\"")
+            if len(body) > MAX_RULES_PER_REQUEST:
+                await error(send, 413, f"{len(body)} rules in one request, at most {MAX_RULES_PER_REQUEST}: send "
+                            "the batch in parts", "admin")
+                return
+            changes: dict[str, int | None] = {}
             for r in body:
                 parse_rule(r["pattern"])
                 limit = (r.get("limits") or {}).get("concurrency")
@@ -334,28 +350,31 @@ class Admin:
                     raise FlowControlError(f"{r['pattern']}: limits.concurrency must be a whole number >= 1")
                 if limit is not None:
                     check_limit(limit, r["pattern"])
+                # A parked (disabled) rule or one without a limit constrains nothing: the limiter drops it.
+                changes[r["pattern"]] = None if delete or r.get("disabled", False) else limit
+            changed = self.engine.set_concurrency_rules(changes)
         except (ValueError, FlowControlError) as e:
-            await error(send, 422, f"bad rule batch: {e}", "admin")
+            message = str(e) if isinstance(e, TooManyRules) else f"bad rule batch: {e}"
+            await error(send, 422, message, "admin")
             return
         engine = self.engine
+        await engine.barrier()
         if delete:
-            removed = [r["pattern"] for r in body if engine.set_concurrency_rule(r["pattern"], None)]
-            await engine.barrier()
-            await respond_json(send, 200, removed)
+            for pattern in changed:
+                self._rule_versions.pop(pattern, None)
+            await respond_json(send, 200, changed)
             return
         out = []
+        now = engine.now_ms()
         for r in body:
             limit = (r.get("limits") or {}).get("concurrency")
-            disabled = bool(r.get("disabled", False))
-            # A parked (disabled) rule or one without a limit constrains nothing: the limiter drops it.
-            engine.set_concurrency_rule(r["pattern"], None if disabled else limit)
             self._rule_versions[r["pattern"]] = self._rule_versions.get(r["pattern"], 0) + 1
-            item = {"pattern": r["pattern"], "limits": {"concurrency": limit}, "disabled": disabled,
-                    "version": self._rule_versions[r["pattern"]], "last_modified_millis_since_epoch": engine.now_ms()}
+            item = {"pattern": r["pattern"], "limits": {"concurrency": limit},
+                    "disabled": bool(r.get("disabled", False)), "version": self._rule_versions[r["pattern"]],
+                    "last_modified_millis_since_epoch": now}
             if r.get("description") is not None:
                 item["description"] = r["description"]
             out.append(item)
-        await engine.barrier()
         await respond_json(send, 200, out)
 
     async def _register(self, req: Request) -> None:

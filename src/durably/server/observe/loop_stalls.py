@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import sys
+import sysconfig
 import threading
 import time
 from types import FrameType
@@ -25,7 +26,22 @@ if TYPE_CHECKING:  # the engine owns a monitor of this module
 log = logging.getLogger("durably.loop")
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # src/durably
-_OWN_CODE = (_PACKAGE_DIR, os.path.dirname(asyncio.__file__))
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+# Code that is not the user's: Durably, the standard library, installed packages, frozen modules.
+_NOT_USER = tuple({_PACKAGE_DIR, _ASYNCIO_DIR, *(p for k, p in sysconfig.get_paths().items()
+                                                   if k in ("stdlib", "platstdlib", "purelib", "platlib"))})
+
+
+def _is_user_code(filename: str) -> bool:
+    return not (filename.startswith(_NOT_USER) or filename.startswith("<") or "site-packages" in filename
+                or "dist-packages" in filename)
+
+
+def _is_loop_machinery(filename: str) -> bool:
+    """A frame of the loop that runs callbacks: everything outside it (the program that started the loop, a
+    console script such as `durably`) is not what blocks it."""
+    return filename.startswith(_ASYNCIO_DIR) and os.path.basename(filename) in (
+        "events.py", "base_events.py", "runners.py")
 
 
 class LoopStallMonitor:
@@ -93,11 +109,18 @@ def describe(frame: FrameType | None) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     where = None
+    own = None  # the innermost frame of Durably's own code, if no user frame runs inside the loop's callback
+    in_callback = True
     f = frame
     while f is not None:
         code = f.f_code
-        if where is None and not code.co_filename.startswith(_OWN_CODE) and "site-packages" not in code.co_filename:
-            where = f"{os.path.basename(code.co_filename)}:{f.f_lineno} in {code.co_name}()"
+        if in_callback and _is_loop_machinery(code.co_filename):
+            in_callback = False  # the frames further out run the loop; they do not block it
+        if in_callback and where is None:
+            if _is_user_code(code.co_filename):
+                where = f"{os.path.basename(code.co_filename)}:{f.f_lineno} in {code.co_name}()"
+            elif own is None and code.co_filename.startswith(_PACKAGE_DIR):
+                own = f"{os.path.basename(code.co_filename)}:{f.f_lineno} in {code.co_name}()"
         self = f.f_locals.get("self") if code.co_name in ("run", "_run_inline") else None
         if isinstance(self, Attempt):
             if code.co_name == "_run_inline" and "step" not in out:
@@ -118,6 +141,9 @@ def describe(frame: FrameType | None) -> dict[str, Any]:
         parts.append(f"in ctx.run '{out['step']}'")
     if where is not None:
         parts.append(f"at {where}")
+    elif own is not None:
+        out["code"] = own
+        parts.append(f"in Durably's own code at {own}")
     out["text"] = " ".join(parts) or "(not in a handler)"
     return out
 

@@ -1,7 +1,7 @@
 """OpenTelemetry spans of the server: one per invocation attempt, one per journaled step, call or sleep.
 
-Optional: `pip install 'durably[otel]'`, then the standard variables configure it, e.g.
-`OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
+Optional: the `otel` extra (`pip install -e '.[otel]'` in a durably checkout), then the standard variables
+configure it, e.g. `OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
 `OTEL_SERVICE_NAME`. Without them (or without the package) nothing here runs: the engine holds `None`.
 
 - The attempt span's parent is the W3C `traceparent` the ingress request carried (it is journaled with the
@@ -11,14 +11,24 @@ Optional: `pip install 'durably[otel]'`, then the standard variables configure i
   receives the attempt's `traceparent` on its `/invoke` request.
 - An attempt that replays recorded steps gets a zero-length span per replayed command, marked
   `durably.replayed = true`, so a trace shows what ran and what was only replayed.
+- At stop the buffered spans get what is left of the shutdown grace (at most CLOSE_TIMEOUT_S) to reach the
+  collector; a collector that hangs loses them (a warning says so) but cannot hold the stop.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from typing import Any
 
 from durably.protocol import messages as m
+
+log = logging.getLogger("durably.tracing")
+
+# The longest a stop waits for the buffered spans to reach the collector.
+CLOSE_TIMEOUT_S = 5.0
 
 _STEP_NAMES = {m.RUN: "run", m.SLEEP: "sleep", m.CALL: "call", m.ONE_WAY_CALL: "send",
                m.ATTACH_INVOCATION: "attach", m.GET_PROMISE: "promise", m.GET_LAZY_STATE: "get state"}
@@ -46,10 +56,13 @@ def from_environment() -> InvocationTracing | None:
         import logging
 
         logging.getLogger("durably.tracing").warning(
-            "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry is not installed: pip install 'durably[otel]'")
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry is not installed: install the otel extra "
+            "(pip install -e '.[otel]' in a durably checkout)")
         return None
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "durably")})
-    provider = TracerProvider(resource=resource)
+    # No exit hook: it would flush at interpreter exit with no time limit, and a hanging collector would hold
+    # the process; close() flushes within the shutdown grace instead.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return InvocationTracing(provider)
 
@@ -70,6 +83,8 @@ class InvocationTracing:
         self._attempts: dict[str, Any] = {}  # invocation id -> attempt span
         self._steps: dict[str, dict[int, Any]] = {}  # invocation id -> completion id -> open step span
         self._last_step: dict[str, Any] = {}  # invocation id -> the step span most recently started
+        # When close() must be done by (time.monotonic()): the end of the shutdown grace, set by the drain.
+        self.close_by: float | None = None
 
     def _parent(self, headers: Any) -> Any:
         carrier = {h.key.lower(): h.value for h in headers}
@@ -166,10 +181,28 @@ class InvocationTracing:
         return carrier
 
     def close(self) -> None:
-        """End open spans and send what is buffered."""
+        """End open spans and send what is buffered, for at most what is left of the shutdown grace (and at
+        most CLOSE_TIMEOUT_S): a collector that does not answer loses the spans, not the stop."""
         for inv_id in list(self._attempts):
             self.attempt_ended(inv_id)
-        self.provider.shutdown()
+        budget = CLOSE_TIMEOUT_S
+        if self.close_by is not None:
+            budget = min(budget, max(0.0, self.close_by - time.monotonic()))
+        done = threading.Event()
+
+        def shutdown() -> None:
+            try:
+                self.provider.shutdown()
+            except Exception as e:  # a broken exporter must not break the stop
+                log.warning("the OpenTelemetry provider failed to shut down: %r", e)
+            finally:
+                done.set()
+
+        # A daemon thread: one stuck on a collector that never answers does not keep the process alive.
+        threading.Thread(target=shutdown, name="durably-otel-close", daemon=True).start()
+        if not done.wait(budget):
+            log.warning("spans not sent: the OpenTelemetry collector did not take them within %.1f s of the "
+                        "stop (what was left of --shutdown-grace); stopping without them", budget)
 
 
 def _step_name(kind: str, msg: Any) -> str:

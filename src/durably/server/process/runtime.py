@@ -132,28 +132,29 @@ class DurablyServer:
             except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not Unix
                 pass
         sockets: list[socket.socket] = []
-        try:
-            # Bound here, so a taken port is a clear error rather than uvicorn exiting the process.
-            sockets.append(_listen(cfg.host, cfg.port))
-            sockets.append(_listen(cfg.admin_host, cfg.admin_port))
-        except OSError as e:
-            for sock in sockets:
-                sock.close()
-            await engine.stop()
-            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.admin_host}:"
-                               f"{cfg.admin_port} (admin): {e.strerror}; pick others with --host/--port and "
-                               "--admin-host/--admin-port") from None
+        # Each listener, and the flags that move it: a failure names the one that could not listen.
+        listeners = ((cfg.host, cfg.port, "ingress", "--host/--port"),
+                     (cfg.admin_host, cfg.admin_port, "admin", "--admin-host/--admin-port"))
+        for host, port, what, flags in listeners:
+            try:
+                # Bound here, so a taken port is a clear error rather than uvicorn exiting the process.
+                sockets.append(_listen(host, port))
+            except OSError as e:
+                for sock in sockets:
+                    sock.close()
+                await engine.stop()
+                raise StartupError(f"cannot listen on {host}:{port} ({what}): {e.strerror}; pick another with "
+                                   f"{flags}") from None
         tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets, strict=True)]
         while not all(s.started for s in servers):
-            done = [t for t in tasks if t.done()]
-            if done:  # a server failed to start (uvicorn logged why, e.g. the port is in use)
+            done = [i for i, t in enumerate(tasks) if t.done()]
+            if done:  # a server failed to start (uvicorn logged why)
                 await engine.stop()
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                raise StartupError(f"cannot listen on {cfg.host}:{cfg.port} (ingress) and {cfg.admin_host}:"
-                                   f"{cfg.admin_port} (admin); is another server using these ports? Pick others "
-                                   "with --port and --admin-port")
+                host, port, what, flags = listeners[done[0]]
+                raise StartupError(f"cannot listen on {host}:{port} ({what}); pick another with {flags}")
             await asyncio.sleep(0.01)
         log.info("durably is serving %s on %s (admin API on %s), data in %s%s",
                  ", ".join(self.app.services) or "no app of its own (remote deployments only)",

@@ -63,6 +63,9 @@ async def drain(engine: Engine, grace_s: float, force: asyncio.Event) -> DrainRe
         except TimeoutError:
             pass
     forced = forced or force.is_set()
+    if engine.tracing is not None:
+        # Sending the buffered spans at stop gets what is left of the grace (none after a second signal).
+        engine.tracing.close_by = time.monotonic() if force.is_set() else deadline
     left = engine.running_attempts()
     await engine.flushed()
     report = DrainReport(attempts, left, engine.waiting_callers(), time.monotonic() - start, forced)

@@ -101,9 +101,11 @@ class DropDeployment(NamedTuple):
 
 
 class SaveConcurrencyRules(NamedTuple):
-    """The concurrency rules changed over the admin API (pattern -> limit, None: deleted); a copy."""
+    """Concurrency rules changed over the admin API in one request: each changed pattern's limit (None: deleted)
+    and the patterns to forget. Only the rules of the change: a batch costs rows in proportion to its size."""
 
     changes: dict[str, int | None]
+    forget: tuple[str, ...] = ()
 
 
 StoreOp = (SetState | ClearState | ClearAllState | AddPromise | DropPromises | AddWaiter | DropWaiters | AddCall

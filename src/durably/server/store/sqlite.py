@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 _memory_ids = itertools.count()
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -141,6 +141,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX invocations_service ON invocations(service, created_at);
     CREATE INDEX invocations_key ON invocations(service, key, created_at) WHERE key != '';
     """,
+    """
+    -- The concurrency rules changed over the admin API, one row each (they were one JSON meta row, rewritten
+    -- whole on every change: quadratic in a batch).
+    CREATE TABLE concurrency_rules (
+        pattern TEXT PRIMARY KEY,
+        concurrency INTEGER             -- NULL: deleted
+    ) WITHOUT ROWID;
+    INSERT INTO concurrency_rules
+        SELECT key, value FROM json_each((SELECT value FROM meta WHERE key = 'concurrency_rules'));
+    DELETE FROM meta WHERE key = 'concurrency_rules';
+    """,
 ]
 
 # What an invocation is (its target, when it was made, its sequence) never changes after the insert. Leaving
@@ -154,8 +165,6 @@ _UPSERT = (
 )
 _SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
 
-# The meta row that keeps the concurrency rules changed over the admin API, as JSON.
-_RULES_META_KEY = "concurrency_rules"
 
 
 def _deployment_params(op: SaveDeployment) -> tuple[Any, ...]:
@@ -177,8 +186,11 @@ _OPS: dict[type, tuple[str, Any]] = {
     AddCall: ("INSERT OR IGNORE INTO calls VALUES (?, ?)", None),
     SaveDeployment: ("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _deployment_params),
     DropDeployment: ("DELETE FROM deployments WHERE id = ?", None),
-    SaveConcurrencyRules: (f"INSERT OR REPLACE INTO meta VALUES ('{_RULES_META_KEY}', ?)",
-                           lambda op: (json.dumps(op.changes),)),
+}
+# Operations that write many rows: each of their statements with its rows.
+_MANY_OPS: dict[type, tuple[tuple[str, Any], ...]] = {
+    SaveConcurrencyRules: (("INSERT OR REPLACE INTO concurrency_rules VALUES (?, ?)", lambda op: op.changes.items()),
+                           ("DELETE FROM concurrency_rules WHERE pattern = ?", lambda op: [(p,) for p in op.forget])),
 }
 
 
@@ -324,6 +336,11 @@ class SQLiteStore(Store):
                     c.executemany("DELETE FROM timers WHERE invocation_id = ? AND kind = ? AND completion_id = ?",
                                   batch.timers_del)
                 for op in batch.ops:
+                    many = _MANY_OPS.get(type(op))
+                    if many is not None:
+                        for sql, rows in many:
+                            c.executemany(sql, rows(op))
+                        continue
                     sql, params = _OPS[type(op)]
                     c.execute(sql, op if params is None else params(op))
                 if batch.deleted:
@@ -463,8 +480,7 @@ class SQLiteStore(Store):
 
     def load_concurrency_rules(self) -> dict[str, int | None]:
         """The concurrency rules changed over the admin API; {} if none."""
-        row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (_RULES_META_KEY,)).fetchone()
-        return json.loads(row[0]) if row else {}
+        return dict(self._reader.execute("SELECT pattern, concurrency FROM concurrency_rules").fetchall())
 
     # ---- operator queries (admin API, UI, metrics) ----
 
