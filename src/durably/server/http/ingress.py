@@ -40,6 +40,7 @@ from durably.server.engine.flow_control import LIMIT_KEY_HEADER, FlowControlErro
 from durably.server.engine.invocation import Outcome
 from durably.server.http.delay import parse_delay
 from durably.server.process.limits import DEFAULT_MAX_BODY, BodyBudget, OverBudget
+from durably.server.store.errors import StoreCorrupt
 
 log = logging.getLogger("durably.ingress")
 
@@ -74,7 +75,7 @@ class Ingress:
             await error(send, 503, str(e), headers=[(b"retry-after", b"1")])
         except ClientDisconnected:
             pass  # nobody to answer; nothing was invoked with a partial body
-        except EngineStopped as e:
+        except (EngineStopped, StoreCorrupt) as e:
             await error(send, 503, str(e))
         finally:
             if lease is not None:
