@@ -186,6 +186,9 @@ class Ingress:
             await error(send, 400, problem)
             return
         inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem, delay_ms, flow_scope, limit_key)
+        # The journal has the input now; this request may wait for the outcome as long as the invocation runs,
+        # and must not keep a second copy of a large body alive all that time.
+        del body
         if not created and handler.kind == "workflow" and not is_send:
             await respond_json(send, 409, {"code": 409, "message": "the workflow method was already invoked",
                                                 "source": "ingress"},
