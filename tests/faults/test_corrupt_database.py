@@ -10,13 +10,17 @@ import asyncio
 import random
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 from system.conftest import wait_until
 
+from durably.server.engine.engine import EngineStopped
+from durably.server.http.admin import Admin
 from durably.server.store import SQLiteStore
+from durably.server.store import sqlite as sqlite_store
 from durably.testing import TestRuntime
 
 from .conftest import ServeFactory
@@ -119,3 +123,53 @@ def test_corruption_found_while_serving_turns_health_503_and_refuses_writes(
         assert r.status_code == 503 and "corrupt" in r.json()["message"], r.text
     wait_until(lambda: "corrupt" in proc.log() and "durably backup" in proc.log(), 10, "the log to name it")
     assert proc.proc.poll() is None  # still serving health and reads
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_large_database_is_checked_in_the_background_while_health_says_so(
+        tmp_path: Path, work: Path, monkeypatch: pytest.MonkeyPatch, damaged: bool) -> None:
+    data = tmp_path / "data"
+    fill(data, work)
+    db = data / "durably.sqlite3"
+    if damaged:
+        corrupt(db, journal_page_offset(db))
+    # Every database counts as large here, and the check waits for the test (a slow disk, on demand).
+    monkeypatch.setattr(sqlite_store, "SYNC_CHECK_MAX_BYTES", 0)
+    release = threading.Event()
+
+    def slow_check(conn: sqlite3.Connection) -> str | None:
+        assert release.wait(30)
+        return real_check(conn)
+
+    real_check = sqlite_store.quick_check
+    monkeypatch.setattr(sqlite_store, "quick_check", slow_check)
+
+    async def run() -> None:
+        store = SQLiteStore(data)  # starts: a large database does not hold the start up
+        async with TestRuntime(stepper_app(), store) as rt:
+            assert rt.engine is not None
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=Admin(rt.engine)),
+                                         base_url="http://admin") as admin:
+                r = await admin.get("/health")
+                assert r.status_code == 503 and "checking durably.sqlite3" in r.json()["message"], r.text
+                release.set()
+
+                async def settled() -> httpx.Response:
+                    while True:
+                        r = await admin.get("/health")
+                        if "checking" not in r.text:
+                            return r
+                        await asyncio.sleep(0.01)  # polling the store's background thread
+
+                r = await asyncio.wait_for(settled(), 30)
+                if damaged:
+                    assert r.status_code == 503, r.text
+                    message = r.json()["message"]
+                    assert "corrupt" in message and "durably backup" in message, message
+                    with pytest.raises(EngineStopped, match="corrupt"):
+                        await rt.call("Stepper/run", {"dir": str(work), "steps": 1})
+                else:
+                    assert r.status_code == 200, r.text
+                    assert await rt.call("Stepper/run", {"dir": str(work), "steps": 1}) == ["value-0"]
+
+    asyncio.run(run())

@@ -240,7 +240,7 @@ class Engine:
         """Why the store cannot commit now (disk full, read-only, corrupt...), or None while it can."""
         if self.store.corruption is not None and self.committer.failed is None:
             return f"the store failed: {self.store.corruption}"  # found by a read; the engine stops next tick
-        return self.lifecycle.store_problem()
+        return self.lifecycle.store_problem() or self.store.checking
 
     async def flushed(self) -> None:
         """Wait until everything written so far is committed."""
