@@ -315,12 +315,14 @@ class SQLiteStore(Store):
         assert self.path is not None
         started = time.perf_counter()
         damage: str | None = None
+        finished = False
         try:
             conn = self._watched(sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True,
                                                  check_same_thread=False, factory=WatchedConnection))
             self._check_conn: sqlite3.Connection | None = conn
             try:
                 damage = quick_check(conn)
+                finished = True
             finally:
                 self._check_conn = None
                 conn.close()
@@ -332,7 +334,7 @@ class SQLiteStore(Store):
             self.checking = None
         if damage is not None:
             self._found_corrupt(StoreCorrupt(f"PRAGMA quick_check: {damage}"))
-        elif self.corruption is None:
+        elif finished and self.corruption is None:
             log.info("checked %s for damage in %.1f s: none found", self.path, time.perf_counter() - started)
 
     @staticmethod
