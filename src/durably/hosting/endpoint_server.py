@@ -14,6 +14,8 @@ What it sets that a hand-configured hypercorn does not:
 - TLS with `certfile`/`keyfile` (ALPN offers h2 and http/1.1).
 
 Without TLS it speaks HTTP/2 cleartext (prior knowledge, as Restate connects) and HTTP/1.1 on the same port.
+The connections are hypercorn's protocols run by `durably.hosting.h2_server` (its own accept loop, so the
+HTTP/2 windows come from a subclass passed explicitly, not from a patch of hypercorn).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ log = logging.getLogger("durably.endpoint")
 NO_REQUEST_LIMIT = 2**62
 DEFAULT_STREAM_WINDOW = 4 * 1024 * 1024
 DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
-H2_DEFAULT_WINDOW = 65_535
+H2_DEFAULT_WINDOW = 65_535  # HTTP/2's initial window (the same as durably.hosting.h2_server's)
 RESTART_BACKOFF_S = 0.5
 
 
@@ -62,14 +64,16 @@ class EndpointOptions:
 
 def hypercorn_config(opts: EndpointOptions) -> Any:
     """The hypercorn Config for these options (see the module docstring for why each setting)."""
-    from hypercorn.config import Config
+    from durably.hosting.h2_server import EndpointConfig
 
-    config = Config()
+    config = EndpointConfig()
     host = f"[{opts.host}]" if ":" in opts.host else opts.host
     config.bind = [f"{host}:{opts.port}"]
     config.keep_alive_max_requests = NO_REQUEST_LIMIT
     config.keep_alive_timeout = opts.keep_alive_timeout
     config.h2_max_concurrent_streams = opts.max_concurrent_streams
+    config.h2_stream_window = opts.stream_window
+    config.h2_connection_window = opts.connection_window
     config.graceful_timeout = opts.graceful_timeout
     config.workers = opts.workers
     config.loglevel = opts.log_level.upper()
@@ -78,39 +82,6 @@ def hypercorn_config(opts: EndpointOptions) -> Any:
         config.certfile = str(opts.certfile)
         config.keyfile = str(opts.keyfile) if opts.keyfile is not None else None
     return config
-
-
-def tune_h2_windows(stream_window: int, connection_window: int) -> None:
-    """Make hypercorn's HTTP/2 connections (in this process) advertise larger flow-control windows.
-
-    Still a patch of hypercorn's H2Protocol, applied when serving starts (never on import): hypercorn 0.18 has no
-    setting for either window, and builds H2Protocol by name inside ProtocolWrapper, which TCPServer.run builds
-    inline, which worker_serve builds inline, so a subclass could only be passed by re-implementing those three.
-    """
-    import h2.settings
-    from hypercorn.protocol.h2 import H2Protocol
-
-    if getattr(H2Protocol, "_durably_windows", None) == (stream_window, connection_window):
-        return
-    original_init = getattr(H2Protocol, "_durably_original_init", H2Protocol.__init__)
-    original_initiate = getattr(H2Protocol, "_durably_original_initiate", H2Protocol.initiate)
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
-        self.connection.local_settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = stream_window
-
-    async def initiate(self: Any, *args: Any, **kwargs: Any) -> None:
-        await original_initiate(self, *args, **kwargs)
-        # The connection window is not a setting: it grows with a WINDOW_UPDATE on stream 0.
-        if connection_window > H2_DEFAULT_WINDOW:
-            self.connection.increment_flow_control_window(connection_window - H2_DEFAULT_WINDOW)
-            await self._flush()
-
-    H2Protocol._durably_original_init = original_init  # type: ignore[attr-defined]
-    H2Protocol._durably_original_initiate = original_initiate  # type: ignore[attr-defined]
-    H2Protocol.__init__ = __init__  # type: ignore[method-assign]
-    H2Protocol.initiate = initiate  # type: ignore[method-assign]
-    H2Protocol._durably_windows = (stream_window, connection_window)  # type: ignore[attr-defined]
 
 
 def _configure_logging(level: str) -> None:
@@ -181,10 +152,10 @@ async def serve_app(app: Any, opts: EndpointOptions, sockets: Any = None,
 
     Without `shutdown_trigger` it stops on SIGTERM/SIGINT. Tests and embedding programs use this directly.
     """
-    from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import wrap_app
 
-    tune_h2_windows(opts.stream_window, opts.connection_window)
+    from durably.hosting.h2_server import serve
+
     config = hypercorn_config(opts)
     config.workers = 1
     stopping = asyncio.Event()
@@ -200,13 +171,13 @@ async def serve_app(app: Any, opts: EndpointOptions, sockets: Any = None,
         await stopping.wait()
 
     try:
-        await worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config, sockets=sockets,
-                           shutdown_trigger=trigger)
+        await serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config,
+                    sockets if sockets is not None else config.create_sockets(), trigger)
     except Exception as e:
         if not stopping.is_set():
             raise
-        # Hypercorn can trip over its own task group while cutting the streams left after the graceful timeout;
-        # the drain is over either way.
+        # A task group of hypercorn's protocols can trip while the streams left after the graceful timeout are
+        # cut; the drain is over either way.
         log.warning("durably endpoint: error while closing the connections left at the end of the drain: %r", e)
 
 

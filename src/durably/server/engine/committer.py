@@ -255,6 +255,11 @@ class GroupCommitter:
         if self.batch.empty() and not self._dirty and not self._committing:
             self._idle.set()
 
+    def fail(self, exc: BaseException) -> None:
+        """Stop committing for good (the store was found unusable outside a commit, e.g. corrupt on a read)."""
+        if self.failed is None and not self._closed:
+            self._fail(exc)
+
     def _fail(self, exc: BaseException) -> None:
         log.critical("the store failed to commit; nothing more is written: %s", exc)
         self.failed = exc

@@ -26,7 +26,7 @@ from durably.server.engine.calltree import ActionResult, CallTree
 from durably.server.engine.catalog import Catalog
 from durably.server.engine.clock import Clock
 from durably.server.engine.commands import Commands
-from durably.server.engine.committer import GroupCommitter
+from durably.server.engine.committer import GroupCommitter, StoreFailed
 from durably.server.engine.flow_control import ConcurrencyLimiter
 from durably.server.engine.interfaces import EngineOptions, EngineStopped, RunningAttempt
 from durably.server.engine.invocation import COMPLETED, Invocation, Outcome, outcome_of_row
@@ -149,6 +149,11 @@ class Engine:
         """Resume every unfinished invocation found in the store."""
         self._loop = self.lifecycle.loop = asyncio.get_running_loop()
         self.committer.start()
+        loop = self._loop
+        # Corruption found by any read or commit (the writer thread's too) stops writes, as a failed commit does.
+        self.store.on_corrupt = lambda message: loop.call_soon_threadsafe(self._store_corrupt, message)
+        if self.store.corruption is not None:
+            self._store_corrupt(self.store.corruption)
         self.admission.restore()
         self.catalog.restore()
         self.calls.restore()
@@ -193,6 +198,10 @@ class Engine:
             self.lifecycle.abort(inv)
         self.outcomes.fail_all(EngineStopped(f"the store failed: {exc}"))
 
+    def _store_corrupt(self, message: str) -> None:
+        if not self.lifecycle.stopping:
+            self.committer.fail(StoreFailed(message))
+
     def _committed_batch(self, rows: int, seconds: float) -> None:
         st = self.stats
         if st is not None:
@@ -222,11 +231,16 @@ class Engine:
 
     def check_writable(self) -> None:
         """Raise EngineStopped (503) if a write now could not be committed soon: stopping, or the store failing."""
+        problem = self.store_problem() if self.store.corruption is not None else None
+        if problem is not None:
+            raise EngineStopped(problem)
         self.lifecycle.check_writable()
 
     def store_problem(self) -> str | None:
-        """Why the store cannot commit now (disk full, read-only...), or None while it can."""
-        return self.lifecycle.store_problem()
+        """Why the store cannot commit now (disk full, read-only, corrupt...), or None while it can."""
+        if self.store.corruption is not None and self.committer.failed is None:
+            return f"the store failed: {self.store.corruption}"  # found by a read; the engine stops next tick
+        return self.lifecycle.store_problem() or self.store.checking
 
     async def flushed(self) -> None:
         """Wait until everything written so far is committed."""

@@ -74,6 +74,7 @@ from durably.server.observe.metrics import CONTENT_TYPE as METRICS_TYPE
 from durably.server.observe.metrics import render as render_metrics
 from durably.server.process.limits import ADMIN_BODY_LIMIT
 from durably.server.remote.deployments import DiscoveryError
+from durably.server.store.errors import StoreCorrupt
 from durably.server.store.invocation_query import InvocationFilter, cursor_of, page, parse_cursor
 
 _ACTIONS = ("cancel", "kill", "pause", "resume", "purge")
@@ -175,6 +176,8 @@ class Admin:
             await error(send, 413, f"request body exceeds the admin API's limit for {scope['path']}", "admin")
         except ClientDisconnected:
             pass  # nobody to answer
+        except StoreCorrupt as e:  # a read met a damaged page: the engine stops writing, health says why
+            await error(send, 503, str(e), "admin")
 
     async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         segs = [s for s in scope["path"].strip("/").split("/") if s]

@@ -41,6 +41,7 @@ from durably.server.engine.invocation import Outcome
 from durably.server.http.delay import parse_delay
 from durably.server.http.sessions import DURABLY_COOKIES, without_cookies
 from durably.server.process.limits import DEFAULT_MAX_BODY, BodyBudget, OverBudget
+from durably.server.store.errors import StoreCorrupt
 
 log = logging.getLogger("durably.ingress")
 
@@ -75,7 +76,7 @@ class Ingress:
             await error(send, 503, str(e), headers=[(b"retry-after", b"1")])
         except ClientDisconnected:
             pass  # nobody to answer; nothing was invoked with a partial body
-        except EngineStopped as e:
+        except (EngineStopped, StoreCorrupt) as e:
             await error(send, 503, str(e))
         finally:
             if lease is not None:
@@ -193,6 +194,9 @@ class Ingress:
             await error(send, 400, problem)
             return
         inv, inv_id, created = self.engine.invoke(handler, body, headers, key, idem, delay_ms, flow_scope, limit_key)
+        # The journal has the input now; this request may wait for the outcome as long as the invocation runs,
+        # and must not keep a second copy of a large body alive all that time.
+        del body
         if not created and handler.kind == "workflow" and not is_send:
             await respond_json(send, 409, {"code": 409, "message": "the workflow method was already invoked",
                                                 "source": "ingress"},

@@ -28,6 +28,9 @@ MiB = 1024 * 1024
 DEFAULT_MAX_BODY = 32 * MiB
 # One request body at the admin API: 413 past it.
 ADMIN_BODY_LIMIT = 1024 * 1024
+# One discovery manifest read from a deployment (`POST /deployments`): 400 past it, and reading stops there.
+# Real manifests are kilobytes (a few hundred handlers with their metadata stay under 1 MiB).
+MAX_MANIFEST_BYTES = 8 * MiB
 # One journal entry (`--journal-entry-limit`).
 DEFAULT_ENTRY_LIMIT = 32 * MiB
 # The code of the step failure of a run result over the entry limit; 500 like any TerminalError without one.

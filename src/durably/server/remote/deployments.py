@@ -6,6 +6,7 @@ the manifest becomes invocable through Durably's ingress like an embedded one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -19,11 +20,25 @@ import httpx
 from durably.sdk.options import InvocationRetryPolicy
 from durably.sdk.serde import BytesSerde
 from durably.sdk.service import Handler, ServiceDefinition
+from durably.server.remote.manifest import ManifestError, check_manifest, read_capped
 
 log = logging.getLogger("durably.deployments")
 
 MANIFEST_ACCEPT = ", ".join(f"application/vnd.restate.endpointmanifest.v{v}+json" for v in (1, 2, 3, 4, 5))
 SUPPORTED_PROTOCOL = (5, 6, 7)  # v7: scopes, limit keys, future-tree suspensions, run-completion acks
+# Discovery as a whole (connect, headers, the whole manifest): a deployment that trickles its answer is cut off.
+DISCOVERY_DEADLINE_S = 60.0
+# Of an error answer's body, this much is read (for the log); the rest is left unread.
+LOGGED_BODY_BYTES = 64 * 1024
+
+
+async def _head(resp: httpx.Response) -> str:
+    head = b""
+    async for chunk in resp.aiter_bytes():
+        head += chunk
+        if len(head) >= LOGGED_BODY_BYTES:
+            break
+    return head[:LOGGED_BODY_BYTES].decode("utf-8", "replace")
 
 
 def _reason(status: int, signed: bool) -> str:
@@ -167,20 +182,31 @@ async def discover(uri: str, use_http_11: bool, headers: dict[str, str],
         sent.update(signer.headers(urlsplit(url).path))
     sent.update(headers)
     try:
-        async with httpx.AsyncClient(http1=use_http_11, http2=not use_http_11, timeout=30) as client:
-            resp = await client.get(url, headers=sent)
+        async with asyncio.timeout(DISCOVERY_DEADLINE_S), \
+                httpx.AsyncClient(http1=use_http_11, http2=not use_http_11, timeout=30) as client, \
+                client.stream("GET", url, headers=sent) as resp:
+            if resp.status_code != 200:
+                # The body stays out of the answer: the caller of the admin API need not see what the target
+                # serves (an internal page, a stack trace). The operator finds its head in the server's log.
+                head = await _head(resp)
+                log.warning("discovery at %s answered %d: %r", url, resp.status_code, head[:500])
+                raise DiscoveryError(f"discovery at {url} answered {resp.status_code} "
+                                     f"{_reason(resp.status_code, signer is not None)}", 502)
+            content = await read_capped(resp.aiter_bytes(), resp.headers.get("content-length"))
+    except ManifestError as e:
+        raise DiscoveryError(str(e), 400) from None
+    except TimeoutError:
+        raise DiscoveryError(f"discovery at {url} did not answer within {DISCOVERY_DEADLINE_S:.0f} s", 502) from None
     except httpx.HTTPError as e:
         raise DiscoveryError(f"cannot reach the deployment at {uri}: {e!r}", 502) from None
-    if resp.status_code != 200:
-        # The body stays out of the answer: the caller of the admin API need not see what the target serves
-        # (an internal page, a stack trace). The operator finds it in the server's log.
-        log.warning("discovery at %s answered %d: %r", url, resp.status_code, resp.text[:500])
-        raise DiscoveryError(f"discovery at {url} answered {resp.status_code} "
-                             f"{_reason(resp.status_code, signer is not None)}", 502)
     try:
-        manifest = json.loads(resp.content)
-    except ValueError:
+        manifest = json.loads(content)
+    except (ValueError, RecursionError):
         raise DiscoveryError(f"discovery at {url} did not return JSON", 502) from None
+    try:
+        check_manifest(manifest)
+    except ManifestError as e:
+        raise DiscoveryError(str(e), 400) from None
     lo, hi = manifest.get("minProtocolVersion", 1), manifest.get("maxProtocolVersion", 1)
     version = min(hi, max(SUPPORTED_PROTOCOL))
     if version < lo or version < min(SUPPORTED_PROTOCOL):

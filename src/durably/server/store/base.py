@@ -54,6 +54,12 @@ class Store(ABC):
 
     #: Whether commit blocks on I/O and should run off the event loop.
     threaded: bool = False
+    #: Set, once and for good, when the store finds its database damaged: what is wrong and how to restore.
+    corruption: str | None = None
+    #: Set while the store checks its database for damage after the server started (large databases).
+    checking: str | None = None
+    #: Told that message when corruption is found (from any thread); the engine stops writing and health says it.
+    on_corrupt: Callable[[str], None] | None = None
 
     @abstractmethod
     def commit(self, batch: Batch) -> None:
