@@ -23,7 +23,7 @@ def test_missing_framework_names_the_extra(module: str, framework: str, extra: s
             f"import durably.ext.{module}")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
-    assert f"pip install 'durably[{extra}]'" in proc.stderr, proc.stderr
+    assert f"pip install -e '.[{extra}]'" in proc.stderr, proc.stderr
 
 
 def test_core_import_does_not_load_any_framework() -> None:

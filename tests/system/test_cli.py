@@ -210,6 +210,24 @@ def test_describe_shows_the_journal_then_cancel_runs_the_compensation(server: Se
     fails(cli(server, "invocations", "cancel", inv), 1, "error 409: cannot cancel")
 
 
+def test_a_cancel_that_cannot_reach_the_handler_is_shown_pending_while_it_retries(server: ServerProcess) -> None:
+    # As on restate-server 1.7.12 (measured): cancel answers 202, and a handler that fails before its first
+    # await never sees it, so the invocation goes on being retried; describe says the cancel is pending.
+    inv = ok(cli(server, "invoke", "Sleeper/stumble", "--send")).stdout.split()[0]
+    wait_describe(server, inv, lambda b: b.get("last_error") is not None, "the first failed attempt")
+    assert ok(cli(server, "invocations", "cancel", inv)).stdout == f"cancelled {inv}\n"
+    cancelled = wait_describe(server, inv, lambda b: any(e["type"] == "signal" for e in b["journal"]),
+                              "the cancel to be journaled")
+    wait_describe(server, inv, lambda b: b["attempts"] > cancelled["attempts"], "another attempt after the cancel")
+    text = ok(cli(server, "invocations", "describe", inv)).stdout
+    assert "status:" in text and "completed" not in text.split("journal")[0]
+    assert "cancel:" in text and "the handler sees it at its next await" in text and "kill ends it now" in text
+    assert ok(cli(server, "invocations", "kill", inv)).stdout.startswith("killed")
+    done = wait_describe(server, inv, lambda b: b["status"] == "completed", "the kill")
+    assert (done["failure_code"], done["failure_message"]) == (409, "killed")
+    assert "cancel:" not in ok(cli(server, "invocations", "describe", inv)).stdout
+
+
 def test_kill_ends_a_waiting_call(server: ServerProcess) -> None:
     env = dict(os.environ, DURABLY_INGRESS_URL=server.url)
     caller = subprocess.Popen([sys.executable, "-m", "durably.cli.main", "invoke", "Counter/held/hold"], env=env,
@@ -260,7 +278,7 @@ def test_services_list(server: ServerProcess) -> None:
     assert lines[1].split(maxsplit=2) == ["Counter", "VirtualObject",
                                           "add (exclusive), get (shared), hold (exclusive)"]
     assert lines[2].split(maxsplit=2) == ["Greeter", "Service", "greet, refuse"]
-    assert lines[3].split(maxsplit=2) == ["Sleeper", "Service", "nap"]
+    assert lines[3].split(maxsplit=2) == ["Sleeper", "Service", "nap, stumble"]
     as_json, on_group, wrong_url = clis(
         server, ["services", "list", "--json"], ["services", "--admin", admin_url(server), "list"],
         ["services", "list", "--admin", server.url])

@@ -101,6 +101,12 @@ def describe_lines(inv: dict[str, Any]) -> list[str]:
     last = inv.get("last_error")
     if isinstance(last, dict) and "failure_code" not in inv and "output" not in inv:
         fields.append(("last error", failure_text(last.get("code"), last.get("message"))))
+    cancel = next((e for e in inv.get("journal") or () if e.get("type") == "signal" and e.get("signal") == 1), None)
+    if cancel is not None and inv.get("status") != "completed":
+        # As on restate-server 1.7: the handler sees the cancellation at its next await. One that fails before
+        # any keeps being retried (then paused), with the cancellation pending; only kill ends it at once.
+        fields.append(("cancel", f"requested {when(cancel.get('appended_at'))}; the handler sees it at its next "
+                                 "await (an attempt that fails before one is retried as before: kill ends it now)"))
     if "failure_code" in inv:
         fields.append(("failure", failure_text(inv["failure_code"], inv.get("failure_message"))))
         for k, v in (inv.get("failure_metadata") or {}).items():

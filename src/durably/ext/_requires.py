@@ -12,4 +12,5 @@ def require(module: str, extra: str, framework: str) -> None:
     except ImportError as e:
         raise ImportError(
             f"durably.ext.{extra.split('-')[0]} needs {framework}, which is not installed. "
-            f"Install it with: pip install 'durably[{extra}]'") from e
+            # durably is installed from a checkout (it is not on PyPI): the extra comes from there too.
+            f"Install it from your durably checkout with: pip install -e '.[{extra}]'") from e

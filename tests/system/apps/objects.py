@@ -66,4 +66,10 @@ async def nap(ctx: durably.Context) -> str:
     return "rested"
 
 
+@sleeper.handler()
+async def stumble(ctx: durably.Context) -> str:
+    """Fails before its first await, every attempt (a cancellation can never reach it)."""
+    raise RuntimeError("stumbled before the first await")
+
+
 app = durably.app(services=[counter, greeter, sleeper])

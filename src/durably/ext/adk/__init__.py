@@ -1,4 +1,4 @@
-"""Durable agents with Google's Agent Development Kit (`pip install 'durably[adk]'`).
+"""Durable agents with Google's Agent Development Kit (`pip install -e '.[adk]'` in a durably checkout).
 
 Add `RestatePlugin()` to the ADK app's plugins and run the agent inside a handler: each model call is one
 journaled step (replayed, never re-requested, after a crash or suspension), and the parallel tool calls

@@ -1,4 +1,4 @@
-"""Durable LangChain agents (`pip install 'durably[langchain]'`).
+"""Durable LangChain agents (`pip install -e '.[langchain]'` in a durably checkout).
 
 Pass `RestateMiddleware()` to `langchain.agents.create_agent(..., middleware=[...])` and run the agent
 inside a handler: each model call is one journaled step (replayed, never re-requested, after a crash or

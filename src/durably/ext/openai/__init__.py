@@ -1,4 +1,4 @@
-"""Durable agents with the OpenAI Agents SDK (`pip install 'durably[openai]'`).
+"""Durable agents with the OpenAI Agents SDK (`pip install -e '.[openai]'` in a durably checkout).
 
 Run an agent with `DurableRunner.run(agent, input)` inside a handler: every model call becomes one
 journaled step (replayed, never re-requested, after a crash or suspension), the tool calls of a model

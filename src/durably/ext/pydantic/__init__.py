@@ -1,4 +1,4 @@
-"""Durable agents with Pydantic AI (`pip install 'durably[pydantic-ai]'`).
+"""Durable agents with Pydantic AI (`pip install -e '.[pydantic-ai]'` in a durably checkout).
 
 Wrap an agent with `RestateAgent(agent)` and run it inside a handler: every model request becomes one
 journaled step (replayed, never re-requested, after a crash or suspension), and the tool calls of a

@@ -1,4 +1,4 @@
-"""OpenTelemetry tracers that follow the invocation (`pip install 'durably[tracing]'`).
+"""OpenTelemetry tracers that follow the invocation (`pip install -e '.[tracing]'` in a durably checkout).
 
 Give an instrumented agent framework `RestateTracerProvider(provider)` (or wrap a tracer in
 `RestateTracer`) and every span it makes inside a handler becomes a child of the invocation's trace: the
