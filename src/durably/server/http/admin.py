@@ -424,16 +424,18 @@ class Admin:
             await error(send, 400, page, "admin")
             return
         await self.engine.flushed()
+        offset, limit = page
+        # Bounded by bytes as well as entries, and read on a worker thread: entries of many MB must neither
+        # make a page of hundreds of MB nor hold the event loop while they are read. The row is read after
+        # it, so the status shown is the latest one.
+        entries = await read_page_off_loop(self.engine.store, inv_id, offset, limit,
+                                           f"/invocations/{inv_id}/journal/{{index}}/value")
+        await self.engine.flushed()
         row = self.engine.store.load_invocation(inv_id)
         if row is None:
             await error(send, 404, f"invocation {inv_id} not found", "admin")
             return
         body = self._row_json(row)
-        offset, limit = page
-        # Bounded by bytes as well as entries, and read on a worker thread: entries of many MB must neither
-        # make a page of hundreds of MB nor hold the event loop while they are read.
-        entries = await read_page_off_loop(self.engine.store, inv_id, offset, limit,
-                                           f"/invocations/{inv_id}/journal/{{index}}/value")
         body["journal"] = entries
         body.update(journal_paging(self.engine.store.count_journal(inv_id), offset, len(entries)))
         await respond_json(send, 200, body)

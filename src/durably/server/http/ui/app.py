@@ -6,6 +6,7 @@ redirect (303) to the page that shows the result, so a reload never repeats an a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from durably.server.engine.object_state import StateConflict, has_state, read_st
 from durably.server.http.shapes import ACTION_STATUS
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
-from durably.server.http.ui.timeline import timeline
+from durably.server.http.ui.timeline import journal_view
 from durably.server.remote.deployments import DiscoveryError
 from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, page, parse_cursor
@@ -122,9 +123,17 @@ class WebUI:
                           '</div><a href="/ui/invocations">all invocations</a>')
             await _html(send, layout("Not found", "invocations", body), 404)
             return
-        steps = timeline(self.engine.store.journal_rows(inv_id))
-        main = pages.invocation_main(row, self.engine.live_row(inv_id), steps, self.engine.store.caller_of(inv_id),
-                                     query.get("msg"), query.get("err"))
+        live = self.engine.live_row(inv_id)
+        if query.get("fragment") == "main" and query.get("seen"):
+            # The live refresh: nothing changed, nothing to read or send.
+            if pages.seen_token(live or row, self.engine.store.count_journal(inv_id)) == query["seen"]:
+                await respond(send, 204, b"", None, [(b"cache-control", b"no-store")])
+                return
+        # The journal is read on a worker thread, bounded: every entry's type, size and time, and the entries
+        # of its two ends cut to a preview (a journal of 20 MB steps or of 20,000 steps must not hold the loop).
+        view = await asyncio.to_thread(journal_view, self.engine.store, inv_id, pages.MAX_STEPS)
+        main = pages.invocation_main(row, live, view, self.engine.store.caller_of(inv_id),
+                                     query.get("msg"), query.get("err"), int(self.engine.clock.now() * 1000))
         if query.get("fragment") == "main":
             await _html(send, main)
             return
