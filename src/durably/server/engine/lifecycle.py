@@ -331,6 +331,7 @@ class Lifecycle:
         if self.stats is not None:
             counts = self.stats.completed if outcome.failure_code is None else self.stats.failed
             counts[(inv.service, inv.handler)] += 1
+            self.stats.invocation_seconds[inv.service].observe((now - inv.created_at) / 1000)
         self.events.ended(inv, outcome, now)
         inv.completed_at = now
         retention = retention_for(self.catalog.handler(inv.service, inv.handler), bool(inv.idempotency_key),

@@ -20,7 +20,9 @@ from durably.server.engine.object_state import StateConflict, has_state, read_st
 from durably.server.http.shapes import ACTION_STATUS
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
+from durably.server.http.ui.overview import OVERVIEW_SCRIPT, overview_page
 from durably.server.http.ui.timeline import journal_view
+from durably.server.observe.overview import Overview
 from durably.server.remote.deployments import DiscoveryError
 from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, page, parse_cursor
@@ -55,6 +57,8 @@ class WebUI:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The overview's ring of samples, fed by the loop monitor's timer (none without metrics).
+        self.overview = Overview(engine) if engine.stats is not None else None
 
     async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, segs: list[str], method: str,
                      query: dict[str, str]) -> None:
@@ -74,7 +78,9 @@ class WebUI:
         if method != "GET":
             await _html(send, "method not allowed", 405)
         elif not segs:
-            await _redirect(send, "/ui/invocations")
+            await _redirect(send, "/ui/overview")
+        elif segs == ["overview"]:
+            await _html(send, layout("Overview", "overview", overview_page(self.overview), OVERVIEW_SCRIPT))
         elif segs == ["invocations"]:
             await self._invocations(send, query)
         elif len(segs) == 2 and segs[0] == "invocations":
