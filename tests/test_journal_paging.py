@@ -4,6 +4,7 @@ value, a page never carries more than the byte bound, and paging still walks eve
 from __future__ import annotations
 
 import json
+import re
 
 from test_admin import admin
 
@@ -30,6 +31,11 @@ async def small(ctx: durably.Context, n: int) -> int:
     for i in range(n):
         await ctx.run_typed(f"s{i}", lambda i=i: i)
     return n
+
+
+@big.handler()
+async def huge_output(ctx: durably.Context) -> str:
+    return "z" * BLOB
 
 
 APP = durably.app(services=[big])
@@ -97,3 +103,25 @@ async def test_small_entries_page_by_count_as_before() -> None:
         assert [e["index"] for e in body["journal"]] == list(range(10))
         assert body["journal_next_offset"] == 10 and body["journal_length"] == 62
         assert not any(e.get("value_truncated") for e in body["journal"])
+
+
+async def test_the_ui_page_shows_previews_and_links_each_whole_value() -> None:
+    async with TestRuntime(APP) as rt, admin(rt) as client:
+        inv = await rt.send("Big/steps", 8)
+        assert await rt.attach(inv, "Big/steps") == 8
+        page = await client.get(f"/ui/invocations/{inv}")
+        assert page.status_code == 200
+        assert len(page.content) < 200_000  # 8 results of 300 KB each, shown as previews
+        links = re.findall(r'class="whole-value" href="([^"]+)">whole value \(([\d,]+) bytes\)', page.text)
+        assert len(links) == 8
+        whole = await client.get(links[2][0])
+        assert whole.status_code == 200 and json.loads(whole.content) == "c" * BLOB
+        assert int(links[2][1].replace(",", "")) > BLOB
+
+        out = await rt.send("Big/huge_output")
+        assert await rt.attach(out, "Big/huge_output") == "z" * BLOB
+        page = await client.get(f"/ui/invocations/{out}")
+        assert len(page.content) < 100_000
+        href = re.search(r'of [\d,]+ bytes: <a class="whole-value" href="([^"]+)">whole value</a>', page.text)
+        assert href, page.text[-3000:]
+        assert json.loads((await client.get(href.group(1))).content) == "z" * BLOB

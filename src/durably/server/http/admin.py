@@ -428,7 +428,7 @@ class Admin:
         # Bounded by bytes as well as entries, and read on a worker thread: entries of many MB must neither
         # make a page of hundreds of MB nor hold the event loop while they are read. The row is read after
         # it, so the status shown is the latest one.
-        entries = await read_page_off_loop(self.engine.store, inv_id, offset, limit,
+        entries, total = await read_page_off_loop(self.engine.store, inv_id, offset, limit,
                                            f"/invocations/{inv_id}/journal/{{index}}/value")
         await self.engine.flushed()
         row = self.engine.store.load_invocation(inv_id)
@@ -437,7 +437,7 @@ class Admin:
             return
         body = self._row_json(row)
         body["journal"] = entries
-        body.update(journal_paging(self.engine.store.count_journal(inv_id), offset, len(entries)))
+        body.update(journal_paging(total, offset, len(entries)))
         await respond_json(send, 200, body)
 
     async def _entry(self, req: Request, inv_id: str, index: str, raw: bool = False) -> None:

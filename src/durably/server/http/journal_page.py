@@ -139,6 +139,12 @@ def entry_json(idx: int, type_id: int, raw: bytes, appended_at: int, size: int, 
     return out
 
 
+def read_page_and_length(store: Store, inv_id: str, offset: int, limit: int,
+                         value_url: str) -> tuple[list[dict[str, Any]], int]:
+    """`read_page` and the journal's length. Blocking: call it on a worker thread."""
+    return read_page(store, inv_id, offset, limit, value_url), store.journal_length(inv_id)
+
+
 def read_page(store: Store, inv_id: str, offset: int, limit: int, value_url: str,
               max_bytes: int = JOURNAL_PAGE_BYTES, cap: int = JOURNAL_VALUE_PREVIEW) -> list[dict[str, Any]]:
     """One page of the journal as JSON entries: at most `limit` entries and `max_bytes` of them, at least
@@ -158,6 +164,7 @@ def read_page(store: Store, inv_id: str, offset: int, limit: int, value_url: str
 
 
 async def read_page_off_loop(store: Store, inv_id: str, offset: int, limit: int,
-                             value_url: str) -> list[dict[str, Any]]:
-    """`read_page` on a worker thread."""
-    return await asyncio.to_thread(read_page, store, inv_id, offset, limit, value_url)
+                             value_url: str) -> tuple[list[dict[str, Any]], int]:
+    """`read_page` and the journal's length, on a worker thread (even counting the entries of a journal of
+    large entries reads them)."""
+    return await asyncio.to_thread(read_page_and_length, store, inv_id, offset, limit, value_url)

@@ -538,6 +538,13 @@ class SQLiteStore(Store):
                 "(SELECT seq FROM invocations WHERE id = ?) AND idx >= ? ORDER BY idx LIMIT ?",
                 (invocation_id, offset, -1 if limit is None else limit)).fetchall()
 
+    def journal_length(self, invocation_id: str) -> int:
+        """Entries in the journal. Even a count reads each entry's record (the journal is WITHOUT ROWID, so a
+        row is its key): for a journal of large entries this takes a while, so it runs on a worker thread."""
+        with self._side_lock:
+            return self._side().execute("SELECT count(*) FROM journal WHERE invocation_seq = "
+                                        "(SELECT seq FROM invocations WHERE id = ?)", (invocation_id,)).fetchone()[0]
+
     def journal_previews(self, invocation_id: str, first: int, last: int,
                          cap: int) -> list[tuple[int, int, bytes, int, int]]:
         """Entries `first`..`last` with each encoded entry cut to `cap` bytes."""
@@ -547,6 +554,17 @@ class SQLiteStore(Store):
                 "appended_at, length(entry) FROM journal WHERE invocation_seq = "
                 "(SELECT seq FROM invocations WHERE id = ?2) AND idx BETWEEN ?3 AND ?4 ORDER BY idx",
                 (cap, invocation_id, first, last)).fetchall()
+
+    def invocation_preview(self, invocation_id: str, cap: int) -> tuple[tuple[Any, ...], int] | None:
+        """One row with its output cut to `cap` bytes, and the output's stored size."""
+        cols = ["CASE WHEN length(output) > ?1 THEN substr(output, 1, ?1) ELSE output END" if c == "output" else c
+                for c in INVOCATION_COLUMNS]
+        with self._side_lock:
+            row = self._side().execute(f"SELECT {', '.join(cols)}, length(output) FROM invocations WHERE id = ?2",
+                                       (cap, invocation_id)).fetchone()
+        if row is None:
+            return None
+        return row[:-1], row[-1] or 0
 
     def journal_entry(self, invocation_id: str, index: int) -> tuple[int, int, bytes, int] | None:
         """One whole entry."""

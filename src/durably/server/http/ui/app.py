@@ -23,6 +23,7 @@ from durably.server.http.ui.html import Markup, layout, url
 from durably.server.http.ui.overview import OVERVIEW_SCRIPT, overview_page
 from durably.server.http.ui.timeline import journal_view
 from durably.server.observe.overview import Overview
+from durably.server.process.limits import JOURNAL_VALUE_PREVIEW
 from durably.server.remote.deployments import DiscoveryError
 from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, page, parse_cursor
@@ -123,7 +124,9 @@ class WebUI:
                                                                      f'{pages.e(e)}</div>')), 400)
             return
         await self.engine.flushed()
-        row = self.engine.store.load_invocation(inv_id)
+        # The row's output may be many MB: read on a worker thread, cut to a preview.
+        found = await asyncio.to_thread(self.engine.store.invocation_preview, inv_id, JOURNAL_VALUE_PREVIEW)
+        row, output_size = found if found is not None else (None, 0)
         if row is None:
             body = Markup(f'<div class="error">invocation {pages.e(inv_id)} not found (purged, or never existed)'
                           '</div><a href="/ui/invocations">all invocations</a>')
@@ -132,14 +135,16 @@ class WebUI:
         live = self.engine.live_row(inv_id)
         if query.get("fragment") == "main" and query.get("seen"):
             # The live refresh: nothing changed, nothing to read or send.
-            if pages.seen_token(live or row, self.engine.store.count_journal(inv_id)) == query["seen"]:
+            length = await asyncio.to_thread(self.engine.store.journal_length, inv_id)
+            if pages.seen_token(live or row, length) == query["seen"]:
                 await respond(send, 204, b"", None, [(b"cache-control", b"no-store")])
                 return
         # The journal is read on a worker thread, bounded: every entry's type, size and time, and the entries
         # of its two ends cut to a preview (a journal of 20 MB steps or of 20,000 steps must not hold the loop).
         view = await asyncio.to_thread(journal_view, self.engine.store, inv_id, pages.MAX_STEPS)
         main = pages.invocation_main(row, live, view, self.engine.store.caller_of(inv_id),
-                                     query.get("msg"), query.get("err"), int(self.engine.clock.now() * 1000))
+                                     query.get("msg"), query.get("err"), int(self.engine.clock.now() * 1000),
+                                     output_size)
         if query.get("fragment") == "main":
             await _html(send, main)
             return

@@ -19,6 +19,7 @@ from durably.server.http.ui.html import (
 )
 from durably.server.http.ui.timeline import JournalView, Step
 from durably.server.http.ui.timeline_svg import timeline_svg
+from durably.server.process.limits import JOURNAL_VALUE_PREVIEW
 from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, cursor_of
 
@@ -138,7 +139,7 @@ setTimeout(tick,2000);})();
 """
 
 
-def _step_row(step: Step, created_ms: int, ended: bool) -> str:
+def _step_row(step: Step, created_ms: int, ended: bool, inv_id: str) -> str:
     detail = []
     for k, v in step.detail.items():
         if k == "parameter":
@@ -156,6 +157,11 @@ def _step_row(step: Step, created_ms: int, ended: bool) -> str:
         result = str(payload(step.result)) if step.result is not None else '<span class="muted">done</span>'
     else:
         result = '<span class="muted">' + ("never completed" if ended else "waiting…") + "</span>"
+    if step.cut is not None:
+        # Only the first KB of this value were read for the page; the admin API returns it whole.
+        idx, size = step.cut
+        result += (f'<div><a class="whole-value" href="{e(f"/invocations/{inv_id}/journal/{idx}/value")}">'
+                   f'whole value ({size:,} bytes)</a></div>')
     took = "" if step.duration_ms is None else duration(step.duration_ms)
     return (f'<tr class="step" data-type="{e(step.type)}"><td class="idx">{step.index}</td><td>{e(step.type)}</td>'
             f'<td class="mono">{e(step.name)}</td><td>+{e(duration(step.at_ms - created_ms))}</td>'
@@ -169,7 +175,7 @@ def seen_token(current: tuple[Any, ...], journal_length: int) -> str:
 
 
 def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, view: JournalView, caller: str | None,
-                    msg: str | None = None, err: str | None = None, now_ms: int = 0) -> Markup:
+                    msg: str | None = None, err: str | None = None, now_ms: int = 0, output_size: int = 0) -> Markup:
     """The invocation page's content (also sent alone to refresh it live)."""
     steps = view.steps
     current = live if live is not None else row
@@ -210,6 +216,11 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, view: Jo
                             f'{e(current[COL["failure_message"]])}</div>')
         else:
             output = Markup(f'<div id="output">{payload(inv.get("output"))}</div>')
+            out_step = next((s for s in reversed(steps) if s.type == "output"), None)
+            if live is None and output_size > JOURNAL_VALUE_PREVIEW and out_step is not None:
+                href = f"/invocations/{inv_id}/journal/{out_step.index}/value"
+                output += Markup(f'<div class="muted">the first {JOURNAL_VALUE_PREVIEW:,} of {output_size:,} bytes: '
+                                 f'<a class="whole-value" href="{e(href)}">whole value</a></div>')
     else:
         output = Markup('<div id="output" class="muted">not completed yet</div>')
     base = f"/ui/invocations/{inv_id}"
@@ -230,13 +241,13 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, view: Jo
     callee_list = "".join(f'<li><a class="mono" href="{e(url("/invocations/" + c))}">{e(c)}</a></li>'
                           for c in callees)
     shown = steps[:MAX_STEPS] if len(steps) <= MAX_STEPS else steps[:MAX_STEPS // 2] + steps[-MAX_STEPS // 2:]
-    table = "".join(_step_row(s, created, status == "completed") for s in shown[:MAX_STEPS // 2])
+    table = "".join(_step_row(s, created, status == "completed", inv_id) for s in shown[:MAX_STEPS // 2])
     hidden = max(0, view.total_steps - len(shown))
     if hidden:
         # A page stays light with a huge journal; the whole of it is in the admin API and the CLI.
         table += (f'<tr class="elided"><td colspan="7" class="muted">{hidden} steps not shown: '
                   f'<span class="mono">durably invocations describe {e(inv_id)}</span> lists them all</td></tr>')
-    table += "".join(_step_row(s, created, status == "completed") for s in shown[MAX_STEPS // 2:])
+    table += "".join(_step_row(s, created, status == "completed", inv_id) for s in shown[MAX_STEPS // 2:])
     end_ms = current[COL["completed_at"]] if status == "completed" else max(now_ms, current[COL["modified_at"]])
     svg = timeline_svg(view, created, end_ms, status, current[COL["next_retry_at"]])
     if status != "completed" and current[COL["retry_count"]]:

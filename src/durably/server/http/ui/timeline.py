@@ -35,6 +35,8 @@ class Step:
     completed: bool = False
     # A completion whose command was not read (it is in the part of a huge journal that was skipped).
     orphan: bool = False
+    # (index, stored size) of the entry whose value was read only in part: the page links to it whole.
+    cut: tuple[int, int] | None = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -70,14 +72,17 @@ def timeline(rows: Sequence[tuple[Any, ...]]) -> list[Step]:
                 owner.completed = True
                 owner.failure = entry.get("failure")
                 owner.result = entry.get("value", entry.get("keys"))
+                if cut:
+                    owner.cut = (idx, row[4])
                 continue
             signal = entry.get("signal")
             name = "cancel" if signal == 1 else (f"signal {signal}" if signal is not None else "")
             steps.append(Step(idx, entry["type"], name, appended, result=entry.get("value"),
-                              failure=entry.get("failure"), completed=True, orphan=cid is not None))
+                              failure=entry.get("failure"), completed=True, orphan=cid is not None,
+                              cut=(idx, row[4]) if cut else None))
             continue
         step = Step(idx, entry["type"], entry.get("name", ""), appended,
-                    detail={k: entry[k] for k in _DETAIL_KEYS if k in entry})
+                    detail={k: entry[k] for k in _DETAIL_KEYS if k in entry}, cut=(idx, row[4]) if cut else None)
         if type_id in (m.INPUT, m.SET_STATE):
             step.result = entry.get("value")
             step.completed = True
