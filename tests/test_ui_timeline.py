@@ -113,3 +113,13 @@ def test_an_attempt_that_never_ended_is_drawn_with_the_downtime_after_it() -> No
     assert svg.count('<g class="attempt"') == 2
     down = re.search(r'<g class="gap gap-down"><title>([^<]+)</title>', svg)
     assert down and down.group(1) == "server down (7.9 s): attempt 1 never ended"
+
+
+async def test_the_timeline_alone_is_an_svg_with_the_same_bound() -> None:
+    async with TestRuntime(APP) as rt, admin(rt) as client:
+        inv = await rt.send("Tl/many", 1_000)
+        assert await rt.attach(inv, "Tl/many") == 1_000
+        resp = await client.get(f"/ui/invocations/{inv}", params={"fragment": "timeline"})
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("image/svg+xml")
+        assert resp.text.startswith('<svg id="timeline"') and len(bars(resp.text)) == MAX_BARS
+        assert f"{1_000 - MAX_BARS} more steps not drawn (run x{1_000 - MAX_BARS})" in resp.text

@@ -22,6 +22,7 @@ from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
 from durably.server.http.ui.overview import OVERVIEW_SCRIPT, overview_page
 from durably.server.http.ui.timeline import journal_view
+from durably.server.http.ui.timeline_svg import MAX_BARS
 from durably.server.observe.overview import Overview
 from durably.server.process.limits import JOURNAL_VALUE_PREVIEW
 from durably.server.remote.deployments import DiscoveryError
@@ -46,6 +47,10 @@ def _input_ms(text: str | None) -> int | None:
 
 async def _redirect(send: Send, location: str) -> None:
     await respond(send, 303, b"", None, [(b"location", location.encode())])
+
+
+async def _svg(send: Send, body: str) -> None:
+    await respond(send, 200, body.encode(), b"image/svg+xml; charset=utf-8", [(b"cache-control", b"no-store")])
 
 
 async def _html(send: Send, body: bytes | str, status: int = 200) -> None:
@@ -139,6 +144,11 @@ class WebUI:
             if pages.seen_token(live or row, length) == query["seen"]:
                 await respond(send, 204, b"", None, [(b"cache-control", b"no-store")])
                 return
+        if query.get("fragment") == "timeline":
+            # The timeline alone: only the entries of the bars it draws are read (a step is about two entries).
+            view = await asyncio.to_thread(journal_view, self.engine.store, inv_id, 2 * MAX_BARS)
+            await _svg(send, pages.timeline_of(row, live, view, int(self.engine.clock.now() * 1000)))
+            return
         # The journal is read on a worker thread, bounded: every entry's type, size and time, and the entries
         # of its two ends cut to a preview (a journal of 20 MB steps or of 20,000 steps must not hold the loop).
         view = await asyncio.to_thread(journal_view, self.engine.store, inv_id, pages.MAX_STEPS)

@@ -168,6 +168,14 @@ def _step_row(step: Step, created_ms: int, ended: bool, inv_id: str) -> str:
             f'<td>{e(took)}</td><td>{"<br>".join(detail)}</td><td>{result}</td></tr>')
 
 
+def timeline_of(row: tuple[Any, ...], live: tuple[Any, ...] | None, view: JournalView, now_ms: int) -> Markup:
+    """The invocation's timeline SVG."""
+    current = live if live is not None else row
+    status = current[COL["status"]]
+    end_ms = current[COL["completed_at"]] if status == "completed" else max(now_ms, current[COL["modified_at"]])
+    return timeline_svg(view, current[COL["created_at"]], end_ms, status, current[COL["next_retry_at"]])
+
+
 def seen_token(current: tuple[Any, ...], journal_length: int) -> str:
     """What the live refresh compares to know whether the page changed."""
     return (f"{journal_length}.{current[COL['modified_at']]}.{current[COL['status']]}."
@@ -248,8 +256,7 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, view: Jo
         table += (f'<tr class="elided"><td colspan="7" class="muted">{hidden} steps not shown: '
                   f'<span class="mono">durably invocations describe {e(inv_id)}</span> lists them all</td></tr>')
     table += "".join(_step_row(s, created, status == "completed", inv_id) for s in shown[MAX_STEPS // 2:])
-    end_ms = current[COL["completed_at"]] if status == "completed" else max(now_ms, current[COL["modified_at"]])
-    svg = timeline_svg(view, created, end_ms, status, current[COL["next_retry_at"]])
+    svg = timeline_of(row, live, view, now_ms)
     if status != "completed" and current[COL["retry_count"]]:
         # The step after the last entry is what keeps failing: its retries, the last error, the next try.
         le = inv.get("last_error") or {}
