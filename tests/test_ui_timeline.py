@@ -13,7 +13,7 @@ from test_admin import admin, poll
 
 import durably
 from durably.server.http.ui.timeline import JournalView, Step
-from durably.server.http.ui.timeline_svg import MAX_BARS, timeline_svg
+from durably.server.http.ui.timeline_svg import MAX_BANDS, MAX_BARS, timeline_svg
 from durably.server.store.ops import AttemptRecord
 from durably.testing import TestRuntime
 
@@ -123,3 +123,12 @@ async def test_the_timeline_alone_is_an_svg_with_the_same_bound() -> None:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("image/svg+xml")
         assert resp.text.startswith('<svg id="timeline"') and len(bars(resp.text)) == MAX_BARS
         assert f"{1_000 - MAX_BARS} more steps not drawn (run x{1_000 - MAX_BARS})" in resp.text
+
+
+def test_thousands_of_attempts_draw_a_bounded_number_of_bands() -> None:
+    t = 1_700_000_000_000
+    attempts = [AttemptRecord(t + 10 * i, 1, t + 10 * i + 5, "suspended", None) for i in range(5_000)]
+    svg = timeline_svg(JournalView([], [(0, 0x0400, 10, t)], attempts), t, t + 50_000, "suspended", None)
+    assert svg.count('<g class="attempt"') == MAX_BANDS
+    assert f"{5_000 - MAX_BANDS} more attempts not drawn" in svg
+    assert svg.count('<g class="gap gap-suspended">') <= MAX_BANDS

@@ -20,6 +20,8 @@ from durably.server.http.ui.html import Markup, duration, e, when
 from durably.server.http.ui.timeline import JournalView, Step
 
 MAX_BARS = 150
+# Attempts drawn as bands (the first and last half); a workflow that suspended 10,000 times has as many.
+MAX_BANDS = 100
 # Step types drawn as bars: the ones that wait for something.
 BAR_TYPES = frozenset({"run", "sleep", "call", "attach invocation", "get invocation output", "get promise",
                        "peek promise", "signal", "get state", "get state keys"})
@@ -129,6 +131,12 @@ def timeline_svg(view: JournalView, created_ms: int, end_ms: int, status: str,
         drawn, hidden = bars, []
     agg = _aggregate(view, hidden)
     bands, gap_list = gaps(view, status, next_retry_at, end_ms)
+    hidden_bands = 0
+    if len(bands) > MAX_BANDS:
+        hidden_bands = len(bands) - MAX_BANDS
+        head_end, tail_start = bands[MAX_BANDS // 2 - 1][1], bands[-MAX_BANDS // 2][0]
+        bands = bands[:MAX_BANDS // 2] + bands[-MAX_BANDS // 2:]
+        gap_list = [g for g in gap_list if (g.end <= tail_start and g.start <= head_end) or g.start >= tail_start]
     if not drawn and not bands:
         return Markup('<p class="muted" id="timeline">nothing to draw yet</p>')
     times = [created_ms, end_ms] + [b[0] for b in bands] + [b[1] for b in bands] + [g.end for g in gap_list]
@@ -203,6 +211,9 @@ def timeline_svg(view: JournalView, created_ms: int, end_ms: int, status: str,
         y += ROW_H
     if agg and not hidden:
         _aggregate_row(out, agg, x, y)
+    if hidden_bands:
+        out.append(f'<text class="bands-note" x="{LABEL_W + PLOT_W}" y="11" text-anchor="end" fill="#4a5468">'
+                   f'{hidden_bands} more attempts not drawn</text>')
     out.append("</svg>")
     return Markup("".join(out))
 
