@@ -113,6 +113,8 @@ def test_an_attempt_that_never_ended_is_drawn_with_the_downtime_after_it() -> No
     assert svg.count('<g class="attempt"') == 2
     down = re.search(r'<g class="gap gap-down"><title>([^<]+)</title>', svg)
     assert down and down.group(1) == "server down (7.9 s): attempt 1 never ended"
+    slow = re.search(r'<g class="bar" data-type="run" data-index="1"><title>([^<]+)</title>', svg)
+    assert slow and slow.group(1) == "run slow · took 8.9 s (of which 7.9 s the server was down)"
 
 
 async def test_the_timeline_alone_is_an_svg_with_the_same_bound() -> None:

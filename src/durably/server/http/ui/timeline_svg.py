@@ -189,6 +189,7 @@ def timeline_svg(view: JournalView, created_ms: int, end_ms: int, status: str,
         out.append(f'<text x="{x(t):.1f}" y="{axis_y}" fill="#4a5468" text-anchor="{anchor}">'
                    f'+{e(duration(t - created_ms))}</text>')
     out.append("</g>")
+    downs = [g for g in gap_list if g.kind == "down"]
     prev_of = {id(s): view.steps[i - 1] for i, s in enumerate(view.steps) if s.type == "signal" and i}
     y = HEAD_H
     for n, step in enumerate(drawn):
@@ -204,7 +205,11 @@ def timeline_svg(view: JournalView, created_ms: int, end_ms: int, status: str,
         color = "#d9534f" if step.failure is not None else _COLORS.get(step.type, "#6c7a96")
         open_end = "" if step.done_ms is not None or step.type == "signal" else ' stroke-dasharray="3 2"'
         name = f"{step.type} {step.name}".strip()
-        out.append(f'<g class="bar" data-type="{e(step.type)}" data-index="{step.index}"><title>{e(_bar_title(step))}'
+        title = _bar_title(step)
+        down_ms = sum(max(0, min(end, g.end) - max(start, g.start)) for g in downs)
+        if down_ms:
+            title += f" (of which {duration(down_ms)} the server was down)"
+        out.append(f'<g class="bar" data-type="{e(step.type)}" data-index="{step.index}"><title>{e(title)}'
                    f'</title><text x="4" y="{y + 12}" fill="#1d2433">{e(_short(name, 34))}</text>'
                    f'<rect x="{x(start):.1f}" y="{y + 3}" width="{max(2.0, x(end) - x(start)):.1f}" '
                    f'height="{ROW_H - 6}" rx="2" fill="{color}"{open_end} stroke="{color}"/></g>')
