@@ -73,7 +73,6 @@ def test_a_retrying_invocation_shows_its_id_attempts_backoff_and_last_error(dura
     assert out == '"charged"\n'
     assert re.search(r"backing-off: attempt \d, backing off until \d\d:\d\d:\d\d\.\d{3}, "
                      r"last error: 500 RuntimeError\('card declined \(try \d\)'\)", shown), shown
-    assert "attempt 4" in shown or "attempt 5" in shown
     assert shown.index("invocation id:") < shown.index("backing off")
 
 

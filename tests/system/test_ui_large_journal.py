@@ -52,5 +52,6 @@ def test_pages_of_a_journal_of_20_mb_steps_stay_small_and_the_server_keeps_answe
     assert max(sizes["ui"]) < 500_000, sizes
     assert max(sizes["describe"]) < JOURNAL_PAGE_BYTES, sizes
     # Before the fix a describe held the loop for 5.8 s (and was 126 MB); after it, /health answered within
-    # 20 ms throughout. The bound leaves room for a loaded machine.
-    assert worst < 0.5, worst
+    # 20 ms throughout on an idle machine. The bound leaves room for a machine shared with other work (0.8 s
+    # was seen there) and still fails the old behaviour.
+    assert worst < 2.0, worst
