@@ -151,10 +151,15 @@ class WebUI:
             return
         # The journal is read on a worker thread, bounded: every entry's type, size and time, and the entries
         # of its two ends cut to a preview (a journal of 20 MB steps or of 20,000 steps must not hold the loop).
-        view = await asyncio.to_thread(journal_view, self.engine.store, inv_id, pages.MAX_STEPS)
-        main = pages.invocation_main(row, live, view, self.engine.store.caller_of(inv_id),
-                                     query.get("msg"), query.get("err"), int(self.engine.clock.now() * 1000),
-                                     output_size)
+        # Rendering a thousand steps takes tens of ms: done on the same thread, not on the loop.
+        caller, now_ms = self.engine.store.caller_of(inv_id), int(self.engine.clock.now() * 1000)
+
+        def render() -> str:
+            view = journal_view(self.engine.store, inv_id, pages.MAX_STEPS)
+            return pages.invocation_main(row, live, view, caller, query.get("msg"), query.get("err"), now_ms,
+                                         output_size)
+
+        main = await asyncio.to_thread(render)
         if query.get("fragment") == "main":
             await _html(send, main)
             return
