@@ -7,7 +7,8 @@ It writes the rows straight into a fresh SQLite store (schema of this durably, e
 and an output journal entry; Bench/echo and Bench/steps10 and Counter/{key}/add, 1 in 50 failed), starts
 `durably serve bench/compare/durably_app.py:app` on it, and times sequential HTTP GETs against the admin
 listener: the UI's list (first page, filtered pages, a page deep in the past through its cursor), one
-invocation's page, and the admin API's `GET /invocations`. Prints p50/p99 per request kind; the target is
+invocation's page, the page of an invocation with a 20,002-entry journal (its timeline draws 150 bars and
+aggregates the rest), and the admin API's `GET /invocations`. Prints p50/p99 per request kind; the target is
 under 50 ms per page.
 """
 
@@ -82,10 +83,39 @@ def fill(data_dir: Path, rows: int) -> tuple[list[str], int, int]:
                          inv_rows)
         conn.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?)", journal)
         conn.execute("COMMIT")
+    sample.append(_long_journal(conn, rows + 1, now - 60_000))
     conn.execute("ANALYZE")
     conn.close()
     print(f"filled {rows:,} completed invocations in {time.perf_counter() - t0:.1f} s")
     return sample, start, now
+
+
+LONG_STEPS = 10_000
+
+
+def _long_journal(conn: sqlite3.Connection, seq: int, created: int) -> str:
+    """One completed Bench/steps10 invocation with LONG_STEPS run steps (2 entries each): 20,002 entries."""
+    inv_id = str(InvocationId.random())
+    inp = pb.InputCommandMessage()
+    inp.value.content = b'"long"'
+    out = pb.OutputCommandMessage()
+    out.value.content = b'"done"'
+    journal = [(seq, 0, m.INPUT, inp.SerializeToString(), created)]
+    for i in range(LONG_STEPS):
+        run = pb.RunCommandMessage(result_completion_id=i + 1, name=f"step {i}")
+        note = pb.NotificationMessage(completion_id=i + 1, value=pb.Value(content=str(i).encode()))
+        journal.append((seq, 1 + 2 * i, m.RUN, run.SerializeToString(), created + 2 * i))
+        journal.append((seq, 2 + 2 * i, m.RUN_COMPLETION, note.SerializeToString(), created + 2 * i + 1))
+    done = created + 2 * LONG_STEPS + 1
+    journal.append((seq, len(journal), m.OUTPUT, out.SerializeToString(), done))
+    row = (inv_id, "Bench", "steps10", "", "completed", None, created, done, None, 1, 0, done, None, None,
+           len(journal), None, b'"done"', None, None, None, done, done + DAY_MS, None, seq)
+    conn.execute("BEGIN")
+    conn.execute(f"INSERT INTO invocations ({', '.join(INVOCATION_COLUMNS)}) VALUES "
+                 f"({', '.join('?' for _ in INVOCATION_COLUMNS)})", row)
+    conn.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?)", journal)
+    conn.execute("COMMIT")
+    return inv_id
 
 
 def get_ms(url: str) -> float:
@@ -136,6 +166,8 @@ def main() -> None:
                 "UI list, time range (mid-store)": f"/ui/invocations?since={since}&until={until}",
                 "UI list, next page deep in the past": deep,
                 "UI invocation page": f"/ui/invocations/{sample[len(sample) // 2]}",
+                "UI timeline (SVG), 20,002-entry journal": f"/ui/invocations/{sample[-1]}?fragment=timeline",
+                "UI invocation page, 20,002-entry journal": f"/ui/invocations/{sample[-1]}",
                 "admin GET /invocations?limit=50": "/invocations?limit=50",
                 "admin GET /invocations?service=Bench&limit=50": "/invocations?service=Bench&limit=50",
                 "admin GET /metrics (Prometheus scrape)": "/metrics",

@@ -190,6 +190,16 @@ class IngressClient(_Client):
         return self._post(target, body, idempotency_key, "/send", params).json()
 
 
+    def attach(self, invocation_id: str) -> CallResult:
+        """Wait for an existing invocation's result (Restate's `GET /restate/invocation/{id}/attach`)."""
+        path = f"/restate/invocation/{quote(invocation_id, safe='')}/attach"
+        resp = self._request("GET", path)
+        if resp.status_code >= 300:
+            raise RequestFailed.from_response(resp)
+        return CallResult(resp.content, resp.headers.get("content-type", ""),
+                          resp.headers.get("x-restate-id") or invocation_id)
+
+
 class AdminClient(_Client):
     """The admin API: services, invocations and the operator actions."""
 
@@ -236,6 +246,10 @@ class AdminClient(_Client):
         if resp.status_code != 200:
             self._raise(resp, "/invocations")
         return resp.json()["invocations"]
+
+    def invocation_status(self, invocation_id: str) -> dict[str, Any]:
+        """One invocation's record (status, attempts, next retry, last error) with one journal entry at most."""
+        return self._json(f"/invocations/{quote(invocation_id, safe='')}", {"journal_limit": 1})
 
     def invocation(self, invocation_id: str) -> dict[str, Any]:
         """One invocation with its whole journal: a durably server's pages followed, or a Restate server's /query."""

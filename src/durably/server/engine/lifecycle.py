@@ -59,6 +59,7 @@ from durably.server.observe.metrics import EngineStats
 from durably.server.remote.attempt import ConnectionPool, RemoteAttempt, RemoteAttemptError
 from durably.server.remote.deployments import RemoteService
 from durably.server.store.base import Store
+from durably.server.store.ops import EndAttempt, StartAttempt
 
 log = logging.getLogger("durably.engine")
 
@@ -148,6 +149,8 @@ class Lifecycle:
         self.stopping = False
         self.draining = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # When each running attempt started (ms): the key of its row in the attempt history.
+        self._open_attempts: dict[str, int] = {}
         self._listeners: list[CompletionListener] = []
 
     def add_completion_listener(self, listener: CompletionListener) -> None:
@@ -200,6 +203,7 @@ class Lifecycle:
         inv.waiting = None
         self.table.activate(inv)
         self.table.mark(inv)
+        self._attempt_started(inv)
         if handler is None:
             # The app no longer has this handler (code changed between restarts): retry, then pause.
             self.fail(inv, pb.ErrorMessage(code=404, message=f"handler {inv.service}/{inv.handler} is not in the app"))
@@ -289,6 +293,19 @@ class Lifecycle:
             # driver, but a remote deployment may do it): treat as a failure.
             self.fail(inv, pb.ErrorMessage(code=571, message="the attempt ended without End"))
 
+    # ---- the attempt history (the UI's timeline): one row per attempt, in the batch of its status change ----
+
+    def _attempt_started(self, inv: Invocation) -> None:
+        started = int(self.clock.now() * 1000)
+        self._open_attempts[inv.id] = started
+        self.table.write(StartAttempt(inv.seq, started, inv.attempts))
+
+    def _attempt_ended(self, inv: Invocation, outcome: str, err: pb.ErrorMessage | None = None) -> None:
+        started = self._open_attempts.pop(inv.id, None)
+        if started is not None:
+            error = None if err is None else json.dumps({"code": err.code, "message": err.message})
+            self.table.write(EndAttempt(int(self.clock.now() * 1000), outcome, error, inv.seq, started))
+
     def arm_retry(self, inv: Invocation) -> None:
         """Start the next attempt of a backing-off invocation when its backoff is over."""
         inv.retry_timer = self.clock.call_at(inv.next_retry_at / 1000,  # type: ignore[operator]
@@ -326,6 +343,7 @@ class Lifecycle:
     def complete(self, inv: Invocation, outcome: Outcome) -> None:
         """End the invocation with an outcome."""
         now = int(self.clock.now() * 1000)
+        self._attempt_ended(inv, "completed" if outcome.failure_code is None else "failed")
         self.detach(inv)
         held_key = inv.status in HOLDING or inv.status == INVOKED or inv.status == INBOXED
         inv.status = COMPLETED
@@ -333,6 +351,7 @@ class Lifecycle:
         if self.stats is not None:
             counts = self.stats.completed if outcome.failure_code is None else self.stats.failed
             counts[(inv.service, inv.handler)] += 1
+            self.stats.invocation_seconds[inv.service].observe((now - inv.created_at) / 1000)
         self.events.ended(inv, outcome, now)
         inv.completed_at = now
         retention = retention_for(self.catalog.handler(inv.service, inv.handler), bool(inv.idempotency_key),
@@ -360,6 +379,7 @@ class Lifecycle:
 
     def suspend(self, inv: Invocation, msg: pb.SuspensionMessage) -> None:
         """The attempt suspended, waiting on completions or signals; it starts again when one arrives."""
+        self._attempt_ended(inv, "suspended")
         self.detach(inv)
         # Named signals wait under their name (a str never equals an int handle). A v7 deployment sends the
         # awaited future tree: any of its leaves completing is a reason to run again (the SDK re-evaluates).
@@ -413,6 +433,7 @@ class Lifecycle:
         """The attempt failed: retry after a backoff, pause, or complete with the failure."""
         if self.tracing is not None:
             self.tracing.attempt_failed(inv.id, err.code, err.message)
+        self._attempt_ended(inv, "failed", err)
         self.detach(inv)
         inv.retry_count += 1
         inv.last_error = json.dumps({"code": err.code, "message": err.message})
@@ -467,6 +488,10 @@ class Lifecycle:
     def abort(self, inv: Invocation) -> None:
         """End the running attempt now (kill, timeout, shutdown); its later writes are ignored."""
         attempt, task = inv.attempt, inv.task
+        if not self.stopping:
+            # At shutdown the attempt stays open in the history, like one cut off by a crash: the timeline
+            # shows the time the server was down.
+            self._attempt_ended(inv, "aborted")
         self.detach(inv)
         if attempt is not None:
             attempt.abort()

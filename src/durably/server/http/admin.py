@@ -9,6 +9,7 @@
     POST   /services/{name}/state {"object_key", "new_state", "version"?}   replace a key's state (Restate's)
     GET    /invocations[?status=&service=&handler=&key=&since=&until=&limit=&before=]   newest first, paged
     GET    /invocations/{id}[?journal_offset=&journal_limit=]   the invocation with a page of its journal
+    GET    /invocations/{id}/journal/{index}[/value]    one journal entry whole (or only its value, raw)
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
     GET|PUT|DELETE /rules                               concurrency rules (flow control) and their usage
     PUT /limits/rules, POST /limits/rules/bulk-delete   the same, in Restate's rule-book API
@@ -22,12 +23,14 @@ method and a path pattern to a handler; a path no route takes is 405 under a kno
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
+from durably.protocol import messages as m
 from durably.protocol.ids import InvocationId
 from durably.sdk.asgi import (
     BodyTooLarge,
@@ -59,9 +62,10 @@ from durably.server.engine.object_state import (
     replace_state,
     state_json,
 )
-from durably.server.http.journal_page import journal_page, journal_paging
+from durably.server.http.journal_page import journal_page, journal_paging, read_page_off_loop
 from durably.server.http.shapes import (
     ACTION_STATUS,
+    entry_value,
     invocation_json,
     journal_entry_json,
     parse_json,
@@ -153,6 +157,8 @@ class Admin:
             Route.of("GET", "services/{name}", self._service),
             Route.of("GET", "invocations", self._list),
             Route.of("GET", "invocations/{inv_id}", self._describe),
+            Route.of("GET", "invocations/{inv_id}/journal/{index}", self._entry),
+            Route.of("GET", "invocations/{inv_id}/journal/{index}/value", partial(self._entry, raw=True)),
             *(Route.of("PATCH", f"invocations/{{inv_id}}/{action}", partial(self._action, action=action))
               for action in _ACTIONS),
             Route.of("DELETE", "invocations/{inv_id}", self._deprecated_action),
@@ -455,16 +461,46 @@ class Admin:
             await error(send, 400, page, "admin")
             return
         await self.engine.flushed()
+        offset, limit = page
+        # Bounded by bytes as well as entries, and read on a worker thread: entries of many MB must neither
+        # make a page of hundreds of MB nor hold the event loop while they are read. The row is read after
+        # it, so the status shown is the latest one.
+        entries, total = await read_page_off_loop(self.engine.store, inv_id, offset, limit,
+                                           f"/invocations/{inv_id}/journal/{{index}}/value")
+        await self.engine.flushed()
         row = self.engine.store.load_invocation(inv_id)
         if row is None:
             await error(send, 404, f"invocation {inv_id} not found", "admin")
             return
         body = self._row_json(row)
-        offset, limit = page
-        rows = self.engine.store.journal_rows(inv_id, offset, limit)
-        body["journal"] = [journal_entry_json(*r) for r in rows]
-        body.update(journal_paging(self.engine.store.count_journal(inv_id), offset, len(rows)))
+        body["journal"] = entries
+        body.update(journal_paging(total, offset, len(entries)))
         await respond_json(send, 200, body)
+
+    async def _entry(self, req: Request, inv_id: str, index: str, raw: bool = False) -> None:
+        """One journal entry whole (`raw`: only the user data it carries, as it was written)."""
+        send = req.send
+        try:
+            InvocationId.parse(inv_id)
+        except ValueError as e:
+            await error(send, 400, f"malformed invocation id: {e}", "admin")
+            return
+        if not index.isdigit():
+            await error(send, 400, "the journal index must be an integer >= 0", "admin")
+            return
+        await self.engine.flushed()
+        row = await asyncio.to_thread(self.engine.store.journal_entry, inv_id, int(index))
+        if row is None:
+            await error(send, 404, f"invocation {inv_id} has no journal entry {index}", "admin")
+            return
+        if not raw:
+            await respond_json(send, 200, await asyncio.to_thread(journal_entry_json, *row))
+            return
+        value = await asyncio.to_thread(lambda: entry_value(row[1], m.decode(row[1], row[2])))
+        if value is None:
+            await error(send, 404, f"journal entry {index} of {inv_id} carries no value", "admin")
+            return
+        await respond(send, 200, value, b"application/octet-stream")
 
     async def _deprecated_action(self, req: Request, inv_id: str) -> None:
         """`DELETE /invocations/{id}?mode=`: Restate's older form of cancel, kill and purge."""

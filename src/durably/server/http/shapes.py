@@ -54,7 +54,8 @@ def service_json(svc: ServiceDefinition) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _iso(ms: int) -> str:
+def iso(ms: int) -> str:
+    """A time in ms since the epoch as RFC 3339 (UTC, ms)."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -79,16 +80,18 @@ def invocation_json(row: tuple[Any, ...]) -> dict[str, Any]:
             out[name] = json.loads(out[name])
     for name in _TIME_COLUMNS:
         if out[name] is not None:
-            out[name] = _iso(out[name])
+            out[name] = iso(out[name])
     out.pop("seq", None)
     out.pop("inbox_seq", None)
     return {k: v for k, v in out.items() if v is not None and v != ""}
 
 
-def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int) -> dict[str, Any]:
-    """One journal entry: its type, name, result or failure, and when it was appended."""
-    msg: Any = m.decode(type_id, raw)
-    entry: dict[str, Any] = {"index": idx, "type": m.type_name(type_id), "appended_at": _iso(appended_at)}
+def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int, msg: Any = None) -> dict[str, Any]:
+    """One journal entry: its type, name, result or failure, and when it was appended (`msg`: the entry
+    already decoded, else it is decoded from `raw`)."""
+    if msg is None:
+        msg = m.decode(type_id, raw)
+    entry: dict[str, Any] = {"index": idx, "type": m.type_name(type_id), "appended_at": iso(appended_at)}
     name = msg.entry_name if type_id == m.SEND_SIGNAL else getattr(msg, "name", "")
     if name:
         entry["name"] = name
@@ -120,7 +123,7 @@ def journal_entry_json(idx: int, type_id: int, raw: bytes, appended_at: int) -> 
     elif type_id == m.RUN:
         entry["completion_id"] = msg.result_completion_id
     elif type_id == m.SLEEP:
-        entry["wake_up_time"] = _iso(msg.wake_up_time)
+        entry["wake_up_time"] = iso(msg.wake_up_time)
         entry["completion_id"] = msg.result_completion_id
     elif type_id in (m.CALL, m.ONE_WAY_CALL):
         entry["target"] = f"{msg.service_name}/{msg.key + '/' if msg.key else ''}{msg.handler_name}"
@@ -152,3 +155,19 @@ def parse_json(data: bytes | str) -> Any:
         return json.loads(data)
     except RecursionError:
         raise ValueError("the JSON is nested too deeply (keep it to a few hundred levels)") from None
+
+
+def entry_value(type_id: int, msg: Any) -> bytes | None:
+    """The user data an entry carries (a value, a parameter, an input or output), or None if it has none."""
+    if m.is_notification(type_id):
+        value = notification_value(msg)
+        return value if isinstance(value, bytes) else None
+    if type_id in (m.INPUT, m.SET_STATE):
+        return msg.value.content
+    if type_id == m.OUTPUT:
+        return msg.value.content if msg.WhichOneof("result") == "value" else None
+    if type_id in (m.CALL, m.ONE_WAY_CALL):
+        return msg.parameter
+    if type_id == m.GET_EAGER_STATE and msg.WhichOneof("result") == "value":
+        return msg.value.content
+    return None

@@ -13,7 +13,7 @@ import os
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -33,6 +33,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 # A loop iteration later than this counts as a stall (the monitor wakes every STALL_TICK_S).
 STALL_TICK_S = 0.1
 STALL_THRESHOLD_S = 0.05
+# How often the samplers in `EngineStats.samplers` run (on the loop monitor's timer, not on the hot path).
+SAMPLE_INTERVAL_S = 10.0
 
 
 class Histogram:
@@ -84,6 +86,10 @@ class EngineStats:
         self.loop_stalls = 0
         self.loop_stall_max = 0.0
         self.purged = 0
+        # Invocation latency (creation to completion) per service: one bisect per completed invocation.
+        self.invocation_seconds: defaultdict[str, Histogram] = defaultdict(lambda: Histogram(LATENCY_BUCKETS))
+        # Called by the loop monitor every SAMPLE_INTERVAL_S (the UI's overview ring samples these counters).
+        self.samplers: list[Callable[[], None]] = []
         # Completed rows in the store not counted above (read once, at the first scrape), so a scrape never
         # counts a million completed rows on the event loop.
         self.completed_base: int | None = None
@@ -106,9 +112,14 @@ class LoopMonitor:
             self._task.cancel()
 
     async def _run(self) -> None:
+        next_sample = time.monotonic()
         while True:
             before = time.perf_counter()
             await asyncio.sleep(STALL_TICK_S)
+            if time.monotonic() >= next_sample:
+                next_sample = time.monotonic() + SAMPLE_INTERVAL_S
+                for sample in self.stats.samplers:
+                    sample()
             late = time.perf_counter() - before - STALL_TICK_S
             if late > STALL_THRESHOLD_S:
                 st = self.stats
@@ -172,6 +183,12 @@ class EngineCollector(Collector):
                                       value=sync[1])
             yield CounterMetricFamily("durably_fsyncs", "SQLite COMMITs.", value=sync[0])
         yield st.ingress_seconds.family("durably_ingress_request_seconds", "Ingress HTTP request latency.")
+        latency: HistogramMetricFamily | None = None
+        for svc, hist in sorted(st.invocation_seconds.items()):
+            latency = hist.family("durably_invocation_seconds", "Invocation latency, creation to completion.",
+                                  {"service": svc}, latency)
+        if latency is not None:
+            yield latency
         yield CounterMetricFamily("durably_loop_stall_seconds", f"Time the event loop was held up by more than "
                                   f"{STALL_THRESHOLD_S * 1000:g} ms at once.", value=st.loop_stall_seconds)
         yield CounterMetricFamily("durably_loop_stalls", "Times the event loop was held up.", value=st.loop_stalls)

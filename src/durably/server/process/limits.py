@@ -33,6 +33,11 @@ ADMIN_BODY_LIMIT = 1024 * 1024
 MAX_MANIFEST_BYTES = 8 * MiB
 # One journal entry (`--journal-entry-limit`).
 DEFAULT_ENTRY_LIMIT = 32 * MiB
+# One page of a journal in the admin API's describe and the UI: at most this many bytes of entries (and at
+# most `journal_limit` entries), always at least one entry. Past `JOURNAL_VALUE_PREVIEW`, an entry is cut:
+# its value is shown truncated, with the URL that returns it whole (`GET /invocations/{id}/journal/{index}`).
+JOURNAL_PAGE_BYTES = 1 * MiB
+JOURNAL_VALUE_PREVIEW = 4 * 1024
 # The code of the step failure of a run result over the entry limit; 500 like any TerminalError without one.
 ENTRY_TOO_LARGE_CODE = 500
 

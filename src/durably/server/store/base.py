@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from durably.server.store.invocation_query import InvocationFilter
 
-from durably.server.store.ops import DeploymentRecord, StoreOp
+from durably.server.store.ops import AttemptRecord, DeploymentRecord, StoreOp
 
 # Columns of the invocations table, in order; rows travel as tuples in this order.
 INVOCATION_COLUMNS = (
@@ -176,3 +176,40 @@ class Store(ABC):
     @abstractmethod
     def count_timers(self) -> int:
         """How many durable timers have not fired yet."""
+
+    # Reads that may run on a worker thread (the admin API and the UI read journals off the event loop). A
+    # store keeps them safe to call from any thread; these defaults read through `journal_rows`.
+
+    def journal_sizes(self, invocation_id: str, offset: int = 0,
+                      limit: int | None = None) -> list[tuple[int, int, int, int]]:
+        """(index, type id, stored size in bytes, appended at ms) from index `offset`, without the entries."""
+        return [(i, t, len(raw), at) for i, t, raw, at in self.journal_rows(invocation_id, offset, limit)]
+
+    def journal_length(self, invocation_id: str) -> int:
+        """How many entries the journal has (safe on a worker thread)."""
+        return self.count_journal(invocation_id)
+
+    def journal_previews(self, invocation_id: str, first: int, last: int,
+                         cap: int) -> list[tuple[int, int, bytes, int, int]]:
+        """Entries `first`..`last` as (index, type id, the encoded entry's first `cap` bytes, appended at ms,
+        stored size)."""
+        rows = self.journal_rows(invocation_id, first, last - first + 1)
+        return [(i, t, raw[:cap], at, len(raw)) for i, t, raw, at in rows]
+
+    def invocation_preview(self, invocation_id: str, cap: int) -> tuple[tuple[Any, ...], int] | None:
+        """One invocation row with its output cut to `cap` bytes, and the output's stored size; None if none."""
+        row = self.load_invocation(invocation_id)
+        if row is None:
+            return None
+        out = row[COL["output"]]
+        size = len(out) if out is not None else 0
+        return (row, size) if out is None else ((*row[:COL["output"]], out[:cap], *row[COL["output"] + 1:]), size)
+
+    def journal_entry(self, invocation_id: str, index: int) -> tuple[int, int, bytes, int] | None:
+        """One whole entry as (index, type id, encoded entry, appended at ms), or None."""
+        rows = self.journal_rows(invocation_id, index, 1)
+        return rows[0] if rows and rows[0][0] == index else None
+
+    def attempt_history(self, invocation_id: str, limit: int = 10_000) -> list[AttemptRecord]:
+        """The invocation's attempts in the order they started (at most `limit`); [] if not kept."""
+        return []

@@ -108,5 +108,33 @@ class SaveConcurrencyRules(NamedTuple):
     forget: tuple[str, ...] = ()
 
 
+class StartAttempt(NamedTuple):
+    """An attempt of an invocation started (its row in the attempt history; ended_at stays NULL until it ends)."""
+
+    invocation_seq: int
+    started_at: int
+    attempt: int
+
+
+class EndAttempt(NamedTuple):
+    """An attempt ended: completed, suspended, failed (with its error) or aborted."""
+
+    ended_at: int
+    outcome: str
+    error: str | None
+    invocation_seq: int
+    started_at: int
+
+
+class AttemptRecord(NamedTuple):
+    """One attempt as the history keeps it (times in ms since the epoch; ended_at None: it never ended)."""
+
+    started_at: int
+    attempt: int
+    ended_at: int | None
+    outcome: str | None
+    error: str | None
+
+
 StoreOp = (SetState | ClearState | ClearAllState | AddPromise | DropPromises | AddWaiter | DropWaiters | AddCall
-           | SaveDeployment | DropDeployment | SaveConcurrencyRules)
+           | SaveDeployment | DropDeployment | SaveConcurrencyRules | StartAttempt | EndAttempt)

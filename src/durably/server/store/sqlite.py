@@ -26,15 +26,18 @@ from durably.server.store.ops import (
     AddCall,
     AddPromise,
     AddWaiter,
+    AttemptRecord,
     ClearAllState,
     ClearState,
     DeploymentRecord,
     DropDeployment,
     DropPromises,
     DropWaiters,
+    EndAttempt,
     SaveConcurrencyRules,
     SaveDeployment,
     SetState,
+    StartAttempt,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
 
 _memory_ids = itertools.count()
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -154,6 +157,20 @@ MIGRATIONS: list[str] = [
         SELECT key, value FROM json_each((SELECT value FROM meta WHERE key = 'concurrency_rules'));
     DELETE FROM meta WHERE key = 'concurrency_rules';
     """,
+    """
+    -- The attempt history the UI's timeline draws: one row per attempt, inserted when it starts and
+    -- updated when it ends. An attempt whose ended_at stays NULL while a later one exists was cut off by a
+    -- crash or kill of the server.
+    CREATE TABLE attempts (
+        invocation_seq INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,    -- ms since the epoch
+        attempt INTEGER NOT NULL,       -- the attempt number (1 after a restart by the operator)
+        ended_at INTEGER,
+        outcome TEXT,                   -- completed, suspended, failed, aborted
+        error TEXT,                     -- JSON {"code", "message"} of a failed attempt
+        PRIMARY KEY (invocation_seq, started_at, attempt)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 # What an invocation is (its target, when it was made, its sequence) never changes after the insert. Leaving
@@ -188,6 +205,9 @@ _OPS: dict[type, tuple[str, Any]] = {
     AddCall: ("INSERT OR IGNORE INTO calls VALUES (?, ?)", None),
     SaveDeployment: ("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _deployment_params),
     DropDeployment: ("DELETE FROM deployments WHERE id = ?", None),
+    StartAttempt: ("INSERT OR REPLACE INTO attempts (invocation_seq, started_at, attempt) VALUES (?, ?, ?)", None),
+    EndAttempt: ("UPDATE attempts SET ended_at = ?, outcome = ?, error = ? WHERE invocation_seq = ? AND "
+                 "started_at = ?", None),
 }
 # Operations that write many rows: each of their statements with its rows.
 _MANY_OPS: dict[type, tuple[tuple[str, Any], ...]] = {
@@ -231,6 +251,9 @@ class SQLiteStore(Store):
             raise ValueError("synchronous must be FULL, NORMAL, EXTRA or OFF")
         self._lock = threading.Lock()
         self._corrupt_lock = threading.Lock()
+        # The connection of reads that run on worker threads (journal pages, previews), one at a time.
+        self._side_lock = threading.Lock()
+        self._side_conn: sqlite3.Connection | None = None
         # (COMMITs, seconds spent in them), written by the writer thread as one tuple.
         self.sync_stats: tuple[int, float] = (0, 0.0)
         self._writer_broken = False
@@ -428,6 +451,8 @@ class SQLiteStore(Store):
                     c.executemany("DELETE FROM timers WHERE invocation_id = ?", ids)
                     c.executemany("DELETE FROM journal WHERE invocation_seq = "
                                   "(SELECT seq FROM invocations WHERE id = ?)", ids)
+                    c.executemany("DELETE FROM attempts WHERE invocation_seq = "
+                                  "(SELECT seq FROM invocations WHERE id = ?)", ids)
                     c.executemany("DELETE FROM invocations WHERE id = ?", ids)
                     c.executemany("DELETE FROM calls WHERE callee = ?", ids)
                 synced = time.perf_counter()
@@ -617,6 +642,71 @@ class SQLiteStore(Store):
         """Pending timers."""
         return self._reader.execute("SELECT count(*) FROM timers").fetchone()[0]
 
+    # ---- reads for worker threads: the admin API and the UI read journals off the event loop ----
+
+    def _side(self) -> sqlite3.Connection:
+        if self._side_conn is None:
+            if self.path is None:
+                conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA read_uncommitted=1")
+            else:
+                conn = self._connect(check_same_thread=False)
+            self._side_conn = conn
+        return self._side_conn
+
+    def journal_sizes(self, invocation_id: str, offset: int = 0,
+                      limit: int | None = None) -> list[tuple[int, int, int, int]]:
+        """(index, type id, stored size, appended at ms) from `offset`; `length()` of a blob reads no blob."""
+        with self._side_lock:
+            return self._side().execute(
+                "SELECT idx, type, length(entry), appended_at FROM journal WHERE invocation_seq = "
+                "(SELECT seq FROM invocations WHERE id = ?) AND idx >= ? ORDER BY idx LIMIT ?",
+                (invocation_id, offset, -1 if limit is None else limit)).fetchall()
+
+    def journal_length(self, invocation_id: str) -> int:
+        """Entries in the journal. Even a count reads each entry's record (the journal is WITHOUT ROWID, so a
+        row is its key): for a journal of large entries this takes a while, so it runs on a worker thread."""
+        with self._side_lock:
+            return self._side().execute("SELECT count(*) FROM journal WHERE invocation_seq = "
+                                        "(SELECT seq FROM invocations WHERE id = ?)", (invocation_id,)).fetchone()[0]
+
+    def journal_previews(self, invocation_id: str, first: int, last: int,
+                         cap: int) -> list[tuple[int, int, bytes, int, int]]:
+        """Entries `first`..`last` with each encoded entry cut to `cap` bytes."""
+        with self._side_lock:
+            return self._side().execute(
+                "SELECT idx, type, CASE WHEN length(entry) > ?1 THEN substr(entry, 1, ?1) ELSE entry END, "
+                "appended_at, length(entry) FROM journal WHERE invocation_seq = "
+                "(SELECT seq FROM invocations WHERE id = ?2) AND idx BETWEEN ?3 AND ?4 ORDER BY idx",
+                (cap, invocation_id, first, last)).fetchall()
+
+    def invocation_preview(self, invocation_id: str, cap: int) -> tuple[tuple[Any, ...], int] | None:
+        """One row with its output cut to `cap` bytes, and the output's stored size."""
+        cols = ["CASE WHEN length(output) > ?1 THEN substr(output, 1, ?1) ELSE output END" if c == "output" else c
+                for c in INVOCATION_COLUMNS]
+        with self._side_lock:
+            row = self._side().execute(f"SELECT {', '.join(cols)}, length(output) FROM invocations WHERE id = ?2",
+                                       (cap, invocation_id)).fetchone()
+        if row is None:
+            return None
+        return row[:-1], row[-1] or 0
+
+    def journal_entry(self, invocation_id: str, index: int) -> tuple[int, int, bytes, int] | None:
+        """One whole entry."""
+        with self._side_lock:
+            return self._side().execute(
+                "SELECT idx, type, entry, appended_at FROM journal WHERE invocation_seq = "
+                "(SELECT seq FROM invocations WHERE id = ?) AND idx = ?", (invocation_id, index)).fetchone()
+
+    def attempt_history(self, invocation_id: str, limit: int = 10_000) -> list[AttemptRecord]:
+        """The attempts, first first."""
+        with self._side_lock:
+            rows = self._side().execute(
+                "SELECT started_at, attempt, ended_at, outcome, error FROM attempts WHERE invocation_seq = "
+                "(SELECT seq FROM invocations WHERE id = ?) ORDER BY started_at, attempt LIMIT ?",
+                (invocation_id, limit)).fetchall()
+        return [AttemptRecord(*r) for r in rows]
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Raw read-only SQL on this SQLite database, for tests and diagnostics; not part of `Store`."""
         return self._reader.execute(sql, params).fetchall()
@@ -645,6 +735,10 @@ class SQLiteStore(Store):
             check.interrupt()  # a background check still running stops here; it is no reason to wait
         with self._lock:
             self._writer.close()
+        with self._side_lock:
+            if self._side_conn is not None:
+                self._side_conn.close()
+                self._side_conn = None
         lock = getattr(self, "_dir_lock", None)
         if lock is not None:
             # Before the last connection closes: SQLite then checkpoints and removes the WAL, and a kill

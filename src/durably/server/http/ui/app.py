@@ -9,6 +9,7 @@ the UI's security headers (Content-Security-Policy, X-Frame-Options).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import UTC, datetime
@@ -39,7 +40,11 @@ from durably.server.http.sessions import (
 from durably.server.http.shapes import ACTION_STATUS, parse_json
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
-from durably.server.http.ui.timeline import timeline
+from durably.server.http.ui.overview import OVERVIEW_SCRIPT, overview_page
+from durably.server.http.ui.timeline import journal_view
+from durably.server.http.ui.timeline_svg import MAX_BARS
+from durably.server.observe.overview import Overview
+from durably.server.process.limits import JOURNAL_VALUE_PREVIEW
 from durably.server.remote.deployments import DiscoveryError
 from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, page, parse_cursor
@@ -64,6 +69,10 @@ async def _redirect(send: Send, location: str) -> None:
     await respond(send, 303, b"", None, [(b"location", location.encode())])
 
 
+async def _svg(send: Send, body: str) -> None:
+    await respond(send, 200, body.encode(), b"image/svg+xml; charset=utf-8", [(b"cache-control", b"no-store")])
+
+
 async def _html(send: Send, body: bytes | str, status: int = 200) -> None:
     await respond(send, status, body.encode() if isinstance(body, str) else body, _HTML,
                   [(b"cache-control", b"no-store")])
@@ -83,6 +92,8 @@ class WebUI:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The overview's ring of samples, fed by the loop monitor's timer (none without metrics).
+        self.overview = Overview(engine) if engine.stats is not None else None
         self.flash = FlashNotes()
 
     def _sending(self, scope: dict[str, Any], send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
@@ -128,7 +139,9 @@ class WebUI:
         if method != "GET":
             await _html(send, "method not allowed", 405)
         elif not segs:
-            await _redirect(send, "/ui/invocations")
+            await _redirect(send, "/ui/overview")
+        elif segs == ["overview"]:
+            await _html(send, layout("Overview", "overview", overview_page(self.overview), OVERVIEW_SCRIPT))
         elif segs == ["invocations"]:
             await self._invocations(send, query)
         elif len(segs) == 2 and segs[0] == "invocations":
@@ -171,15 +184,37 @@ class WebUI:
                                                                      f'{pages.e(e)}</div>')), 400)
             return
         await self.engine.flushed()
-        row = self.engine.store.load_invocation(inv_id)
+        # The row's output may be many MB: read on a worker thread, cut to a preview.
+        found = await asyncio.to_thread(self.engine.store.invocation_preview, inv_id, JOURNAL_VALUE_PREVIEW)
+        row, output_size = found if found is not None else (None, 0)
         if row is None:
             body = Markup(f'<div class="error">invocation {pages.e(inv_id)} not found (purged, or never existed)'
                           '</div><a href="/ui/invocations">all invocations</a>')
             await _html(send, layout("Not found", "invocations", body), 404)
             return
-        steps = timeline(self.engine.store.journal_rows(inv_id))
-        main = pages.invocation_main(row, self.engine.live_row(inv_id), steps, self.engine.store.caller_of(inv_id),
-                                     query.get("msg"), query.get("err"))
+        live = self.engine.live_row(inv_id)
+        if query.get("fragment") == "main" and query.get("seen"):
+            # The live refresh: nothing changed, nothing to read or send.
+            length = await asyncio.to_thread(self.engine.store.journal_length, inv_id)
+            if pages.seen_token(live or row, length) == query["seen"]:
+                await respond(send, 204, b"", None, [(b"cache-control", b"no-store")])
+                return
+        if query.get("fragment") == "timeline":
+            # The timeline alone: only the entries of the bars it draws are read (a step is about two entries).
+            view = await asyncio.to_thread(journal_view, self.engine.store, inv_id, 2 * MAX_BARS)
+            await _svg(send, pages.timeline_of(row, live, view, int(self.engine.clock.now() * 1000)))
+            return
+        # The journal is read on a worker thread, bounded: every entry's type, size and time, and the entries
+        # of its two ends cut to a preview (a journal of 20 MB steps or of 20,000 steps must not hold the loop).
+        # Rendering a thousand steps takes tens of ms: done on the same thread, not on the loop.
+        caller, now_ms = self.engine.store.caller_of(inv_id), int(self.engine.clock.now() * 1000)
+
+        def render() -> str:
+            view = journal_view(self.engine.store, inv_id, pages.MAX_STEPS)
+            return pages.invocation_main(row, live, view, caller, query.get("msg"), query.get("err"), now_ms,
+                                         output_size)
+
+        main = await asyncio.to_thread(render)
         if query.get("fragment") == "main":
             await _html(send, main)
             return

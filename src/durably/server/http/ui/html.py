@@ -108,13 +108,18 @@ form.inline{display:inline}
 .pager{margin:10px 0;display:flex;gap:16px}
 .timeline td.idx{width:30px;color:#8a93a5}
 .failure{color:#a12622}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:12px}
+.card{background:#fff;border:1px solid #dde1e8;padding:8px 10px} .card h2{margin:0 0 6px;font-size:14px}
+.legend-row{display:flex;flex-wrap:wrap;gap:10px;font-size:12px}
+.legend span{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
+.tl{overflow-x:auto;background:#fff;border:1px solid #dde1e8;padding:6px}
 """
 
 
 def layout(title: str, here: str, body: Markup, script: str = "") -> bytes:
     """A whole page: header with navigation, the body, an optional script."""
     nav = "".join(f'<a href="/ui/{p}" class="{"here" if p == here else ""}">{label}</a>'
-                  for p, label in (("invocations", "Invocations"), ("services", "Services"),
+                  for p, label in (("overview", "Overview"), ("invocations", "Invocations"), ("services", "Services"),
                                    ("state", "State")))
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)} · durably</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'

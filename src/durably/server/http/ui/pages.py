@@ -17,7 +17,9 @@ from durably.server.http.ui.html import (
     url,
     when,
 )
-from durably.server.http.ui.timeline import Step
+from durably.server.http.ui.timeline import JournalView, Step
+from durably.server.http.ui.timeline_svg import timeline_svg
+from durably.server.process.limits import JOURNAL_VALUE_PREVIEW
 from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, cursor_of
 
@@ -126,17 +128,20 @@ const r=await fetch(u,{cache:'no-store'});if(r.ok){tb.innerHTML=await r.text();}
 setInterval(tick,2000);})();
 """
 
+# The refresh sends what it has (`seen`: journal length, modification time, status, retries); the server
+# answers 204 when nothing changed, so an idle invocation costs one row read per refresh, not a journal read.
 LIVE_INVOCATION_SCRIPT = """
 (function(){const el=document.getElementById('inv');if(el.dataset.status==='completed')return;
 async function tick(){try{const u=new URL(location.href);u.searchParams.set('fragment','main');
 u.searchParams.delete('msg');u.searchParams.delete('err');
-const r=await fetch(u,{cache:'no-store'});if(r.ok){el.outerHTML=await r.text();}}catch(_){}
+const cur=document.getElementById('inv');u.searchParams.set('seen',cur.dataset.seen);
+const r=await fetch(u,{cache:'no-store'});if(r.status===200){cur.outerHTML=await r.text();}}catch(_){}
 const now=document.getElementById('inv');if(now&&now.dataset.status!=='completed')setTimeout(tick,2000);}
 setTimeout(tick,2000);})();
 """
 
 
-def _step_row(step: Step, created_ms: int, ended: bool) -> str:
+def _step_row(step: Step, created_ms: int, ended: bool, inv_id: str) -> str:
     detail = []
     for k, v in step.detail.items():
         if k == "parameter":
@@ -154,15 +159,35 @@ def _step_row(step: Step, created_ms: int, ended: bool) -> str:
         result = str(payload(step.result)) if step.result is not None else '<span class="muted">done</span>'
     else:
         result = '<span class="muted">' + ("never completed" if ended else "waiting…") + "</span>"
+    if step.cut is not None:
+        # Only the first KB of this value were read for the page; the admin API returns it whole.
+        idx, size = step.cut
+        result += (f'<div><a class="whole-value" href="{e(f"/invocations/{inv_id}/journal/{idx}/value")}">'
+                   f'whole value ({size:,} bytes)</a></div>')
     took = "" if step.duration_ms is None else duration(step.duration_ms)
     return (f'<tr class="step" data-type="{e(step.type)}"><td class="idx">{step.index}</td><td>{e(step.type)}</td>'
             f'<td class="mono">{e(step.name)}</td><td>+{e(duration(step.at_ms - created_ms))}</td>'
             f'<td>{e(took)}</td><td>{"<br>".join(detail)}</td><td>{result}</td></tr>')
 
 
-def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, steps: list[Step], caller: str | None,
-                    msg: str | None = None, err: str | None = None) -> Markup:
+def timeline_of(row: tuple[Any, ...], live: tuple[Any, ...] | None, view: JournalView, now_ms: int) -> Markup:
+    """The invocation's timeline SVG."""
+    current = live if live is not None else row
+    status = current[COL["status"]]
+    end_ms = current[COL["completed_at"]] if status == "completed" else max(now_ms, current[COL["modified_at"]])
+    return timeline_svg(view, current[COL["created_at"]], end_ms, status, current[COL["next_retry_at"]])
+
+
+def seen_token(current: tuple[Any, ...], journal_length: int) -> str:
+    """What the live refresh compares to know whether the page changed."""
+    return (f"{journal_length}.{current[COL['modified_at']]}.{current[COL['status']]}."
+            f"{current[COL['retry_count']]}.{current[COL['attempts']]}")
+
+
+def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, view: JournalView, caller: str | None,
+                    msg: str | None = None, err: str | None = None, now_ms: int = 0, output_size: int = 0) -> Markup:
     """The invocation page's content (also sent alone to refresh it live)."""
+    steps = view.steps
     current = live if live is not None else row
     inv = invocation_json(current)
     status = inv["status"]
@@ -201,6 +226,11 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, steps: l
                             f'{e(current[COL["failure_message"]])}</div>')
         else:
             output = Markup(f'<div id="output">{payload(inv.get("output"))}</div>')
+            out_step = next((s for s in reversed(steps) if s.type == "output"), None)
+            if live is None and output_size > JOURNAL_VALUE_PREVIEW and out_step is not None:
+                href = f"/invocations/{inv_id}/journal/{out_step.index}/value"
+                output += Markup(f'<div class="muted">the first {JOURNAL_VALUE_PREVIEW:,} of {output_size:,} bytes: '
+                                 f'<a class="whole-value" href="{e(href)}">whole value</a></div>')
     else:
         output = Markup('<div id="output" class="muted">not completed yet</div>')
     base = f"/ui/invocations/{inv_id}"
@@ -221,12 +251,14 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, steps: l
     callee_list = "".join(f'<li><a class="mono" href="{e(url("/invocations/" + c))}">{e(c)}</a></li>'
                           for c in callees)
     shown = steps[:MAX_STEPS] if len(steps) <= MAX_STEPS else steps[:MAX_STEPS // 2] + steps[-MAX_STEPS // 2:]
-    table = "".join(_step_row(s, created, status == "completed") for s in shown[:MAX_STEPS // 2])
-    if len(steps) > MAX_STEPS:
+    table = "".join(_step_row(s, created, status == "completed", inv_id) for s in shown[:MAX_STEPS // 2])
+    hidden = max(0, view.total_steps - len(shown))
+    if hidden:
         # A page stays light with a huge journal; the whole of it is in the admin API and the CLI.
-        table += (f'<tr class="elided"><td colspan="7" class="muted">{len(steps) - MAX_STEPS} steps not shown: '
+        table += (f'<tr class="elided"><td colspan="7" class="muted">{hidden} steps not shown: '
                   f'<span class="mono">durably invocations describe {e(inv_id)}</span> lists them all</td></tr>')
-    table += "".join(_step_row(s, created, status == "completed") for s in shown[MAX_STEPS // 2:])
+    table += "".join(_step_row(s, created, status == "completed", inv_id) for s in shown[MAX_STEPS // 2:])
+    svg = timeline_of(row, live, view, now_ms)
     if status != "completed" and current[COL["retry_count"]]:
         # The step after the last entry is what keeps failing: its retries, the last error, the next try.
         le = inv.get("last_error") or {}
@@ -235,11 +267,13 @@ def invocation_main(row: tuple[Any, ...], live: tuple[Any, ...] | None, steps: l
                   f'<td></td><td></td><td>{e(current[COL["retry_count"]])} failed attempt(s) after the last entry'
                   f'{e(nxt)}</td><td><span class="failure">{e(le.get("code"))} {e(le.get("message"))}</span></td></tr>')
     return Markup(
-        f'<div id="inv" data-status="{e(status)}">{_flash(msg, err)}'
+        f'<div id="inv" data-status="{e(status)}" data-seen="{e(seen_token(current, len(view.sizes)))}">'
+        f'{_flash(msg, err)}'
         f'<h1 class="mono">{e(inv_id)}</h1><div class="actions">{"".join(buttons)}</div>'
         f'<div class="grid">{grid}</div>'
         f'<h2>Input</h2><div id="input">{payload(inp)}</div><h2>Output</h2>{output}'
         + (f"<h2>Calls</h2><ul id=\"callees\">{callee_list}</ul>" if callees else "")
+        + f'<h2>Timeline</h2><div class="tl">{svg}</div>'
         + '<h2>Journal</h2><table class="timeline" id="journal"><thead><tr><th>#</th><th>Type</th><th>Name</th>'
         '<th>When</th><th>Took</th><th>Detail</th><th>Result</th></tr></thead>'
         f'<tbody>{table}</tbody></table></div>')
