@@ -1,0 +1,132 @@
+"""The SQLite schema of the embedded store: its tables, as the migrations that build them one version at a time.
+
+A data directory records its schema version in the `meta` table; `SQLiteStore` runs the migrations it lacks, each
+in one transaction with its version bump, when it opens the directory. A newer version than this code knows is
+refused. The SQL is plain so an operator can read it (and query the tables with `sqlite3`).
+"""
+
+SCHEMA_VERSION = 5
+
+# Each entry migrates the schema from version i to i + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE invocations (
+        id TEXT PRIMARY KEY,            -- inv_1...
+        service TEXT NOT NULL,
+        handler TEXT NOT NULL,
+        key TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,           -- scheduled, inboxed, invoked, suspended, backing-off, paused, completed
+        idempotency_key TEXT,
+        created_at INTEGER NOT NULL,    -- ms since the epoch, like every time column here
+        modified_at INTEGER NOT NULL,
+        execution_time INTEGER,         -- when a delayed send may start
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_count INTEGER NOT NULL DEFAULT 0,  -- failed attempts since the last journal append
+        last_entry_at INTEGER,
+        next_retry_at INTEGER,
+        last_error TEXT,                -- JSON {"code", "message"} of the last failed attempt
+        journal_length INTEGER NOT NULL DEFAULT 0,  -- as of the last status change
+        waiting TEXT,                   -- JSON list of completion/signal handles a suspension waits for
+        output BLOB,
+        failure_code INTEGER,
+        failure_message TEXT,
+        failure_metadata TEXT,          -- JSON object
+        completed_at INTEGER,
+        retention_until INTEGER,
+        inbox_seq INTEGER,              -- arrival order of an inboxed exclusive call
+        seq INTEGER NOT NULL UNIQUE     -- creation order; the journal is keyed by it
+    ) WITHOUT ROWID;
+    CREATE INDEX invocations_status ON invocations(status, created_at);
+    CREATE INDEX invocations_retention ON invocations(retention_until) WHERE status = 'completed';
+    CREATE INDEX invocations_inbox ON invocations(inbox_seq) WHERE status = 'inboxed';
+    -- Keyed by the invocation's creation sequence, not its random id, so the entries of invocations
+    -- running at the same time sit together at the end of the tree and a commit touches few pages.
+    CREATE TABLE journal (
+        invocation_seq INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        type INTEGER NOT NULL,          -- protocol message type id (0x0411 run, 0x8011 run completion, ...)
+        entry BLOB NOT NULL,            -- the protobuf-encoded command or notification
+        appended_at INTEGER NOT NULL,
+        PRIMARY KEY (invocation_seq, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE timers (
+        invocation_id TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- sleep (a ctx.sleep) or start (a delayed send)
+        completion_id INTEGER NOT NULL, -- the sleep's completion id; 0 for start
+        fire_at INTEGER NOT NULL,       -- ms since the epoch
+        PRIMARY KEY (invocation_id, kind, completion_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_fire_at ON timers(fire_at);
+    CREATE TABLE state (
+        service TEXT NOT NULL,
+        key TEXT NOT NULL,
+        name BLOB NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (service, key, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE promises (
+        service TEXT NOT NULL,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB,                     -- set when resolved
+        failure_code INTEGER,           -- set when rejected
+        failure_message TEXT,
+        PRIMARY KEY (service, key, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE waiters (
+        target TEXT NOT NULL,           -- an invocation id, or 'promise:<service>/<key>/<name>'
+        invocation_id TEXT NOT NULL,    -- who waits
+        completion_id INTEGER NOT NULL, -- the completion id to answer on
+        type INTEGER NOT NULL,          -- the notification type to answer with (0x800D call, 0x8012 attach, ...)
+        PRIMARY KEY (target, invocation_id, completion_id)
+    ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE deployments (
+        id TEXT PRIMARY KEY,            -- dp_...
+        uri TEXT NOT NULL,
+        use_http_11 INTEGER NOT NULL,
+        headers TEXT NOT NULL,          -- JSON object of additional headers
+        protocol_mode TEXT NOT NULL,    -- BIDI_STREAM or REQUEST_RESPONSE
+        protocol_version INTEGER NOT NULL,
+        manifest TEXT NOT NULL,         -- the discovery manifest, JSON
+        created_at INTEGER NOT NULL
+    );
+    """,
+    """
+    -- Who called (or sent to) an invocation: the web UI links a callee to its caller.
+    CREATE TABLE calls (
+        callee TEXT PRIMARY KEY,        -- the invocation called
+        caller TEXT NOT NULL            -- the invocation whose Call or OneWayCall created it
+    ) WITHOUT ROWID;
+    -- Listing pages newest first, by service or over everything, without a scan (the UI and GET /invocations).
+    CREATE INDEX invocations_created ON invocations(created_at);
+    CREATE INDEX invocations_service ON invocations(service, created_at);
+    CREATE INDEX invocations_key ON invocations(service, key, created_at) WHERE key != '';
+    """,
+    """
+    -- The concurrency rules changed over the admin API, one row each (they were one JSON meta row, rewritten
+    -- whole on every change: quadratic in a batch).
+    CREATE TABLE concurrency_rules (
+        pattern TEXT PRIMARY KEY,
+        concurrency INTEGER             -- NULL: deleted
+    ) WITHOUT ROWID;
+    INSERT INTO concurrency_rules
+        SELECT key, value FROM json_each((SELECT value FROM meta WHERE key = 'concurrency_rules'));
+    DELETE FROM meta WHERE key = 'concurrency_rules';
+    """,
+    """
+    -- The attempt history the UI's timeline draws: one row per attempt, inserted when it starts and
+    -- updated when it ends. An attempt whose ended_at stays NULL while a later one exists was cut off by a
+    -- crash or kill of the server.
+    CREATE TABLE attempts (
+        invocation_seq INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,    -- ms since the epoch
+        attempt INTEGER NOT NULL,       -- the attempt number (1 after a restart by the operator)
+        ended_at INTEGER,
+        outcome TEXT,                   -- completed, suspended, failed, aborted
+        error TEXT,                     -- JSON {"code", "message"} of a failed attempt
+        PRIMARY KEY (invocation_seq, started_at, attempt)
+    ) WITHOUT ROWID;
+    """,
+]
