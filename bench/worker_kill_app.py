@@ -8,6 +8,7 @@ KILL_BENCH_EFFECTS, fsynced before the step returns, so the benchmark counts how
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 if os.environ.get("KILL_BENCH_SDK") == "restate":
@@ -23,10 +24,17 @@ service = restate.Service("KillBench")
 def record(inv: str, step: int) -> str:
     """One execution of a step: its effect line, on disk before the step's result leaves the process."""
     nonce = uuid.uuid4().hex
+    began = time.time()
     fd = os.open(os.environ["KILL_BENCH_EFFECTS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, f"{inv} {step} {nonce}\n".encode())
         os.fsync(fd)
+    finally:
+        os.close(fd)
+    # When the step returned: a line in the trace file (not fsynced: the page cache outlives a SIGKILL).
+    fd = os.open(os.environ["KILL_BENCH_EFFECTS"] + ".trace", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{nonce} {began:.6f} {time.time():.6f}\n".encode())
     finally:
         os.close(fd)
     return nonce

@@ -13,7 +13,9 @@ execution) served by
       when they die (hypercorn's own `--workers` supervisor stops everything when a worker dies).
 The load: `--invocations` calls of `KillBench/run` through the ingress, `--concurrency` at a time. Whenever the
 effect file reaches 1/(k+1), 2/(k+1), ... of all the steps, every worker process is SIGKILLed at once.
-Counted per run: steps executed more than once (a step with two or more effect lines). Every invocation must
+Counted per run: steps executed more than once (a step with two or more effect lines), and for each lost
+execution whether the step was still running at the kill or had returned before it (its result unsent or not
+yet journaled: the part an SDK's send path decides). Every invocation must
 answer 200 with the nonces of real executions; the run fails loudly otherwise.
 """
 
@@ -170,16 +172,15 @@ def one_run(sdk: str, run: int, args: argparse.Namespace, workdir: Path) -> dict
         effects.unlink(missing_ok=True)
         total = args.invocations * STEPS
         marks = [total * k // (args.kills + 1) for k in range(1, args.kills + 1)]
-        kills = 0
+        kill_times: list[float] = []
 
         def killer() -> None:
-            nonlocal kills
             for mark in marks:
                 while count_lines(effects) < mark and not done.is_set():
                     time.sleep(0.002)
                 if done.is_set():
                     return
-                kills += 1
+                kill_times.append(time.time())
                 deployment.kill_workers()
 
         done = threading.Event()
@@ -209,9 +210,29 @@ def one_run(sdk: str, run: int, args: argparse.Namespace, workdir: Path) -> dict
                     raise RuntimeError(f"{sdk} run {run}: {inv} step {i} returned {nonce}, which no execution wrote")
         repeated = sum(1 for v in execs.values() if len(v) > 1)
         extra = sum(len(v) - 1 for v in execs.values())
-        print(f"  {sdk:<12} run {run}: {kills} kill(s), {len(execs)} steps, {repeated} repeated ({extra} extra "
-              f"executions), {took:.1f} s", flush=True)
-        return {"kills": kills, "steps": len(execs), "repeated": repeated, "extra": extra}
+        # Each lost execution (every one but the last of a step): still running at a kill (no "returned" time,
+        # or it returned after the kill) or returned before the kill with its result not yet in the journal.
+        trace = {}
+        for line in Path(f"{effects}.trace").read_text().splitlines():
+            nonce, began, returned = line.split()
+            trace[nonce] = (float(began), float(returned))
+        running = returned_before = 0
+        lags: list[float] = []
+        for nonces in execs.values():
+            for nonce in nonces[:-1]:
+                began, returned = trace.get(nonce, (0.0, float("inf")))
+                kill = min((k for k in kill_times if k >= began), default=float("inf"))
+                if returned >= kill:
+                    running += 1
+                else:
+                    returned_before += 1
+                    lags.append((kill - returned) * 1000)
+        lag = f", returned {max(lags):.1f} ms before the kill at most" if lags else ""
+        print(f"  {sdk:<12} run {run}: {len(kill_times)} kill(s), {len(execs)} steps, {repeated} repeated "
+              f"({extra} extra executions: {running} running at the kill, {returned_before} had returned{lag}),"
+              f" {took:.1f} s", flush=True)
+        return {"kills": len(kill_times), "steps": len(execs), "repeated": repeated, "extra": extra,
+                "running": running, "returned": returned_before}
     finally:
         deployment.stop()
         restate.proc.stop()
@@ -235,11 +256,16 @@ def main() -> int:
     totals: dict[str, list[dict[str, int]]] = {}
     for sdk in ([args.only] if args.only else SDKS):
         totals[sdk] = [one_run(sdk, run, args, workdir) for run in range(1, args.runs + 1)]
-    print(f"\n{'SDK':<12} {'runs':>4} {'kills':>5} {'steps':>7} {'repeated':>8} {'extra execs':>11}  per run")
+    print(f"\n{'SDK':<12} {'runs':>4} {'kills':>5} {'steps':>7} {'repeated':>8} {'extra execs':>11} "
+          f"{'running':>7} {'returned':>8}  repeated per run")
     for sdk, runs in totals.items():
-        print(f"{sdk:<12} {len(runs):>4} {sum(r['kills'] for r in runs):>5} {sum(r['steps'] for r in runs):>7} "
-              f"{sum(r['repeated'] for r in runs):>8} {sum(r['extra'] for r in runs):>11}  "
-              f"{[r['repeated'] for r in runs]}")
+        def tot(key: str, runs: list[dict[str, int]] = runs) -> int:
+            return sum(r[key] for r in runs)
+
+        print(f"{sdk:<12} {len(runs):>4} {tot('kills'):>5} {tot('steps'):>7} {tot('repeated'):>8} {tot('extra'):>11} "
+              f"{tot('running'):>7} {tot('returned'):>8}  {[r['repeated'] for r in runs]}")
+    print("(extra execs = executions whose result was lost: `running` = the step was still running at the kill,"
+          " `returned` = it had returned before the kill, its result not yet in the journal)")
     return 0
 
 
