@@ -24,12 +24,15 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h2.exceptions
 import h2.settings
 from hypercorn.asyncio.lifespan import Lifespan
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config, Sockets
 from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.events import Body
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
 from hypercorn.typing import AppWrapper
@@ -60,6 +63,29 @@ class TunedH2Protocol(H2Protocol):
         current = dict(self.connection.local_settings)
         current[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = window
         self.connection.local_settings = h2.settings.Settings(client=False, initial_values=current)
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        """A response body chunk goes out as DATA at once when it can: hypercorn would buffer it and leave the
+        writing to its send task, a turn of the event loop later (issue 23: a worker killed in between loses
+        a step's proposed result). Otherwise (data of the stream still buffered, a window too small, a chunk
+        over one frame) hypercorn's buffered path keeps the order and flow control."""
+        if isinstance(event, Body) and self._send_now(event.stream_id, event.data):
+            await self._flush()
+            return
+        await super().stream_send(event)
+
+    def _send_now(self, stream_id: int, data: bytes) -> bool:
+        buffer = self.stream_buffers.get(stream_id)
+        if buffer is None or buffer.buffer or not data:
+            return False
+        try:
+            room = min(self.connection.local_flow_control_window(stream_id), self.connection.max_outbound_frame_size)
+            if len(data) > room:
+                return False
+            self.connection.send_data(stream_id, data)
+        except (h2.exceptions.ProtocolError, KeyError):
+            return False  # the stream is closing: hypercorn's path deals with it
+        return True
 
     async def initiate(self, headers: list[tuple[bytes, bytes]] | None = None,
                        settings: bytes | None = None) -> None:

@@ -9,6 +9,7 @@ the VM writes through `Transport.send`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -284,17 +285,17 @@ class Attempt:
         action = run.action
         run.task = asyncio.get_running_loop().create_future()  # marks it started
         started = time.monotonic()
+        if not _is_async(action):
+            await self._run_sync_inline(handle, run, started)
+            return
         result: Any = None
         exc: BaseException | None = None
         try:
-            if _is_async(action):
-                token = IN_RUN.set(run.name)
-                try:
-                    result = await action(*run.args, **run.kwargs)
-                finally:
-                    IN_RUN.reset(token)
-            else:
-                result = await self._submit_sync(run, self._run_context(run))
+            token = IN_RUN.set(run.name)
+            try:
+                result = await action(*run.args, **run.kwargs)
+            finally:
+                IN_RUN.reset(token)
         except asyncio.CancelledError:
             raise  # the attempt is being aborted
         except Exception as e:
@@ -303,15 +304,59 @@ class Attempt:
             run.task.set_result(None)
         self._run_outcome(handle, run, result, exc, started)
 
-    def _submit_sync(self, run: _PendingRun, ctx: contextvars.Context) -> asyncio.Future[Any]:
-        """Hand a sync closure to the executor; ends the attempt (retryably) if no thread may run it."""
+    async def _run_sync_inline(self, handle: int, run: _PendingRun, started: float) -> None:
+        """A sync closure on a thread. Its outcome is proposed by the loop callback that learns the thread is
+        done, not a turn later when the handler's task resumes: a worker killed in between loses a result the
+        step already produced (issue 23), and the loop's turns are long when it is busy."""
+        loop = asyncio.get_running_loop()
+        # The closure's outcome if the handler's task is to propose it, None if the callback proposed it.
+        proposed: asyncio.Future[tuple[Any, BaseException | None] | None] = loop.create_future()
+        task = run.task
+        assert task is not None
+
+        def report(result: Any, exc: BaseException | None) -> None:
+            if not task.done():  # abort() cancels it while the closure still runs
+                task.set_result(None)
+            if proposed.done():
+                return  # the handler's wait was cancelled (the attempt is being aborted)
+            if exc is not None and not isinstance(exc, Exception):
+                proposed.set_exception(exc)  # not the closure's failure (e.g. SystemExit): the handler's
+            elif self.vm.input_closed:
+                # Nothing more can arrive: the handler proposes and suspends in one step, as always-suspending
+                # mode expects (the result comes back from the journal in a new attempt).
+                proposed.set_result((result, exc))
+            else:
+                self._run_outcome(handle, run, result, exc, started)
+                proposed.set_result(None)
+
+        # The callback runs in the handler's context, not the closure's (where ctx.run is forbidden).
+        here = contextvars.copy_context()
+
+        def reporting(*call: Any) -> None:  # on the executor's thread
+            try:
+                outcome: tuple[Any, BaseException | None] = (_call_sync(*call), None)
+            except BaseException as e:  # handed to the loop, which decides
+                outcome = (None, e)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for the outcome
+                loop.call_soon_threadsafe(report, *outcome, context=here)
+
+        self._submit_sync(run, self._run_context(run), reporting)
+        outcome = await proposed
+        if outcome is not None:
+            self._run_outcome(handle, run, outcome[0], outcome[1], started)
+
+    def _submit_sync(self, run: _PendingRun, ctx: contextvars.Context,
+                     call: Callable[..., Any] | None = None) -> asyncio.Future[Any]:
+        """Hand a sync closure to the executor (through `call(action, args, kwargs)` if given); ends the attempt
+        (retryably) if no thread may run it."""
         ex = self.executor
         submit_step = getattr(ex, "submit_step", None)
+        call = call or _call_sync
         try:
             if submit_step is not None:  # the runtime's pool, which labels each closure with its step
-                return asyncio.wrap_future(submit_step(run.name, ctx.run, _call_sync, run.action, run.args,
+                return asyncio.wrap_future(submit_step(run.name, ctx.run, call, run.action, run.args,
                                                        run.kwargs))
-            return asyncio.get_running_loop().run_in_executor(ex, ctx.run, _call_sync, run.action, run.args,
+            return asyncio.get_running_loop().run_in_executor(ex, ctx.run, call, run.action, run.args,
                                                               run.kwargs)
         except RetryableError as e:
             # Not the closure's failure (it never ran), so the run's own retry limits are not spent.

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 from google.protobuf.message import Message
@@ -161,15 +162,30 @@ async def _plain(send: Send, status: int, text: str) -> None:
 
 
 class _StreamTransport:
-    """Writes the attempt's messages as frames on the HTTP response (in the negotiated version's form)."""
+    """Writes the attempt's messages as frames on the HTTP response (in the negotiated version's form).
+
+    A frame goes to the ASGI server's `send` the moment the attempt hands it over, in the same event-loop turn,
+    not one turn later through a queue and a writer task: a worker SIGKILLed in between would lose a step's
+    proposed result, and the step would run again (issue 23). Only when a `send` suspends (the server applies
+    back-pressure) does the rest of the writing continue in a task, and frames handed over meanwhile wait
+    behind it, in order.
+    """
 
     def __init__(self, send: Send, version: int = 6) -> None:
         self._send = send
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._pending: list[bytes] = []
+        self._writing = False
+        self._task: asyncio.Future[None] | None = None
         self._v7 = version >= 7
 
     def send(self, messages: list[tuple[int, Message]]) -> None:
-        self._queue.put_nowait(b"".join(self._frame(t, msg) for t, msg in messages))
+        failed = self._task is not None and self._task.done() and (
+            self._task.cancelled() or self._task.exception() is not None)
+        if failed:
+            return  # a write already failed (drain raises it): the stream takes nothing more
+        self._pending.append(b"".join(self._frame(t, msg) for t, msg in messages))
+        if not self._writing:
+            self._task = _start_eagerly(self._write_pending())
 
     def _frame(self, type_id: int, msg: Message) -> bytes:
         if not self._v7:
@@ -180,12 +196,75 @@ class _StreamTransport:
             return encode_message(_v7_suspension(msg))  # type: ignore[arg-type]
         return encode_message(msg)
 
-    def finish(self) -> None:
-        self._queue.put_nowait(None)
+    async def _write_pending(self) -> None:
+        self._writing = True
+        try:
+            while self._pending:
+                chunk = b"".join(self._pending)
+                self._pending.clear()
+                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            self._writing = False
 
-    async def pump(self) -> None:
-        while (chunk := await self._queue.get()) is not None:
-            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+    async def drain(self) -> None:
+        """Wait until every frame handed over went to `send`; raises what a `send` raised."""
+        while self._task is not None:
+            task = self._task
+            await task
+            if task is self._task:
+                self._task = None
+
+    def abandon(self) -> None:
+        """The stream is dead or the server gave up on us: write nothing more."""
+        self._pending.clear()
+        task, self._task = self._task, None
+        if task is not None:
+            if task.done():
+                if not task.cancelled():
+                    task.exception()  # retrieved: a failed write into a dead stream is expected
+            else:
+                task.cancel()
+
+
+def _start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None] | None:
+    """Run `coro` right now, up to its first real suspension (Python 3.11 has no eager tasks); None if it
+    finished there, else a task that goes on from that point. An exception becomes the returned future's."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    except BaseException as e:  # handed to whoever drains the transport
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(e)
+        return failed
+    return asyncio.ensure_future(_Resumed(coro, yielded).run())
+
+
+class _Resumed:
+    """Drives a coroutine from where `_start_eagerly` left it (suspended on `yielded`) inside a task."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self.coro = coro
+        self.yielded = yielded
+
+    async def run(self) -> None:
+        await self
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        pending = self.yielded
+        while True:
+            try:
+                value = yield pending
+            except BaseException as e:  # thrown into the coroutine where it waits (cancel)
+                try:
+                    pending = self.coro.throw(e)
+                except StopIteration:
+                    return
+                continue
+            try:
+                pending = self.coro.send(value)
+            except StopIteration:
+                return
 
 
 def _v7_suspension(flat: pb.SuspensionMessage) -> pb.SuspensionMessage:
@@ -372,7 +451,6 @@ class _Invocation:
         self.attempt = attempt
         if self.input_closed:
             attempt.close_input()
-        pump = asyncio.create_task(transport.pump())
         bidi = not self.input_closed
         # With the body complete (request/response) the reader only watches for the server going away.
         reader = asyncio.create_task(self._feed(attempt) if bidi else self._watch())
@@ -387,14 +465,13 @@ class _Invocation:
                 self.handler_task.cancel()
                 raise
         finally:
-            transport.finish()
             if cancelled or self.disconnected:
                 # The ASGI server is done waiting (its graceful shutdown is over), or the stream broke: leave
                 # now, writing nothing more; the server retries the attempt from its journal.
-                pump.cancel()
+                transport.abandon()
                 reader.cancel()
             else:
-                await pump
+                await transport.drain()
                 if bidi and not reader.done():
                     await reader  # returns when the server closes the request stream
                 else:
