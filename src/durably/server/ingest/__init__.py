@@ -1,0 +1,65 @@
+"""Kafka subscriptions: consumers that turn records of a Kafka topic into invocations of a handler.
+
+- `subscriptions`: the subscription model in Restate's JSON shapes, its validation, ids, and the configured
+  Kafka clusters.
+- `records`: a consumed record (`KafkaRecord`, its dedup identity) and the invocation it becomes.
+- `consumer`: one consumer per subscription, delivering records in partition order and committing offsets
+  only after each record's invocation is recorded.
+- `manager`: the running consumers of all subscriptions, started and stopped as subscriptions come and go.
+
+Nothing here imports the Kafka client until a consumer starts: without the `durably[kafka]` extra the model
+still loads, and starting a consumer raises `KafkaUnavailable` naming the extra.
+"""
+
+from durably.server.ingest.consumer import (
+    KAFKA_EXTRA_HINT,
+    ConsumerOptions,
+    Deliver,
+    KafkaUnavailable,
+    SubscriptionConsumer,
+    kafka_available,
+)
+from durably.server.ingest.manager import IngestManager
+from durably.server.ingest.records import KafkaInvocation, KafkaRecord, RecordRefused, invocation_for, restate_headers
+from durably.server.ingest.stats import ConsumerState, ConsumerStats
+from durably.server.ingest.subscriptions import (
+    HandlerLookup,
+    KafkaCluster,
+    KafkaSource,
+    ServiceSink,
+    SinkTarget,
+    Subscription,
+    SubscriptionError,
+    filter_subscriptions,
+    new_subscription,
+    parse_clusters,
+    parse_subscription_id,
+)
+
+__all__ = [
+    "KAFKA_EXTRA_HINT",
+    "ConsumerOptions",
+    "ConsumerState",
+    "ConsumerStats",
+    "Deliver",
+    "HandlerLookup",
+    "IngestManager",
+    "KafkaCluster",
+    "KafkaInvocation",
+    "KafkaRecord",
+    "KafkaSource",
+    "KafkaUnavailable",
+    "RecordRefused",
+    "ServiceSink",
+    "SinkTarget",
+    "Subscription",
+    "SubscriptionConsumer",
+    "SubscriptionError",
+    "filter_subscriptions",
+    "invocation_for",
+    "kafka_available",
+    "new_subscription",
+    "parse_clusters",
+    "parse_subscription_id",
+    "restate_headers",
+]
