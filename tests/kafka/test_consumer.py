@@ -213,3 +213,41 @@ async def test_broker_killed_mid_consumption(broker: KafkaBroker, cluster: Kafka
         firsts = list(dict.fromkeys(offsets))
         assert firsts == sorted(firsts), (p, offsets)
     assert consumer.stats.broker_errors >= 1
+
+
+async def test_a_slow_partition_pauses_its_fetching_and_loses_nothing(broker: KafkaBroker,
+                                                                       cluster: KafkaCluster) -> None:
+    topic = create_topic(broker, 1)
+    produce(broker, topic, [(0, None, f"v{i}".encode(), None) for i in range(60)])
+    sub = subscription(topic)
+    rec = Recorder()
+    rec.hold = lambda r: r.offset == 0
+    consumer = SubscriptionConsumer(sub, cluster, rec, ConsumerOptions(max_buffered=5, commit_interval=0.05))
+    consumer.start()
+    try:
+        await wait_until(lambda: (topic, 0) in consumer.stats.paused, "fetching paused at 5 buffered records")
+        rec.gate.set()
+        await wait_until(lambda: rec.count() >= 60, "every record delivered after resuming")
+        await wait_until(lambda: committed_offsets(broker, sub.group_id, topic, 1) == {0: 60}, "all committed")
+    finally:
+        await consumer.stop()
+    assert [r.offset for r in rec.done] == list(range(60))
+
+
+async def test_a_cancellation_raised_by_deliver_is_retried(broker: KafkaBroker, cluster: KafkaCluster) -> None:
+    topic = create_topic(broker, 1)
+    produce(broker, topic, [(0, None, b"v", None)])
+    sub = subscription(topic)
+    attempts: list[int] = []
+
+    async def deliver(record: object) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise asyncio.CancelledError  # e.g. an engine call cancelled under the deliver
+    consumer = SubscriptionConsumer(sub, cluster, deliver, FAST)
+    consumer.start()
+    try:
+        await wait_until(lambda: consumer.stats.deliveries == 1, "delivered on the second attempt")
+    finally:
+        await consumer.stop()
+    assert len(attempts) == 2 and consumer.stats.delivery_errors == 1

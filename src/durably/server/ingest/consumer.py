@@ -24,8 +24,13 @@ Broker trouble is a state, not a crash: the client reconnects by itself, errors 
 and counted, and if the client itself fails the consumer is recreated with backoff. The task never raises.
 
 The Kafka client is librdkafka through `confluent-kafka` (the optional extra `durably[kafka]`), the library
-Restate's own consumer is built on; see `docs` for why. Its calls block, so they all run on one thread per
-consumer (librdkafka calls the rebalance, commit and error callbacks on that same thread, inside `consume`).
+Restate's own consumer (rdkafka) is built on, chosen over aiokafka because: a cluster's extra properties are
+librdkafka property names in Restate (`additional_options`), so SASL/TLS settings pass through unchanged;
+librdkafka implements every assignment strategy (eager, cooperative-sticky, the KIP-848 protocol) with
+synchronous revoke callbacks, which is where in-flight deliveries are finished and committed; and its
+reconnect, coordinator-failover and fetch-resume logic is the most exercised there is. Its calls block, so they
+all run on one thread per consumer (librdkafka calls the rebalance, commit, error and statistics callbacks on
+that same thread, inside `consume` and `close`).
 """
 
 from __future__ import annotations
@@ -388,6 +393,16 @@ class SubscriptionConsumer:
         while True:
             try:
                 await self._deliver(record)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this worker is being cancelled (release, stop)
+                # A cancellation from inside `deliver` is its failure, not ours to propagate: retry.
+                exc = RuntimeError("deliver was cancelled")
+                if not await self._failed(part, record, exc, attempt):
+                    return False
+                attempt += 1
+                continue
             except RecordRefused as exc:
                 self.stats.refused += 1
                 self.stats.last_error = f"record {record.topic}/{record.partition}@{record.offset} refused: {exc}"
@@ -395,22 +410,27 @@ class SubscriptionConsumer:
                           record.topic, record.partition, record.offset, exc)
                 return True
             except Exception as exc:
-                self.stats.delivery_errors += 1
-                self.stats.last_error = f"delivering {record.topic}/{record.partition}@{record.offset}: {exc!r}"
-                delay = min(self.options.retry_max, self.options.retry_initial * (2 ** min(attempt, 30)))
-                attempt += 1
-                # Log the first failure and then each doubling, not every retry of a long outage.
-                if attempt & (attempt - 1) == 0:
-                    log.warning("Kafka subscription %s: delivering %s/%d@%d failed (attempt %d): %r; retrying",
-                                self.subscription.id, record.topic, record.partition, record.offset, attempt, exc)
-                try:
-                    await asyncio.wait_for(part.releasing.wait(), delay)
+                if not await self._failed(part, record, exc, attempt):
                     return False
-                except TimeoutError:
-                    continue
+                attempt += 1
             else:
                 self.stats.deliveries += 1
                 return True
+
+    async def _failed(self, part: _Partition, record: KafkaRecord, exc: BaseException, attempt: int) -> bool:
+        """Count and log a failed attempt, then back off; False if the partition was released meanwhile."""
+        self.stats.delivery_errors += 1
+        self.stats.last_error = f"delivering {record.topic}/{record.partition}@{record.offset}: {exc!r}"
+        delay = min(self.options.retry_max, self.options.retry_initial * (2 ** min(attempt, 30)))
+        # Log the first failure and then each doubling, not every retry of a long outage.
+        if (attempt + 1) & attempt == 0:
+            log.warning("Kafka subscription %s: delivering %s/%d@%d failed (attempt %d): %r; retrying",
+                        self.subscription.id, record.topic, record.partition, record.offset, attempt + 1, exc)
+        try:
+            await asyncio.wait_for(part.releasing.wait(), delay)
+        except TimeoutError:
+            return True
+        return False
 
     async def _flow_control(self, consumer: Any, ck: Any) -> None:
         assert self._thread is not None
@@ -429,6 +449,7 @@ class SubscriptionConsumer:
             for tp in tps:
                 if tp in self._parts:
                     self._parts[tp].paused = paused
+                    (self.stats.paused.add if paused else self.stats.paused.discard)(tp)
 
     # ---- offsets -------------------------------------------------------------------------------------
 
@@ -525,12 +546,20 @@ class SubscriptionConsumer:
                 old.task.cancel()
             part = _Partition(*tp)
             part.task = asyncio.create_task(self._work(part), name=f"kafka-{self.subscription.id}-{tp[0]}-{tp[1]}")
+            part.task.add_done_callback(self._worker_ended)
             self._parts[tp] = part
             self._requested.pop(tp, None)
             self.stats.assigned.add(tp)
         if tps:
             log.info("Kafka subscription %s: assigned %s", self.subscription.id,
                      ", ".join(f"{t}/{p}" for t, p in sorted(tps)))
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        # A worker only ends when released; if it died of a bug instead, its partition would silently stop:
+        # recreate the client, which re-reads every partition from its committed offset.
+        if not task.cancelled() and task.exception() is not None:
+            self._fatal = f"partition worker failed: {task.exception()!r}"
+            log.error("Kafka subscription %s: %s", self.subscription.id, self._fatal, exc_info=task.exception())
 
     async def _release(self, tps: list[tuple[str, int]], grace: float) -> list[tuple[str, int, int]]:
         """Stop the partitions' workers (in-flight deliveries get `grace` seconds); return the offsets to commit."""
@@ -555,6 +584,7 @@ class SubscriptionConsumer:
             self._parts.pop(part.tp, None)
             self._requested.pop(part.tp, None)
             self.stats.assigned.discard(part.tp)
+            self.stats.paused.discard(part.tp)
             self.stats.lag.pop(part.tp, None)
         return offsets
 

@@ -37,6 +37,8 @@ class ConsumerStats:
     # (topic, partition) -> the next offset committed to Kafka (last handled offset + 1).
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     assigned: set[tuple[str, int]] = field(default_factory=set)
+    # Assigned partitions whose fetching is paused because their buffered records reached the limit.
+    paused: set[tuple[str, int]] = field(default_factory=set)
 
     @property
     def errors(self) -> int:
@@ -63,7 +65,8 @@ class ConsumerStats:
             "last_error": self.last_error,
             "lag": self.total_lag,
             "partitions": [
-                {"topic": t, "partition": p, "lag": self.lag.get((t, p)), "committed": self.committed.get((t, p))}
+                {"topic": t, "partition": p, "lag": self.lag.get((t, p)), "committed": self.committed.get((t, p)),
+                 "paused": (t, p) in self.paused}
                 for t, p in sorted(self.assigned)
             ],
         }
