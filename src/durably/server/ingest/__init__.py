@@ -5,6 +5,8 @@
 - `records`: a consumed record (`KafkaRecord`, its dedup identity) and the invocation it becomes.
 - `consumer`: one consumer per subscription, delivering records in partition order and committing offsets
   only after each record's invocation is recorded.
+- `kafka_client`: the Kafka client library (an optional extra), its thread and its log lines.
+- `stats`: each consumer's counters, state and lag, for `/metrics` and the UI.
 - `manager`: the running consumers of all subscriptions, started and stopped as subscriptions come and go.
 
 Nothing here imports the Kafka client until a consumer starts: without the `durably[kafka]` extra the model

@@ -38,14 +38,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from durably.server.ingest.kafka_client import (
+    KAFKA_EXTRA_HINT,
+    LOG_EVERY,
+    ClientLogger,
+    ClientThread,
+    KafkaUnavailable,
+    import_kafka,
+    kafka_available,
+)
 from durably.server.ingest.records import KafkaRecord, RecordRefused
 from durably.server.ingest.stats import ConsumerState, ConsumerStats
 from durably.server.ingest.subscriptions import KafkaCluster, Subscription
@@ -60,39 +67,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("durably.ingest")
-_client_log = logging.getLogger("durably.ingest.kafka")
 
 Deliver = Callable[[KafkaRecord], Awaitable[None]]
 T = TypeVar("T")
-
-KAFKA_EXTRA_HINT = "Kafka subscriptions need the optional extra: pip install 'durably[kafka]'"
 
 # Client error codes that mean "cannot reach the cluster" (librdkafka's local codes), not a bad request.
 _UNREACHABLE = frozenset({"_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_TIMED_OUT", "_MSG_TIMED_OUT",
                           "_WAIT_COORD", "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE",
                           "COORDINATOR_LOAD_IN_PROGRESS"})
-_LOG_EVERY = 30.0  # seconds between two log lines for the same recurring client error
-
-
-class KafkaUnavailable(RuntimeError):
-    """The Kafka client library is not installed (the `durably[kafka]` extra)."""
-
-
-def kafka_available() -> bool:
-    """Whether the Kafka client library can be imported."""
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _kafka() -> Any:
-    try:
-        import confluent_kafka
-    except ImportError as exc:
-        raise KafkaUnavailable(KAFKA_EXTRA_HINT) from exc
-    return confluent_kafka
 
 
 @dataclass(frozen=True)
@@ -115,73 +97,6 @@ class ConsumerOptions:
     # Backoff between recreations of a failed client.
     restart_initial: float = 0.2
     restart_max: float = 10.0
-
-
-class _ClientThread:
-    """Runs blocking client calls, one at a time, on a daemon thread of their own.
-
-    A daemon thread (not an executor's) so that a client stuck on a dead broker can be abandoned at exit.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue())
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._calls.get()) is not None:
-            fut, fn, args = item
-            try:
-                result = fn(*args)
-            except BaseException as exc:  # handed to the awaiting coroutine, whatever it is
-                _resolve(fut, None, exc)
-            else:
-                _resolve(fut, result, None)
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._calls.put((fut, fn, args))
-        return await fut
-
-    def close(self) -> None:
-        self._calls.put(None)
-
-
-def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    def settle() -> None:
-        if fut.done():
-            return
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-
-    try:
-        fut.get_loop().call_soon_threadsafe(settle)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
-
-
-class _ClientLogger:
-    """librdkafka's log lines, to the `durably.ingest.kafka` logger.
-
-    While a broker is down the client logs every reconnect attempt; the consumer's error callback already
-    reports that state (rate-limited), so a repeat of the same facility within `_LOG_EVERY` goes to DEBUG.
-    """
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def log(self, level: int, fmt: str, *args: Any) -> None:
-        if level >= logging.WARNING:
-            facility = str(args[0]) if args else fmt
-            now = time.monotonic()
-            if now - self._last.get(facility, -_LOG_EVERY) < _LOG_EVERY:
-                level = logging.DEBUG
-            else:
-                self._last[facility] = now
-        _client_log.log(level, fmt, *args)
 
 
 class _Partition:
@@ -220,7 +135,7 @@ class SubscriptionConsumer:
         self._drain_timeout = self.options.revoke_timeout
         self._stop_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: _ClientThread | None = None
+        self._thread: ClientThread | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -229,12 +144,12 @@ class SubscriptionConsumer:
 
     def start(self) -> asyncio.Task[None]:
         """Start consuming on the running loop (a task that never raises); fails if the extra is missing."""
-        _kafka()
+        import_kafka()
         if self._task is not None:
             raise RuntimeError(f"consumer for {self.subscription.id} already started")
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
-        self._thread = _ClientThread(f"kafka-{self.subscription.id}")
+        self._thread = ClientThread(f"kafka-{self.subscription.id}")
         self._task = asyncio.create_task(self._run(), name=f"kafka-consumer-{self.subscription.id}")
         return self._task
 
@@ -291,7 +206,7 @@ class SubscriptionConsumer:
         self.stats.state = "stopped"
 
     async def _session(self) -> None:
-        ck = _kafka()
+        ck = import_kafka()
         assert self._thread is not None
         self._fatal = None
         self._closing = False
@@ -339,7 +254,7 @@ class SubscriptionConsumer:
             "on_commit": self._on_commit,
             "error_cb": self._on_error,
             "stats_cb": self._on_stats,
-            "logger": _ClientLogger(),
+            "logger": ClientLogger(),
         })
         return config
 
@@ -524,7 +439,7 @@ class SubscriptionConsumer:
         tps = [(p.topic, p.partition) for p in partitions]
         offsets = self._on_loop(self._release(tps, self.options.revoke_timeout)) or []
         if offsets and not self._closing:
-            ck = _kafka()
+            ck = import_kafka()
             try:
                 result = _commit_sync(consumer, [ck.TopicPartition(t, p, o) for t, p, o in offsets])
                 self._on_loop(self._apply(self._committed, result))
@@ -653,7 +568,7 @@ class SubscriptionConsumer:
 
     def _should_log(self, what: str) -> bool:
         now = time.monotonic()
-        if now - self._last_logged.get(what, -_LOG_EVERY) >= _LOG_EVERY:
+        if now - self._last_logged.get(what, -LOG_EVERY) >= LOG_EVERY:
             self._last_logged[what] = now
             return True
         return False
