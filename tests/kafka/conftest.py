@@ -75,13 +75,24 @@ def produce(broker: KafkaBroker, topic: str, records: list[tuple[int, bytes | No
 
 
 def committed_offsets(broker: KafkaBroker, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets (next offset to read) by partition; partitions without one are left out."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    """The group's committed offsets (next offset to read) by partition; partitions without one are left out.
+
+    While the broker's group coordinator is still loading (just after a restart) the answer is empty: callers
+    poll it with `wait_until`.
+    """
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])
-    result = admin.list_consumer_group_offsets([req], request_timeout=10)[group].result(30)
+    try:
+        result = admin.list_consumer_group_offsets([req], request_timeout=10)[group].result(30)
+    except KafkaException as exc:
+        not_ready = {KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                     KafkaError.NOT_COORDINATOR, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
+        if exc.args[0].code() in not_ready:
+            return {}
+        raise
     return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
 
 
