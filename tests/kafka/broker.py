@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIB = ROOT / ".kafka" / "lib"
@@ -57,6 +58,7 @@ class KafkaBroker:
         self.log_file = workdir / "broker.log"
         self.cluster_id = _cluster_id()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._admin: Any = None
         self.starts = 0
         self._write_config()
 
@@ -123,10 +125,7 @@ class KafkaBroker:
 
     def wait_ready(self, timeout: float) -> None:
         """Poll with a metadata request until the broker names itself and its controller, up to `timeout`."""
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
-                             "logger": _SilentLogger(), "socket.connection.setup.timeout.ms": 1000})
+        admin = self._new_admin()
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -136,14 +135,28 @@ class KafkaBroker:
             try:
                 meta = admin.list_topics(timeout=1.0)
                 if meta.brokers and meta.controller_id >= 0:
+                    self._admin = admin
                     return
             except Exception as exc:  # KafkaException until the listener is up
                 last = exc
         raise RuntimeError(f"broker not ready within {timeout:.0f} s (last error: {last}):\n{self.log_tail()}")
 
+    def _new_admin(self) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        # log_level 0: the refused connections while the broker starts are expected, not worth a line each.
+        return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
+                            "socket.connection.setup.timeout.ms": 1000})
+
+    def admin(self) -> Any:
+        """An admin client of the running broker, kept for the broker's run (tests poll through it)."""
+        if self._admin is None:
+            self._admin = self._new_admin()
+        return self._admin
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the broker cleanly (SIGTERM), or kill it if it does not exit within `timeout`."""
-        proc, self.proc = self.proc, None
+        proc, self.proc, self._admin = self.proc, None, None
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGTERM)
@@ -155,7 +168,7 @@ class KafkaBroker:
 
     def kill9(self) -> None:
         """`kill -9` the broker: no shutdown, no flush; the log dir stays as the crash left it."""
-        proc, self.proc = self.proc, None
+        proc, self.proc, self._admin = self.proc, None, None
         if proc is None or proc.poll() is not None:
             return
         os.kill(proc.pid, signal.SIGKILL)
@@ -174,16 +187,6 @@ class KafkaBroker:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no broker log)"
-
-
-class _SilentLogger:
-    """librdkafka logs every refused connection while the broker starts; the readiness poll expects those."""
-
-    def log(self, *args: object, **kwargs: object) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> object:
-        return self.log
 
 
 def _cluster_id() -> str:
