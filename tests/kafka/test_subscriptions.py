@@ -10,12 +10,15 @@ import pytest
 
 from durably.server.ingest import (
     KafkaCluster,
+    KafkaInvocation,
     KafkaRecord,
     RecordRefused,
     SinkTarget,
+    SinkUnavailable,
     Subscription,
     SubscriptionError,
     filter_subscriptions,
+    invocation_deliver,
     invocation_for,
     new_subscription,
     parse_clusters,
@@ -204,3 +207,23 @@ def test_no_timestamp_no_header_and_repr_hides_values() -> None:
     rec = KafkaRecord("sub_1" + "a" * 22, "t", 0, 1, None, b"k", b"secret")
     assert "kafka.timestamp" not in restate_headers(rec)
     assert "secret" not in repr(rec)
+
+
+async def test_invocation_deliver_looks_the_sink_up_per_record() -> None:
+    sub = create({"source": "kafka://my-cluster/t", "sink": "service://Counter/add"})
+    submitted: list[KafkaInvocation] = []
+
+    async def submit(inv: KafkaInvocation) -> None:
+        submitted.append(inv)
+
+    handlers = dict(HANDLERS)
+    deliver = invocation_deliver(sub, lambda s, h: handlers.get((s, h)), submit)
+    rec = KafkaRecord(sub.id, "t", 0, 5, None, b"k", b"1")
+    await deliver(rec)
+    assert submitted[0].key == "k" and submitted[0].idempotency_key == f"kafka/{sub.id}/t/0/5"
+    with pytest.raises(RecordRefused):
+        await deliver(KafkaRecord(sub.id, "t", 0, 6, None, None, b"1"))
+    del handlers[("Counter", "add")]
+    with pytest.raises(SinkUnavailable):  # retried by the consumer, not skipped
+        await deliver(rec)
+    assert len(submitted) == 1

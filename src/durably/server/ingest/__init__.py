@@ -22,7 +22,15 @@ from durably.server.ingest.consumer import (
     kafka_available,
 )
 from durably.server.ingest.manager import IngestManager
-from durably.server.ingest.records import KafkaInvocation, KafkaRecord, RecordRefused, invocation_for, restate_headers
+from durably.server.ingest.records import (
+    KafkaInvocation,
+    KafkaRecord,
+    RecordRefused,
+    SinkUnavailable,
+    invocation_deliver,
+    invocation_for,
+    restate_headers,
+)
 from durably.server.ingest.stats import ConsumerState, ConsumerStats
 from durably.server.ingest.subscriptions import (
     HandlerLookup,
@@ -54,10 +62,12 @@ __all__ = [
     "RecordRefused",
     "ServiceSink",
     "SinkTarget",
+    "SinkUnavailable",
     "Subscription",
     "SubscriptionConsumer",
     "SubscriptionError",
     "filter_subscriptions",
+    "invocation_deliver",
     "invocation_for",
     "kafka_available",
     "new_subscription",

@@ -40,7 +40,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -53,7 +53,7 @@ from durably.server.ingest.kafka_client import (
     import_kafka,
     kafka_available,
 )
-from durably.server.ingest.records import KafkaRecord, RecordRefused
+from durably.server.ingest.records import Deliver, KafkaRecord, RecordRefused
 from durably.server.ingest.stats import ConsumerState, ConsumerStats
 from durably.server.ingest.subscriptions import KafkaCluster, Subscription
 
@@ -68,7 +68,6 @@ __all__ = [
 
 log = logging.getLogger("durably.ingest")
 
-Deliver = Callable[[KafkaRecord], Awaitable[None]]
 T = TypeVar("T")
 
 # Client error codes that mean "cannot reach the cluster" (librdkafka's local codes), not a bad request.

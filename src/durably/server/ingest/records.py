@@ -13,10 +13,10 @@ with `RecordRefused`), and Kafka metadata travels in the request headers under R
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from durably.server.ingest.subscriptions import ServiceSink, SinkTarget
+from durably.server.ingest.subscriptions import HandlerLookup, ServiceSink, SinkTarget, Subscription
 
 __all__ = [
     "HEADER_KEY",
@@ -25,9 +25,12 @@ __all__ = [
     "HEADER_SUBSCRIPTION_ID",
     "HEADER_TIMESTAMP",
     "HEADER_TOPIC",
+    "Deliver",
     "KafkaInvocation",
     "KafkaRecord",
     "RecordRefused",
+    "SinkUnavailable",
+    "invocation_deliver",
     "invocation_for",
     "restate_headers",
 ]
@@ -52,6 +55,18 @@ class RecordRefused(Exception):
 
     The consumer logs it, counts it, and moves on to the partition's next record (the offset is committed as
     handled), so one bad record never wedges a partition. Any other exception is retried.
+    """
+
+
+# What a consumer calls for each record; see `consumer.SubscriptionConsumer` for the contract.
+Deliver = Callable[["KafkaRecord"], Awaitable[None]]
+
+
+class SinkUnavailable(RuntimeError):
+    """The subscription's sink handler is not registered (any more): the record waits, it is not dropped.
+
+    Like any error other than `RecordRefused`, the consumer retries it with backoff; the partition resumes
+    when the handler is registered again, or stops when the subscription is deleted.
     """
 
 
@@ -152,3 +167,23 @@ def invocation_for(record: KafkaRecord, sink: ServiceSink, target: SinkTarget) -
         headers=restate_headers(record),
         idempotency_key=record.idempotency_key,
     )
+
+
+def invocation_deliver(subscription: Subscription, lookup: HandlerLookup,
+                       submit: Callable[[KafkaInvocation], Awaitable[None]]) -> Deliver:
+    """A `deliver` callback for `subscription`: each record becomes a `KafkaInvocation` handed to `submit`.
+
+    `submit` is the engine's: it must return only once the invocation is durably recorded, and treat a
+    second submission with the same `idempotency_key` as done (no second invocation). The sink is looked up
+    per record, so a redeployment that turns a service into an object is followed; a sink that is no longer
+    registered raises `SinkUnavailable` (retried).
+    """
+    sink = subscription.sink
+
+    async def deliver(record: KafkaRecord) -> None:
+        target = lookup(sink.service, sink.handler)
+        if target is None:
+            raise SinkUnavailable(f"{sink.uri} is not a registered handler")
+        await submit(invocation_for(record, sink, target))
+
+    return deliver
