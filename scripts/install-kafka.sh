@@ -2,7 +2,8 @@
 # Install the Apache Kafka broker the Kafka subscription tests run against (single-node KRaft, see
 # tests/kafka/broker.py): its jars from Maven Central into .kafka/lib/, through a small pom written here and
 # `mvn dependency:copy-dependencies`. Needs a JDK 17+ (`java`) and Maven (`mvn`).
-# Idempotent: a second run finds the stamp of the same versions and fetches nothing.
+# Idempotent: a second run finds the stamp of the same versions and fetches nothing. KAFKA_MAVEN_OPTS adds
+# Maven flags (e.g. -Dmaven.repo.local=DIR). Cold: about 12 s and 125 MB (54 MB in .kafka/, 70 MB in ~/.m2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KAFKA_VERSION=4.4.0
@@ -13,6 +14,9 @@ STAMP="kafka_${SCALA_VERSION}-${KAFKA_VERSION} kafka-tools-${KAFKA_VERSION} slf4
 if [ "$(cat .kafka/lib/.installed 2>/dev/null)" = "$STAMP" ]; then
     exit 0
 fi
+for tool in java mvn; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "install-kafka.sh: needs $tool (a JDK 17+ and Maven) on PATH" >&2; exit 1; }
+done
 mkdir -p .kafka
 cat > .kafka/pom.xml <<POM
 <?xml version="1.0" encoding="UTF-8"?>
@@ -43,7 +47,7 @@ cat > .kafka/pom.xml <<POM
 </project>
 POM
 rm -rf .kafka/lib.tmp
-mvn -q -B -f .kafka/pom.xml dependency:copy-dependencies \
+mvn -q -B -f .kafka/pom.xml ${KAFKA_MAVEN_OPTS:-} dependency:copy-dependencies \
     -DoutputDirectory="$PWD/.kafka/lib.tmp" -DincludeScope=runtime
 # Swap in whole: an interrupted fetch never leaves a half-filled lib/ that looks installed.
 rm -rf .kafka/lib
