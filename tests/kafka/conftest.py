@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 
 from durably.server.ingest import KafkaCluster, KafkaRecord, RecordRefused, Subscription
 from durably.server.ingest.subscriptions import KafkaSource, ServiceSink, new_subscription_id
-from tests.kafka.broker import BrokerNotInstalled, KafkaBroker, check_installed
+from tests.kafka.broker import ROOT, BrokerNotInstalled, KafkaBroker, check_installed
 
 _topic_seq = itertools.count()
 
@@ -99,6 +102,33 @@ def subscription(topic: str, *, cluster: str = "test", **options: str) -> Subscr
     sub_id = new_subscription_id()
     opts = {"auto.offset.reset": "earliest", "group.id": sub_id, **options}
     return Subscription(sub_id, KafkaSource(cluster, topic), ServiceSink("Sink", "handle"), opts)
+
+
+def spawn_consumer(broker: KafkaBroker, sub: Subscription, out: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """Run `sub`'s consumer in a process of its own (`tests.kafka.consumer_process`), recording into `out`."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    with (out.parent / f"{out.name}.log").open("ab") as log:  # the processes' logs, for failure reports
+        return subprocess.Popen([sys.executable, "-m", "tests.kafka.consumer_process", broker.bootstrap,
+                                 json.dumps(sub.to_json()), str(out), *flags], env=env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def process_log(out: Path, lines: int = 60) -> str:
+    """The last lines the consumer processes recording into `out` logged."""
+    path = out.parent / f"{out.name}.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
+def recorded(out: Path) -> list[tuple[int, int, str, str]]:
+    """What a consumer process recorded: `(partition, offset, key, value)` in delivery order."""
+    if not out.exists():
+        return []
+    rows = []
+    for line in out.read_text().splitlines():
+        fields = line.split(" ")
+        if len(fields) == 4:  # a line cut short by kill -9 is not a delivery that returned
+            rows.append((int(fields[0]), int(fields[1]), fields[2], fields[3]))
+    return rows
 
 
 async def wait_until(check: Callable[[], bool], what: str, within: float = 60.0) -> None:

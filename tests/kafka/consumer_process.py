@@ -1,39 +1,51 @@
 """A subscription consumer in a process of its own, for tests that `kill -9` it (a crashed Durably).
 
-    python -m tests.kafka.consumer_process <bootstrap> <subscription json> <out file> [hold_from]
+    python -m tests.kafka.consumer_process BOOTSTRAP SUBSCRIPTION_JSON OUT_FILE [--hold-from N] [--work S]
 
-Each delivered record is appended to the out file as "<partition> <offset>" (flushed before `deliver`
-returns: the file is this process's durable record). With `hold_from`, deliveries of offsets at or above it
-never return, so the process is stuck mid-consumption until it is killed.
+Each delivered record is appended to OUT_FILE as "<partition> <offset> <key> <value>" (flushed before
+`deliver` returns: the file is this process's durable record). `--hold-from N`: deliveries of offsets at or
+above N never return, so the process is stuck mid-consumption until it is killed. `--work S`: each delivery
+takes S seconds, so a kill lands while records are flowing.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
-import sys
+import logging
 from typing import TextIO
 
 from durably.server.ingest import ConsumerOptions, KafkaCluster, KafkaRecord, Subscription, SubscriptionConsumer
 
 
-async def main(bootstrap: str, sub_json: str, out: TextIO, hold_from: int | None) -> None:
-    sub = Subscription.from_json(json.loads(sub_json))
+async def main(args: argparse.Namespace, out: TextIO) -> None:
+    sub = Subscription.from_json(json.loads(args.subscription))
     never = asyncio.Event()
 
     async def deliver(record: KafkaRecord) -> None:
-        if hold_from is not None and record.offset >= hold_from:
+        if args.hold_from is not None and record.offset >= args.hold_from:
             await never.wait()
-        out.write(f"{record.partition} {record.offset}\n")
+        if args.work:
+            await asyncio.sleep(args.work)  # the handler's work: lets a kill land mid-stream
+        key = (record.key or b"-").decode()
+        out.write(f"{record.partition} {record.offset} {key} {(record.value or b'-').decode()}\n")
         out.flush()
 
-    consumer = SubscriptionConsumer(sub, KafkaCluster(sub.source.cluster, (bootstrap,)), deliver,
+    consumer = SubscriptionConsumer(sub, KafkaCluster(sub.source.cluster, (args.bootstrap,)), deliver,
                                     ConsumerOptions(commit_interval=0.05))
     consumer.start()
     await never.wait()
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    with open(args[2], "a") as out_file:
-        asyncio.run(main(args[0], args[1], out_file, int(args[3]) if len(args) > 3 else None))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bootstrap")
+    parser.add_argument("subscription")
+    parser.add_argument("out")
+    parser.add_argument("--hold-from", type=int)
+    parser.add_argument("--work", type=float, default=0.0)
+    ns = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    with open(ns.out, "a") as out_file:
+        asyncio.run(main(ns, out_file))

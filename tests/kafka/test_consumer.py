@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from durably.server.ingest import ConsumerOptions, KafkaCluster, SubscriptionConsumer, restate_headers
-from tests.kafka.broker import ROOT, KafkaBroker
-from tests.kafka.conftest import Recorder, committed_offsets, create_topic, produce, subscription, wait_until
+from tests.kafka.broker import KafkaBroker
+from tests.kafka.conftest import (
+    Recorder,
+    committed_offsets,
+    create_topic,
+    produce,
+    recorded,
+    spawn_consumer,
+    subscription,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -258,33 +263,21 @@ async def test_a_cancellation_raised_by_deliver_is_retried(broker: KafkaBroker, 
     assert len(attempts) == 2 and consumer.stats.delivery_errors == 1
 
 
-def _lines(path: Path) -> list[tuple[int, int]]:
-    if not path.exists():
-        return []
-    return [(int(p), int(o)) for p, o in (line.split() for line in path.read_text().splitlines() if line)]
-
-
 async def test_consumer_process_killed_mid_consumption(broker: KafkaBroker, tmp_path: Path) -> None:
     topic = create_topic(broker, 4)
     produce(broker, topic, keyed_records(4, 30))
     # A short session: the dead process's partitions go to the next one within seconds.
     sub = subscription(topic, **{"session.timeout.ms": "6000"})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     first_out, second_out = tmp_path / "first", tmp_path / "second"
-
-    def spawn(out: Path, *hold: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "tests.kafka.consumer_process", broker.bootstrap,
-                                 json.dumps(sub.to_json()), str(out), *hold], env=env, cwd=ROOT)
-
-    first = spawn(first_out, "20")
+    first = spawn_consumer(broker, sub, first_out, "--hold-from", "20")
     try:
-        await wait_until(lambda: len(_lines(first_out)) == 80, "offsets 0-19 delivered on every partition")
+        await wait_until(lambda: len(recorded(first_out)) == 80, "offsets 0-19 delivered on every partition")
         await wait_until(lambda: committed_offsets(broker, sub.group_id, topic, 4) == dict.fromkeys(range(4), 20),
                          "offsets 0-19 committed; offset 20 is in flight everywhere")
     finally:
         first.kill()  # SIGKILL: no revoke, no commit, no leaving the group
         first.wait(10)
-    second = spawn(second_out)
+    second = spawn_consumer(broker, sub, second_out)
     try:
         await wait_until(lambda: committed_offsets(broker, sub.group_id, topic, 4) == dict.fromkeys(range(4), 30),
                          "the next process committed every partition", 90)
@@ -292,9 +285,9 @@ async def test_consumer_process_killed_mid_consumption(broker: KafkaBroker, tmp_
         second.kill()
         second.wait(10)
     for p in range(4):
-        assert [o for q, o in _lines(first_out) if q == p] == list(range(20))
+        assert [r[1] for r in recorded(first_out) if r[0] == p] == list(range(20))
         # The record in flight at the crash (never committed) is delivered again, and nothing before it.
-        assert [o for q, o in _lines(second_out) if q == p] == list(range(20, 30))
+        assert [r[1] for r in recorded(second_out) if r[0] == p] == list(range(20, 30))
 
 
 async def test_consumer_started_while_the_broker_is_down(broker: KafkaBroker, cluster: KafkaCluster) -> None:

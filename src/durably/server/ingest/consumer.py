@@ -148,7 +148,6 @@ class SubscriptionConsumer:
             raise RuntimeError(f"consumer for {self.subscription.id} already started")
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
-        self._thread = ClientThread(f"kafka-{self.subscription.id}")
         self._task = asyncio.create_task(self._run(), name=f"kafka-consumer-{self.subscription.id}")
         return self._task
 
@@ -173,8 +172,6 @@ class SubscriptionConsumer:
             if part.task is not None:
                 part.task.cancel()
         self._parts.clear()
-        if self._thread is not None:
-            self._thread.close()
         self.stats.state = "stopped"
 
     # ---- supervision ---------------------------------------------------------------------------------
@@ -206,6 +203,15 @@ class SubscriptionConsumer:
 
     async def _session(self) -> None:
         ck = import_kafka()
+        # A thread per client: if leaving the group hangs on a dead broker, the next client does not queue
+        # behind it (the old thread ends whenever that call returns).
+        self._thread = ClientThread(f"kafka-{self.subscription.id}")
+        try:
+            await self._client_session(ck)
+        finally:
+            self._thread.close()
+
+    async def _client_session(self, ck: Any) -> None:
         assert self._thread is not None
         self._fatal = None
         self._closing = False
