@@ -11,6 +11,22 @@
 
 Nothing here imports the Kafka client until a consumer starts: without the `durably[kafka]` extra the model
 still loads, and starting a consumer raises `KafkaUnavailable` naming the extra.
+
+Wiring it into a server:
+
+    clusters = parse_clusters(["local=127.0.0.1:9092"])              # --kafka-cluster, env, TOML
+    sub, target = new_subscription(body, clusters, lookup)          # POST /subscriptions; 400 on SubscriptionError
+    store(sub.to_json())                                            # and Subscription.from_json() at startup
+    manager = IngestManager(clusters, lambda s: invocation_deliver(s, lookup, submit))
+    manager.start(sub)                                              # await manager.sync(stored) at startup
+    await manager.stop(sub.id)                                      # DELETE /subscriptions/{id}
+    await manager.close()                                           # shutdown
+    manager.stats()                                                 # /metrics, the UI: ConsumerStats per id
+
+`lookup(service, handler)` answers what a handler is (`SinkTarget`) or None; `submit(invocation)` creates
+the invocation and returns only once it is durably recorded, and a second submit of a record with the same
+dedup identity (`KafkaInvocation.idempotency_key`, or per partition the highest offset recorded) must not
+create a second invocation.
 """
 
 from durably.server.ingest.consumer import (
