@@ -61,10 +61,11 @@ def test_create_answers_restate_shape_with_group_per_subscription() -> None:
 def test_options_keep_an_explicit_group_and_cluster_group() -> None:
     assert create({"source": "kafka://my-cluster/t", "sink": "service://Greeter/greet",
                    "options": {"group.id": "mine"}}).group_id == "mine"
-    clusters = {"c": KafkaCluster("c", ("h:1",), {"group.id": "shared"})}
+    clusters = {"c": KafkaCluster("c", ("h:1",), {"group.id": "shared", "client.id": "app"})}
     sub, _ = new_subscription({"source": "kafka://c/t", "sink": "service://Greeter/greet"}, clusters, lookup)
-    assert "group.id" not in sub.options
+    assert "group.id" not in sub.options and "client.id" not in sub.options
     assert sub.consumer_config(clusters["c"])["group.id"] == "shared"
+    assert sub.consumer_config(clusters["c"])["client.id"] == "app"
 
 
 def test_consumer_config_layers_cluster_then_options() -> None:

@@ -422,7 +422,8 @@ def new_subscription(body: object, clusters: Mapping[str, KafkaCluster], lookup:
     # names one. Stored in the options so the group (and its committed offsets) survives restarts.
     if "group.id" not in options and "group.id" not in cluster.properties:
         options["group.id"] = sub_id
-    options.setdefault("client.id", DEFAULT_CLIENT_ID)
+    if "client.id" not in options and "client.id" not in cluster.properties:
+        options["client.id"] = DEFAULT_CLIENT_ID
     return Subscription(sub_id, source, sink, options), target
 
 
