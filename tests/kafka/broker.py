@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,11 @@ KAFKA_LIB = ROOT / ".kafka" / "lib"
 # The machine has 2 cores shared by several test runs: a small heap, a quick-to-start JIT, a serial GC.
 JVM_OPTS = ["-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
             "-Dorg.slf4j.simpleLogger.showDateTime=true", "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS"]
+
+
+# A test process that crashes skips its teardown: have the kernel kill the broker when its parent dies, so
+# no JVM outlives the tests (util-linux `setpriv`, where there is one).
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
 class BrokerNotInstalled(RuntimeError):
@@ -117,7 +123,7 @@ class KafkaBroker:
         if not (self.log_dir / "meta.properties").exists():
             self.format()
         log = self.log_file.open("ab")
-        self.proc = subprocess.Popen(self._java("kafka.Kafka", str(self.config)), stdout=log,
+        self.proc = subprocess.Popen([*_DIE_WITH_PARENT, *self._java("kafka.Kafka", str(self.config))], stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.starts += 1

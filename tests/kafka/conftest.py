@@ -25,9 +25,10 @@ from tests.kafka.broker import ROOT, BrokerNotInstalled, KafkaBroker, check_inst
 _topic_seq = itertools.count()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """A single-node KRaft broker, started once for the session (tests that kill it start it again)."""
+    """A single-node KRaft broker, started once for the Kafka tests (tests that kill it start it again) and
+    stopped after them, so its JVM does not weigh on the rest of the suite."""
     try:
         check_installed()
     except BrokerNotInstalled as exc:
