@@ -48,7 +48,7 @@ def _flatten_tables(key: str, value: Any) -> Any:
 
 
 def _hide_secret_option(text: str) -> str:
-    name, sep, value = text.partition("=")
+    name, sep, _ = text.partition("=")
     return f"{name}=(hidden)" if sep and any(w in name.lower() for w in _SECRET_WORDS) else text
 
 
