@@ -106,5 +106,19 @@ class SaveConcurrencyRules(NamedTuple):
     changes: dict[str, int | None]
 
 
+class SaveSubscription(NamedTuple):
+    """Insert or replace a Kafka subscription: its id and its JSON form (`Subscription.to_json()`)."""
+
+    id: str
+    subscription: dict[str, Any]
+    created_at: int
+
+
+class DropSubscription(NamedTuple):
+    """Forget a Kafka subscription."""
+
+    id: str
+
+
 StoreOp = (SetState | ClearState | ClearAllState | AddPromise | DropPromises | AddWaiter | DropWaiters | AddCall
-           | SaveDeployment | DropDeployment | SaveConcurrencyRules)
+           | SaveDeployment | DropDeployment | SaveConcurrencyRules | SaveSubscription | DropSubscription)

@@ -29,9 +29,11 @@ from durably.server.store.ops import (
     DeploymentRecord,
     DropDeployment,
     DropPromises,
+    DropSubscription,
     DropWaiters,
     SaveConcurrencyRules,
     SaveDeployment,
+    SaveSubscription,
     SetState,
 )
 
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
 _memory_ids = itertools.count()
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -141,6 +143,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX invocations_service ON invocations(service, created_at);
     CREATE INDEX invocations_key ON invocations(service, key, created_at) WHERE key != '';
     """,
+    """
+    -- Kafka subscriptions (POST /subscriptions): each consumer is started again from here at startup.
+    CREATE TABLE subscriptions (
+        id TEXT PRIMARY KEY,            -- sub_1...
+        subscription TEXT NOT NULL,     -- JSON {"id", "source", "sink", "options"}, Restate's shape
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 # What an invocation is (its target, when it was made, its sequence) never changes after the insert. Leaving
@@ -179,6 +189,9 @@ _OPS: dict[type, tuple[str, Any]] = {
     DropDeployment: ("DELETE FROM deployments WHERE id = ?", None),
     SaveConcurrencyRules: (f"INSERT OR REPLACE INTO meta VALUES ('{_RULES_META_KEY}', ?)",
                            lambda op: (json.dumps(op.changes),)),
+    SaveSubscription: ("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)",
+                       lambda op: (op.id, json.dumps(op.subscription), op.created_at)),
+    DropSubscription: ("DELETE FROM subscriptions WHERE id = ?", None),
 }
 
 
@@ -465,6 +478,11 @@ class SQLiteStore(Store):
         """The concurrency rules changed over the admin API; {} if none."""
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (_RULES_META_KEY,)).fetchone()
         return json.loads(row[0]) if row else {}
+
+    def load_subscriptions(self) -> list[dict[str, Any]]:
+        """Every Kafka subscription's JSON form, oldest first."""
+        rows = self._reader.execute("SELECT subscription FROM subscriptions ORDER BY created_at, id").fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # ---- operator queries (admin API, UI, metrics) ----
 
