@@ -1,0 +1,49 @@
+"""The admin API's `/subscriptions` without a broker: what a server without the Kafka client, or without the
+cluster a request names, answers (the broker-backed behaviour is in tests/kafka/)."""
+
+from __future__ import annotations
+
+import httpx
+
+import durably
+from durably.server.http.admin import Admin
+from durably.server.ingest import KafkaCluster
+from durably.server.process import kafka as kafka_wiring
+from durably.server.process.kafka import KafkaSubscriptions
+
+counter = durably.VirtualObject("Counter")
+
+
+@counter.handler()
+async def add(ctx: durably.ObjectContext, delta: int) -> int:
+    return delta
+
+
+APP = durably.app(services=[counter])
+BODY = {"source": "kafka://local/orders", "sink": "service://Counter/add"}
+
+
+def _admin(rt, clusters) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
+    subs = KafkaSubscriptions(rt.engine, clusters)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=Admin(rt.engine, subscriptions=subs)),
+                             base_url="http://admin")
+
+
+async def test_without_the_kafka_extra_creating_names_the_extra(runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(kafka_wiring, "kafka_available", lambda: False)
+    async with runtime(APP) as rt, _admin(rt, {"local": KafkaCluster("local", ("127.0.0.1:1",))}) as admin:
+        r = await admin.post("/subscriptions", json=BODY)
+        assert r.status_code == 400
+        assert "durably[kafka]" in r.json()["message"]
+        assert (await admin.get("/subscriptions")).json() == {"subscriptions": []}
+
+
+async def test_an_embedding_without_clusters_says_how_to_configure_one(runtime) -> None:  # type: ignore[no-untyped-def]
+    async with runtime(APP) as rt:
+        admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=Admin(rt.engine)), base_url="http://admin")
+        async with admin:
+            r = await admin.post("/v2/subscriptions", json=BODY)
+            assert r.status_code == 400
+            assert r.json()["message"].startswith("bad subscription source: unknown Kafka cluster 'local'")
+            assert "--kafka-cluster" in r.json()["message"]
+            assert (await admin.put("/subscriptions")).status_code == 405
