@@ -5,6 +5,9 @@ and what each record did read back from the sink object's state over the ingress
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -182,3 +185,36 @@ def test_terminal_failure_and_keyless_record_do_not_stall_the_partition(broker: 
     _wait(lambda: seen(serve, "a") == [1, -1, 2], "the records after the failing one and the keyless one")
     _wait(lambda: "has no key, but service://Tally/add is a keyed handler" in serve.log(),
           "the keyless record's logged error")
+
+
+def durably_cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DURABLY_ADMIN_URL=f"http://127.0.0.1:{server.admin_port}")
+    return subprocess.run([sys.executable, "-m", "durably.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_cli_create_list_delete_and_the_ui_shows_consumer_lag(broker: KafkaBroker, serve: ServerProcess) -> None:
+    topic = create_topic(broker, 2)
+    serve.start()
+    out = durably_cli(serve, "subscriptions", "create", f"kafka://local/{topic}", "service://Tally/add",
+                      "-o", "auto.offset.reset=earliest")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("created sub_1") and f"kafka://local/{topic} -> service://Tally/add" in out.stdout
+    sub_id = out.stdout.split()[1].rstrip(":")
+    listed = durably_cli(serve, "subscriptions", "list")
+    assert listed.returncode == 0 and sub_id in listed.stdout and "auto.offset.reset=earliest" in listed.stdout
+    bad = durably_cli(serve, "subscriptions", "create", f"kafka://elsewhere/{topic}", "service://Tally/add")
+    assert bad.returncode != 0 and "unknown Kafka cluster 'elsewhere'" in bad.stderr
+    produce(broker, topic, [(0, b"u", b"1", None), (1, b"v", b"2", None)])
+    _wait(lambda: seen(serve, "u") == [1] and seen(serve, "v") == [2], "both records")
+
+    def ui_lag_is_zero() -> str | None:
+        with admin(serve) as a:
+            page = a.get("/ui/services").text
+        return page if f"{topic}/0: 0" in page and f"{topic}/1: 0" in page else None
+
+    page = _wait(ui_lag_is_zero, "the UI to show each partition's lag caught up")
+    assert f'id="sub-{sub_id}"' in page and "running" in page
+    deleted = durably_cli(serve, "subscriptions", "delete", sub_id)
+    assert deleted.returncode == 0 and deleted.stdout.strip() == f"deleted {sub_id}"
+    assert durably_cli(serve, "subscriptions", "list").stdout.strip() == "no subscriptions"

@@ -142,7 +142,7 @@ class Admin:
         # no Kafka cluster is configured, so every POST /subscriptions names the missing --kafka-cluster.
         self.subscriptions = subscriptions if subscriptions is not None else KafkaSubscriptions(engine, {})
         subs = SubscriptionRoutes(self.subscriptions, body_limit)
-        self.ui = WebUI(engine)
+        self.ui = WebUI(engine, self.subscriptions)
         # Per-pattern versions of Restate's rule-book API, counted while this server runs.
         self._rule_versions: dict[str, int] = {}
         # Tried in order; the first route that takes the request answers it.

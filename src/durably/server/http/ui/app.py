@@ -39,7 +39,9 @@ from durably.server.http.sessions import (
 from durably.server.http.shapes import ACTION_STATUS, parse_json
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
+from durably.server.http.ui.subscriptions import subscriptions_section
 from durably.server.http.ui.timeline import timeline
+from durably.server.process.kafka import KafkaSubscriptions
 from durably.server.remote.deployments import DiscoveryError
 from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, page, parse_cursor
@@ -81,8 +83,9 @@ def _flash_text(query: dict[str, str] | dict[str, list[str]]) -> str | None:
 class WebUI:
     """Serves /ui/... for one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, subscriptions: KafkaSubscriptions | None = None) -> None:
         self.engine = engine
+        self.subscriptions = subscriptions
         self.flash = FlashNotes()
 
     def _sending(self, scope: dict[str, Any], send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
@@ -135,6 +138,7 @@ class WebUI:
             await self._invocation(send, segs[1], query)
         elif segs == ["services"]:
             body = pages.services_page(self.engine, query.get("msg"), query.get("err"))
+            body = Markup(body + subscriptions_section(self.subscriptions))
             await _html(send, layout("Services", "services", body))
         elif segs == ["state"]:
             await self._state(send, query.get("service"), query.get("key"), query.get("msg"), query.get("err"),
