@@ -158,7 +158,8 @@ def test_created_listed_deleted_and_recreated_across_a_restart(broker: KafkaBrok
         assert [s["id"] for s in a.get("/subscriptions").json()["subscriptions"]] == [s2["id"], s3["id"]]
 
 
-def test_kill_9_mid_consumption_loses_and_duplicates_nothing(broker: KafkaBroker, serve: ServerProcess) -> None:
+def test_kill_9_of_durably_twice_and_of_the_broker_loses_and_duplicates_nothing(broker: KafkaBroker,
+                                                                                serve: ServerProcess) -> None:
     topic = create_topic(broker, 8)
     records, expected = keyed_records(8, 40, 1000)
     serve.start()
@@ -168,7 +169,17 @@ def test_kill_9_mid_consumption_loses_and_duplicates_nothing(broker: KafkaBroker
         _wait(lambda: sum(len(seen(serve, k)) for k in ("k0", "k1", "k2", "k3")) >= 8, "consumption to start")
         serve.kill()
         serve.start()
-    _wait(lambda: all_landed(serve, expected), "every record to land after two kill -9", within=180)
+    # Then the broker dies too: a logged, retried state; the server stays healthy and serves HTTP meanwhile.
+    broker.kill9()
+    with admin(serve) as a:
+        down = f'durably_kafka_consumer_state{{state="broker-unavailable",subscription="{sub["id"]}"}} 1.0'
+        _wait(lambda: down in a.get("/metrics").text, "the consumer to see the broker down")
+        assert a.get("/health").status_code == 200
+    assert seen(serve, "k0")  # the ingress still answers
+    assert "the client keeps retrying" in serve.log()
+    broker.start()
+    _wait(lambda: all_landed(serve, expected), "every record to land after two kill -9 of durably and one of the "
+          "broker", within=180)
     for key, values in expected.items():
         assert seen(serve, key) == values, key
     with admin(serve) as a:

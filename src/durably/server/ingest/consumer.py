@@ -267,12 +267,14 @@ class SubscriptionConsumer:
 
     def _route(self, msgs: list[Any], ck: Any) -> None:
         sub_id = self.subscription.id
+        got_record = False
         for msg in msgs:
             err = msg.error()
             if err is not None:
                 if err.code() != ck.KafkaError._PARTITION_EOF:
                     self._client_error(err.name(), err.str(), err.fatal())
                 continue
+            got_record = True
             tp = (msg.topic(), msg.partition())
             part = self._parts.get(tp)
             # Not ours (any more), or already routed: the partition's owner reads it from the committed offset.
@@ -289,7 +291,10 @@ class SubscriptionConsumer:
             self.stats.records_consumed += 1
             if not part.paused and len(part.records) >= self.options.max_buffered:
                 self._pause_wanted.add(tp)
-        self._set_state("running")
+        # Only a record proves the broker reachable: a batch of nothing but client errors (all brokers down)
+        # must not flip the state back to running.
+        if got_record:
+            self._set_state("running")
 
     async def _work(self, part: _Partition) -> None:
         while True:
