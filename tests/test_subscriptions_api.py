@@ -47,3 +47,21 @@ async def test_an_embedding_without_clusters_says_how_to_configure_one(runtime) 
             assert r.json()["message"].startswith("bad subscription source: unknown Kafka cluster 'local'")
             assert "--kafka-cluster" in r.json()["message"]
             assert (await admin.put("/subscriptions")).status_code == 405
+
+
+async def test_a_record_submitted_again_finds_its_first_invocation(runtime) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from durably.server.ingest import KafkaInvocation
+
+    record = KafkaInvocation(service="Counter", handler="add", key="k", input=b"5",
+                             headers={"kafka.offset": "7"}, idempotency_key="kafka/sub_1x/orders/0/7")
+    async with runtime(APP) as rt:
+        subs = KafkaSubscriptions(rt.engine, {})
+        await subs.submit("sub_1x", record)
+        await subs.submit("sub_1x", record)  # after a crash, the record is read again
+        await subs.submit("sub_1x", replace(record, headers={"kafka.offset": "8"},
+                                            idempotency_key="kafka/sub_1x/orders/0/8"))
+        assert subs.created == {"sub_1x": 2} and subs.deduplicated == {"sub_1x": 1}
+        rows = [r for r in rt.store.list_invocations(limit=10) if r[1] == "Counter"]
+        assert len(rows) == 2
