@@ -65,3 +65,21 @@ async def test_a_record_submitted_again_finds_its_first_invocation(runtime) -> N
         assert subs.created == {"sub_1x": 2} and subs.deduplicated == {"sub_1x": 1}
         rows = [r for r in rt.store.list_invocations(limit=10) if r[1] == "Counter"]
         assert len(rows) == 2
+
+
+async def test_a_draining_server_lists_stored_subscriptions_but_consumes_nothing(runtime) -> None:  # type: ignore[no-untyped-def]
+    from durably.server.store.ops import SaveSubscription
+
+    stored = {"id": "sub_11ebUK57ZEQZwTfYwxbc2jL", "source": "kafka://local/orders", "sink": "service://Counter/add",
+              "options": {"group.id": "sub_11ebUK57ZEQZwTfYwxbc2jL"}}
+    async with runtime(APP) as rt:
+        rt.engine.table.write(SaveSubscription(stored["id"], stored, 1))
+        await rt.engine.barrier()
+        subs = KafkaSubscriptions(rt.engine, {"local": KafkaCluster("local", ("127.0.0.1:1",))})
+        await subs.start(consume=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=Admin(rt.engine, subscriptions=subs)),
+                                     base_url="http://admin") as admin:
+            assert (await admin.get("/subscriptions")).json() == {"subscriptions": [stored]}
+            assert (await admin.get(f"/subscriptions/{stored['id']}")).json() == stored
+        assert subs.stats()[stored["id"]].state == "stopped"
+        await subs.close()

@@ -103,8 +103,11 @@ class KafkaSubscriptions:
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Load the stored subscriptions and start their consumers (with the Kafka extra installed)."""
+    async def start(self, consume: bool = True) -> None:
+        """Load the stored subscriptions and start their consumers (with the Kafka extra installed).
+
+        `consume=False` (a draining server: no new invocations) loads them to be listed, runs no consumer.
+        """
         for data in self.engine.store.load_subscriptions():
             try:
                 sub = Subscription.from_json(data)
@@ -112,8 +115,8 @@ class KafkaSubscriptions:
                 log.error("stored Kafka subscription %r cannot be loaded: %s", data.get("id"), e.message)
                 continue
             self._subs[sub.id] = sub
-        self._started = True
-        if not self._subs:
+        self._started = consume
+        if not self._subs or not consume:
             return
         if not kafka_available():
             log.error("%d Kafka subscription(s) are stored but not consumed: %s", len(self._subs),

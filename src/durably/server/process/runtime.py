@@ -109,10 +109,11 @@ class DurablyServer:
         engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
-        # Kafka subscriptions: the stored ones' consumers start now (each retries an unreachable broker).
+        # Kafka subscriptions: the stored ones' consumers start now (each retries an unreachable broker);
+        # a draining server takes no new invocations, from Kafka neither.
         subscriptions = KafkaSubscriptions(engine, cfg.kafka_clusters)
         self.subscriptions = subscriptions
-        await subscriptions.start()
+        await subscriptions.start(consume=not cfg.drain)
         ingress: object = Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon))
         monitor = None
         if engine.stats is not None:
