@@ -194,6 +194,10 @@ def test_terminal_failure_and_keyless_record_do_not_stall_the_partition(broker: 
     produce(broker, topic, [(0, b"a", b"1", None), (0, b"a", b"-1", None), (0, None, b"5", None),
                             (0, b"a", b"2", None)])
     _wait(lambda: seen(serve, "a") == [1, -1, 2], "the records after the failing one and the keyless one")
+    # The terminal failure is an ordinary failed invocation: listed and described like any other.
+    with admin(serve) as a:
+        listed = a.get("/invocations", params={"service": "Tally"}).text
+    assert "negative value -1" in listed
     _wait(lambda: "has no key, but service://Tally/add is a keyed handler" in serve.log(),
           "the keyless record's logged error")
 
