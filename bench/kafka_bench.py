@@ -119,10 +119,65 @@ def run_one(broker: KafkaBroker, partitions: int, records: int, workdir: Path) -
         log.close()
 
 
+def run_restate(broker: KafkaBroker, partitions: int, records: int, workdir: Path) -> float:
+    """The same workload with restate-server 1.7.12 consuming and `durably endpoint` serving the handler;
+    completed/s counted from the handler's side effect (a record may run twice after a retry: at least)."""
+    from confluent_kafka.admin import NewTopic
+
+    from tests.interop.conftest import RestateServer
+
+    topic = f"rbench-{partitions}-{int(time.time())}"
+    broker.admin().create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(60)
+    _produce(broker.bootstrap, topic, partitions, records)
+    count_file = workdir / f"restate-count-{partitions}"
+    count_file.write_bytes(b"")
+    port = free_port()
+    log = (workdir / f"endpoint-{partitions}.log").open("wb")
+    env = dict(__import__("os").environ, KAFKA_BENCH_COUNT_FILE=str(count_file))
+    endpoint = subprocess.Popen([sys.executable, "-m", "durably.cli.main", "endpoint", "bench/kafka_app.py:app",
+                                 "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    config = workdir / f"restate-{partitions}.toml"
+    config.write_text(f'[[ingress.kafka-clusters]]\nname = "local"\nbrokers = ["{broker.bootstrap}"]\n')
+    base = workdir / f"restate-{partitions}"
+    base.mkdir()
+    server = None
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("durably endpoint did not start")
+            time.sleep(0.05)
+        server = RestateServer(base, {"RESTATE_CONFIG": str(config), "RESTATE_LOG_FILTER": "warn"})
+        server.register(f"http://127.0.0.1:{port}")
+        start = time.monotonic()
+        r = httpx.post(f"{server.admin}/subscriptions", timeout=30, json={
+            "source": f"kafka://local/{topic}", "sink": "service://KafkaSink/one_step",
+            "options": {"auto.offset.reset": "earliest"}})
+        assert r.status_code == 201, r.text
+        while count_file.stat().st_size < records:
+            if time.monotonic() - start > 600:
+                raise SystemExit("timed out after 600 s")
+            time.sleep(0.05)
+        return records / (time.monotonic() - start)
+    finally:
+        if server is not None:
+            server.stop()
+        endpoint.terminate()
+        endpoint.wait(30)
+        log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--partitions", type=int, nargs="*", default=[1, 8])
+    parser.add_argument("--restate", action="store_true",
+                        help="Also measure restate-server 1.7.12 consuming, driving the handler via durably endpoint.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
         workdir = Path(tmp)
@@ -133,6 +188,12 @@ def main() -> None:
             for partitions in args.partitions:
                 rec, done, steady = run_one(broker, partitions, args.records, workdir)
                 print(f"{partitions:>10} {args.records:>8} {rec:>11,.0f} {done:>12,.0f} {steady:>9,.0f}", flush=True)
+            if args.restate:
+                print(f"restate-server 1.7.12 -> durably endpoint\n{'partitions':>10} {'records':>8} "
+                      f"{'completed/s':>12}")
+                for partitions in args.partitions:
+                    done = run_restate(broker, partitions, args.records, workdir)
+                    print(f"{partitions:>10} {args.records:>8} {done:>12,.0f}", flush=True)
         finally:
             broker.stop()
 
