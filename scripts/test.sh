@@ -18,6 +18,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # The real Restate server and restate-sdk: the other side of the wire in the interop tests.
 bash scripts/install-peers.sh
+# The Apache Kafka broker of the Kafka subscription tests (jars from Maven Central, cached in .kafka/).
+bash scripts/install-kafka.sh
 # The compose linter of the deployment-artifact tests (npm).
 bash scripts/install-deploy-lint.sh
 .venv/bin/ruff check src tests bench examples scripts

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from durably.server.store import MemoryStore
+from pathlib import Path
+
+from durably.server.store import MemoryStore, SQLiteStore
 from durably.server.store.base import Batch
 from durably.server.store.ops import (
     AddPromise,
@@ -12,9 +14,11 @@ from durably.server.store.ops import (
     DeploymentRecord,
     DropDeployment,
     DropPromises,
+    DropSubscription,
     DropWaiters,
     SaveConcurrencyRules,
     SaveDeployment,
+    SaveSubscription,
     SetState,
 )
 
@@ -45,4 +49,20 @@ def test_promises_waiters_deployments_and_rules_round_trip() -> None:
     assert store.load_promise("W", "k", "p") is None
     assert store.load_waiters() == []
     assert store.load_deployments() == []
+    store.close()
+
+
+def test_subscriptions_are_stored_and_come_back_after_reopening(tmp_path: Path) -> None:
+    body = {"id": "sub_1abc", "source": "kafka://local/orders", "sink": "service://Orders/process",
+            "options": {"group.id": "sub_1abc", "auto.offset.reset": "earliest"}}
+    other = dict(body, id="sub_1def", source="kafka://local/other")
+    store = SQLiteStore(tmp_path)
+    store.commit(Batch(ops=[SaveSubscription("sub_1abc", body, 1), SaveSubscription("sub_1def", other, 2)]))
+    store.close()
+    store = SQLiteStore(tmp_path)
+    assert store.load_subscriptions() == [body, other]
+    store.commit(Batch(ops=[DropSubscription("sub_1abc")]))
+    store.close()
+    store = SQLiteStore(tmp_path)
+    assert store.load_subscriptions() == [other]
     store.close()

@@ -5,6 +5,7 @@
     durably invocations list|describe|cancel|...     the admin API's invocations                       invocations.py
     durably services list                            the served services and handlers                  services.py
     durably deployments register|list|remove         remote deployments                                deployments.py
+    durably subscriptions list|create|delete         Kafka subscriptions                               subscriptions.py
     durably rules list|set|delete                    concurrency rules                                  rules.py
     durably state get|set|edit|clear OBJECT KEY      a virtual object's state                           state.py
     durably backup --data-dir D OUT                  a consistent copy of a data directory             backup.py
@@ -28,6 +29,7 @@ from durably.cli.run import run
 from durably.cli.serve import serve
 from durably.cli.services import services
 from durably.cli.state import state
+from durably.cli.subscriptions import subscriptions
 
 
 @click.group()
@@ -36,7 +38,8 @@ def main() -> None:
     """Durable execution for Python."""
 
 
-for _command in (serve, backup, invoke, invocations, services, deployments, rules, run, endpoint, keys, state):
+for _command in (serve, backup, invoke, invocations, services, deployments, subscriptions, rules, run, endpoint, keys,
+                 state):
     main.add_command(_command)
 
 __all__ = ["main", "serve"]

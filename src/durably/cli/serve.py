@@ -107,6 +107,25 @@ def _allowed_hosts(values: tuple[str, ...]) -> tuple[str, ...]:
         raise click.BadParameter(str(e), param_hint="--allowed-host") from None
 
 
+def _kafka_clusters(flags: tuple[str, ...], options: tuple[str, ...]) -> dict[str, Any]:
+    """`--kafka-cluster NAME=HOST:PORT[,...]` (repeatable) with `--kafka-cluster-option NAME:KEY=VALUE`
+    (repeatable): the clusters subscriptions may read, each with its extra Kafka client properties."""
+    from durably.server.ingest import SubscriptionError, parse_clusters
+
+    properties: dict[str, dict[str, str]] = {}
+    for option in options:
+        name, sep, rest = option.partition(":")
+        key, eq, value = rest.partition("=")
+        if not sep or not eq or not name.strip() or not key.strip():
+            raise click.BadParameter(f"expected NAME:KEY=VALUE (e.g. local:security.protocol=SASL_SSL), got "
+                                     f"{option!r}", param_hint="--kafka-cluster-option")
+        properties.setdefault(name.strip(), {})[key.strip()] = value
+    try:
+        return parse_clusters(flags, properties)
+    except SubscriptionError as e:
+        raise click.BadParameter(e.message, param_hint="--kafka-cluster") from None
+
+
 def server_config(settings: dict[str, Any]) -> ServerConfig:
     """The ServerConfig of `serve`'s settings, as click resolved them from flags, environment, file and defaults.
 
@@ -130,6 +149,7 @@ def server_config(settings: dict[str, Any]) -> ServerConfig:
         tls_key=settings["tls_key"],
         request_identity_key=settings["request_identity_key"], secret_headers=settings["secret_headers"],
         allowed_hosts=_allowed_hosts(settings["allowed_hosts"]),
+        kafka_clusters=_kafka_clusters(settings["kafka_clusters"], settings["kafka_cluster_options"]),
     )
 
 
@@ -203,6 +223,12 @@ def run(app: App, config: ServerConfig) -> None:
               help="Restate 1.7 flow control: at most N invocations run at once per matching scope or limit "
                    "key ('*=100', 'checkout=50', 'checkout/*=5', 'checkout/*/*=2'). Repeatable. Env: "
                    "DURABLY_CONCURRENCY_LIMITS (comma-separated).")
+@click.option("--kafka-cluster", "kafka_clusters", multiple=True, metavar="NAME=HOST:PORT[,HOST:PORT...]",
+              help="A Kafka cluster subscriptions can read as kafka://NAME/<topic>. Repeatable; in a --config "
+                   "file a list, in DURABLY_KAFKA_CLUSTER space-separated.")
+@click.option("--kafka-cluster-option", "kafka_cluster_options", multiple=True, metavar="NAME:KEY=VALUE",
+              help="An extra Kafka client property of cluster NAME (SASL, TLS: security.protocol, sasl.mechanism, "
+                   "sasl.username, ...), passed to the client as Restate passes additional_options. Repeatable.")
 @security_options
 @limit_options
 def serve(app_ref: str | None, **settings: Any) -> None:

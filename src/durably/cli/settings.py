@@ -30,6 +30,31 @@ from click.core import ParameterSource
 ENV_PREFIX = "DURABLY_"
 _OWN = ("config", "dump_config")
 _DUMP_KEY = "durably_dump_config"
+# Words in a Kafka client property's name that mark its value as a secret (hidden by --dump-config).
+_SECRET_WORDS = ("password", "secret", "token", "jaas", "private", "key.pem")
+
+
+def _flatten_tables(key: str, value: Any) -> Any:
+    """TOML tables for the Kafka settings, as the flags' repeated values:
+
+        [kafka_cluster]                     ->  --kafka-cluster local=127.0.0.1:9092
+        local = "127.0.0.1:9092"                (a list of brokers is joined with ",")
+        [kafka_cluster_option.local]        ->  --kafka-cluster-option local:security.protocol=SASL_SSL
+        "security.protocol" = "SASL_SSL"
+    """
+    if not isinstance(value, dict):
+        return value
+    if key == "kafka_cluster":
+        return [f"{name}={','.join(v) if isinstance(v, list) else v}" for name, v in value.items()]
+    if key == "kafka_cluster_option":
+        return [f"{name}:{k}={v}" for name, props in value.items() if isinstance(props, dict)
+                for k, v in props.items()]
+    return value
+
+
+def _hide_secret_option(text: str) -> str:
+    name, sep, _ = text.partition("=")
+    return f"{name}=(hidden)" if sep and any(w in name.lower() for w in _SECRET_WORDS) else text
 
 
 def env_name(param_name: str) -> str:
@@ -66,6 +91,7 @@ def _load(ctx: click.Context, param: click.Parameter, path: str | None) -> None:
         if target is None:
             valid = ", ".join(sorted(known))
             raise click.BadParameter(f"{path}: unknown setting {key!r}; known: {valid}", ctx, param)
+        value = _flatten_tables(setting_name(target), value)
         defaults[target.name] = str(value) if isinstance(value, Path) else value  # type: ignore[index]
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
@@ -109,6 +135,8 @@ def dump(ctx: click.Context) -> str:
             # A dump gets pasted into tickets and chats: say that a secret is set, never what it is.
             lines.append(f"# {key} is set (hidden)  # {_source(ctx, param)}")
             continue
+        if key == "kafka_cluster_option":  # SASL passwords and the like
+            value = [_hide_secret_option(str(v)) for v in value]
         lines.append(f"{key} = {_toml_value(value)}  # {_source(ctx, param)}")
     return "\n".join(lines)
 

@@ -344,6 +344,28 @@ class AdminClient(_Client):
         if resp.status_code >= 300:
             self._raise(resp, path)
 
+    def subscriptions(self, sink: str | None = None, source: str | None = None) -> list[dict[str, Any]]:
+        """Kafka subscriptions `{"id", "source", "sink", "options"}`, filtered by exact sink/source URIs."""
+        params = {k: v for k, v in (("sink", sink), ("source", source)) if v is not None}
+        return self._json("/subscriptions", params or None)["subscriptions"]
+
+    def create_subscription(self, source: str, sink: str, options: dict[str, str] | None = None) -> dict[str, Any]:
+        """Subscribe `sink` (service://Service/handler) to `source` (kafka://cluster/topic); the new subscription."""
+        body: dict[str, Any] = {"source": source, "sink": sink}
+        if options:
+            body["options"] = options
+        resp = self._request("POST", "/subscriptions", json=body)
+        if resp.status_code >= 300:
+            self._raise(resp, "/subscriptions")
+        return resp.json()
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """Delete a subscription: its consumer stops (handled offsets committed) and it is forgotten."""
+        path = f"/subscriptions/{quote(subscription_id, safe='')}"
+        resp = self._request("DELETE", path)
+        if resp.status_code >= 300:
+            self._raise(resp, path)
+
     def rules(self) -> dict[str, Any]:
         """The concurrency rule book and its usage: `{"rules": [{"pattern", "concurrency"}], "usage": [...]}`."""
         return self._json("/rules")

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from durably.sdk.options import InvocationRetryPolicy
+from durably.server.ingest.subscriptions import KafkaCluster
 from durably.server.process.limits import DEFAULT_MAX_BODY, ResourceLimits
 from durably.server.process.shutdown import DEFAULT_GRACE_S
 
@@ -57,3 +58,6 @@ class ServerConfig:
     # Refuse new invocations from outside, finish the ones in the store (DrainingIngress in
     # server/process/shutdown.py).
     drain: bool = False
+    # Kafka clusters subscriptions may read, by name (`--kafka-cluster NAME=HOST:PORT[,...]`, each with its
+    # extra client properties from `--kafka-cluster-option`; see server/process/kafka.py).
+    kafka_clusters: dict[str, KafkaCluster] = field(default_factory=dict)

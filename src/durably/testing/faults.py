@@ -79,6 +79,9 @@ class FaultyStore(Store):
     def load_concurrency_rules(self) -> dict[str, int | None]:
         return self.inner.load_concurrency_rules()
 
+    def load_subscriptions(self) -> list[dict[str, Any]]:
+        return self.inner.load_subscriptions()
+
     def invocation_page(self, flt: InvocationFilter, limit: int,
                         before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
         return self.inner.invocation_page(flt, limit, before)

@@ -13,6 +13,8 @@
     PATCH  /invocations/{id}/cancel|kill|pause|resume|purge
     GET|PUT|DELETE /rules                               concurrency rules (flow control) and their usage
     PUT /limits/rules, POST /limits/rules/bulk-delete   the same, in Restate's rule-book API
+    POST   /subscriptions {"source", "sink", "options"?}   a Kafka subscription (durably.server.http.subscriptions)
+    GET    /subscriptions[?sink=&source=], /subscriptions/{id};  DELETE /subscriptions/{id}
     POST   /deployments {"uri", "use_http_11"?, "force"?, "additional_headers"?}   discover and register
     GET    /deployments, /deployments/{id};  DELETE /deployments/{id}
     DELETE /invocations/{id}?mode=cancel|kill|purge     (deprecated form)
@@ -72,10 +74,13 @@ from durably.server.http.shapes import (
     service_json,
     waiting_json,
 )
+from durably.server.http.subscriptions import SubscriptionRoutes
 from durably.server.http.ui.app import WebUI
+from durably.server.observe.kafka_metrics import KafkaCollector
 from durably.server.observe.loop_stalls import threads_json
 from durably.server.observe.metrics import CONTENT_TYPE as METRICS_TYPE
 from durably.server.observe.metrics import render as render_metrics
+from durably.server.process.kafka import KafkaSubscriptions
 from durably.server.process.limits import ADMIN_BODY_LIMIT
 from durably.server.remote.deployments import DiscoveryError
 from durably.server.store.errors import StoreCorrupt
@@ -88,7 +93,7 @@ _VERSION_PREFIXES = ("v2", "v3", "v4")
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # A path under one of these that no route takes answers 405 (the resource exists, not with that method);
 # any other unknown path is 404.
-_METHOD_CHECKED = ("services", "invocations", "health", "deployments", "threads")
+_METHOD_CHECKED = ("services", "invocations", "health", "deployments", "threads", "subscriptions")
 
 
 @dataclass(frozen=True)
@@ -140,10 +145,15 @@ class Route:
 class Admin:
     """The admin ASGI app."""
 
-    def __init__(self, engine: Engine, body_limit: int = ADMIN_BODY_LIMIT) -> None:
+    def __init__(self, engine: Engine, body_limit: int = ADMIN_BODY_LIMIT,
+                 subscriptions: KafkaSubscriptions | None = None) -> None:
         self.engine = engine
         self.body_limit = body_limit
-        self.ui = WebUI(engine)
+        # `durably serve` passes its running subscriptions; without them (an embedding that runs no consumers)
+        # no Kafka cluster is configured, so every POST /subscriptions names the missing --kafka-cluster.
+        self.subscriptions = subscriptions if subscriptions is not None else KafkaSubscriptions(engine, {})
+        subs = SubscriptionRoutes(self.subscriptions, body_limit)
+        self.ui = WebUI(engine, self.subscriptions)
         # Per-pattern versions of Restate's rule-book API, counted while this server runs.
         self._rule_versions: dict[str, int] = {}
         # Tried in order; the first route that takes the request answers it.
@@ -162,6 +172,8 @@ class Admin:
             *(Route.of("PATCH", f"invocations/{{inv_id}}/{action}", partial(self._action, action=action))
               for action in _ACTIONS),
             Route.of("DELETE", "invocations/{inv_id}", self._deprecated_action),
+            Route.of("GET POST", "subscriptions", subs.collection),
+            Route.of("GET DELETE", "subscriptions/{sub_id}", subs.item),
             Route.of("POST", "deployments", self._register),
             Route.of("GET", "deployments", self._deployments),
             Route.of("GET DELETE", "deployments/{dep_id}", self._deployment),
@@ -225,7 +237,7 @@ class Admin:
             await error(req.send, 404, "metrics are off (durably serve --no-metrics)", "admin")
             return
         await self.engine.flushed()  # counted completions are committed: the counts agree
-        await respond(req.send, 200, render_metrics(self.engine), METRICS_TYPE)
+        await respond(req.send, 200, render_metrics(self.engine, KafkaCollector(self.subscriptions)), METRICS_TYPE)
 
     async def _services(self, req: Request) -> None:
         await respond_json(req.send, 200, {"services": [service_json(s) for s in self.engine.services.values()]})

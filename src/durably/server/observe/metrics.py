@@ -227,8 +227,10 @@ class EngineCollector(Collector):
                                 "number that stays up means steps are stuck.", value=engine.run_executor.busy())
 
 
-def render(engine: Engine) -> bytes:
-    """The Prometheus text exposition of one engine's metrics."""
+def render(engine: Engine, *extra: Collector) -> bytes:
+    """The Prometheus text exposition of one engine's metrics (and of `extra` collectors, e.g. Kafka's)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(engine))
+    for collector in extra:
+        registry.register(collector)
     return generate_latest(registry)

@@ -19,6 +19,7 @@ from durably.server.http.connection_limits import protocol_class
 from durably.server.http.ingress import Ingress
 from durably.server.observe.metrics import LoopMonitor, TimedIngress
 from durably.server.observe.tracing import from_environment as tracing_from_environment
+from durably.server.process.kafka import KafkaSubscriptions
 from durably.server.process.limits import BodyBudget, engine_limits, fit_connection_cap, raise_nofile_limit
 from durably.server.process.listeners import (
     guarded,
@@ -75,6 +76,7 @@ class DurablyServer:
         self.app = app
         self.config = config
         self.engine: Engine | None = None
+        self.subscriptions: KafkaSubscriptions | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
 
@@ -107,13 +109,19 @@ class DurablyServer:
         engine = Engine(self.app, store, options)
         self.engine = engine
         await engine.start()
+        # Kafka subscriptions: the stored ones' consumers start now (each retries an unreachable broker);
+        # a draining server takes no new invocations, from Kafka neither.
+        subscriptions = KafkaSubscriptions(engine, cfg.kafka_clusters)
+        self.subscriptions = subscriptions
+        await subscriptions.start(consume=not cfg.drain)
         ingress: object = Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon))
         monitor = None
         if engine.stats is not None:
             ingress = TimedIngress(ingress, engine.stats)
             monitor = LoopMonitor(engine.stats)
             monitor.start()
-        ingress_app, admin_app = host_checked(*guarded(_draining(ingress, cfg), Admin(engine), cfg), cfg)
+        admin = Admin(engine, subscriptions=subscriptions)
+        ingress_app, admin_app = host_checked(*guarded(_draining(ingress, cfg), admin, cfg), cfg)
         servers = [
             _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
@@ -142,6 +150,7 @@ class DurablyServer:
             except OSError as e:
                 for sock in sockets:
                     sock.close()
+                await subscriptions.close()
                 await engine.stop()
                 raise StartupError(f"cannot listen on {host}:{port} ({what}): {e.strerror}; pick another with "
                                    f"{flags}") from None
@@ -149,6 +158,7 @@ class DurablyServer:
         while not all(s.started for s in servers):
             done = [i for i, t in enumerate(tasks) if t.done()]
             if done:  # a server failed to start (uvicorn logged why)
+                await subscriptions.close()
                 await engine.stop()
                 for t in tasks:
                     t.cancel()
@@ -166,6 +176,8 @@ class DurablyServer:
         stop_wait = asyncio.create_task(self._stop.wait())
         await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down")
+        # Consumers first: records in flight finish and their offsets are committed, then the engine drains.
+        await subscriptions.close()
         if stop_wait.done():
             await drain(engine, cfg.shutdown_grace, self._force)
         if monitor is not None:

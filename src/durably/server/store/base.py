@@ -146,6 +146,10 @@ class Store(ABC):
     def load_concurrency_rules(self) -> dict[str, int | None]:
         """The concurrency rules changed over the admin API (pattern -> limit, None: deleted); {} if none."""
 
+    @abstractmethod
+    def load_subscriptions(self) -> list[dict[str, Any]]:
+        """Every Kafka subscription as stored (`Subscription.to_json()`), oldest first."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

@@ -136,5 +136,20 @@ class AttemptRecord(NamedTuple):
     error: str | None
 
 
+class SaveSubscription(NamedTuple):
+    """Insert or replace a Kafka subscription: its id and its JSON form (`Subscription.to_json()`)."""
+
+    id: str
+    subscription: dict[str, Any]
+    created_at: int
+
+
+class DropSubscription(NamedTuple):
+    """Forget a Kafka subscription."""
+
+    id: str
+
+
 StoreOp = (SetState | ClearState | ClearAllState | AddPromise | DropPromises | AddWaiter | DropWaiters | AddCall
-           | SaveDeployment | DropDeployment | SaveConcurrencyRules | StartAttempt | EndAttempt)
+           | SaveDeployment | DropDeployment | SaveConcurrencyRules | StartAttempt | EndAttempt | SaveSubscription
+           | DropSubscription)

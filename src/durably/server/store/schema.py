@@ -5,7 +5,7 @@ in one transaction with its version bump, when it opens the directory. A newer v
 refused. The SQL is plain so an operator can read it (and query the tables with `sqlite3`).
 """
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -127,6 +127,14 @@ MIGRATIONS: list[str] = [
         outcome TEXT,                   -- completed, suspended, failed, aborted
         error TEXT,                     -- JSON {"code", "message"} of a failed attempt
         PRIMARY KEY (invocation_seq, started_at, attempt)
+    ) WITHOUT ROWID;
+    """,
+    """
+    -- Kafka subscriptions (POST /subscriptions): each consumer is started again from here at startup.
+    CREATE TABLE subscriptions (
+        id TEXT PRIMARY KEY,            -- sub_1...
+        subscription TEXT NOT NULL,     -- JSON {"id", "source", "sink", "options"}, Restate's shape
+        created_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
 ]

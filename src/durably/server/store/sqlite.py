@@ -32,10 +32,12 @@ from durably.server.store.ops import (
     DeploymentRecord,
     DropDeployment,
     DropPromises,
+    DropSubscription,
     DropWaiters,
     EndAttempt,
     SaveConcurrencyRules,
     SaveDeployment,
+    SaveSubscription,
     SetState,
     StartAttempt,
 )
@@ -84,6 +86,9 @@ _OPS: dict[type, tuple[str, Any]] = {
     StartAttempt: ("INSERT OR REPLACE INTO attempts (invocation_seq, started_at, attempt) VALUES (?, ?, ?)", None),
     EndAttempt: ("UPDATE attempts SET ended_at = ?, outcome = ?, error = ? WHERE invocation_seq = ? AND "
                  "started_at = ?", None),
+    SaveSubscription: ("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)",
+                       lambda op: (op.id, json.dumps(op.subscription), op.created_at)),
+    DropSubscription: ("DELETE FROM subscriptions WHERE id = ?", None),
 }
 # Operations that write many rows: each of their statements with its rows.
 _MANY_OPS: dict[type, tuple[tuple[str, Any], ...]] = {
@@ -460,6 +465,11 @@ class SQLiteStore(Store):
     def load_concurrency_rules(self) -> dict[str, int | None]:
         """The concurrency rules changed over the admin API; {} if none."""
         return dict(self._reader.execute("SELECT pattern, concurrency FROM concurrency_rules").fetchall())
+
+    def load_subscriptions(self) -> list[dict[str, Any]]:
+        """Every Kafka subscription's JSON form, oldest first."""
+        rows = self._reader.execute("SELECT subscription FROM subscriptions ORDER BY created_at, id").fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # ---- operator queries (admin API, UI, metrics) ----
 

@@ -41,9 +41,11 @@ from durably.server.http.shapes import ACTION_STATUS, parse_json
 from durably.server.http.ui import pages
 from durably.server.http.ui.html import Markup, layout, url
 from durably.server.http.ui.overview import OVERVIEW_SCRIPT, overview_page
+from durably.server.http.ui.subscriptions import subscriptions_section
 from durably.server.http.ui.timeline import journal_view
 from durably.server.http.ui.timeline_svg import MAX_BARS
 from durably.server.observe.overview import Overview
+from durably.server.process.kafka import KafkaSubscriptions
 from durably.server.process.limits import JOURNAL_VALUE_PREVIEW
 from durably.server.remote.deployments import DiscoveryError
 from durably.server.store.base import COL
@@ -90,10 +92,11 @@ def _flash_text(query: dict[str, str] | dict[str, list[str]]) -> str | None:
 class WebUI:
     """Serves /ui/... for one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, subscriptions: KafkaSubscriptions | None = None) -> None:
         self.engine = engine
         # The overview's ring of samples, fed by the loop monitor's timer (none without metrics).
         self.overview = Overview(engine) if engine.stats is not None else None
+        self.subscriptions = subscriptions
         self.flash = FlashNotes()
 
     def _sending(self, scope: dict[str, Any], send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
@@ -148,6 +151,7 @@ class WebUI:
             await self._invocation(send, segs[1], query)
         elif segs == ["services"]:
             body = pages.services_page(self.engine, query.get("msg"), query.get("err"))
+            body = Markup(body + subscriptions_section(self.subscriptions))
             await _html(send, layout("Services", "services", body))
         elif segs == ["state"]:
             await self._state(send, query.get("service"), query.get("key"), query.get("msg"), query.get("err"),
