@@ -142,6 +142,16 @@ class Route:
         return params if len(segs) == len(self.pattern) else None
 
 
+async def _invocation_id_ok(send: Send, inv_id: str) -> bool:
+    """Whether `inv_id` is a well-formed invocation id; if not, the 400 is answered here."""
+    try:
+        InvocationId.parse(inv_id)
+    except ValueError as e:
+        await error(send, 400, f"malformed invocation id: {e}", "admin")
+        return False
+    return True
+
+
 class Admin:
     """The admin ASGI app."""
 
@@ -463,10 +473,7 @@ class Admin:
 
     async def _describe(self, req: Request, inv_id: str) -> None:
         send, query = req.send, req.query
-        try:
-            InvocationId.parse(inv_id)
-        except ValueError as e:
-            await error(send, 400, f"malformed invocation id: {e}", "admin")
+        if not await _invocation_id_ok(send, inv_id):
             return
         page = journal_page(query)
         if isinstance(page, str):
@@ -492,10 +499,7 @@ class Admin:
     async def _entry(self, req: Request, inv_id: str, index: str, raw: bool = False) -> None:
         """One journal entry whole (`raw`: only the user data it carries, as it was written)."""
         send = req.send
-        try:
-            InvocationId.parse(inv_id)
-        except ValueError as e:
-            await error(send, 400, f"malformed invocation id: {e}", "admin")
+        if not await _invocation_id_ok(send, inv_id):
             return
         if not index.isdigit():
             await error(send, 400, "the journal index must be an integer >= 0", "admin")
@@ -524,10 +528,7 @@ class Admin:
 
     async def _action(self, req: Request, inv_id: str, action: str, deprecated: bool = False) -> None:
         send = req.send
-        try:
-            InvocationId.parse(inv_id)
-        except ValueError as e:
-            await error(send, 400, f"malformed invocation id: {e}", "admin")
+        if not await _invocation_id_ok(send, inv_id):
             return
         try:
             self.engine.check_writable()
