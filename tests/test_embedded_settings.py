@@ -111,6 +111,13 @@ SAMPLES: dict[str, str] = {
     "concurrency_limit": "checkout=5",
     "host": "127.0.0.2",
     "admin_host": "127.0.0.3",
+    "kafka_cluster": "local=127.0.0.1:9092",
+    "kafka_cluster_option": "local:security.protocol=SASL_SSL",
+}
+# Settings that mean something only with another one set: that one is set in both runs (the default and the
+# sample), so only the setting under test differs.
+COMPANIONS: dict[str, dict[str, str]] = {
+    "kafka_cluster_option": {"DURABLY_KAFKA_CLUSTER": "local=127.0.0.1:9092"},
 }
 # A value each setting must refuse, where its type refuses anything.
 BAD: dict[str, str] = {"retention": "soon", "default_retry_max_attempts": "many", "concurrency_limit": "x=y",
@@ -191,10 +198,11 @@ def test_every_setting_means_the_same_embedded(param: click.Parameter, monkeypat
     name = serve_settings.setting_name(param)
     env_var = param.envvar if isinstance(param.envvar, str) else serve_settings.env_name(name)
     _clear_durably_env(monkeypatch)
-    default = _embedded_config({}, monkeypatch)
-    assert default == _serve_config({}), "embedded mode's defaults must be serve's"
+    base = COMPANIONS.get(name, {})
+    default = _embedded_config(base, monkeypatch)
+    assert default == _serve_config(base), "embedded mode's defaults must be serve's"
     value = _sample(param, tmp_path)
-    env = {env_var: value}
+    env = {**base, env_var: value}
     if name in IGNORED_EMBEDDED:
         with caplog.at_level(logging.WARNING, logger="durably"):
             got = _embedded_config(env, monkeypatch)

@@ -238,7 +238,7 @@ class MsgspecJsonSerde(Serde[T]):
 
     def __init__(self, model: type[T]) -> None:
         if _msgspec is None:
-            raise ImportError("MsgspecJsonSerde needs msgspec: pip install 'durably[msgspec]'")
+            raise ImportError("MsgspecJsonSerde needs msgspec: pip install -e '.[msgspec]' in your durably checkout")
         self.model = model
 
     def serialize(self, obj: T | None) -> bytes:

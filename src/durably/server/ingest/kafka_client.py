@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 _client_log = logging.getLogger("durably.ingest.kafka")
 
-KAFKA_EXTRA_HINT = "Kafka subscriptions need the optional extra: pip install 'durably[kafka]'"
+KAFKA_EXTRA_HINT = ("Kafka subscriptions need the optional extra `kafka` (durably[kafka]): "
+                    "pip install -e '.[kafka]' in your durably checkout")
 
 # Seconds between two log lines for the same recurring client condition.
 LOG_EVERY = 30.0
