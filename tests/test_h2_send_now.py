@@ -16,19 +16,15 @@ import h2.events
 from hypercorn.utils import wrap_app
 
 from durably.hosting.h2_server import EndpointConfig, serve
+from durably.sdk.asgi import lifespan
 
 HOLD_S = 1.0  # how long the app keeps the event loop busy right after sending a chunk
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"proposal", "more_body": True})
     time.sleep(HOLD_S)  # noqa: ASYNC251 - the loop is busy (e.g. another step's closure): no other task runs meanwhile
