@@ -165,6 +165,17 @@ class InvocationId:
         return cls(int.from_bytes(os.urandom(8), "big"), _new_ulid())
 
     @classmethod
+    def random_in(cls, low: int, high: int) -> InvocationId:
+        """Mint a plain invocation's id with its partition key drawn from ``[low, high)``.
+
+        Used where partitions own ranges of the partition-key space, so a plain invocation minted by one
+        partition stays in that partition (see :meth:`random` for the uuid).
+        """
+        if not 0 <= low < high <= _U64_MAX + 1:
+            raise ValueError(f"partition key range must satisfy 0 <= low < high <= 2**64, got [{low}, {high})")
+        return cls(low + int.from_bytes(os.urandom(8), "big") % (high - low), _new_ulid())
+
+    @classmethod
     def for_keyed(cls, service: str, key: str) -> InvocationId:
         """Mint an id for an invocation on a virtual object (or any keyed target).
 
