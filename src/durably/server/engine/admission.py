@@ -13,7 +13,6 @@ import logging
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
-from durably.protocol.ids import InvocationId
 from durably.sdk.service import Handler
 from durably.server.engine.catalog import Catalog
 from durably.server.engine.flow_control import (
@@ -88,15 +87,9 @@ class Admission:
         self.lifecycle.check_writable()
         svc = handler.service.name
         keyed = handler.service.kind != "service"  # "" is a key like any other (Restate's keyless call)
-        if handler.kind == "workflow":
-            inv_id = str(InvocationId.for_workflow(svc, key, scope))
-        elif idempotency_key is not None:
-            inv_id = str(InvocationId.for_idempotent_request(svc, handler.name, idempotency_key,
-                                                               key if keyed else None, scope))
-        elif keyed:
-            inv_id = str(InvocationId.for_keyed(svc, key))
-        else:
-            inv_id = str(InvocationId.random())
+        inv_id = str(self.options.partitions.id_for(svc, handler.name, workflow=handler.kind == "workflow",
+                                                      keyed=keyed, key=key, idempotency_key=idempotency_key,
+                                                      scope=scope))
         table = self.table
         if handler.kind == "workflow" or idempotency_key is not None:
             existing = table.get(inv_id)

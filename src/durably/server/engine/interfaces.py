@@ -22,6 +22,7 @@ from durably.protocol import protocol_pb2 as pb
 from durably.sdk.options import DEFAULT_INVOCATION_RETRY_POLICY, InvocationRetryPolicy
 from durably.server.engine.invocation import Invocation, Outcome
 from durably.server.engine.secret_headers import DEFAULT_SECRET_HEADERS
+from durably.server.partitions.map import PartitionMap
 from durably.server.process.limits import DEFAULT_EAGER_STATE_LIMIT, DEFAULT_ENTRY_LIMIT, EagerStateLimit
 from durably.server.store.ops import StoreOp
 
@@ -61,6 +62,8 @@ class EngineOptions:
     # deployments, and the request headers handlers see but the journal never stores (see secret_headers.py).
     request_signer: Any = None
     secret_headers: frozenset[str] = DEFAULT_SECRET_HEADERS
+    # Which partition this engine is, of how many (durably serve --partitions; server/partitions/map.py).
+    partitions: PartitionMap = field(default_factory=PartitionMap)
 
 
 class RunningAttempt(Protocol):

@@ -56,3 +56,20 @@ class PartitionMap:
     def mint(self) -> InvocationId:
         """A fresh id for a plain invocation, with a random partition key in this partition's range."""
         return InvocationId.random_in(*self.key_range())
+
+    def id_for(self, service: str, handler: str, *, workflow: bool, keyed: bool, key: str = "",
+               idempotency_key: str | None = None, scope: str | None = None) -> InvocationId:
+        """The id of a new invocation of `service`/`handler`, as Restate derives it.
+
+        A workflow's run and an idempotent request have deterministic ids (a repeat finds the first); a keyed
+        invocation hashes its key; a plain one is minted in this partition's range. The owner of the result
+        (:meth:`owner`) is where the invocation must be created.
+        """
+        if workflow:
+            return InvocationId.for_workflow(service, key, scope)
+        if idempotency_key is not None:
+            return InvocationId.for_idempotent_request(service, handler, idempotency_key, key if keyed else None,
+                                                       scope)
+        if keyed:
+            return InvocationId.for_keyed(service, key)
+        return self.mint() if not self.single else InvocationId.random()
