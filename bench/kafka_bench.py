@@ -18,9 +18,13 @@ the subscription's creation, until
 Both include the consumer group's join (a few seconds on a fresh group); "steady" leaves it out: records
 completed after the first invocation appeared, over the time from then until the last completed.
 
-Each record is one invocation, committed (fsync, group commit) before its offset is; the records of one
-partition are handed over one at a time, so one partition is bounded by the commit latency and more
-partitions commit together.
+Each record is one invocation, committed (fsync, group commit) before its offset is. A partition is pipelined:
+its invocations are created in offset order without waiting for each other's commit, so they share group
+commits and one partition is not bounded by the commit latency.
+
+"per CPU-s" is records over the CPU time (user + system, all threads) the server process used from the
+subscription's creation to the last completion: on a loaded machine the wall-clock figures swing with the
+other load, this one much less.
 """
 
 from __future__ import annotations
