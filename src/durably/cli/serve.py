@@ -192,6 +192,19 @@ def run(app: App, config: ServerConfig) -> None:
         sys.exit(1)
 
 
+def _serve_partitioned(app_ref: str | None, config: ServerConfig) -> None:
+    """`--partitions N > 1`: a supervisor and N partition processes (durably.server.partitions.supervisor)."""
+    if config.in_memory:
+        raise click.UsageError("--in-memory keeps the data in one process's memory; --partitions needs a --data-dir "
+                               "(use --partitions 1 with --in-memory)")
+    if config.kafka_clusters:
+        raise click.UsageError("Kafka subscriptions are not supported with --partitions N > 1 yet: serve them with "
+                               "--partitions 1, or drop --kafka-cluster")
+    from durably.server.partitions.supervisor import run_supervisor
+
+    sys.exit(run_supervisor(app_ref, config))
+
+
 @click.command()
 @click.argument("app_ref", metavar="[APP]", required=False)
 @click.option("--host", default=DEFAULTS.host, show_default=True,
@@ -249,6 +262,9 @@ def serve(app_ref: str | None, **settings: Any) -> None:
 
     config = server_config(settings)
     configure_logging(config.log_level, config.log_format)
+    if config.partitions > 1:
+        _serve_partitioned(app_ref, config)
+        return
     try:
         app = load_app(app_ref) if app_ref else App()
     except AppLoadError as e:
