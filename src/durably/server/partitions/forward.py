@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from durably.sdk.asgi import Receive, Send, error
-from durably.server.partitions.layout import socket_path
+from durably.server.partitions.layout import reachable_path, socket_path
 from durably.server.partitions.link import PeerUnreachable
 
 log = logging.getLogger("durably.partitions")
@@ -38,7 +38,7 @@ _CONNECT_TIMEOUT_S = 2.0
 def client_for(path: Path, max_connections: int = 512) -> httpx.AsyncClient:
     """An HTTP client of one partition's internal listener. No read timeout: an attach waits as long as the
     invocation runs, exactly as it does when the caller talks to the owner directly."""
-    transport = httpx.AsyncHTTPTransport(uds=str(path), retries=0,
+    transport = httpx.AsyncHTTPTransport(uds=reachable_path(path), retries=0,
                                          limits=httpx.Limits(max_connections=max_connections,
                                                              max_keepalive_connections=64))
     return httpx.AsyncClient(transport=transport, base_url="http://partition",

@@ -43,6 +43,23 @@ def socket_path(data_dir: Path, index: int) -> Path:
     return socket_dir(data_dir) / f"p{index}.sock"
 
 
+_SUN_PATH_MAX = 100  # sockaddr_un holds 108 bytes; a deep data directory does not fit
+_dir_fds: dict[Path, int] = {}
+
+
+def reachable_path(path: Path) -> str:
+    """The name to bind or connect `path` by: itself, or when too long for a unix socket address, the same file
+    through /proc/self/fd/ of its directory (opened once and kept open for the process's life)."""
+    text = str(path)
+    if len(text.encode()) <= _SUN_PATH_MAX or not os.path.isdir("/proc/self/fd"):
+        return text
+    parent = path.parent.resolve()
+    fd = _dir_fds.get(parent)
+    if fd is None:
+        fd = _dir_fds[parent] = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{path.name}"
+
+
 def _how_to_change(data_dir: Path, have: int) -> str:
     return (f"the partition count is fixed when a data directory is created. Start with --partitions {have} to "
             f"serve it, or start the new count on a new --data-dir (to move over: `durably serve --drain "
@@ -132,7 +149,7 @@ def listen_unix(path: Path) -> socket.socket:
         pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(str(path))
+        sock.bind(reachable_path(path))
         sock.listen(2048)
     except OSError:
         sock.close()
