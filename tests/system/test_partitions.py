@@ -253,3 +253,49 @@ def test_another_partition_count_is_refused(durably_serve: ServerFactory, tmp_pa
     refused = _serve_refused(tmp_path / "one", 2)
     assert refused.returncode == 1
     assert "was created with the single-partition layout" in refused.stderr and "--partitions 1" in refused.stderr
+
+
+def test_while_a_partition_cannot_come_back_its_requests_get_503_and_restarts_back_off(
+        durably_serve: ServerFactory, tmp_path: Path) -> None:
+    import fcntl
+
+    server = start(durably_serve, tmp_path / "data")
+    before = pids(server)
+    key = keys_owned_by(1, 1)[0]
+    assert post(server, f"/Counter/{key}/add", 5).json()["value"] == 5
+    idem = next(f"k{i}" for i in range(1000) if PMAP.owner(PMAP.id_for(  # an invocation partition 1 owns
+        "Plain", "slow", workflow=False, keyed=False, idempotency_key=f"k{i}")) == 1)
+    r = post(server, "/Plain/slow/send", 10, headers={"idempotency-key": idem})
+    assert r.status_code == 202, r.text
+    inv_id = r.json()["invocationId"]
+    # Partition 1 dies, and its store is held by someone else: it cannot come back until that lets go.
+    os.kill(before[1], signal.SIGKILL)
+    lock = os.open(tmp_path / "data" / "partition-1" / "durably.lock", os.O_RDWR)
+
+    def locked() -> bool:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    try:
+        wait_until(locked, 20, "the killed partition's lock to be free")
+        wait_until(lambda: "(3 crashes in a row)" in server.log(), 30, "three failed restarts")
+        delays = [float(d) for d in re.findall(r"partition 1 \(pid \d+\) stopped unexpectedly \([^)]*\); "
+                                               r"restarting it in ([\d.]+) s", server.log())]
+        assert delays[:3] == [0.25, 0.5, 1.0], delays
+        # Requests partition 1 owns: refused in Restate's shape, from whichever partition they landed on.
+        refused = post(server, f"/Counter/{key}/add", 1)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["code"] == 503 and "partition 1" in refused.json()["message"]
+        described = admin(server, "GET", f"/invocations/{inv_id}")
+        assert described.status_code == 503 and "partition 1" in described.json()["message"]
+        assert admin(server, "GET", "/health").status_code == 503
+        assert post(server, "/Plain/pid").status_code == 200  # partition 0 serves its own meanwhile
+    finally:
+        os.close(lock)  # lets go: the next restart succeeds
+    wait_until(lambda: pids(server).get(1) != before[1], 40, "partition 1 to serve again")
+    assert get(server, f"/restate/invocation/{inv_id}/attach").json() == sum(range(10))
+    assert post(server, f"/Counter/{key}/add", 1).json()["value"] == 6  # nothing lost
+    assert admin(server, "GET", "/health").status_code == 200
