@@ -299,3 +299,24 @@ def test_while_a_partition_cannot_come_back_its_requests_get_503_and_restarts_ba
     assert get(server, f"/restate/invocation/{inv_id}/attach").json() == sum(range(10))
     assert post(server, f"/Counter/{key}/add", 1).json()["value"] == 6  # nothing lost
     assert admin(server, "GET", "/health").status_code == 200
+
+
+def test_operator_actions_and_ui_pages_reach_the_owner(durably_serve: ServerFactory, tmp_path: Path) -> None:
+    server = start(durably_serve)
+    waiting: dict[int, tuple[str, Path]] = {}
+    for i in range(12):
+        r = post(server, "/Plain/wait/send", str(tmp_path / f"a{i}"))
+        waiting.setdefault(PMAP.owner(r.json()["invocationId"]), (r.json()["invocationId"], tmp_path / f"a{i}"))
+        if len(waiting) == 2:
+            break
+    assert sorted(waiting) == [0, 1], "12 new connections all landed on one partition"
+    for partition, (inv_id, published) in waiting.items():
+        wait_until(published.exists, 20, f"the invocation in partition {partition} to wait on its awakeable")
+        page = admin(server, "GET", f"/ui/invocations/{inv_id}")
+        assert page.status_code == 200 and inv_id in page.text
+        assert admin(server, "PATCH", f"/invocations/{inv_id}/kill").status_code in (200, 202)
+        done = get(server, f"/restate/invocation/{inv_id}/attach")
+        assert done.status_code != 200 and done.json()["code"] >= 400
+        assert admin(server, "GET", f"/invocations/{inv_id}").json()["status"] == "completed"
+        assert admin(server, "PATCH", f"/invocations/{inv_id}/purge").status_code == 200
+        assert admin(server, "GET", f"/invocations/{inv_id}").status_code == 404
