@@ -187,6 +187,10 @@ def test_admin_api_sees_one_server(durably_serve: ServerFactory) -> None:
     key = keys_owned_by(1, 1)[0]
     state = admin(server, "GET", f"/services/Counter/state/{key}")
     assert state.status_code == 200, state.text
+    new_state = {"object_key": key, "new_state": {"value": list(b"42")}}
+    r = httpx.post(f"http://127.0.0.1:{server.admin_port}/services/Counter/state", json=new_state, timeout=15)
+    assert r.status_code == 202, r.text
+    assert get(server, f"/Counter/{key}/get").json() == 42  # written in the partition that owns the key
     services = admin(server, "GET", "/services").json()
     assert {s["name"] for s in services["services"]} >= {"Counter", "Plain", "Signup"}
 

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 import httpx
 
 from durably.protocol.ids import InvocationId
-from durably.sdk.asgi import Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.sdk.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
 from durably.server.partitions.forward import ADMIN_PREFIX, Clients, stream
 from durably.server.partitions.map import PartitionMap
 
@@ -35,6 +35,7 @@ _VERSION_PREFIXES = ("v2", "v3", "v4")
 _BROADCAST = ("rules", "limits")
 _CURSOR_PREFIX = "p."
 _MAX_BROADCAST_BODY = 16 << 20
+_MAX_STATE_BODY = 32 << 20  # the admin API's own limit for a new state
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?(\s.*)$")
 
 
@@ -97,11 +98,16 @@ class AdminFanout:
                      who=f"partition {partition}")
 
     async def _state_post(self, scope: dict[str, Any], receive: Receive, send: Send, service: str) -> None:
-        body = await read_body(scope, receive, _MAX_BROADCAST_BODY)
         try:
-            key = json.loads(body).get("object_key")
+            body = await read_body(scope, receive, _MAX_STATE_BODY)
+        except BodyTooLarge:
+            await error(send, 413, "the new state is larger than 32 MiB", "admin")
+            return
+        try:
+            parsed = json.loads(body)
+            key = parsed.get("object_key", parsed.get("service_key"))
         except (ValueError, AttributeError):
-            key = None
+            key = None  # partition 0 says what is wrong with it (400)
         owner = self._key_owner(key) if isinstance(key, str) else 0
         await self._replay(owner, scope, body, send)
 
@@ -211,7 +217,11 @@ class AdminFanout:
 
     async def _broadcast(self, scope: dict[str, Any], receive: Receive, send: Send, segs: list[str]) -> None:
         """A change every partition must make (a deployment, a rule): partition 0 first, then the others."""
-        body = await read_body(scope, receive, _MAX_BROADCAST_BODY)
+        try:
+            body = await read_body(scope, receive, _MAX_BROADCAST_BODY)
+        except BodyTooLarge:
+            await error(send, 413, f"request body exceeds the limit of {_MAX_BROADCAST_BODY} bytes", "admin")
+            return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
                    if k.lower() not in (b"host", b"content-length", b"connection", b"transfer-encoding")]
         qs = scope.get("query_string", b"").decode("latin-1")
