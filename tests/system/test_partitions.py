@@ -324,3 +324,27 @@ def test_operator_actions_and_ui_pages_reach_the_owner(durably_serve: ServerFact
         assert admin(server, "GET", f"/invocations/{inv_id}").json()["status"] == "completed"
         assert admin(server, "PATCH", f"/invocations/{inv_id}/purge").status_code == 200
         assert admin(server, "GET", f"/invocations/{inv_id}").status_code == 404
+
+
+def test_a_registered_deployment_serves_from_every_partition_and_is_removed_from_all(
+        durably_serve: ServerFactory, tmp_path: Path) -> None:
+    from .test_ui_browser import remote_deployment, stop_remote
+
+    server = start(durably_serve)
+    try:
+        url = remote_deployment(tmp_path)
+        r = httpx.post(f"http://127.0.0.1:{server.admin_port}/deployments", json={"uri": url}, timeout=30)
+        assert r.status_code == 201, r.text
+        dep_id = r.json()["id"]
+        for i in range(10):  # new connections: both partitions answer
+            assert post(server, "/FarGreeter/wave", f"n{i}").json() == f"hi n{i} from afar"
+        for partition in (0, 1):  # and the owner of an idempotent request knows the service too
+            idem = next(f"w{i}" for i in range(1000) if PMAP.owner(PMAP.id_for(
+                "FarGreeter", "wave", workflow=False, keyed=False, idempotency_key=f"w{i}")) == partition)
+            assert post(server, "/FarGreeter/wave", "x", {"idempotency-key": idem}).json() == "hi x from afar"
+        assert admin(server, "DELETE", f"/deployments/{dep_id}").status_code == 202
+        for _ in range(10):
+            gone = post(server, "/FarGreeter/wave", "n")
+            assert gone.status_code == 404, gone.text
+    finally:
+        stop_remote()

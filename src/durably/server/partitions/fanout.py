@@ -227,16 +227,16 @@ class AdminFanout:
         qs = scope.get("query_string", b"").decode("latin-1")
         path = ADMIN_PREFIX + "/" + "/".join(segs) + ("?" + qs if qs else "")
         answers: list[httpx.Response] = []
+        removing = segs[0] == "deployments" and scope["method"] == "DELETE" and len(segs) == 2
+        endpoint = await self._deployment_endpoint(segs[1]) if removing else None
         for i in range(self.count):
             target = path
-            if segs[0] == "deployments" and scope["method"] == "DELETE" and len(segs) == 2 and i > 0:
+            if removing and i > 0:
                 # Each partition gave the deployment its own id: find it there by its endpoint.
-                local = await self._same_deployment(i, segs[1])
+                local = await self._same_deployment(i, endpoint)
                 if local is None:
                     continue
                 target = ADMIN_PREFIX + "/deployments/" + local + ("?" + qs if qs else "")
-            elif segs[0] == "deployments" and scope["method"] == "DELETE" and i == 0:
-                self._deleting = await self._deployment_endpoint(segs[1])
             try:
                 r = await self.clients.get(i).request(scope["method"], target, content=body, headers=headers)
             except httpx.TransportError:
@@ -258,8 +258,7 @@ class AdminFanout:
             return None
         return _endpoint(r.json()) if r.status_code == 200 else None
 
-    async def _same_deployment(self, partition: int, dep_id: str) -> str | None:
-        endpoint = getattr(self, "_deleting", None)
+    async def _same_deployment(self, partition: int, endpoint: str | None) -> str | None:
         if endpoint is None:
             return None
         r = await self.clients.get(partition).get(ADMIN_PREFIX + "/deployments")
