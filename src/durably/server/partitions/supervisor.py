@@ -50,6 +50,7 @@ log = logging.getLogger("durably.server")
 MAX_BACKOFF_S = 15.0
 FIRST_BACKOFF_S = 0.25
 STABLE_S = 30.0
+KILL_AFTER_GRACE_S = 30.0
 _POLL_S = 0.05
 
 
@@ -116,7 +117,7 @@ class Supervisor:
         self._stop.set()
         self._signal_all(signal.SIGTERM)
 
-    async def _start_all(self) -> None:
+    async def _start_all(self) -> bool:
         for part in self.parts:
             self._spawn(part)
         while not all(p.serving for p in self.parts):
@@ -130,15 +131,24 @@ class Supervisor:
                                           "message above")
                 if not part.serving and await self._is_serving(part):
                     part.serving = True
-            if self._stop.is_set():
+            if self._stop.is_set():  # a stop asked for while starting: the partitions drain as usual
                 await self._wait_all()
-                raise SupervisorError("stopped while starting")
+                return False
             await asyncio.sleep(_POLL_S)
+        return True
 
     async def _wait_all(self) -> None:
+        # The partitions stop within their grace; one that does not (stuck in native code) is killed, so that
+        # the supervisor always exits and never leaves a partition behind.
+        deadline = time.monotonic() + self.config.shutdown_grace + KILL_AFTER_GRACE_S
         while True:
             if not any(p.proc is not None and p.proc.poll() is None for p in self.parts):
                 break
+            if time.monotonic() > deadline:
+                log.warning("partitions still running %g s after the grace period: killing them",
+                            KILL_AFTER_GRACE_S)
+                self._signal_all(signal.SIGKILL)
+                deadline = float("inf")
             await asyncio.sleep(_POLL_S)
         for part in self.parts:
             if part.proc is not None and part.proc.stdin is not None:
@@ -216,10 +226,14 @@ class Supervisor:
                                             timeout_graceful_shutdown=5, http=protocol_class(cfg.limits, "admin"),  # type: ignore[arg-type]
                                             timeout_keep_alive=cfg.limits.keep_alive_timeout, **tls))
         try:
-            await self._start_all()
+            started = await self._start_all()
         except BaseException:
             admin_sock.close()
             raise
+        if not started:
+            admin_sock.close()
+            log.info("stopped while starting")
+            return
         admin_task = asyncio.create_task(admin.serve(sockets=[admin_sock]))
         while True:
             if admin.started or admin_task.done():
