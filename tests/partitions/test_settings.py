@@ -33,3 +33,11 @@ def test_partitions_out_of_range_is_refused() -> None:
 def test_partitions_reach_the_server_config(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DURABLY_PARTITIONS", "2")
     assert server_config(from_environment(serve).values).partitions == 2
+
+
+def test_kafka_and_in_memory_are_refused_with_partitions() -> None:
+    runner = CliRunner()
+    kafka = runner.invoke(serve, ["--partitions", "2", "--kafka-cluster", "local=127.0.0.1:9092"], env={})
+    assert kafka.exit_code == 2 and "Kafka subscriptions are not supported with --partitions" in kafka.output
+    memory = runner.invoke(serve, ["--partitions", "2", "--in-memory"], env={})
+    assert memory.exit_code == 2 and "--partitions needs a --data-dir" in memory.output
