@@ -12,6 +12,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,20 @@ async def wait(ctx: durably.ObjectContext, name: str) -> str:
     aw_id, fut = ctx.awakeable(type_hint=str)
     await ctx.run_typed("publish", lambda: awakeables.__setitem__(name, aw_id))
     return await fut
+
+
+@holder.handler()
+async def wait_signal(ctx: durably.ObjectContext) -> str:
+    return await ctx.signal("go", type_hint=str)
+
+
+plain = durably.Service("Plain")
+
+
+@plain.handler()
+async def count(ctx: durably.Context) -> int:
+    await ctx.run_typed("count", lambda: steps.update(["plain"]))
+    return steps["plain"]
 
 
 @counter.handler()
@@ -130,6 +145,23 @@ async def resolve(ctx: durably.Context, aw_id: str) -> str:
 
 
 @caller.handler()
+async def signal_it(ctx: durably.Context, inv_id: str) -> str:
+    ctx.resolve_signal(inv_id, "go", "signalled")
+    return "sent"
+
+
+@caller.handler()
+async def idempotent(ctx: durably.Context, idem: str) -> int:
+    raw = await ctx.generic_call("Plain", "count", b"", idempotency_key=idem)
+    return int(raw)
+
+
+@caller.handler()
+async def send_later(ctx: durably.Context, key: str) -> str:
+    return await ctx.object_send(add, key=key, arg=7, send_delay=timedelta(milliseconds=50)).invocation_id()
+
+
+@caller.handler()
 async def root(ctx: durably.Context, keys: list) -> str:
     return await ctx.object_call(deeper, key=keys[0], arg=keys[1:])
 
@@ -159,7 +191,7 @@ async def click(ctx: durably.WorkflowSharedContext, link: str) -> str:
     return "ok"
 
 
-APP = durably.app(services=[counter, holder, caller, signup])
+APP = durably.app(services=[counter, holder, plain, caller, signup])
 
 
 class MemoryLink:
@@ -227,6 +259,8 @@ class Cluster:
         return inv_id
 
     async def result(self, i: int, inv_id: str) -> Any:
+        """The outcome of an invocation of partition i (once it is there: a message may still be on its way)."""
+        await until(lambda: self[i].peek_outcome(inv_id)[0], f"{inv_id} to exist in partition {i}")
         outcome = await asyncio.wait_for(self[i].wait_outcome(inv_id), 10)
         assert outcome is not None, inv_id
         if outcome.failure_code is not None:
@@ -359,6 +393,33 @@ async def test_an_awakeable_resolved_from_another_partition(cluster) -> None:
     await until(lambda: "aw" in awakeables, "the awakeable")
     assert await c.call(0, "Caller/resolve", awakeables.pop("aw")) == "resolved"
     assert await c.result(1, held) == "from elsewhere"
+
+
+async def test_a_signal_sent_to_another_partition(cluster) -> None:
+    c = await cluster(2)
+    key = key_in(2, 1, "sig")
+    waiting = await c.invoke(1, "Holder/wait_signal", None, key=key)
+    assert await c.call(0, "Caller/signal_it", waiting) == "sent"
+    assert await c.result(1, waiting) == "signalled"
+
+
+async def test_an_idempotent_call_owned_elsewhere_runs_once(cluster) -> None:
+    c = await cluster(2)
+    idem = next(f"idem{i}" for i in range(1000)
+                if PartitionMap(2).owner(InvocationId.for_idempotent_request("Plain", "count", f"idem{i}")) == 1)
+    before = steps["plain"]
+    first = await c.call(0, "Caller/idempotent", idem)
+    assert first == before + 1
+    assert await c.call(0, "Caller/idempotent", idem) == first  # the second call attaches to the first
+    assert steps["plain"] == before + 1
+    assert [r[COL["handler"]] for r in c[1].store.list_invocations()] == ["count"]
+
+
+async def test_a_delayed_send_to_another_partition(cluster) -> None:
+    c = await cluster(2)
+    key = key_in(2, 1, "later")
+    sent_id = await c.call(0, "Caller/send_later", key)
+    assert await c.result(1, sent_id) == 7
 
 
 # ---- faults: duplicated, lost, unreachable, restarted ----

@@ -73,6 +73,8 @@ class Inbox:
                 continue  # applied before: acknowledged again, not applied again
             try:
                 self._apply(msg)
+            except EngineStopped:
+                break  # not applied: acknowledged up to the one before, the rest comes again
             except Exception:  # one message this code cannot apply must not stop the ones behind it for ever
                 log.exception("partition %d: message %d from partition %d could not be applied; skipped",
                               self.partitions.index, seq, source)
