@@ -195,6 +195,8 @@ class Engine:
         commit, and answer with the highest seq of that partition now applied here (see crossing/outbox.py)."""
         if self.inbox is None:
             return encode_answer(error="this server has one partition: nothing to deliver to")
+        if self._loop is None:
+            return encode_answer(error="the partition is starting; deliver again")  # nothing applied before recovery
         return await self.inbox.receive(payload)
 
     async def stop(self, close_store: bool = True) -> None:
