@@ -28,7 +28,9 @@ from durably.server.engine.invocation import COMPLETED, INBOXED, Outcome
 from durably.server.partitions.link import PeerUnreachable
 from durably.server.partitions.map import PartitionMap
 from durably.server.store import SQLiteStore
-from durably.server.store.base import COL
+from durably.server.store.base import COL, Batch, Store
+from durably.server.store.ops import AddOutbox, MarkApplied
+from durably.testing.faults import FaultyStore, SimulatedCrash
 
 steps: Counter[str] = Counter()
 awakeables: dict[str, str] = {}
@@ -223,6 +225,23 @@ class MemoryLink:
         return answer
 
 
+class CrashAfter(FaultyStore):
+    """The commit holding the first operation of type `op` succeeds, then the process "dies": nothing of that
+    commit is acknowledged (no delivery, no answer), nothing more is written."""
+
+    def __init__(self, inner: Store, op: type) -> None:
+        super().__init__(inner, 1 << 62)
+        self.op = op
+
+    def commit(self, batch: Batch) -> None:
+        if self.crashed:
+            raise SimulatedCrash("the process has crashed")
+        self.inner.commit(batch)
+        if any(isinstance(o, self.op) for o in batch.ops):
+            self.crashed = True
+            raise SimulatedCrash(f"crashed right after committing a {self.op.__name__}")
+
+
 class Cluster:
     """N engines of one data directory, one per partition, each on its own SQLite file."""
 
@@ -232,8 +251,13 @@ class Cluster:
         self.link = MemoryLink()
         self.engines: dict[int, Engine] = {}
 
-    async def open(self, i: int) -> Engine:
-        engine = Engine(APP, SQLiteStore(self.root / f"p{i}"), EngineOptions(partitions=PartitionMap(self.n, i)))
+    async def open(self, i: int, crash_on: type | None = None) -> Engine:
+        """Partition i's engine on its data dir; `crash_on`: the process dies right after the first commit
+        that holds an operation of this type (see CrashAfter)."""
+        store: Store = SQLiteStore(self.root / f"p{i}")
+        if crash_on is not None:
+            store = CrashAfter(store, crash_on)
+        engine = Engine(APP, store, EngineOptions(partitions=PartitionMap(self.n, i)))
         await engine.start()
         engine.attach_peers(self.link)
         self.engines[i] = self.link.engines[i] = engine
@@ -242,6 +266,10 @@ class Cluster:
     async def close(self, i: int) -> None:
         engine = self.engines.pop(i)
         self.link.engines.pop(i, None)
+        if isinstance(engine.store, CrashAfter):
+            await engine.stop(close_store=False)  # as after a kill -9: what was committed is all there is
+            engine.store.inner.close()
+            return
         await engine.stop()
 
     async def restart(self, i: int) -> Engine:
@@ -473,6 +501,35 @@ async def test_the_sequence_goes_on_after_a_restart_with_an_empty_outbox(cluster
     await c.restart(0)
     # Were the numbering to start over, partition 1 would take the next call for one it already applied.
     assert await c.call(0, "Caller/call_add", key) == 2
+
+
+async def test_a_caller_partition_killed_after_committing_a_call_delivers_it_after_restart(cluster) -> None:
+    c = await cluster(2)
+    key = key_in(2, 1, "crash")
+    await c.close(0)
+    await c.open(0, crash_on=AddOutbox)  # dies right after the commit that holds the call's message
+    inv = await c.invoke(0, "Caller/call_add", key)
+    await until(lambda: c[0].is_stopping(), "the crash")
+    await c.close(0)
+    await c.open(0)
+    assert await c.result(0, inv) == 1
+    assert steps[f"before-{key}"] == 1  # the step committed before the crash did not run again
+    assert len([r for r in c[1].store.list_invocations() if r[COL["handler"]] == "add"]) == 1
+
+
+async def test_a_callee_partition_killed_after_applying_a_call_applies_it_once(cluster) -> None:
+    c = await cluster(2)
+    key = key_in(2, 1, "applied")
+    await c.close(1)
+    await c.open(1, crash_on=MarkApplied)  # applies the call, commits, dies before answering
+    inv = await c.invoke(0, "Caller/call_add", key)
+    await until(lambda: c[1].is_stopping(), "the crash")
+    await c.close(1)
+    await c.open(1)  # the caller's partition delivers the call again: acknowledged, not applied again
+    assert await c.result(0, inv) == 1
+    await until(lambda: c.outbox_rows(0) == 0, "the call acknowledged")
+    assert await c.call(1, "Counter/add", 0, key=key) == 1  # the key's count: the call was applied once
+    await until(lambda: c.outbox_rows(0) == 0, "the call acknowledged")
 
 
 async def test_a_restarted_callee_partition_delivers_the_pending_result(cluster) -> None:
