@@ -21,6 +21,7 @@ import pytest
 import durably
 from durably import TerminalError
 from durably.protocol import messages as m
+from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId
 from durably.server.engine.calltree import ActionResult
 from durably.server.engine.engine import Engine, EngineOptions
@@ -393,6 +394,29 @@ async def test_per_key_order_with_callers_in_other_partitions(cluster) -> None:
     assert sorted(items) == ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4"]
     assert [i for i in items if i[0] == "a"] == ["a1", "a2", "a3", "a4"]  # each caller's order is kept
     assert [i for i in items if i[0] == "b"] == ["b1", "b2", "b3", "b4"]
+
+
+async def test_get_output_of_an_invocation_owned_elsewhere(cluster) -> None:
+    """What a deployment's GetInvocationOutput command gets (the Python SDK has no call for it): the outcome of a
+    completed invocation of another partition, or nothing yet."""
+    c = await cluster(2)
+    done = await c.invoke(1, "Counter/add", 3, key=key_in(2, 1, "out"))
+    assert await c.result(1, done) == 3
+    running = await c.invoke(1, "Holder/wait", "output", key=key_in(2, 1, "out-run"))
+    await until(lambda: "output" in awakeables, "the running one")
+    asker = await c.invoke(0, "Holder/wait", "asker", key=key_in(2, 0, "asker"))
+    await until(lambda: "asker" in awakeables, "the asker")
+    inv = c[0].table.load(asker)
+    for cid, target in ((90, done), (91, running)):
+        cmd = pb.GetInvocationOutputCommandMessage(invocation_id=target, result_completion_id=cid)
+        c[0].calls.attach(inv, cmd, m.GET_INVOCATION_OUTPUT_COMPLETION, wait=False)
+
+    def answers() -> dict[int, pb.NotificationMessage]:
+        return {n.completion_id: n for t, raw in c[0].store.load_journal(asker)
+                if t == m.GET_INVOCATION_OUTPUT_COMPLETION for n in [pb.NotificationMessage.FromString(raw)]}
+    await until(lambda: len(answers()) == 2, "both answers journaled")
+    assert answers()[90].value.content == b"3"
+    assert answers()[91].WhichOneof("result") == "void"  # not completed yet
 
 
 async def test_workflow_submit_promise_and_attach_from_another_partition(cluster) -> None:
