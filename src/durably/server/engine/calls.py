@@ -228,7 +228,8 @@ class Calls:
     def _child(self, caller: Invocation, service: str, handler_name: str, param: bytes,
                headers: list[tuple[str, str]], key: str, idempotency_key: str | None,
                delay_ms: int, scope: str | None = None, limit_key: str | None = None,
-               invoke_time: int = 0, reply: tuple[int, int] | None = None) -> tuple[str | None, bool, str | None]:
+               invoke_time: int = 0,
+               reply: tuple[int, int] | None = None) -> tuple[str | None, bool | None, str | None]:
         """Create a callee; returns (its id, created, error). `created` is None for a callee another partition
         creates (told `reply`: (completion id, type) to answer the caller with, None for a send)."""
         handler = self.catalog.handler(service, handler_name)
@@ -241,7 +242,7 @@ class Calls:
                 elsewhere = self._child_elsewhere(caller, handler, param, headers, key, idempotency_key,
                                                   invoke_time, scope, limit_key, reply)
                 if elsewhere is not None:
-                    return elsewhere, None, None  # type: ignore[return-value]
+                    return elsewhere, None, None
             _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms, scope,
                                                limit_key)
         except FlowControlError as e:
