@@ -49,6 +49,7 @@ log = logging.getLogger("durably.engine")
 PAYLOAD_VERSION = 1
 # Messages per delivery: enough to carry a burst in one round trip, small enough to keep one payload modest.
 BATCH_MESSAGES = 256
+BATCH_BYTES = 4 << 20  # ...and about this many bytes (one bigger message goes alone)
 # The wait between attempts while a peer is unreachable: doubles from the first to the last.
 RETRY_FIRST_S = 0.01
 RETRY_MAX_S = 1.0
@@ -160,7 +161,12 @@ class Outbox:
                 wake.clear()
                 await wake.wait()
                 continue
-            batch = [queue[i] for i in range(min(len(queue), BATCH_MESSAGES))]
+            batch, size = [], 0
+            for seq, raw in queue:
+                if batch and (len(batch) >= BATCH_MESSAGES or size + len(raw) > BATCH_BYTES):
+                    break
+                batch.append((seq, raw))
+                size += len(raw)
             try:
                 answer = await self._link.deliver(dest, encode_request(self.partitions.index, batch))  # type: ignore[union-attr]
                 applied = _applied(answer)
