@@ -63,13 +63,9 @@ class InternalApp:
         if scope["method"] != "POST":
             await error(send, 405, "use POST", "partition")
             return
-        receiver = getattr(self.engine, "receive_from_partition", None)
-        if receiver is None:  # an engine without cross-partition messages: the sender keeps its outbox
-            await error(send, 501, "this partition's engine takes no deliveries from other partitions", "partition")
-            return
         payload = await read_body(scope, receive, MAX_DELIVERY)
         try:
-            answer = await receiver(payload)
+            answer = await self.engine.receive_from_partition(payload)
         except Exception as e:  # an engine that is stopping, or a delivery it cannot apply: the sender retries
             log.warning("partition %d could not take a delivery: %r", self.index, e)
             await error(send, 503, f"partition {self.index} could not take the delivery: {e}", "partition")

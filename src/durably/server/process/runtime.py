@@ -106,7 +106,7 @@ class DurablyServer:
             peers = Clients(role.root, role.count)
         engine = Engine(self.app, store, options)
         self.engine = engine
-        if peers is not None and hasattr(engine, "attach_peers"):  # cross-partition messages (the outbox)
+        if peers is not None:  # cross-partition messages: the engine's outbox delivers through the sockets
             engine.attach_peers(UdsPeerLink(peers))
         await engine.start()
         # Kafka subscriptions: the stored ones' consumers start now (each retries an unreachable broker);
