@@ -79,6 +79,15 @@ class Serve:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def pids(self) -> set[int]:
+        """The pids that run handlers: the process, and with partitions its partition processes (as of now)."""
+        pid = self.proc.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return {pid, *(int(c) for c in children)}
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
@@ -101,7 +110,7 @@ class ServeFactory:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     counts = getattr(metafunc.module, "PARTITIONS", None)
-    if counts and "serve" in metafunc.fixturenames:
+    if counts and "partitions" in metafunc.fixturenames:
         metafunc.parametrize("partitions", counts, ids=[f"partitions-{n}" for n in counts])
 
 
