@@ -23,7 +23,9 @@ from durably.server.store.datadir import (
 )
 from durably.server.store.errors import RESTORE_ADVICE, StoreCorrupt, classify
 from durably.server.store.ops import (
+    AckOutbox,
     AddCall,
+    AddOutbox,
     AddPromise,
     AddWaiter,
     AttemptRecord,
@@ -35,6 +37,8 @@ from durably.server.store.ops import (
     DropSubscription,
     DropWaiters,
     EndAttempt,
+    LinkRecords,
+    MarkApplied,
     SaveConcurrencyRules,
     SaveDeployment,
     SaveSubscription,
@@ -89,11 +93,15 @@ _OPS: dict[type, tuple[str, Any]] = {
     SaveSubscription: ("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)",
                        lambda op: (op.id, json.dumps(op.subscription), op.created_at)),
     DropSubscription: ("DELETE FROM subscriptions WHERE id = ?", None),
+    AddOutbox: ("INSERT INTO outbox VALUES (?, ?, ?)", None),
+    MarkApplied: ("INSERT OR REPLACE INTO inbox_applied VALUES (?, ?)", None),
 }
 # Operations that write many rows: each of their statements with its rows.
 _MANY_OPS: dict[type, tuple[tuple[str, Any], ...]] = {
     SaveConcurrencyRules: (("INSERT OR REPLACE INTO concurrency_rules VALUES (?, ?)", lambda op: op.changes.items()),
                            ("DELETE FROM concurrency_rules WHERE pattern = ?", lambda op: [(p,) for p in op.forget])),
+    AckOutbox: (("DELETE FROM outbox WHERE dest = ? AND seq <= ?", lambda op: [op]),
+                ("INSERT OR REPLACE INTO outbox_acked VALUES (?, ?)", lambda op: [op])),
 }
 
 
@@ -470,6 +478,14 @@ class SQLiteStore(Store):
         """Every Kafka subscription's JSON form, oldest first."""
         rows = self._reader.execute("SELECT subscription FROM subscriptions ORDER BY created_at, id").fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def load_links(self) -> LinkRecords:
+        """The messages for other partitions not yet acknowledged, the last seq used, the seqs applied here."""
+        r = self._reader
+        outbox = r.execute("SELECT dest, seq, message FROM outbox ORDER BY seq").fetchall()
+        acked = r.execute("SELECT max(seq) FROM outbox_acked").fetchone()[0] or 0
+        applied = dict(r.execute("SELECT source, seq FROM inbox_applied").fetchall())
+        return LinkRecords(outbox, max([acked] + [row[1] for row in outbox]), applied)
 
     # ---- operator queries (admin API, UI, metrics) ----
 
