@@ -246,7 +246,8 @@ def print_results(results: list[Result]) -> bool:
         steps = f"{r.steps_per_s:8,.0f}" if r.steps_per_s else f"{'-':>8}"
         cpus = " ".join(f"{r.cpu[c]:14.0%}" if c in r.cpu else f"{'?':>14}" for c in cpu_cols)
         print(f"{r.system:<8} {r.label:<12} {r.req_per_s:8,.0f} {steps} {r.p50_ms:7.2f} {r.p99_ms:7.2f} "
-              f"{r.max_ms:7.1f} {r.non_2xx:>7} {r.socket_errors:>7} {r.runtime_ms_per_inv:14.3f} {r.sdk_ms_per_inv:10.3f} |     {cpus}")
+              f"{r.max_ms:7.1f} {r.non_2xx:>7} {r.socket_errors:>7} {r.runtime_ms_per_inv:14.3f} "
+              f"{r.sdk_ms_per_inv:10.3f} |     {cpus}")
     print("(CPU: each process group's CPU time (process + descendants, all threads) over wall time, 100% = one core;"
           f"\n wrk: the load generator; other: the rest of the machine. {os.cpu_count()} CPUs in all.)")
 
