@@ -8,6 +8,7 @@ Run from the repository root (needs `bash scripts/test.sh` to have installed `.i
     .venv/bin/python bench/interop_bench.py --durably-first --verbose   # other order; wrk's latency distribution
     .venv/bin/python bench/interop_bench.py --py-spy /tmp/durably.txt   # profile durably during steps10@32
     .venv/bin/python bench/interop_bench.py --payload --echo --rounds 3  # also the 100 KB payload; 3 interleaved rounds
+    .venv/bin/python bench/interop_bench.py --baseline-src /tmp/old/src  # also an older durably, interleaved
 
 In one run it starts
   1. hypercorn (one worker) serving bench/compare/restate_app.py, written with restate-sdk, from `.interop/sdk-venv`;
@@ -86,7 +87,7 @@ DURABLY_APP = "bench/compare/durably_app.py:no_services"
 SERVICE = "Bench"
 STEPS = 10
 SYSTEMS = ("Restate", "Durably")
-GROUPS = ("restate-server", "durably", "hypercorn")
+GROUPS = ("restate-server", "durably", "baseline", "hypercorn")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -187,7 +188,7 @@ class Result:
     @property
     def runtime_ms_per_inv(self) -> float:
         """CPU ms per request of the runtime measured: restate-server's or durably's."""
-        return self.ms_per_inv("durably" if self.system == "Durably" else "restate-server")
+        return self.ms_per_inv({"Durably": "durably", "Baseline": "baseline"}.get(self.system, "restate-server"))
 
     @property
     def sdk_ms_per_inv(self) -> float:
@@ -264,17 +265,20 @@ def print_results(results: list[Result]) -> bool:
             sdk = ", ".join(f"{r.sdk_ms_per_inv:.2f}" for r in rs)
             print(f"  {system:<8} {label:<12} median {by_key[(system, label)].req_per_s:8,.0f} req/s  "
                   f"(rounds: {rates}; runtime ms/inv: {cpu}; sdk ms/inv: {sdk})")
-    print("\nDurably / Restate:")
-    for label in dict.fromkeys(r.label for r in results):
-        d, s = by_key.get(("Durably", label)), by_key.get(("Restate", label))
-        if d is None or s is None:
-            continue
-        tput = d.req_per_s / s.req_per_s if s.req_per_s else float("nan")
-        p50 = d.p50_ms / s.p50_ms if s.p50_ms else float("nan")
-        p99 = d.p99_ms / s.p99_ms if s.p99_ms else float("nan")
-        print(f"  {label:<12} throughput x{tput:.2f}   p50 x{p50:.2f}   p99 x{p99:.2f}   "
-              f"(Durably {d.req_per_s:,.0f} req/s, {d.p50_ms:.2f} ms p50; "
-              f"Restate {s.req_per_s:,.0f} req/s, {s.p50_ms:.2f} ms p50)")
+    for other in ("Restate", "Baseline"):
+        pairs = [(label, by_key.get(("Durably", label)), by_key.get((other, label)))
+                 for label in dict.fromkeys(r.label for r in results)]
+        pairs = [(label, d, s) for label, d, s in pairs if d is not None and s is not None]
+        if pairs:
+            print(f"\nDurably / {other}:")
+        for label, d, s in pairs:
+            tput = d.req_per_s / s.req_per_s if s.req_per_s else float("nan")
+            p50 = d.p50_ms / s.p50_ms if s.p50_ms else float("nan")
+            p99 = d.p99_ms / s.p99_ms if s.p99_ms else float("nan")
+            cpu = d.runtime_ms_per_inv / s.runtime_ms_per_inv if s.runtime_ms_per_inv else float("nan")
+            print(f"  {label:<12} throughput x{tput:.2f}   p50 x{p50:.2f}   p99 x{p99:.2f}   runtime CPU/inv "
+                  f"x{cpu:.2f}   (Durably {d.req_per_s:,.0f} req/s, {d.p50_ms:.2f} ms p50; "
+                  f"{other} {s.req_per_s:,.0f} req/s, {s.p50_ms:.2f} ms p50)")
 
     print("\ntarget: Durably's throughput at least equal to Restate's (steps10 at the highest connection count)")
     top = max((r.connections for r in results if r.handler == "steps10"), default=None)
@@ -336,12 +340,15 @@ def start_restate(workdir: Path) -> System:
     return system
 
 
-def start_durably(workdir: Path) -> System:
+def start_durably(workdir: Path, name: str = "Durably", src: Path | None = None) -> System:
+    """`durably serve`; with `src`, the code of that source tree (PYTHONPATH) instead of this checkout's."""
     port, admin = free_port(), free_port()
-    proc = Proc("durably", serve_cmd(DURABLY_APP, port, admin, workdir / "durably-data"), cwd=REPO,
-                log_path=workdir / "durably.log")
+    tag = name.lower()
+    env = {"PYTHONPATH": str(src)} if src is not None else {}
+    proc = Proc(tag, serve_cmd(DURABLY_APP, port, admin, workdir / f"{tag}-data"), cwd=REPO,
+                log_path=workdir / f"{tag}.log", env=env)
     proc.start()
-    system = System("Durably", proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}")
+    system = System(name, proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}")
     wait_until(lambda: healthy(f"{system.ingress}/restate/health"), 30, "durably serve", proc)
     return system
 
@@ -360,6 +367,9 @@ def main() -> int:
                         help="measure this handler only")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat every measurement this many times, the systems interleaved (default 1)")
+    parser.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
+                        help="also measure a second durably running the code under DIR (e.g. an exported src/ of "
+                             "an older commit): 'Baseline', interleaved with the others")
     parser.add_argument("--only", choices=SYSTEMS, default=None, help="measure one system only")
     parser.add_argument("--durably-first", action="store_true", help="measure Durably before Restate")
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output for each measurement")
@@ -384,6 +394,8 @@ def main() -> int:
         handlers = [args.only_handler]
     conns = [args.connections] if args.no_latency else [args.connections, 1]
     systems_to_run = [args.only] if args.only else list(reversed(SYSTEMS) if args.durably_first else SYSTEMS)
+    if args.baseline_src is not None:
+        systems_to_run.append("Baseline")
 
     background = busy_cores()
     if background is not None and background > NOISE_LIMIT:
@@ -404,6 +416,11 @@ def main() -> int:
         procs.append(durably.proc)
         systems = {"Restate": restate, "Durably": durably}
         groups = {"restate-server": restate.proc, "durably": durably.proc, "hypercorn": sdk}
+        if args.baseline_src is not None:
+            baseline = start_durably(workdir, "Baseline", args.baseline_src.resolve())
+            procs.append(baseline.proc)
+            systems["Baseline"] = baseline
+            groups["baseline"] = baseline.proc
         for system in systems.values():
             system.register(sdk_url)
             for handler in handlers:
