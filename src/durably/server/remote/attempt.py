@@ -39,15 +39,32 @@ class RemoteAttemptError(Exception):
 class ConnectionPool:
     """HTTP/2 connections to deployments (many streams each), and one HTTP/1.1 client."""
 
-    def __init__(self, max_streams_per_connection: int = 500, signer: Any = None) -> None:
+    def __init__(self, max_streams_per_connection: int = 500, signer: Any = None, spread_streams: int = 4,
+                 spread_connections: int = 8) -> None:
         # A RequestSigner (durably serve --request-identity-key): every request to a deployment is signed.
         self.signer = signer
         # Servers close a connection after so many requests (hypercorn: 1,000, with a GOAWAY that can stall
         # the last ones); move to a fresh connection well before that and let the old one drain.
         self.max_streams_per_connection = max_streams_per_connection
+        # The deployment's connection flow-control window (HTTP/2's default 64 KiB where the server keeps it,
+        # as hypercorn does) is shared by every stream on the connection: with 32 invocations each sending a
+        # 100 KB input on one connection, each waits its turn for WINDOW_UPDATEs. So streams are spread over
+        # up to `spread_connections` connections, a new one opened while every one carries `spread_streams`.
+        self.spread_streams = spread_streams
+        self.spread_connections = spread_connections
         self._h2: dict[str, list[H2Connection]] = {}
         self._lock = asyncio.Lock()
         self.http11 = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10))
+
+    def _pick(self, conns: list[H2Connection]) -> H2Connection | None:
+        """The open connection with the fewest streams, or None when a new one should be opened."""
+        usable = [c for c in conns if len(c.streams) < 90 and c.opened < self.max_streams_per_connection]
+        if not usable:
+            return None
+        conn = min(usable, key=lambda c: len(c.streams))
+        if len(conn.streams) >= self.spread_streams and len(usable) < self.spread_connections:
+            return None
+        return conn
 
     async def stream(self, deployment: Deployment, path: str, headers: list[tuple[str, str]]) -> H2Stream:
         """Open a request stream on a connection to the deployment."""
@@ -60,8 +77,7 @@ class ConnectionPool:
                     c.close()  # drained
                 elif not c.closed:
                     conns.append(c)
-            conn = next((c for c in conns if len(c.streams) < 90 and c.opened < self.max_streams_per_connection),
-                        None)
+            conn = self._pick(conns)
             if conn is None:
                 try:
                     conn = await asyncio.wait_for(H2Connection.connect(url.hostname or "127.0.0.1", url.port or 80), 10)
@@ -70,6 +86,10 @@ class ConnectionPool:
                 conns.append(conn)
             self._h2[key] = conns
         return await conn.request("POST", path, headers)
+
+    def connections(self) -> list[H2Connection]:
+        """The HTTP/2 connections open now, to every deployment."""
+        return [c for conns in self._h2.values() for c in conns if not c.closed]
 
     async def close(self) -> None:
         """Close every connection."""

@@ -8,6 +8,7 @@ before they read the response, so the remote invoker uses this client, built on 
 from __future__ import annotations
 
 import asyncio
+import binascii
 from collections import deque
 from typing import Any
 
@@ -16,9 +17,28 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 # How long streams the peer kept after a graceful GOAWAY may take before they are failed (and retried).
 GOAWAY_GRACE = 5.0
+
+
+def data_frame_body_repr(frame: hyperframe.frame.DataFrame) -> str:
+    """The body part of a DATA frame's repr, as hyperframe writes it, from its first ten bytes only.
+
+    h2 formats every frame it receives (`repr(frame)` for a trace log line, even when nothing logs), and
+    hyperframe's repr of a DATA frame copies the whole body and hex-encodes it to show ten bytes: for a
+    100 KB step result that was a 100 KB copy and a 200 KB hex string per frame. Same text, no copy.
+    """
+    pad = frame.pad_length if "PADDED" in frame.flags else 0
+    total = len(frame.serialize_padding_data()) + len(frame.data) + pad
+    if not total:
+        return "None"
+    head = (frame.serialize_padding_data() + bytes(frame.data[:10]) + b"\0" * min(pad, 10))[:10]
+    return "<hex:" + binascii.hexlify(head).decode("ascii") + ("..." if total > 10 else "") + ">"
+
+
+hyperframe.frame.DataFrame._body_repr = data_frame_body_repr  # type: ignore[method-assign,assignment]
 
 
 class H2Error(Exception):
