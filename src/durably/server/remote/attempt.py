@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
-from durably.protocol.framing import FrameDecoder, FramingError, encode_frame, encode_message
+from durably.protocol.framing import FrameDecoder, FramingError, encode_frame, encode_message, frame_header
 from durably.sdk.service import Handler
 from durably.server.remote.deployments import Deployment
 from durably.server.remote.h2client import H2Connection, H2Error, H2Stream
@@ -183,9 +183,15 @@ class RemoteAttempt:
 
     # ---- the exchange ----
 
-    def _request_body(self) -> bytes:
-        return encode_message(self.start) + b"".join(
-            encode_frame(t, msg.SerializeToString()) for t, msg in self.journal)
+    def _request_body(self, *tail: bytes) -> bytes:
+        """Start, the journal and `tail` (frames already encoded) as one buffer, each payload copied into it once."""
+        parts = [encode_message(self.start)]
+        for t, msg in self.journal:
+            payload = msg.SerializeToString()
+            parts.append(frame_header(t, len(payload)))
+            parts.append(payload)
+        parts.extend(tail)
+        return b"".join(parts)
 
     def _headers(self) -> list[tuple[str, str]]:
         ctype = f"application/vnd.restate.invocation.v{self.deployment.protocol_version}"
@@ -270,7 +276,7 @@ class RemoteAttempt:
         async with self._send_lock:
             # Notifications delivered so far go with the journal; later ones follow through the cursor.
             self._sent = len(self._delivered)
-            await stream.send(self._request_body() + b"".join(self._delivered))
+            await stream.send(self._request_body(*self._delivered))
             if self._input_closed:
                 stream.end()
         status, headers = await stream.response()
