@@ -36,8 +36,9 @@ processes disturbs these less than the rates. Then the ratios Durably/Restate an
 Durably's throughput at least equal to Restate's (a missed target is reported, not treated as failure).
 
 With --py-spy PATH, py-spy records the durably process (`--format raw --gil -r 200`) during its steps10@32
-measurement; summarise with `.venv/bin/python bench/pyspy_summary.py PATH --top 25`. py-spy takes CPU
-too, so the figures of a profiled run are low.
+measurement; summarise with `.venv/bin/python bench/pyspy_summary.py PATH --top 25`. With PYSPY_ALL_THREADS=1
+in the environment it samples every busy thread (not only the one holding the GIL): SQLite's writer thread
+shows. py-spy takes CPU too, so the figures of a profiled run are low.
 """
 
 from __future__ import annotations
@@ -209,7 +210,8 @@ def measure(wrk: str, system: System, groups: dict[str, Proc], lua: Path, handle
     spy: subprocess.Popen[bytes] | None = None
     if profile is not None:
         out, seconds = profile
-        spy_cmd = [str(REPO / ".venv" / "bin" / "py-spy"), "record", "--format", "raw", "--gil", "-d",
+        gil = [] if os.environ.get("PYSPY_ALL_THREADS") else ["--gil"]  # every busy thread (SQLite's too)
+        spy_cmd = [str(REPO / ".venv" / "bin" / "py-spy"), "record", "--format", "raw", *gil, "--threads", "-d",
                    str(max(1, round(seconds))), "-r", "200", "--pid", str(system.proc.pid), "-o", str(out)]
         print(f"\n    profiling: {' '.join(spy_cmd)}")
         spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
