@@ -20,6 +20,13 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hyperframe.frame
+from hpack import NeverIndexedHeaderTuple
+
+# Request headers whose value is new on every request (or a credential): sent as never-indexed literals, so
+# they neither churn HPACK's dynamic table nor make every lookup in it scan past dozens of dead ids (HPACK's
+# table search is a Python loop), and a token is never kept in a table (RFC 7541 §7.1.3).
+NEVER_INDEXED = frozenset({"x-restate-invocation-id", "traceparent", "tracestate", "x-restate-jwt-v1",
+                           "authorization"})
 
 # How long streams the peer kept after a graceful GOAWAY may take before they are failed (and retried).
 GOAWAY_GRACE = 5.0
@@ -217,7 +224,9 @@ class H2Connection(asyncio.Protocol):
         stream = H2Stream(self, sid)
         self.streams[sid] = stream
         self.h2.send_headers(sid, [(":method", method), (":scheme", "http"), (":authority", self.authority),
-                                   (":path", path), *headers])
+                                   (":path", path),
+                                   *(NeverIndexedHeaderTuple(k, v) if k in NEVER_INDEXED else (k, v)
+                                     for k, v in headers)])
         self.flush_soon()
         return stream
 
