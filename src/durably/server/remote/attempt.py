@@ -21,7 +21,7 @@ from durably.protocol import protocol_pb2 as pb
 from durably.protocol.framing import FrameDecoder, FramingError, encode_frame, encode_message, frame_header
 from durably.sdk.service import Handler
 from durably.server.remote.deployments import Deployment
-from durably.server.remote.h2client import H2Connection, H2Error, H2Stream
+from durably.server.remote.h2client import INITIAL_WINDOW, H2Connection, H2Error, H2Stream
 
 if TYPE_CHECKING:
     from durably.server.engine.interfaces import AttemptSink
@@ -39,7 +39,7 @@ class RemoteAttemptError(Exception):
 class ConnectionPool:
     """HTTP/2 connections to deployments (many streams each), and one HTTP/1.1 client."""
 
-    def __init__(self, max_streams_per_connection: int = 500, signer: Any = None, spread_streams: int = 4,
+    def __init__(self, max_streams_per_connection: int = 500, signer: Any = None,
                  spread_connections: int = 8) -> None:
         # A RequestSigner (durably serve --request-identity-key): every request to a deployment is signed.
         self.signer = signer
@@ -47,27 +47,32 @@ class ConnectionPool:
         # the last ones); move to a fresh connection well before that and let the old one drain.
         self.max_streams_per_connection = max_streams_per_connection
         # The deployment's connection flow-control window (HTTP/2's default 64 KiB where the server keeps it,
-        # as hypercorn does) is shared by every stream on the connection: with 32 invocations each sending a
-        # 100 KB input on one connection, each waits its turn for WINDOW_UPDATEs. So streams are spread over
-        # up to `spread_connections` connections, a new one opened while every one carries `spread_streams`.
-        self.spread_streams = spread_streams
+        # as hypercorn does) is shared by every stream on the connection: 32 invocations each sending a
+        # 100 KB input on one connection would each wait their turn for WINDOW_UPDATEs. A request goes on
+        # the first connection with window enough for its body; when none has, up to `spread_connections`
+        # connections are opened. Small requests (and their frames, written together) stay on one.
         self.spread_connections = spread_connections
         self._h2: dict[str, list[H2Connection]] = {}
         self._lock = asyncio.Lock()
         self.http11 = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10))
 
-    def _pick(self, conns: list[H2Connection]) -> H2Connection | None:
-        """The open connection with the fewest streams, or None when a new one should be opened."""
+    def _pick(self, conns: list[H2Connection], size: int) -> H2Connection | None:
+        """The connection for a request of `size` bytes, or None when a new one should be opened."""
         usable = [c for c in conns if len(c.streams) < 90 and c.opened < self.max_streams_per_connection]
         if not usable:
             return None
-        conn = min(usable, key=lambda c: len(c.streams))
-        if len(conn.streams) >= self.spread_streams and len(usable) < self.spread_connections:
+        # A body larger than any window the server grants fits once a connection's window is whole again.
+        need = min(size, INITIAL_WINDOW)
+        for c in usable:
+            if c.send_window >= need:
+                return c
+        if len(usable) < self.spread_connections:
             return None
-        return conn
+        return max(usable, key=lambda c: c.send_window)
 
-    async def stream(self, deployment: Deployment, path: str, headers: list[tuple[str, str]]) -> H2Stream:
-        """Open a request stream on a connection to the deployment."""
+    async def stream(self, deployment: Deployment, path: str, headers: list[tuple[str, str]],
+                     size: int = 0) -> H2Stream:
+        """Open a request stream on a connection to the deployment, for a body of about `size` bytes."""
         url = urlsplit(deployment.uri)
         key = f"{url.hostname}:{url.port or 80}"
         async with self._lock:
@@ -77,7 +82,7 @@ class ConnectionPool:
                     c.close()  # drained
                 elif not c.closed:
                     conns.append(c)
-            conn = self._pick(conns)
+            conn = self._pick(conns, size)
             if conn is None:
                 try:
                     conn = await asyncio.wait_for(H2Connection.connect(url.hostname or "127.0.0.1", url.port or 80), 10)
@@ -253,7 +258,8 @@ class RemoteAttempt:
     async def _run_h2(self) -> None:
         for _ in range(5):
             try:
-                stream = await self.pool.stream(self.deployment, self._path(), self._headers())
+                size = self.start.ByteSize() + sum(msg.ByteSize() + 8 for _, msg in self.journal)
+                stream = await self.pool.stream(self.deployment, self._path(), self._headers(), size)
             except H2Error as e:
                 raise RemoteAttemptError(f"cannot reach {self.deployment.uri}: {e}") from None
             try:

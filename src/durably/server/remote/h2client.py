@@ -138,6 +138,7 @@ class H2Stream:
 
 
 STREAM_WINDOW = 4 * 1024 * 1024
+INITIAL_WINDOW = 65535  # HTTP/2's initial flow-control window (RFC 9113 §6.9.2), which many servers keep
 MAX_FRAME = 1024 * 1024
 
 
@@ -198,6 +199,11 @@ class H2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(f"connection error: {exc!r}" if exc is not None else "the connection was closed by the peer")
+
+    @property
+    def send_window(self) -> int:
+        """How many body bytes the peer lets us send on this connection now (its connection-level window)."""
+        return self.h2.outbound_flow_control_window
 
     # ---- writing ----
 
