@@ -7,6 +7,8 @@ Run from the repository root (needs `bash scripts/test.sh` to have installed `.i
     .venv/bin/python bench/interop_bench.py --echo     # also measure Bench/echo (no journaled steps)
     .venv/bin/python bench/interop_bench.py --durably-first --verbose   # other order; wrk's latency distribution
     .venv/bin/python bench/interop_bench.py --py-spy /tmp/durably.txt   # profile durably during steps10@32
+    .venv/bin/python bench/interop_bench.py --payload --echo --rounds 3  # also the 100 KB payload; 3 interleaved rounds
+    .venv/bin/python bench/interop_bench.py --baseline-src /tmp/old/src  # also an older durably, interleaved
 
 In one run it starts
   1. hypercorn (one worker) serving bench/compare/restate_app.py, written with restate-sdk, from `.interop/sdk-venv`;
@@ -20,16 +22,23 @@ then, for each system in turn (Restate, then Durably), runs wrk against that sys
 connections (throughput) and at 1 connection (latency). The deployment's handler code is the same for both;
 what differs is the runtime in front of it (journal storage, the protocol driver, the ingress).
 
+With --payload it also measures `POST /Bench/payload`: a 100 KB JSON string in, one step that returns it (100 KB
+journaled and sent back to the deployment), its length out. With --rounds N every measurement is repeated N
+times, the systems interleaved (Restate, Durably, Restate, ...), and the table shows each system's median round.
+
 Printed per measurement: req/s, journaled steps/s, wrk's p50/p99/max, non-2xx responses and socket errors
 (both must be 0, else a loud warning and exit status 1), and the CPU used by each process group (process +
 descendants, from /proc/<pid>/stat utime+stime; 100% = one core): restate-server, durably, hypercorn, wrk,
 and "other" (the rest of the machine). All of them share the machine's cores, so the idle system's
-background CPU shows up too. Then the ratios Durably/Restate and the target: Durably's throughput at
-least equal to Restate's (a missed target is reported, not treated as failure).
+background CPU shows up too. "runtime ms/inv" is the CPU time per invocation of the runtime measured
+(restate-server or durably), "sdk ms/inv" that of hypercorn and restate-sdk driven by it: the load of other
+processes disturbs these less than the rates. Then the ratios Durably/Restate and the target:
+Durably's throughput at least equal to Restate's (a missed target is reported, not treated as failure).
 
 With --py-spy PATH, py-spy records the durably process (`--format raw --gil -r 200`) during its steps10@32
-measurement; summarise with `.venv/bin/python bench/pyspy_summary.py PATH --top 25`. py-spy takes CPU
-too, so the figures of a profiled run are low.
+measurement; summarise with `.venv/bin/python bench/pyspy_summary.py PATH --top 25`. With PYSPY_ALL_THREADS=1
+in the environment it samples every busy thread (not only the one holding the GIL): SQLite's writer thread
+shows. py-spy takes CPU too, so the figures of a profiled run are low.
 """
 
 from __future__ import annotations
@@ -68,11 +77,18 @@ RESTATE_WRAPPER = INTEROP / "node_modules" / ".bin" / "restate-server"
 # The npm wrapper (node) spawns this native binary; run it directly so no idle node process sits in between.
 RESTATE_NATIVE = INTEROP / "node_modules" / "@restatedev" / "restate-server-linux-x64" / "bin" / "restate-server"
 SDK_MODULE = "restate_app:app"
+PAYLOAD_BYTES = 100 * 1024
+# handler -> (request body as JSON text, expected answer)
+BODIES: dict[str, tuple[str, Any]] = {
+    "steps10": (BODY, 45),
+    "echo": (BODY, json.loads(BODY)),
+    "payload": (json.dumps("x" * PAYLOAD_BYTES), PAYLOAD_BYTES),
+}
 DURABLY_APP = "bench/compare/durably_app.py:no_services"
 SERVICE = "Bench"
 STEPS = 10
 SYSTEMS = ("Restate", "Durably")
-GROUPS = ("restate-server", "durably", "hypercorn")
+GROUPS = ("restate-server", "durably", "baseline", "hypercorn")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -126,12 +142,12 @@ class System:
 
     def check(self, handler: str, timeout: float = 30.0) -> None:
         """Poll the handler until it answers 200 with the expected output (schema changes may take a moment)."""
-        expected = json.loads(BODY) if handler == "echo" else sum(range(STEPS))
+        body, expected = BODIES[handler]
         last: tuple[int, Any] = (0, None)
 
         def ok() -> bool:
             nonlocal last
-            last = request("POST", f"{self.ingress}/{SERVICE}/{handler}", json.loads(BODY), timeout=10)
+            last = request("POST", f"{self.ingress}/{SERVICE}/{handler}", json.loads(body), timeout=10)
             return last == (200, expected)
 
         try:
@@ -164,7 +180,21 @@ class Result:
 
     @property
     def steps_per_s(self) -> float:
-        return self.req_per_s * (STEPS if self.handler == "steps10" else 0)
+        return self.req_per_s * (STEPS if self.handler == "steps10" else 1 if self.handler == "payload" else 0)
+
+    def ms_per_inv(self, group: str) -> float:
+        """A process group's CPU milliseconds per request (its share of the wall time, over the requests)."""
+        return self.cpu.get(group, 0.0) * self.duration_s * 1000 / self.requests if self.requests else 0.0
+
+    @property
+    def runtime_ms_per_inv(self) -> float:
+        """CPU ms per request of the runtime measured: restate-server's or durably's."""
+        return self.ms_per_inv({"Durably": "durably", "Baseline": "baseline"}.get(self.system, "restate-server"))
+
+    @property
+    def sdk_ms_per_inv(self) -> float:
+        """CPU ms per request of the deployment (hypercorn and restate-sdk), driven by that runtime."""
+        return self.ms_per_inv("hypercorn")
 
     @property
     def label(self) -> str:
@@ -180,7 +210,8 @@ def measure(wrk: str, system: System, groups: dict[str, Proc], lua: Path, handle
     spy: subprocess.Popen[bytes] | None = None
     if profile is not None:
         out, seconds = profile
-        spy_cmd = [str(REPO / ".venv" / "bin" / "py-spy"), "record", "--format", "raw", "--gil", "-d",
+        gil = [] if os.environ.get("PYSPY_ALL_THREADS") else ["--gil"]  # every busy thread (SQLite's too)
+        spy_cmd = [str(REPO / ".venv" / "bin" / "py-spy"), "record", "--format", "raw", *gil, "--threads", "-d",
                    str(max(1, round(seconds))), "-r", "200", "--pid", str(system.proc.pid), "-o", str(out)]
         print(f"\n    profiling: {' '.join(spy_cmd)}")
         spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -210,29 +241,46 @@ def print_results(results: list[Result]) -> bool:
     """Print the table, the ratios and the target; return whether every request succeeded."""
     cpu_cols = [*GROUPS, "wrk", "other"]
     header = (f"{'system':<8} {'workload':<12} {'req/s':>8} {'steps/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'non-2xx':>7} {'sockerr':>7} | CPU " + " ".join(f"{c:>14}" for c in cpu_cols))
+              f"{'max ms':>7} {'non-2xx':>7} {'sockerr':>7} {'runtime ms/inv':>14} {'sdk ms/inv':>10} | CPU "
+              + " ".join(f"{c:>14}" for c in cpu_cols))
     print(header)
     print("-" * len(header))
     for r in results:
-        steps = f"{r.steps_per_s:8,.0f}" if r.handler == "steps10" else f"{'-':>8}"
+        steps = f"{r.steps_per_s:8,.0f}" if r.steps_per_s else f"{'-':>8}"
         cpus = " ".join(f"{r.cpu[c]:14.0%}" if c in r.cpu else f"{'?':>14}" for c in cpu_cols)
         print(f"{r.system:<8} {r.label:<12} {r.req_per_s:8,.0f} {steps} {r.p50_ms:7.2f} {r.p99_ms:7.2f} "
-              f"{r.max_ms:7.1f} {r.non_2xx:>7} {r.socket_errors:>7} |     {cpus}")
+              f"{r.max_ms:7.1f} {r.non_2xx:>7} {r.socket_errors:>7} {r.runtime_ms_per_inv:14.3f} "
+              f"{r.sdk_ms_per_inv:10.3f} |     {cpus}")
     print("(CPU: each process group's CPU time (process + descendants, all threads) over wall time, 100% = one core;"
           f"\n wrk: the load generator; other: the rest of the machine. {os.cpu_count()} CPUs in all.)")
 
-    by_key = {(r.system, r.label): r for r in results}
-    print("\nDurably / Restate:")
-    for label in dict.fromkeys(r.label for r in results):
-        d, s = by_key.get(("Durably", label)), by_key.get(("Restate", label))
-        if d is None or s is None:
-            continue
-        tput = d.req_per_s / s.req_per_s if s.req_per_s else float("nan")
-        p50 = d.p50_ms / s.p50_ms if s.p50_ms else float("nan")
-        p99 = d.p99_ms / s.p99_ms if s.p99_ms else float("nan")
-        print(f"  {label:<12} throughput x{tput:.2f}   p50 x{p50:.2f}   p99 x{p99:.2f}   "
-              f"(Durably {d.req_per_s:,.0f} req/s, {d.p50_ms:.2f} ms p50; "
-              f"Restate {s.req_per_s:,.0f} req/s, {s.p50_ms:.2f} ms p50)")
+    # With several rounds, each system's median round (by req/s) stands for it.
+    rounds: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        rounds.setdefault((r.system, r.label), []).append(r)
+    by_key = {k: sorted(v, key=lambda r: r.req_per_s)[len(v) // 2] for k, v in rounds.items()}
+    if any(len(v) > 1 for v in rounds.values()):
+        print("\nmedian of the rounds (req/s; the runtime's and the deployment's CPU ms per invocation):")
+        for (system, label), rs in rounds.items():
+            rates = ", ".join(f"{r.req_per_s:,.0f}" for r in rs)
+            cpu = ", ".join(f"{r.runtime_ms_per_inv:.2f}" for r in rs)
+            sdk = ", ".join(f"{r.sdk_ms_per_inv:.2f}" for r in rs)
+            print(f"  {system:<8} {label:<12} median {by_key[(system, label)].req_per_s:8,.0f} req/s  "
+                  f"(rounds: {rates}; runtime ms/inv: {cpu}; sdk ms/inv: {sdk})")
+    for other in ("Restate", "Baseline"):
+        pairs = [(label, by_key.get(("Durably", label)), by_key.get((other, label)))
+                 for label in dict.fromkeys(r.label for r in results)]
+        pairs = [(label, d, s) for label, d, s in pairs if d is not None and s is not None]
+        if pairs:
+            print(f"\nDurably / {other}:")
+        for label, d, s in pairs:
+            tput = d.req_per_s / s.req_per_s if s.req_per_s else float("nan")
+            p50 = d.p50_ms / s.p50_ms if s.p50_ms else float("nan")
+            p99 = d.p99_ms / s.p99_ms if s.p99_ms else float("nan")
+            cpu = d.runtime_ms_per_inv / s.runtime_ms_per_inv if s.runtime_ms_per_inv else float("nan")
+            print(f"  {label:<12} throughput x{tput:.2f}   p50 x{p50:.2f}   p99 x{p99:.2f}   runtime CPU/inv "
+                  f"x{cpu:.2f}   (Durably {d.req_per_s:,.0f} req/s, {d.p50_ms:.2f} ms p50; "
+                  f"{other} {s.req_per_s:,.0f} req/s, {s.p50_ms:.2f} ms p50)")
 
     print("\ntarget: Durably's throughput at least equal to Restate's (steps10 at the highest connection count)")
     top = max((r.connections for r in results if r.handler == "steps10"), default=None)
@@ -294,12 +342,15 @@ def start_restate(workdir: Path) -> System:
     return system
 
 
-def start_durably(workdir: Path) -> System:
+def start_durably(workdir: Path, name: str = "Durably", src: Path | None = None) -> System:
+    """`durably serve`; with `src`, the code of that source tree (PYTHONPATH) instead of this checkout's."""
     port, admin = free_port(), free_port()
-    proc = Proc("durably", serve_cmd(DURABLY_APP, port, admin, workdir / "durably-data"), cwd=REPO,
-                log_path=workdir / "durably.log")
+    tag = name.lower()
+    env = {"PYTHONPATH": str(src)} if src is not None else {}
+    proc = Proc(tag, serve_cmd(DURABLY_APP, port, admin, workdir / f"{tag}-data"), cwd=REPO,
+                log_path=workdir / f"{tag}.log", env=env)
     proc.start()
-    system = System("Durably", proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}")
+    system = System(name, proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}")
     wait_until(lambda: healthy(f"{system.ingress}/restate/health"), 30, "durably serve", proc)
     return system
 
@@ -312,6 +363,15 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32, help="connections for throughput (default 32)")
     parser.add_argument("--no-latency", action="store_true", help="skip the 1-connection latency runs")
     parser.add_argument("--echo", action="store_true", help="also measure Bench/echo (no journaled steps)")
+    parser.add_argument("--payload", action="store_true",
+                        help="also measure Bench/payload (100 KB in, one step returning it)")
+    parser.add_argument("--only-handler", choices=sorted(BODIES), default=None,
+                        help="measure this handler only")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every measurement this many times, the systems interleaved (default 1)")
+    parser.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
+                        help="also measure a second durably running the code under DIR (e.g. an exported src/ of "
+                             "an older commit): 'Baseline', interleaved with the others")
     parser.add_argument("--only", choices=SYSTEMS, default=None, help="measure one system only")
     parser.add_argument("--durably-first", action="store_true", help="measure Durably before Restate")
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output for each measurement")
@@ -331,9 +391,13 @@ def main() -> int:
 
     duration = args.duration if args.duration is not None else (3.0 if args.quick else 10.0)
     warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
-    handlers = ["steps10", "echo"] if args.echo else ["steps10"]
+    handlers = ["steps10", *(["echo"] if args.echo else []), *(["payload"] if args.payload else [])]
+    if args.only_handler:
+        handlers = [args.only_handler]
     conns = [args.connections] if args.no_latency else [args.connections, 1]
     systems_to_run = [args.only] if args.only else list(reversed(SYSTEMS) if args.durably_first else SYSTEMS)
+    if args.baseline_src is not None:
+        systems_to_run.append("Baseline")
 
     background = busy_cores()
     if background is not None and background > NOISE_LIMIT:
@@ -344,7 +408,8 @@ def main() -> int:
     procs: list[Proc] = []
     results: list[Result] = []
     try:
-        (workdir / "post.lua").write_text(LUA_TEMPLATE.format(body=json.dumps(BODY)))
+        for handler in handlers:
+            (workdir / f"{handler}.lua").write_text(LUA_TEMPLATE.format(body=json.dumps(BODIES[handler][0])))
         sdk, sdk_url = start_sdk(workdir)
         procs.append(sdk)
         restate = start_restate(workdir)
@@ -353,6 +418,11 @@ def main() -> int:
         procs.append(durably.proc)
         systems = {"Restate": restate, "Durably": durably}
         groups = {"restate-server": restate.proc, "durably": durably.proc, "hypercorn": sdk}
+        if args.baseline_src is not None:
+            baseline = start_durably(workdir, "Baseline", args.baseline_src.resolve())
+            procs.append(baseline.proc)
+            systems["Baseline"] = baseline
+            groups["baseline"] = baseline.proc
         for system in systems.values():
             system.register(sdk_url)
             for handler in handlers:
@@ -360,20 +430,27 @@ def main() -> int:
         print(f"\npids: hypercorn {sdk.pid}, restate-server {restate.proc.pid}, durably {durably.proc.pid}; "
               f"deployment {sdk_url}")
         print(f"wrk: 1 thread, {warmup:g} s warm-up + {duration:g} s per measurement, {os.cpu_count()} CPUs\n")
-        for name in systems_to_run:
-            system = systems[name]
-            for handler in handlers:
-                for c in conns:
-                    print(f"  {name:<8} {f'{handler}@{c}':<12} ...", end="", flush=True)
-                    profile = None
-                    if args.py_spy is not None and name == "Durably" and handler == "steps10" and c == conns[0]:
-                        profile = (args.py_spy, max(1.0, duration - 1.0))
-                    r = measure(wrk, system, groups, workdir / "post.lua", handler, c, duration, warmup, profile,
-                                args.verbose)
-                    results.append(r)
-                    print(f" {r.req_per_s:8,.0f} req/s  p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  "
-                          f"CPU restate {r.cpu['restate-server']:.0%} durably {r.cpu['durably']:.0%} "
-                          f"hypercorn {r.cpu['hypercorn']:.0%}")
+        plan = [(name, handler, c) for handler in handlers for c in conns for name in systems_to_run]
+        if args.rounds <= 1:  # one round: each system's measurements together, as before
+            plan = [(name, handler, c) for name in systems_to_run for handler in handlers for c in conns]
+        for rnd in range(max(1, args.rounds)):
+            if args.rounds > 1:
+                print(f"round {rnd + 1} of {args.rounds}")
+            for name, handler, c in plan:
+                system = systems[name]
+                print(f"  {name:<8} {f'{handler}@{c}':<12} ...", end="", flush=True)
+                profile = None
+                spy_handler = args.only_handler or "steps10"
+                if (args.py_spy is not None and name == "Durably" and handler == spy_handler
+                        and c == conns[0] and rnd == 0):
+                    profile = (args.py_spy, max(1.0, duration - 1.0))
+                r = measure(wrk, system, groups, workdir / f"{handler}.lua", handler, c, duration, warmup,
+                            profile, args.verbose)
+                results.append(r)
+                print(f" {r.req_per_s:8,.0f} req/s  p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  "
+                      f"CPU restate {r.cpu['restate-server']:.0%} durably {r.cpu['durably']:.0%} "
+                      f"hypercorn {r.cpu['hypercorn']:.0%}  CPU ms/inv: runtime {r.runtime_ms_per_inv:.2f} "
+                      f"sdk {r.sdk_ms_per_inv:.2f}")
     finally:
         for p in reversed(procs):
             rc = p.stop()

@@ -158,3 +158,29 @@ def test_reserved_header_bits_do_not_change_type_or_length() -> None:
     assert frame.type_id == m.RUN
     assert frame.ack is False
     assert frame.message.name == "step"
+
+
+@pytest.mark.parametrize("cuts", [(), (3,), (8,), (9, 50_000), (102_410,), (102_420, 102_430), (60_000, 160_000)])
+def test_large_frames_cut_anywhere_decode_whole(cuts: tuple[int, ...]) -> None:
+    """Frames are parsed straight from a chunk when nothing is held back and from the buffer when something is:
+    a 100 KB proposal, a small frame and another 100 KB one decode the same wherever the chunks end."""
+    big = [pb.ProposeRunCompletionMessage(result_completion_id=i, value=bytes([i]) * 102_400) for i in (1, 3)]
+    small = pb.RunCommandMessage(result_completion_id=2, name="step")
+    data = encode_message(big[0], ack=True) + encode_message(small) + encode_message(big[1])
+    decoder = FrameDecoder()
+    frames = []
+    for lo, hi in zip((0, *cuts), (*cuts, len(data)), strict=True):
+        frames.extend(decoder.feed(data[lo:hi]))
+    assert [f.message for f in frames] == [big[0], small, big[1]]
+    assert [f.ack for f in frames] == [True, False, False]
+    assert decoder.pending == 0
+
+
+def test_a_good_frame_before_garbage_in_the_same_chunk_is_delivered_first() -> None:
+    decoder = FrameDecoder()
+    data = encode_message(pb.EndMessage()) + header(m.RUN, 3) + b"\xff\xff\xff" + header(m.END, 0)[:4]
+    got = []
+    with pytest.raises(ValueError):
+        for frame in decoder.feed(data):
+            got.append(frame.type_id)
+    assert got == [m.END]

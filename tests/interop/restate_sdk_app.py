@@ -67,6 +67,16 @@ async def exhausted(ctx: restate.Context, key: str) -> str:
 
 
 @greeter.handler()
+async def keep(ctx: restate.Context, text: str) -> str:
+    """One step whose result is the (large) input: it travels in Start, in the proposal and in the output."""
+
+    async def same() -> str:
+        return text
+
+    return await ctx.run_typed("keep", same)
+
+
+@greeter.handler()
 async def nap(ctx: restate.Context, ms: int) -> str:
     await ctx.sleep(timedelta(milliseconds=ms))
     return "rested"

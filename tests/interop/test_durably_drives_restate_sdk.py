@@ -229,3 +229,35 @@ async def test_state_preload_of_a_restate_sdk_13_deployment(rt: TestRuntime, sdk
         assert len(completed) == 2 and any(e["type"] == "get state keys completion" for e in journal)
         resp = await http.post(f"/SdkPreload/{key}/read_lazily", json=None)
         assert resp.json() == ["A", "B"]
+
+
+async def test_large_payloads_cross_hypercorns_small_windows_and_frames(rt: TestRuntime) -> None:
+    """hypercorn keeps HTTP/2's 64 KiB windows and 16 KiB frames: inputs and step results of 100 KB and 1 MB,
+    many at once, arrive whole in Start, in the step's proposal and in the answer."""
+    texts = [(chr(ord("a") + i % 26) * (100 * 1024 if i % 4 else 1024 * 1024)) + f"#{i}" for i in range(24)]
+    async with rt.http() as http:
+        answers = await asyncio.gather(*(http.post("/SdkGreeter/keep", json=t, timeout=60) for t in texts))
+    for text, resp in zip(texts, answers, strict=True):
+        assert resp.status_code == 200, resp.text[:300]
+        assert resp.json() == text
+
+
+async def test_large_inputs_spread_over_connections_small_ones_share_one(rt: TestRuntime) -> None:
+    """A deployment's connection window (64 KiB with hypercorn) is shared by the streams on it: concurrent
+    invocations with 1 MB inputs go over several connections; small ones, and large ones one at a time, over
+    one."""
+    if not rt.engine.services["SdkGreeter"].deployment.bidi:
+        pytest.skip("HTTP/1.1: one request per connection")
+    pool = rt.engine.pool
+    async with rt.http() as http:
+        answers = await asyncio.gather(*(http.post("/SdkGreeter/nap", json=1, timeout=60) for _ in range(16)))
+        assert [r.status_code for r in answers] == [200] * 16
+        assert len(pool.connections()) == 1
+        for i in range(3):  # one after another: the idle connection serves, whatever its window
+            resp = await http.post("/SdkGreeter/keep", json=str(i) * 300 * 1024, timeout=60)
+            assert resp.status_code == 200 and len(resp.json()) == 300 * 1024
+        assert len(pool.connections()) == 1
+        texts = [str(i) * 1024 * 1024 for i in range(10)]
+        answers = await asyncio.gather(*(http.post("/SdkGreeter/keep", json=t, timeout=60) for t in texts))
+        assert [r.status_code for r in answers] == [200] * 10
+    assert pool.spread_connections >= len(pool.connections()) > 1

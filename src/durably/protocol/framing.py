@@ -30,10 +30,14 @@ class Frame:
     ack: bool = False
 
 
+def frame_header(type_id: int, length: int, ack: bool = False) -> bytes:
+    """The 8-byte header of a frame whose payload has `length` bytes."""
+    return ((type_id << 48) | (ACK_FLAG if ack else 0) | length).to_bytes(8, "big")
+
+
 def encode_frame(type_id: int, payload: bytes, ack: bool = False) -> bytes:
     """Frame an already-encoded payload."""
-    header = (type_id << 48) | (ACK_FLAG if ack else 0) | len(payload)
-    return header.to_bytes(8, "big") + payload
+    return frame_header(type_id, len(payload), ack) + payload
 
 
 def encode_message(message: Message, ack: bool = False) -> bytes:
@@ -50,18 +54,32 @@ class FrameDecoder:
 
     def feed(self, chunk: bytes) -> Iterator[Frame]:
         """Add bytes and yield every frame that is now complete."""
-        self._buf += chunk
-        while len(self._buf) >= HEADER_SIZE:
-            header = int.from_bytes(self._buf[:8], "big")
-            length = header & 0xFFFF_FFFF
-            if length > self._size_limit:
-                raise FramingError(f"message of {length} bytes exceeds the limit of {self._size_limit}")
-            if len(self._buf) < HEADER_SIZE + length:
-                return
-            type_id = header >> 48
-            payload = bytes(self._buf[HEADER_SIZE : HEADER_SIZE + length])
-            del self._buf[: HEADER_SIZE + length]
-            yield Frame(type_id, decode(type_id, payload), bool(header & ACK_FLAG))
+        if self._buf:
+            self._buf += chunk
+            data = memoryview(self._buf)
+        else:
+            # Nothing held back: frames are parsed straight from the chunk (a 100 KB step result is copied
+            # once, into its message, not into a buffer and out again); only an incomplete tail is kept.
+            data = memoryview(chunk)
+        pos, end = 0, len(data)
+        try:
+            while end - pos >= HEADER_SIZE:
+                header = int.from_bytes(data[pos:pos + HEADER_SIZE], "big")
+                length = header & 0xFFFF_FFFF
+                if length > self._size_limit:
+                    raise FramingError(f"message of {length} bytes exceeds the limit of {self._size_limit}")
+                if end - pos - HEADER_SIZE < length:
+                    break
+                type_id = header >> 48
+                start = pos + HEADER_SIZE
+                pos = start + length
+                yield Frame(type_id, decode(type_id, data[start:pos]), bool(header & ACK_FLAG))
+        finally:
+            data.release()
+            if self._buf:
+                del self._buf[:pos]  # only when no view of the buffer is alive: bytearray refuses to resize
+            elif pos < end:
+                self._buf += chunk[pos:] if pos else chunk
 
     @property
     def pending(self) -> int:

@@ -18,10 +18,10 @@ from google.protobuf.message import Message
 
 from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
-from durably.protocol.framing import FrameDecoder, FramingError, encode_frame, encode_message
+from durably.protocol.framing import FrameDecoder, FramingError, encode_frame, encode_message, frame_header
 from durably.sdk.service import Handler
 from durably.server.remote.deployments import Deployment
-from durably.server.remote.h2client import H2Connection, H2Error, H2Stream
+from durably.server.remote.h2client import INITIAL_WINDOW, H2Connection, H2Error, H2Stream
 
 if TYPE_CHECKING:
     from durably.server.engine.interfaces import AttemptSink
@@ -39,18 +39,47 @@ class RemoteAttemptError(Exception):
 class ConnectionPool:
     """HTTP/2 connections to deployments (many streams each), and one HTTP/1.1 client."""
 
-    def __init__(self, max_streams_per_connection: int = 500, signer: Any = None) -> None:
+    def __init__(self, max_streams_per_connection: int = 500, signer: Any = None,
+                 spread_connections: int = 8) -> None:
         # A RequestSigner (durably serve --request-identity-key): every request to a deployment is signed.
         self.signer = signer
         # Servers close a connection after so many requests (hypercorn: 1,000, with a GOAWAY that can stall
         # the last ones); move to a fresh connection well before that and let the old one drain.
         self.max_streams_per_connection = max_streams_per_connection
+        # The deployment's connection flow-control window (HTTP/2's default 64 KiB where the server keeps it,
+        # as hypercorn does) is shared by every stream on the connection: 32 invocations each sending a
+        # 100 KB input on one connection would each wait their turn for WINDOW_UPDATEs. A request goes on
+        # the first connection with window enough for its body; when none has, up to `spread_connections`
+        # connections are opened while all are busy. Small requests (and their frames, written together), and
+        # one request after another, stay on one: an idle connection needs no more, and each new one was
+        # measured to cost a sequence of 100 KB requests a third of its rate.
+        self.spread_connections = spread_connections
         self._h2: dict[str, list[H2Connection]] = {}
         self._lock = asyncio.Lock()
         self.http11 = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10))
 
-    async def stream(self, deployment: Deployment, path: str, headers: list[tuple[str, str]]) -> H2Stream:
-        """Open a request stream on a connection to the deployment."""
+    def _pick(self, conns: list[H2Connection], size: int) -> H2Connection | None:
+        """The connection for a request of `size` bytes, or None when a new one should be opened."""
+        usable = [c for c in conns if len(c.streams) < 90 and c.opened < self.max_streams_per_connection]
+        if not usable:
+            return None
+        # A body larger than any window the server grants fits once a connection's window is whole again.
+        need = min(size, INITIAL_WINDOW)
+        for c in usable:
+            if c.send_window >= need:
+                return c
+        # A server acks in steps (hypercorn: every 32 KiB), so an idle connection's window may stay short of
+        # a whole one; it is still free. Only when every connection is busy does a new one help.
+        idle = [c for c in usable if not c.streams]
+        if idle:
+            return max(idle, key=lambda c: c.send_window)
+        if len(usable) < self.spread_connections:
+            return None
+        return max(usable, key=lambda c: c.send_window)
+
+    async def stream(self, deployment: Deployment, path: str, headers: list[tuple[str, str]],
+                     size: int = 0) -> H2Stream:
+        """Open a request stream on a connection to the deployment, for a body of about `size` bytes."""
         url = urlsplit(deployment.uri)
         key = f"{url.hostname}:{url.port or 80}"
         async with self._lock:
@@ -60,8 +89,7 @@ class ConnectionPool:
                     c.close()  # drained
                 elif not c.closed:
                     conns.append(c)
-            conn = next((c for c in conns if len(c.streams) < 90 and c.opened < self.max_streams_per_connection),
-                        None)
+            conn = self._pick(conns, size)
             if conn is None:
                 try:
                     conn = await asyncio.wait_for(H2Connection.connect(url.hostname or "127.0.0.1", url.port or 80), 10)
@@ -70,6 +98,10 @@ class ConnectionPool:
                 conns.append(conn)
             self._h2[key] = conns
         return await conn.request("POST", path, headers)
+
+    def connections(self) -> list[H2Connection]:
+        """The HTTP/2 connections open now, to every deployment."""
+        return [c for conns in self._h2.values() for c in conns if not c.closed]
 
     async def close(self) -> None:
         """Close every connection."""
@@ -163,9 +195,15 @@ class RemoteAttempt:
 
     # ---- the exchange ----
 
-    def _request_body(self) -> bytes:
-        return encode_message(self.start) + b"".join(
-            encode_frame(t, msg.SerializeToString()) for t, msg in self.journal)
+    def _request_body(self, *tail: bytes) -> bytes:
+        """Start, the journal and `tail` (frames already encoded) as one buffer, each payload copied into it once."""
+        parts = [encode_message(self.start)]
+        for t, msg in self.journal:
+            payload = msg.SerializeToString()
+            parts.append(frame_header(t, len(payload)))
+            parts.append(payload)
+        parts.extend(tail)
+        return b"".join(parts)
 
     def _headers(self) -> list[tuple[str, str]]:
         ctype = f"application/vnd.restate.invocation.v{self.deployment.protocol_version}"
@@ -227,7 +265,8 @@ class RemoteAttempt:
     async def _run_h2(self) -> None:
         for _ in range(5):
             try:
-                stream = await self.pool.stream(self.deployment, self._path(), self._headers())
+                size = self.start.ByteSize() + sum(msg.ByteSize() + 8 for _, msg in self.journal)
+                stream = await self.pool.stream(self.deployment, self._path(), self._headers(), size)
             except H2Error as e:
                 raise RemoteAttemptError(f"cannot reach {self.deployment.uri}: {e}") from None
             try:
@@ -250,7 +289,7 @@ class RemoteAttempt:
         async with self._send_lock:
             # Notifications delivered so far go with the journal; later ones follow through the cursor.
             self._sent = len(self._delivered)
-            await stream.send(self._request_body() + b"".join(self._delivered))
+            await stream.send(self._request_body(*self._delivered))
             if self._input_closed:
                 stream.end()
         status, headers = await stream.response()

@@ -8,6 +8,9 @@ before they read the response, so the remote invoker uses this client, built on 
 from __future__ import annotations
 
 import asyncio
+import binascii
+import contextlib
+import socket
 from collections import deque
 from typing import Any
 
@@ -16,9 +19,35 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
+from hpack import NeverIndexedHeaderTuple
+
+# Request headers whose value is new on every request (or a credential): sent as never-indexed literals, so
+# they neither churn HPACK's dynamic table nor make every lookup in it scan past dozens of dead ids (HPACK's
+# table search is a Python loop), and a token is never kept in a table (RFC 7541 §7.1.3).
+NEVER_INDEXED = frozenset({"x-restate-invocation-id", "traceparent", "tracestate", "x-restate-jwt-v1",
+                           "authorization"})
 
 # How long streams the peer kept after a graceful GOAWAY may take before they are failed (and retried).
 GOAWAY_GRACE = 5.0
+
+
+def data_frame_body_repr(frame: hyperframe.frame.DataFrame) -> str:
+    """The body part of a DATA frame's repr, as hyperframe writes it, from its first ten bytes only.
+
+    h2 formats every frame it receives (`repr(frame)` for a trace log line, even when nothing logs), and
+    hyperframe's repr of a DATA frame copies the whole body and hex-encodes it to show ten bytes: for a
+    100 KB step result that was a 100 KB copy and a 200 KB hex string per frame. Same text, no copy.
+    """
+    pad = frame.pad_length if "PADDED" in frame.flags else 0
+    total = len(frame.serialize_padding_data()) + len(frame.data) + pad
+    if not total:
+        return "None"
+    head = (frame.serialize_padding_data() + bytes(frame.data[:10]) + b"\0" * min(pad, 10))[:10]
+    return "<hex:" + binascii.hexlify(head).decode("ascii") + ("..." if total > 10 else "") + ">"
+
+
+hyperframe.frame.DataFrame._body_repr = data_frame_body_repr  # type: ignore[method-assign,assignment]
 
 
 class H2Error(Exception):
@@ -65,8 +94,8 @@ class H2Stream:
                 continue
             conn.h2.send_data(self.id, bytes(view[pos:pos + window]))
             pos += window
-        # One socket write for all the frames of this body, not one per frame.
-        conn.flush()
+        # One socket write for all the frames of this body (and of the other streams' in this turn).
+        conn.flush_soon()
 
     def end(self) -> None:
         """Close our side of the stream (no more request body)."""
@@ -74,7 +103,7 @@ class H2Stream:
             self.local_closed = True
             try:
                 self._conn.h2.end_stream(self.id)
-                self._conn.flush()
+                self._conn.flush_soon()
             except h2.exceptions.H2Error:
                 pass
             if self.remote_closed:
@@ -109,20 +138,43 @@ class H2Stream:
 
 
 STREAM_WINDOW = 4 * 1024 * 1024
+INITIAL_WINDOW = 65535  # HTTP/2's initial flow-control window (RFC 9113 §6.9.2), which many servers keep
 MAX_FRAME = 1024 * 1024
 
 
-class H2Connection:
-    """One HTTP/2 connection with many concurrent streams."""
+class H2Connection(asyncio.Protocol):
+    """One HTTP/2 connection with many concurrent streams.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, authority: str) -> None:
+    An asyncio protocol, not a stream reader and writer: what the socket delivers goes to h2 at once (no
+    copy into a reader's buffer and out again, no reader task to wake per chunk), and what h2 has to send
+    is written once per turn of the event loop (`flush_soon`): the frames of every stream that wrote in
+    that turn leave in one system call, which the deployment then reads in one go.
+    """
+
+    def __init__(self, authority: str) -> None:
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-        self._reader = reader
-        self._writer = writer
         self.authority = authority
         self.streams: dict[int, H2Stream] = {}
         self.closed = False
         self.opened = 0  # streams ever opened here
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._flush_pending = False
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> H2Connection:
+        """Open a connection (h2c with prior knowledge)."""
+        _, conn = await asyncio.get_running_loop().create_connection(lambda: cls(f"{host}:{port}"), host, port)
+        return conn
+
+    # ---- asyncio.Protocol ----
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # small frames (acks, notifications) must not wait for Nagle
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.h2.initiate_connection()
         # Generous receive windows and large frames: journals, notifications and step results arrive in bursts,
         # and with the default 64 KiB stream window a 100 KB step result would wait for a WINDOW_UPDATE round trip
@@ -131,21 +183,46 @@ class H2Connection:
                                  h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME})
         self.h2.increment_flow_control_window(16 * 1024 * 1024)
         self.flush()
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
-    @classmethod
-    async def connect(cls, host: str, port: int) -> H2Connection:
-        """Open a connection (h2c with prior knowledge)."""
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer, f"{host}:{port}")
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.H2Error as e:
+            self._fail(f"connection error: {e!r}")
+            return
+        for event in events:
+            self._event(event)
+        self.flush_soon()  # WINDOW_UPDATEs and acks, with whatever the woken streams write in this turn
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(f"connection error: {exc!r}" if exc is not None else "the connection was closed by the peer")
+
+    @property
+    def send_window(self) -> int:
+        """How many body bytes the peer lets us send on this connection now (its connection-level window)."""
+        return self.h2.outbound_flow_control_window
+
+    # ---- writing ----
 
     def flush(self) -> None:
+        """Write what h2 has to send now."""
+        self._flush_pending = False
         data = self.h2.data_to_send()
-        if data and not self.closed:
-            self._writer.write(data)
+        if data and not self.closed and self._transport is not None:
+            self._transport.write(data)
+
+    def flush_soon(self) -> None:
+        """Write what h2 has to send at the end of this turn of the event loop, with what others add meanwhile."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self.flush)
 
     async def request(self, method: str, path: str, headers: list[tuple[str, str]]) -> H2Stream:
-        """Start a request; its body follows through the returned stream."""
+        """Start a request; its body follows through the returned stream (the head leaves with its first bytes,
+        or at the end of this turn of the event loop)."""
         if self.closed:
             raise H2Error("the connection is closed")
         sid = self.h2.get_next_available_stream_id()
@@ -153,23 +230,11 @@ class H2Connection:
         stream = H2Stream(self, sid)
         self.streams[sid] = stream
         self.h2.send_headers(sid, [(":method", method), (":scheme", "http"), (":authority", self.authority),
-                                   (":path", path), *headers])
-        self.flush()
+                                   (":path", path),
+                                   *(NeverIndexedHeaderTuple(k, v) if k in NEVER_INDEXED else (k, v)
+                                     for k, v in headers)])
+        self.flush_soon()
         return stream
-
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                data = await self._reader.read(65536)
-                if not data:
-                    break
-                for event in self.h2.receive_data(data):
-                    self._event(event)
-                self.flush()
-        except (OSError, h2.exceptions.H2Error) as e:
-            self._fail(f"connection error: {e!r}")
-            return
-        self._fail("the connection was closed by the peer")
 
     def _event(self, event: Any) -> None:
         stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
@@ -216,14 +281,13 @@ class H2Connection:
 
     def _fail(self, reason: str) -> None:
         self.closed = True
-        if self._writer.is_closing() and not self.streams:
-            return
         for stream in list(self.streams.values()):
             if stream.error is None:
                 stream.error = reason
             stream._closed()
         self.streams.clear()
-        self._writer.close()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
 
     def close(self) -> None:
         """Close the connection."""
@@ -234,4 +298,3 @@ class H2Connection:
             except h2.exceptions.H2Error:
                 pass
             self._fail("closed")
-        self._task.cancel()
