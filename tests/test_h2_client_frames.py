@@ -103,3 +103,17 @@ async def test_bodies_larger_than_the_peers_windows_go_in_its_frame_size_and_com
         # An id that changes on every request is a never-indexed literal; a repeated value may be indexed.
         assert kinds[b"x-restate-invocation-id"] is NeverIndexedHeaderTuple, sid
         assert kinds[b"content-type"] is not NeverIndexedHeaderTuple, sid
+
+
+def test_importing_the_client_patches_nothing_until_a_connection_is_made() -> None:
+    import subprocess
+    import sys
+
+    code = ("import hyperframe.frame as f; before = f.DataFrame._body_repr\n"
+            "from durably.server.remote.h2client import H2Connection, data_frame_body_repr\n"
+            "assert f.DataFrame._body_repr is before\n"
+            "import asyncio\n"
+            "async def main():\n    H2Connection('localhost:1')\n"
+            "asyncio.run(main())\n"
+            "assert f.DataFrame._body_repr is data_frame_body_repr\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

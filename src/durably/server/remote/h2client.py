@@ -47,7 +47,19 @@ def data_frame_body_repr(frame: hyperframe.frame.DataFrame) -> str:
     return "<hex:" + binascii.hexlify(head).decode("ascii") + ("..." if total > 10 else "") + ">"
 
 
-hyperframe.frame.DataFrame._body_repr = data_frame_body_repr  # type: ignore[method-assign,assignment]
+_spared = False
+
+
+def spare_data_frame_reprs() -> None:
+    """Make hyperframe's DATA frame repr use `data_frame_body_repr` (same text, no copy of the body).
+
+    Process-wide, so it is not done on import: the first `H2Connection` (a remote deployment is in use) asks for
+    it. The text is unchanged for anyone else who formats frames (hypercorn's endpoint server included).
+    """
+    global _spared
+    if not _spared:
+        hyperframe.frame.DataFrame._body_repr = data_frame_body_repr  # type: ignore[method-assign,assignment]
+        _spared = True
 
 
 class H2Error(Exception):
@@ -152,6 +164,7 @@ class H2Connection(asyncio.Protocol):
     """
 
     def __init__(self, authority: str) -> None:
+        spare_data_frame_reprs()
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.authority = authority
         self.streams: dict[int, H2Stream] = {}
