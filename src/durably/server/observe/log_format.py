@@ -5,9 +5,10 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import queue
+import threading
+import time
+from collections import deque
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
 
 # Extra fields the engine puts on records (see durably.server.observe.lifecycle_log), written as JSON keys.
 _EXTRA_FIELDS = ("event", "invocation_id", "service", "handler", "duration_ms", "error", "repeated")
@@ -41,58 +42,116 @@ LIFECYCLE_LOGGER = "durably.invocations"
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
 
 
-class DeferredFormatHandler(QueueHandler):
-    """Hands records to a queue without formatting them: the listener thread formats and writes them.
+# How long the log thread lets lifecycle records gather after the first one wakes it: one wake-up, one write and
+# one flush for all of them, instead of one each (at one invocation a millisecond, two wake-ups per invocation
+# cost the event loop more than the lines themselves). The lines reach stderr this much later at most.
+LINGER_S = 0.05
+
+
+class DeferredFormatHandler(logging.Handler):
+    """Hands records to a log thread without formatting them; the thread formats and writes them in batches.
 
     The standard QueueHandler formats each record in the caller's thread (its arguments might change before
-    another thread reads them). The lifecycle lines' arguments are strings and numbers, which cannot change, so
-    their formatting and the write to stderr both leave the event loop; a record with any other argument is
-    formatted here, as the standard handler would.
+    another thread reads them), and wakes the listener thread for every record. The lifecycle lines' arguments
+    are strings and numbers, which cannot change, so their formatting and the write to stderr both leave the
+    event loop; a record with any other argument is formatted here, as the standard handler would. The thread
+    is woken once per batch (see LINGER_S), and writes a batch with one write and one flush.
     """
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        """The record as queued: arguments kept when they cannot change, else the message formatted now."""
+    def __init__(self, target: logging.Handler, linger_s: float = LINGER_S) -> None:
+        super().__init__()
+        self.target = target
+        self.linger_s = linger_s
+        self._records: deque[logging.LogRecord] = deque()
+        self._armed = False  # the thread was woken for what is queued and has not taken it yet
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="durably-log", daemon=True)
+        self._thread.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        """Queue the record (no handler lock: appending to a deque is atomic)."""
+        if not self.filter(record):
+            return False
         args = record.args
         if args and not (isinstance(args, tuple) and all(isinstance(a, _IMMUTABLE) for a in args)):
             record.msg = record.getMessage()
             record.args = None
-        return record
-
-
-class _Writes(logging.Handler):
-    """Emits through another handler under its lock, without its filters (the listener thread's side)."""
-
-    def __init__(self, target: logging.Handler) -> None:
-        super().__init__()
-        self.target = target
+        self._records.append(record)
+        # Appended before the flag is read: a thread that cleared the flag after this read takes the record.
+        if not self._armed:
+            self._armed = True
+            self._wake.set()
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.target.acquire()
+        """Queue the record (see `handle`)."""
+        self.handle(record)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            if not self._stopping:
+                time.sleep(self.linger_s)  # let more records gather: one write for all of them
+            self._wake.clear()
+            self._armed = False  # cleared before taking: a record queued from now on wakes the thread again
+            self._write_all()
+            if self._stopping:
+                return
+
+    def _write_all(self) -> None:
+        records = self._records
+        if not records:
+            return
+        target = self.target
+        lines = []
+        while records:
+            record = records.popleft()
+            try:
+                lines.append(target.format(record))
+            except Exception:
+                target.handleError(record)
+        if not lines:
+            return
+        stream = getattr(target, "stream", None)
+        target.acquire()  # the target's lock: these lines never tear a line written meanwhile
         try:
-            self.target.emit(record)
+            if stream is None:
+                return
+            stream.write(getattr(target, "terminator", "\n").join(lines) + getattr(target, "terminator", "\n"))
+            stream.flush()
+        except Exception:
+            pass  # stderr is gone (closed pipe): nothing else to tell it to
         finally:
-            self.target.release()
+            target.release()
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread."""
+        if not self._stopping:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join(5)
+        super().close()
 
 
 def configure_logging(level: str, fmt: str = "text") -> None:
     """Send the root logger's records to stderr at `level`, as text or JSON lines.
 
-    The lifecycle lines (one or more per invocation) are formatted and written by a thread of their own, so the
-    event loop only creates their records; every other line is written at once. What is queued is written at
-    exit. Both go through one handler, so lines are never torn.
+    The lifecycle lines (one or more per invocation) are formatted and written by a thread of their own, in
+    batches, so the event loop only creates their records; every other line is written at once. What is queued
+    is written at exit. Both go through one handler, so lines are never torn.
     """
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(lambda record: record.name != LIFECYCLE_LOGGER)
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    deferred = DeferredFormatHandler(records)
+    deferred = DeferredFormatHandler(handler)
     deferred.addFilter(lambda record: record.name == LIFECYCLE_LOGGER)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, DeferredFormatHandler):
+            old.close()
     root.addHandler(handler)
     root.addHandler(deferred)
     root.setLevel(level.upper())
-    listener = QueueListener(records, _Writes(handler))
-    listener.start()
-    atexit.register(listener.stop)
+    atexit.register(deferred.close)

@@ -1,0 +1,81 @@
+"""Issue 21, item 4: `durably serve` writes the lifecycle lines from a log thread, in batches.
+
+Every line arrives, whole and in order, with the arguments it had when it was logged; lines queued when the
+process stops are written; other lines are written at once by the same handler.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import pytest
+
+from durably.server.observe.log_format import LIFECYCLE_LOGGER, TEXT_FORMAT, DeferredFormatHandler
+
+
+def wait_for(condition, what: str, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def handlers(stream: io.StringIO, linger_s: float) -> tuple[logging.StreamHandler, DeferredFormatHandler]:  # type: ignore[type-arg]
+    target = logging.StreamHandler(stream)
+    target.setFormatter(logging.Formatter(TEXT_FORMAT))
+    return target, DeferredFormatHandler(target, linger_s)
+
+
+def record(msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord(LIFECYCLE_LOGGER, logging.INFO, __file__, 1, msg, args, None)
+
+
+def test_every_line_arrives_whole_and_in_order() -> None:
+    stream = io.StringIO()
+    _, deferred = handlers(stream, 0.01)
+    try:
+        for i in range(500):
+            deferred.handle(record("invocation %s completed in %d ms", f"inv_{i}", i))
+        wait_for(lambda: stream.getvalue().count("\n") == 500, "the 500 lines")
+        lines = stream.getvalue().splitlines()
+        assert [line.split(": ", 1)[1] for line in lines] == [f"invocation inv_{i} completed in {i} ms"
+                                                              for i in range(500)]
+        assert all(f" INFO {LIFECYCLE_LOGGER}: " in line for line in lines)
+    finally:
+        deferred.close()
+
+
+def test_mutable_arguments_are_formatted_when_logged() -> None:
+    stream = io.StringIO()
+    _, deferred = handlers(stream, 0.01)
+    try:
+        items = ["a"]
+        deferred.handle(record("items %s", items))
+        items.append("b")  # changed after the call: the line shows what was logged
+        wait_for(lambda: "items" in stream.getvalue(), "the line")
+        assert stream.getvalue().rstrip().endswith("items ['a']")
+    finally:
+        deferred.close()
+
+
+def test_lines_queued_at_close_are_written() -> None:
+    stream = io.StringIO()
+    _, deferred = handlers(stream, 30.0)  # the thread would wait half a minute before writing
+    for i in range(3):
+        deferred.handle(record("line %d", i))
+    deferred.close()
+    assert [line.rsplit(": ", 1)[1] for line in stream.getvalue().splitlines()] == ["line 0", "line 1", "line 2"]
+
+
+def test_a_filtered_record_is_not_queued() -> None:
+    stream = io.StringIO()
+    _, deferred = handlers(stream, 0.0)
+    deferred.addFilter(lambda r: r.name == LIFECYCLE_LOGGER)
+    other = logging.LogRecord("durably.engine", logging.INFO, __file__, 1, "not mine", None, None)
+    assert not deferred.handle(other)
+    deferred.handle(record("mine"))
+    deferred.close()
+    assert stream.getvalue().count("\n") == 1 and "mine" in stream.getvalue()
