@@ -9,7 +9,8 @@ POSTs on one keep-alive connection and reads the server's CPU time (utime+stime 
 /proc/<pid>/stat) before and after. Prints per handler the medians over the rounds of:
 
 - CPU us/call: the server's CPU per invocation (the figure to read on a loaded machine: other load changes it
-  far less than wall-clock figures);
+  far less than wall-clock figures), and its user and system parts (system is mostly the fsyncs: pass
+  `--serve-args '--synchronous off'` to see the interpreter's work alone);
 - p50/p99 ms: the client's wall-clock latency per call.
 
 The client is plain `http.client`, in this process: its own CPU is not counted.
@@ -32,14 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid` so far."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of every thread of `pid` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
-def one_round(port: int, pid: int, handler: str, calls: int) -> tuple[float, float, float]:
-    """(server CPU seconds per call, p50 s, p99 s) of `calls` sequential calls."""
+def one_round(port: int, pid: int, handler: str, calls: int) -> tuple[float, float, float, float]:
+    """(server user CPU seconds per call, system CPU seconds per call, p50 s, p99 s) of `calls` sequential
+    calls."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     body = b'"hello"'
     headers = {"Content-Type": "application/json"}
@@ -54,15 +56,15 @@ def one_round(port: int, pid: int, handler: str, calls: int) -> tuple[float, flo
     for _ in range(50):  # warm: connection, caches, step threads
         call()
     times = []
-    cpu = cpu_seconds(pid)
+    user, system = cpu_seconds(pid)
     for _ in range(calls):
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)
-    cpu = cpu_seconds(pid) - cpu
+    user2, system2 = cpu_seconds(pid)
     conn.close()
     times.sort()
-    return cpu / calls, times[len(times) // 2], times[int(len(times) * 0.99)]
+    return (user2 - user) / calls, (system2 - system) / calls, times[len(times) // 2], times[int(len(times) * 0.99)]
 
 
 def main() -> int:
@@ -74,7 +76,7 @@ def main() -> int:
     parser.add_argument("--serve-args", default="", help="extra `durably serve` arguments")
     args = parser.parse_args()
     handlers = [h for h in args.handlers.split(",") if h]
-    results: dict[str, list[tuple[float, float, float]]] = {h: [] for h in handlers}
+    results: dict[str, list[tuple[float, float, float, float]]] = {h: [] for h in handlers}
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         port, admin_port = free_port(), free_port()
@@ -89,13 +91,15 @@ def main() -> int:
                     results[h].append(one_round(port, proc.pid, h, args.calls))
         finally:
             proc.stop()
-    print(f"{'handler':14} {'CPU us/call':>12} {'p50 ms':>8} {'p99 ms':>8}   (medians of {args.rounds} rounds, "
-          f"{args.calls} sequential calls, 1 connection, log level {args.log_level})")
+    print(f"{'handler':14} {'CPU us/call':>12} {'user':>7} {'system':>7} {'p50 ms':>8} {'p99 ms':>8}   (medians of "
+          f"{args.rounds} rounds, {args.calls} sequential calls, 1 connection, log level {args.log_level})")
     for h, rs in results.items():
-        cpu = statistics.median(r[0] for r in rs) * 1e6
-        p50 = statistics.median(r[1] for r in rs) * 1e3
-        p99 = statistics.median(r[2] for r in rs) * 1e3
-        print(f"{h:14} {cpu:12.1f} {p50:8.3f} {p99:8.3f}")
+        user = statistics.median(r[0] for r in rs) * 1e6
+        system = statistics.median(r[1] for r in rs) * 1e6
+        cpu = statistics.median(r[0] + r[1] for r in rs) * 1e6
+        p50 = statistics.median(r[2] for r in rs) * 1e3
+        p99 = statistics.median(r[3] for r in rs) * 1e3
+        print(f"{h:14} {cpu:12.1f} {user:7.1f} {system:7.1f} {p50:8.3f} {p99:8.3f}")
     return 0
 
 

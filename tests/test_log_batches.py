@@ -7,12 +7,16 @@ process stops are written; other lines are written at once by the same handler.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 
 import pytest
 
-from durably.server.observe.log_format import LIFECYCLE_LOGGER, TEXT_FORMAT, DeferredFormatHandler
+from durably.server.engine.invocation import Invocation, Outcome
+from durably.server.observe import lifecycle_log
+from durably.server.observe.lifecycle_log import LifecycleLog
+from durably.server.observe.log_format import LIFECYCLE_LOGGER, TEXT_FORMAT, DeferredFormatHandler, configure_logging
 
 
 def wait_for(condition, what: str, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -79,3 +83,48 @@ def test_a_filtered_record_is_not_queued() -> None:
     deferred.handle(record("mine"))
     deferred.close()
     assert stream.getvalue().count("\n") == 1 and "mine" in stream.getvalue()
+
+
+def test_serve_logging_makes_lifecycle_records_on_the_log_thread_only_while_nothing_else_listens(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+
+    def inv(n: int) -> Invocation:
+        return Invocation(id=f"inv_{n}", service="Bench", handler="echo", key="", status="invoked",
+                          idempotency_key=None, created_at=1000, modified_at=0, journal=None, seq=n)
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    try:
+        configure_logging("info", "json")
+        deferred = next(h for h in root.handlers if isinstance(h, DeferredFormatHandler))
+        events = LifecycleLog()
+        events.started(inv(1))
+        events.ended(inv(1), Outcome(value=b"1"), 1005)
+        # Another handler (a test's log capture, say) sees lifecycle lines again: they go through logging.
+        keep = Keep()
+        root.addHandler(keep)
+        events.started(inv(2))
+        deferred.close()  # writes what is queued
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert [(x["event"], x["invocation_id"], x["level"], x["logger"]) for x in lines] == [
+            ("started", "inv_1", "info", LIFECYCLE_LOGGER), ("completed", "inv_1", "info", LIFECYCLE_LOGGER),
+            ("started", "inv_2", "info", LIFECYCLE_LOGGER)]
+        assert lines[0]["message"] == "invocation inv_1 started: Bench/echo"
+        assert lines[1]["message"] == "invocation inv_1 completed in 5 ms" and lines[1]["duration_ms"] == 5
+        assert lines[0]["ts"].endswith("Z")
+        assert [r.getMessage() for r in keep.records] == ["invocation inv_2 started: Bench/echo"]
+    finally:
+        lifecycle_log.use_sink(None)
+        for h in root.handlers[:]:
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])

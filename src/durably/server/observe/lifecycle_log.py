@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -99,10 +100,24 @@ class LifecycleLog:
         self._retries.pop(inv_id, None)
 
 
+# Where lifecycle lines go without a LogRecord made on the event loop (`durably serve`'s log thread, see
+# durably.server.observe.log_format): returns False when it cannot take them (logging was changed since).
+_sink: Callable[[str, tuple[object, ...], dict[str, object]], bool] | None = None
+
+
+def use_sink(sink: Callable[[str, tuple[object, ...], dict[str, object]], bool] | None) -> None:
+    """Hand lifecycle lines to `sink(msg, args, extra)` first (None: always through `logging`)."""
+    global _sink
+    _sink = sink
+
+
 def _info(msg: str, args: tuple[object, ...], extra: dict[str, object]) -> None:
-    """`log.info(msg, *args, extra=extra)` without looking up the caller's file and line on the stack: the
-    lines of every invocation say where they come from by their logger and `event`, and the stack walk was a
-    third of their cost on the event loop. The caller checked the level."""
+    """`log.info(msg, *args, extra=extra)` without looking up the caller's file and line on the stack (the
+    lines of every invocation say where they come from by their logger and `event`); under `durably serve`
+    not even the LogRecord is made here. The caller checked the level."""
+    sink = _sink
+    if sink is not None and sink(msg, args, extra):
+        return
     log.handle(log.makeRecord(log.name, logging.INFO, _SOURCE, 0, msg, args, None, None, extra))
 
 

@@ -10,6 +10,8 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 
+from durably.server.observe import lifecycle_log
+
 # Extra fields the engine puts on records (see durably.server.observe.lifecycle_log), written as JSON keys.
 _EXTRA_FIELDS = ("event", "invocation_id", "service", "handler", "duration_ms", "error", "repeated")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -62,7 +64,10 @@ class DeferredFormatHandler(logging.Handler):
         super().__init__()
         self.target = target
         self.linger_s = linger_s
-        self._records: deque[logging.LogRecord] = deque()
+        # LogRecords, or (created, msg, args, extra) of lifecycle lines made into records on the thread.
+        self._records: deque[logging.LogRecord | tuple[float, str, tuple[object, ...], dict[str, object]]] = deque()
+        # The handlers `configure_logging` gave the root logger; `lifecycle_line` checks they are still all.
+        self.expected: list[logging.Handler] = []
         self._armed = False  # the thread was woken for what is queued and has not taken it yet
         self._wake = threading.Event()
         self._stopping = False
@@ -88,6 +93,19 @@ class DeferredFormatHandler(logging.Handler):
         """Queue the record (see `handle`)."""
         self.handle(record)
 
+    def lifecycle_line(self, msg: str, args: tuple[object, ...], extra: dict[str, object]) -> bool:
+        """Queue a lifecycle line of `durably.invocations` at info without making its LogRecord on the event
+        loop (the thread makes it, with the time of this call). Only while logging is as `configure_logging`
+        left it, so that the record could go nowhere else; False (and nothing queued) otherwise."""
+        if _ROOT.handlers != self.expected or _LIFECYCLE.handlers or _DURABLY.handlers or _ROOT.filters \
+                or _LIFECYCLE.filters or _DURABLY.filters or not _LIFECYCLE.propagate or _LIFECYCLE.disabled:
+            return False
+        self._records.append((time.time(), msg, args, extra))
+        if not self._armed:
+            self._armed = True
+            self._wake.set()
+        return True
+
     def _run(self) -> None:
         while True:
             self._wake.wait()
@@ -106,7 +124,8 @@ class DeferredFormatHandler(logging.Handler):
         target = self.target
         lines = []
         while records:
-            record = records.popleft()
+            item = records.popleft()
+            record = item if isinstance(item, logging.LogRecord) else _lifecycle_record(*item)
             try:
                 lines.append(target.format(record))
             except Exception:
@@ -134,6 +153,21 @@ class DeferredFormatHandler(logging.Handler):
         super().close()
 
 
+_ROOT = logging.getLogger()
+_DURABLY = logging.getLogger("durably")
+_LIFECYCLE = logging.getLogger(LIFECYCLE_LOGGER)
+
+
+def _lifecycle_record(created: float, msg: str, args: tuple[object, ...],
+                      extra: dict[str, object]) -> logging.LogRecord:
+    record = logging.LogRecord(LIFECYCLE_LOGGER, logging.INFO, "", 0, msg, args, None)
+    record.relativeCreated += (created - record.created) * 1000
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
+    record.__dict__.update(extra)
+    return record
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     """Send the root logger's records to stderr at `level`, as text or JSON lines.
 
@@ -154,4 +188,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root.addHandler(handler)
     root.addHandler(deferred)
     root.setLevel(level.upper())
+    deferred.expected = [handler, deferred]
+    # Lifecycle lines skip making their LogRecord on the event loop while nothing else could see them.
+    lifecycle_log.use_sink(deferred.lifecycle_line)
     atexit.register(deferred.close)
