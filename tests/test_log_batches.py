@@ -49,7 +49,7 @@ def test_every_line_arrives_whole_and_in_order() -> None:
                                                               for i in range(500)]
         assert all(f" INFO {LIFECYCLE_LOGGER}: " in line for line in lines)
     finally:
-        deferred.close()
+        deferred.stop()
 
 
 def test_mutable_arguments_are_formatted_when_logged() -> None:
@@ -62,16 +62,32 @@ def test_mutable_arguments_are_formatted_when_logged() -> None:
         wait_for(lambda: "items" in stream.getvalue(), "the line")
         assert stream.getvalue().rstrip().endswith("items ['a']")
     finally:
-        deferred.close()
+        deferred.stop()
 
 
-def test_lines_queued_at_close_are_written() -> None:
+def test_lines_queued_at_close_and_at_stop_are_written() -> None:
     stream = io.StringIO()
     _, deferred = handlers(stream, 30.0)  # the thread would wait half a minute before writing
     for i in range(3):
         deferred.handle(record("line %d", i))
     deferred.close()
     assert [line.rsplit(": ", 1)[1] for line in stream.getvalue().splitlines()] == ["line 0", "line 1", "line 2"]
+    deferred.handle(record("line %d", 3))
+    deferred.stop()
+    assert stream.getvalue().splitlines()[-1].endswith("line 3")
+
+
+def test_lines_keep_coming_after_dict_config_closed_the_handler() -> None:
+    # An ASGI server's logging.config.dictConfig closes every handler it finds (uvicorn does, at start), then
+    # goes on logging: the lifecycle lines must not stop there.
+    stream = io.StringIO()
+    _, deferred = handlers(stream, 0.01)
+    try:
+        deferred.close()
+        deferred.handle(record("after %s", "close"))
+        wait_for(lambda: "after close" in stream.getvalue(), "the line logged after close")
+    finally:
+        deferred.stop()
 
 
 def test_a_filtered_record_is_not_queued() -> None:
@@ -81,7 +97,7 @@ def test_a_filtered_record_is_not_queued() -> None:
     other = logging.LogRecord("durably.engine", logging.INFO, __file__, 1, "not mine", None, None)
     assert not deferred.handle(other)
     deferred.handle(record("mine"))
-    deferred.close()
+    deferred.stop()
     assert stream.getvalue().count("\n") == 1 and "mine" in stream.getvalue()
 
 
@@ -112,7 +128,7 @@ def test_serve_logging_makes_lifecycle_records_on_the_log_thread_only_while_noth
         keep = Keep()
         root.addHandler(keep)
         events.started(inv(2))
-        deferred.close()  # writes what is queued
+        deferred.stop()  # writes what is queued
         lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
         assert [(x["event"], x["invocation_id"], x["level"], x["logger"]) for x in lines] == [
             ("started", "inv_1", "info", LIFECYCLE_LOGGER), ("completed", "inv_1", "info", LIFECYCLE_LOGGER),

@@ -70,6 +70,7 @@ class DeferredFormatHandler(logging.Handler):
         self.expected: list[logging.Handler] = []
         self._armed = False  # the thread was woken for what is queued and has not taken it yet
         self._wake = threading.Event()
+        self._writing = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="durably-log", daemon=True)
         self._thread.start()
@@ -118,6 +119,10 @@ class DeferredFormatHandler(logging.Handler):
                 return
 
     def _write_all(self) -> None:
+        with self._writing:  # one writer at a time (the thread, or `flush`): lines stay in order
+            self._write_queued()
+
+    def _write_queued(self) -> None:
         records = self._records
         if not records:
             return
@@ -144,13 +149,23 @@ class DeferredFormatHandler(logging.Handler):
         finally:
             target.release()
 
+    def flush(self) -> None:
+        """Write what is queued now."""
+        self._write_all()
+
     def close(self) -> None:
-        """Write what is queued and stop the thread."""
+        """Write what is queued. The thread keeps serving: `logging.config.dictConfig` (an ASGI server
+        configuring its own loggers) closes every handler it finds, ours included, and goes on logging."""
+        self._write_all()
+        super().close()
+
+    def stop(self) -> None:
+        """Write what is queued and stop the thread (at exit)."""
         if not self._stopping:
             self._stopping = True
             self._wake.set()
             self._thread.join(5)
-        super().close()
+        self._write_all()
 
 
 _ROOT = logging.getLogger()
@@ -184,11 +199,11 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
         if isinstance(old, DeferredFormatHandler):
-            old.close()
+            old.stop()
     root.addHandler(handler)
     root.addHandler(deferred)
     root.setLevel(level.upper())
     deferred.expected = [handler, deferred]
     # Lifecycle lines skip making their LogRecord on the event loop while nothing else could see them.
     lifecycle_log.use_sink(deferred.lifecycle_line)
-    atexit.register(deferred.close)
+    atexit.register(deferred.stop)
