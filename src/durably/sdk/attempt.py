@@ -320,7 +320,8 @@ class Attempt:
             if proposed.done():
                 return  # the handler's wait was cancelled (the attempt is being aborted)
             if exc is not None and not isinstance(exc, Exception):
-                proposed.set_exception(exc)  # not the closure's failure (e.g. SystemExit): the handler's
+                # Not the closure's failure (SystemExit, or CancelledError: it never ran): the handler's.
+                proposed.set_exception(exc)
             elif self.vm.input_closed:
                 # Nothing more can arrive: the handler proposes and suspends in one step, as always-suspending
                 # mode expects (the result comes back from the journal in a new attempt).
@@ -331,33 +332,56 @@ class Attempt:
 
         # The callback runs in the handler's context, not the closure's (where ctx.run is forbidden).
         here = contextvars.copy_context()
+        post_step = getattr(self.executor, "post_step", None)
+        if post_step is not None:
+            # The runtime's pool: the outcome comes back to this loop with those of other closures that finish
+            # meanwhile, one wake-up for all of them (server/engine/threads.py).
+            self._hand_over(run, lambda: post_step(run.name, self._run_context(run).run,
+                                                   (_call_sync, run.action, run.args, run.kwargs), report, here))
+        else:
+            def reporting(*call: Any) -> None:  # on the executor's thread
+                try:
+                    outcome: tuple[Any, BaseException | None] = (_call_sync(*call), None)
+                except BaseException as e:  # handed to the loop, which decides
+                    outcome = (None, e)
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for the outcome
+                    loop.call_soon_threadsafe(report, *outcome, context=here)
 
-        def reporting(*call: Any) -> None:  # on the executor's thread
-            try:
-                outcome: tuple[Any, BaseException | None] = (_call_sync(*call), None)
-            except BaseException as e:  # handed to the loop, which decides
-                outcome = (None, e)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for the outcome
-                loop.call_soon_threadsafe(report, *outcome, context=here)
-
-        self._submit_sync(run, self._run_context(run), reporting)
+            ctx = self._run_context(run)
+            self._hand_over(run, lambda: loop.run_in_executor(self.executor, ctx.run, reporting, run.action,
+                                                              run.args, run.kwargs))
         outcome = await proposed
         if outcome is not None:
             self._run_outcome(handle, run, outcome[0], outcome[1], started)
 
-    def _submit_sync(self, run: _PendingRun, ctx: contextvars.Context,
-                     call: Callable[..., Any] | None = None) -> asyncio.Future[Any]:
-        """Hand a sync closure to the executor (through `call(action, args, kwargs)` if given); ends the attempt
-        (retryably) if no thread may run it."""
-        ex = self.executor
-        submit_step = getattr(ex, "submit_step", None)
-        call = call or _call_sync
+    def _submit_sync(self, run: _PendingRun, ctx: contextvars.Context) -> asyncio.Future[Any]:
+        """Hand a sync closure to the executor; a future of its result. Ends the attempt (retryably) if no
+        thread may run it."""
+        loop = asyncio.get_running_loop()
+        post_step = getattr(self.executor, "post_step", None)
+        if post_step is None:
+            return self._hand_over(run, lambda: loop.run_in_executor(self.executor, ctx.run, _call_sync, run.action,
+                                                                     run.args, run.kwargs))
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if fut.done():
+                return  # cancelled: the attempt was aborted
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            elif exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        self._hand_over(run, lambda: post_step(run.name, ctx.run, (_call_sync, run.action, run.args, run.kwargs),
+                                               done))
+        return fut
+
+    def _hand_over(self, run: _PendingRun, submit: Callable[[], Any]) -> Any:
+        """`submit()`, ending the attempt (retryably) if no thread may run the closure."""
         try:
-            if submit_step is not None:  # the runtime's pool, which labels each closure with its step
-                return asyncio.wrap_future(submit_step(run.name, ctx.run, call, run.action, run.args,
-                                                       run.kwargs))
-            return asyncio.get_running_loop().run_in_executor(ex, ctx.run, call, run.action, run.args,
-                                                              run.kwargs)
+            return submit()
         except RetryableError as e:
             # Not the closure's failure (it never ran), so the run's own retry limits are not spent.
             delay = int(e.retry_after.total_seconds() * 1000) if e.retry_after is not None else None

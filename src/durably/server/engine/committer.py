@@ -169,17 +169,32 @@ class GroupCommitter:
     def _commit_on_writer(self, batch: Batch) -> None:
         start = time.perf_counter()
         self._committing = True
-        assert self._loop is not None
-        fut = self._loop.run_in_executor(self._writer, self.store.commit, batch)
-        fut.add_done_callback(lambda f: self._commit_done(batch, f, start))
+        loop = self._loop
+        assert loop is not None and self._writer is not None
+        commit = self.store.commit
+        done = self._commit_done
+
+        def write() -> None:  # on the writer thread
+            exc: BaseException | None = None
+            try:
+                commit(batch)
+            except BaseException as e:  # told to the loop, which decides
+                exc = e
+            # The loop learns of the commit in this one callback, which also runs the batch's callbacks: no
+            # Future whose done-callback would run them a loop iteration later.
+            try:
+                loop.call_soon_threadsafe(done, batch, exc, start)
+            except RuntimeError:  # the loop is closed: nobody waits for the acknowledgements
+                pass
+
+        self._writer.submit(write)
 
     def _observe(self, batch: Batch, start: float) -> None:
         if self.on_commit is not None:
             self.on_commit(len(batch.journal) + len(batch.invocations), time.perf_counter() - start)
 
-    def _commit_done(self, batch: Batch, fut: asyncio.Future[None], start: float) -> None:
+    def _commit_done(self, batch: Batch, exc: BaseException | None, start: float) -> None:
         self._committing = False
-        exc = fut.exception()
         if exc is not None:
             self._commit_failed(batch, exc)
             return

@@ -17,16 +17,29 @@ The pool is built so that stuck threads never hold up unrelated steps:
   closures return, at most `max_threads` of them beyond the cap;
 - threads are daemons (one stuck closure must not keep `durably serve` from exiting; its result was never
   journaled, so it runs again after a restart) and idle ones exit after a while.
+
+The hop is cheap (issue 21, item 3): a step of a 10-step handler with `lambda: i` closures should cost
+little more than one with async closures.
+
+- Going out: a closure is appended to one shared deque. The loop wakes at most one sleeping thread per
+  batch of closures it hands out in a tick; a thread that takes a closure and sees more waiting wakes the
+  next sleeper before it runs its own, so no closure waits behind a running one (the guarantee above), yet
+  a thread that is already awake takes the next closure itself without any wake-up.
+- Coming back: `post` takes a callback instead of returning a Future. A thread that finishes a closure
+  appends it to the loop's inbox and wakes the loop only if no wake-up is pending already; the loop then
+  runs the callbacks of every closure that finished meanwhile in one go, in the order they finished.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from contextvars import Context
 from typing import Any
 
 from durably.sdk.errors import RetryableError
@@ -34,6 +47,11 @@ from durably.sdk.errors import RetryableError
 log = logging.getLogger("durably.threads")
 
 IDLE_EXIT_S = 60.0
+
+# Told (result, exception) on the event loop once a closure finished: exception is None when it returned,
+# the exception it raised otherwise, and `asyncio.CancelledError()` when it never ran (its attempt was aborted
+# or its invocation ended while it waited for a thread, or the pool shut down).
+OnDone = Callable[[Any, BaseException | None], None]
 
 
 class StepThreadsBusy(RetryableError):
@@ -46,7 +64,9 @@ class StepThreadsBusy(RetryableError):
 class StepJob:
     """One closure submitted to the pool, and where it comes from."""
 
-    __slots__ = ("abandoned_at", "invocation_id", "orphaned", "owner", "started", "step", "target", "waiters")
+    __slots__ = ("abandoned_at", "args", "cancelled", "context", "exc", "fn", "future", "inbox", "invocation_id",
+                 "kwargs", "on_done", "orphaned", "owner", "result", "started", "step", "target", "waiters",
+                 "watcher")
 
     def __init__(self, owner: object, invocation_id: str, target: str, step: str) -> None:
         self.owner = owner
@@ -56,10 +76,75 @@ class StepJob:
         self.started: float | None = None  # monotonic time a thread began running it
         self.abandoned_at: float | None = None  # its attempt was aborted (kill, abort timeout, shutdown)
         self.orphaned = False  # its invocation ended: the thread no longer counts against the cap
-        self.waiters: list[_Item] = []  # the same step of later attempts, to run on this thread next
+        self.waiters: list[StepJob] = []  # the same step of later attempts, to run on this thread next
+        self.cancelled = False  # dropped before it ran (see `OnDone`)
+        self.fn: Callable[..., Any] | None = None
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+        # How the outcome goes back: a concurrent Future (Executor.submit), or `on_done` called on the loop
+        # of `inbox` (in `context` if given).
+        self.future: Future[Any] | None = None
+        self.inbox: _Inbox | None = None
+        self.on_done: OnDone | None = None
+        self.context: Context | None = None
+        self.result: Any = None
+        self.exc: BaseException | None = None
+        self.watcher: asyncio.Future[None] | None = None  # made on demand by `live_futures`
+
+    def _watch(self) -> asyncio.Future[None] | Future[Any]:
+        """Something to await until the outcome was handed back (on the loop that posted it)."""
+        if self.future is not None:
+            return self.future
+        if self.watcher is None:
+            assert self.inbox is not None
+            self.watcher = self.inbox.loop.create_future()
+        return self.watcher
 
 
-_Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any], StepJob]
+class _Inbox:
+    """Closures finished on threads, on their way back to one event loop: one wake-up per batch."""
+
+    __slots__ = ("done", "loop", "pool", "scheduled")
+
+    def __init__(self, pool: StepThreads, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.loop = loop
+        self.done: deque[StepJob] = deque()
+        # A drain is queued on the loop and has not started: later arrivals ride on it.
+        self.scheduled = False
+
+    def put(self, job: StepJob) -> None:
+        """Hand a finished (or cancelled) job back (any thread)."""
+        self.done.append(job)
+        # Appended before the flag is read: a drain that cleared the flag after this read sees the job.
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: nobody waits for the outcome
+                pass
+
+    def _drain(self) -> None:
+        self.scheduled = False  # cleared first: a job appended from now on wakes the loop again
+        done = self.done
+        pending = self.pool._pending
+        while done:
+            job = done.popleft()
+            pending.pop(job, None)
+            on_done, job.on_done = job.on_done, None
+            result, exc = job.result, job.exc
+            job.result = job.exc = None  # nothing of the step stays alive in the job
+            try:
+                if on_done is not None:
+                    if job.context is not None:
+                        job.context.run(on_done, result, exc)
+                    else:
+                        on_done(result, exc)
+            except Exception:
+                log.exception("handing back the outcome of a sync ctx.run closure failed")
+            w = job.watcher
+            if w is not None and not w.done():
+                w.set_result(None)
 
 
 class StepThreads(Executor):
@@ -69,69 +154,117 @@ class StepThreads(Executor):
         self.max_threads = max_threads
         self._name = name
         self._idle_exit_s = idle_exit_s
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._work: deque[StepJob] = deque()  # handed out, not taken by a thread yet
         self._lock = threading.Lock()
         self._threads = 0
-        self._idle = 0  # threads waiting for work that no submitted item has claimed yet
+        # Threads not running a closure, less the closures in `_work` (each has one of them reserved).
+        self._idle = 0
         self._started = 0
         self._running: dict[int, StepJob] = {}
+        self._abandoned = 0  # running closures marked abandoned (only then can a retry find a stuck thread)
+        self._sleepers: list[threading.Lock] = []  # idle threads blocked on their own (held) lock, newest last
+        self._waking = 0  # sleepers released that have not taken the pool lock since
         self._shutdown = False
         self._orphans = 0  # running closures of ended invocations (not counted against the cap)
         self.refused = 0  # submissions refused at the cap
         self.waited = 0  # submissions that waited for their step's stuck thread instead of taking another
-        # Every closure submitted and not done yet (queued, waiting or running), for `live_futures`. Changed
-        # from done callbacks, which may run with `_lock` held: plain dict operations, atomic under the GIL.
-        self._pending: dict[Future[Any], StepJob] = {}
+        # Every closure handed out and not handed back yet (queued, waiting, running or in an inbox), for
+        # `live_futures`. Plain dict operations, atomic under the GIL.
+        self._pending: dict[StepJob, None] = {}
+        self._inboxes: dict[asyncio.AbstractEventLoop, _Inbox] = {}
 
     # ---- submitting ----
+
+    def post(self, job: StepJob, fn: Callable[..., Any], args: tuple[Any, ...], on_done: OnDone,
+             context: Context | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Run `fn(*args)` for `job` on an idle or new thread, then call `on_done(result, exception)` on the
+        running event loop (in `context` if given). Raises StepThreadsBusy at the cap (and calls nothing)."""
+        loop = loop or asyncio.get_running_loop()
+        inbox = self._inboxes.get(loop)
+        if inbox is None:
+            # One per loop (an engine has one; tests run several in turn): dropped with the loop's pool.
+            inbox = self._inboxes[loop] = _Inbox(self, loop)
+            for old in [lp for lp in self._inboxes if lp.is_closed()]:
+                del self._inboxes[old]
+        job.fn, job.args, job.on_done, job.context, job.inbox = fn, args, on_done, context, inbox
+        self._hand_out(job)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run `fn(*args, **kwargs)` on a pool thread (unlabelled)."""
         return self.submit_job(StepJob(None, "", "", ""), fn, *args, **kwargs)
 
     def submit_job(self, job: StepJob, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        """Run `fn` for `job` on an idle or new thread; raises StepThreadsBusy at the cap."""
+        """Run `fn` for `job` on an idle or new thread; raises StepThreadsBusy at the cap. (`post` is the cheaper
+        way back to an event loop.)"""
         fut: Future[Any] = Future()
+        job.fn, job.args, job.kwargs, job.future = fn, args, kwargs, fut
+        self._hand_out(job)
+        fut.add_done_callback(lambda _: self._pending.pop(job, None))
+        return fut
+
+    def _hand_out(self, job: StepJob) -> None:
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("the pool is shut down")
-            stuck = self._stuck_in(job) if job.invocation_id else None
+            stuck = self._stuck_in(job) if self._abandoned and job.invocation_id else None
             if stuck is not None:
                 # A retry of a step whose previous attempt's thread is still in it: wait for that thread
                 # rather than take another one (retries of a hung step used to fill the cap).
-                stuck.waiters.append((fut, fn, args, kwargs, job))
+                stuck.waiters.append(job)
                 self.waited += 1
                 log.warning("invocation %s: step '%s' waits for the thread of its previous attempt, still stuck in "
                             "that step for %.0f s (a retry does not start a second thread; see GET /threads)",
                             job.invocation_id, job.step, time.monotonic() - (stuck.started or time.monotonic()))
             elif self._idle > 0:
                 self._idle -= 1
-                self._queue.put((fut, fn, args, kwargs, job))
+                self._work.append(job)
+                self._wake_locked()
             elif self._threads - self._orphans < self.max_threads and self._threads < 2 * self.max_threads:
                 self._threads += 1
                 self._started += 1
-                # Queued first: the new thread finds the closure as it starts (while this thread waits for
-                # it to start), instead of waiting for the GIL after this thread has gone on.
-                self._queue.put((fut, fn, args, kwargs, job))
-                threading.Thread(target=self._work, name=f"{self._name}-{self._started}", daemon=True).start()
+                # Queued first: the new thread finds the closure as it starts.
+                self._work.append(job)
+                threading.Thread(target=self._work_loop, name=f"{self._name}-{self._started}", daemon=True).start()
             else:
                 self.refused += 1
                 raise StepThreadsBusy(self._busy_message())
-        self._pending[fut] = job
-        fut.add_done_callback(self._pending_done)
-        return fut
+            self._pending[job] = None
 
-    def _pending_done(self, fut: Future[Any]) -> None:
-        self._pending.pop(fut, None)
+    def _wake_locked(self) -> None:
+        """Release one sleeping thread if closures wait and no thread released before has come for them yet."""
+        if self._work and not self._waking and self._sleepers:
+            self._waking += 1
+            self._sleepers.pop().release()
 
-    def live_futures(self) -> list[Future[Any]]:
-        """The closures submitted and not done yet, except those of aborted attempts (which may never return)
-        and those waiting behind them: what `durably.testing.TestRuntime.settle` waits for."""
+    def _take_locked(self) -> StepJob | None:
+        """The next closure to run, registered as running (None if there is none); wakes a helper if more
+        wait, so none of them waits behind the one this thread is about to run."""
+        work = self._work
+        while work:
+            job = work.popleft()
+            if self._claim_locked(job):
+                if work:
+                    self._wake_locked()
+                return job
+            self._idle += 1  # dropped: the thread reserved for it is free again
+        return None
+
+    def _claim_locked(self, job: StepJob) -> bool:
+        if job.cancelled or (job.future is not None and not job.future.set_running_or_notify_cancel()):
+            return False
+        job.started = time.monotonic()
+        self._running[id(job)] = job
+        return True
+
+    def live_futures(self) -> list[asyncio.Future[None] | Future[Any]]:
+        """Awaitables for the closures handed out and not handed back yet, except those of aborted attempts
+        (which may never return) and those waiting behind them: what `durably.testing.TestRuntime.settle`
+        waits for. Call it on the event loop the closures were posted from."""
         with self._lock:
             # A closure waiting for a thread stuck in an aborted attempt moves only when that one returns.
-            behind = {id(w[0]) for j in self._running.values() if j.abandoned_at is not None for w in j.waiters}
-        return [f for f, job in list(self._pending.items())
-                if job.abandoned_at is None and not f.done() and id(f) not in behind]
+            behind = {id(w) for j in self._running.values() if j.abandoned_at is not None for w in j.waiters}
+        return [job._watch() for job in list(self._pending)
+                if job.abandoned_at is None and not job.cancelled and id(job) not in behind]
 
     def _stuck_in(self, job: StepJob) -> StepJob | None:
         """The running closure of an aborted attempt of the same invocation in the same step, if any."""
@@ -150,60 +283,98 @@ class StepThreads(Executor):
                 "the admin API: the attempt is retried later. Make steps return (e.g. timeouts on the calls they "
                 "make) or raise --run-threads")
 
+    def _cancel_locked(self, job: StepJob) -> None:
+        """Drop a closure that has not run (its thread slot, if it had one, is given back when it is taken)."""
+        if job.cancelled:
+            return
+        job.cancelled = True
+        if job.future is not None:
+            job.future.cancel()
+        elif job.inbox is not None:
+            job.exc = asyncio.CancelledError()
+            job.inbox.put(job)
+
     # ---- the threads ----
 
-    def _work(self) -> None:
+    def _work_loop(self) -> None:
+        lock = self._lock
+        me = threading.Lock()
+        me.acquire()  # released by whoever wakes this thread
+        job: StepJob | None = None
         while True:
-            try:
-                item = self._queue.get(timeout=self._idle_exit_s)
-            except queue.Empty:
-                with self._lock:
-                    try:
-                        item = self._queue.get_nowait()  # claimed just now: run it
-                    except queue.Empty:
-                        self._idle -= 1
-                        self._threads -= 1
-                        return
-            if item is None:
-                with self._lock:
-                    self._threads -= 1
-                return
-            # A closure that waited for this one's thread (a later attempt of the same step) runs next, here.
-            nxt: _Item | None = item
-            while nxt is not None:
-                nxt = self._run(nxt)
-            del item  # nothing of the step stays alive while the thread idles
-            with self._lock:
-                self._idle += 1
+            if job is None:
+                with lock:
+                    job = self._take_locked()
+                    if job is None:
+                        if self._shutdown:
+                            self._threads -= 1
+                            self._idle -= 1
+                            return
+                        self._sleepers.append(me)
+                if job is None:
+                    woken = me.acquire(timeout=self._idle_exit_s)
+                    with lock:
+                        if not woken:
+                            try:
+                                self._sleepers.remove(me)
+                            except ValueError:  # released just now: take the release that was given
+                                me.acquire()
+                                woken = True
+                        if woken:
+                            self._waking -= 1
+                        job = self._take_locked()
+                        if job is None and not woken:
+                            self._idle -= 1
+                            self._threads -= 1
+                            return
+                    continue
+            # The next: a closure that waited for this one's thread (a later attempt of the same step), or
+            # the next one handed out.
+            job = self._run(job)
 
-    def _run(self, item: _Item) -> _Item | None:
-        """Run one closure; returns the next closure that waited for this thread, if any."""
-        fut, fn, args, kwargs, job = item
-        if fut.set_running_or_notify_cancel():
-            job.started = time.monotonic()
-            key = id(job)
-            with self._lock:
-                self._running[key] = job
-            try:
-                fut.set_result(fn(*args, **kwargs))
-            except BaseException as e:  # handed to the awaiting attempt
-                fut.set_exception(e)
-            finally:
-                with self._lock:
-                    del self._running[key]
-                    if job.orphaned:
-                        self._orphans -= 1
-                if job.abandoned_at is not None:
-                    log.info("a thread stuck in %s step '%s' is free again after %.0f s", job.target, job.step,
-                             time.monotonic() - job.started)
+    def _run(self, job: StepJob) -> StepJob | None:
+        """Run one claimed closure and hand its outcome back; returns the next closure for this thread,
+        already claimed, if any: one that waited for this thread, else the next one handed out."""
+        fn = job.fn
+        assert fn is not None
+        args, kwargs, fut = job.args, job.kwargs, job.future
+        job.fn, job.args, job.kwargs = None, (), {}  # nothing of the step stays alive while the thread idles
+        try:
+            result = fn(*args, **kwargs)
+            exc = None
+        except BaseException as e:  # handed to the awaiting attempt
+            result, exc = None, e
+        del fn, args, kwargs
         with self._lock:
+            del self._running[id(job)]
+            if job.orphaned:
+                self._orphans -= 1
+            if job.abandoned_at is not None:
+                self._abandoned -= 1
             waiters, job.waiters = job.waiters, []
-        while waiters:
-            nxt = waiters.pop(0)
-            if not nxt[0].cancelled():
-                nxt[4].waiters.extend(waiters)  # any later ones wait for this one now
-                return nxt
-        return None
+            nxt = None
+            while waiters:
+                candidate = waiters.pop(0)
+                if self._claim_locked(candidate):
+                    candidate.waiters.extend(waiters)  # any later ones wait for this one now
+                    nxt = candidate
+                    break
+            if nxt is None:
+                self._idle += 1
+                nxt = self._take_locked()
+        if job.abandoned_at is not None:
+            assert job.started is not None
+            log.info("a thread stuck in %s step '%s' is free again after %.0f s", job.target, job.step,
+                     time.monotonic() - job.started)
+        if fut is not None:
+            if exc is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(exc)
+        elif job.inbox is not None:
+            job.result, job.exc = result, exc
+            job.inbox.put(job)
+        return nxt
 
     # ---- what is running ----
 
@@ -215,11 +386,12 @@ class StepThreads(Executor):
             for job in list(self._running.values()):
                 if job.owner is owner and job.abandoned_at is None:
                     job.abandoned_at = now
+                    self._abandoned += 1
                     n += 1
                 # A closure of the aborted attempt that waits for a stuck thread will never be awaited.
                 for waiter in job.waiters:
-                    if waiter[4].owner is owner:
-                        waiter[0].cancel()
+                    if waiter.owner is owner:
+                        self._cancel_locked(waiter)
         return n
 
     def release_invocation(self, invocation_id: str) -> int:
@@ -235,7 +407,7 @@ class StepThreads(Executor):
                     self._orphans += 1
                     n += 1
                     for waiter in job.waiters:
-                        waiter[0].cancel()
+                        self._cancel_locked(waiter)
         return n
 
     def busy(self) -> int:
@@ -268,7 +440,7 @@ class StepThreads(Executor):
                  for j in jobs]
         with self._lock:
             threads, idle, orphans = self._threads, self._idle, self._orphans
-            waiting = sum(1 for j in self._running.values() for w in j.waiters if not w[0].cancelled())
+            waiting = sum(1 for j in self._running.values() for w in j.waiters if not w.cancelled)
         return {"max_threads": self.max_threads, "threads": threads, "idle": idle, "busy": len(jobs),
                 "stuck": sum(1 for s in steps if s["stuck"]), "of_ended_invocations": orphans,
                 "waiting": waiting, "waiting_for_stuck": self.waited, "refused": self.refused,
@@ -279,18 +451,15 @@ class StepThreads(Executor):
         with self._lock:
             self._shutdown = True
             if cancel_futures:
-                while True:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is not None:
-                        item[0].cancel()
+                for job in self._work:
+                    self._cancel_locked(job)
                 for job in self._running.values():
                     for waiter in job.waiters:
-                        waiter[0].cancel()
-            for _ in range(self._threads):
-                self._queue.put(None)
+                        self._cancel_locked(waiter)
+            # Every sleeping thread wakes, finds nothing to do (or what is left) and exits.
+            while self._sleepers:
+                self._waking += 1
+                self._sleepers.pop().release()
 
 
 class AttemptThreads:
@@ -302,6 +471,13 @@ class AttemptThreads:
         self.pool = pool
         self.invocation_id = invocation_id
         self.target = target
+
+    def post_step(self, step: str, fn: Callable[..., Any], args: tuple[Any, ...], on_done: OnDone,
+                  context: Context | None = None) -> None:
+        """Run a sync closure of step `step` as `fn(*args)`; `on_done(result, exception)` is called on the
+        running loop (in `context` if given) once it returned. Raises StepThreadsBusy when no thread may be
+        used."""
+        self.pool.post(StepJob(self, self.invocation_id, self.target, step), fn, args, on_done, context)
 
     def submit_step(self, step: str, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         """Run a sync closure of step `step` (raises StepThreadsBusy when no thread may be used)."""
@@ -318,8 +494,6 @@ class AttemptThreads:
 
 async def report_stuck(pool: StepThreads, interval: float) -> None:
     """Log the stuck threads every `interval` seconds while there are any."""
-    import asyncio
-
     while True:
         await asyncio.sleep(interval)
         for line in pool.stuck_report():

@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from durably.server.engine.invocation import Invocation, Outcome
 
 log = logging.getLogger("durably.invocations")
+_SOURCE = __file__
 
 RETRY_LOG_INTERVAL_S = 60.0
 # Remembered (invocation, error) pairs; the oldest are forgotten beyond this (memory stays bounded).
@@ -45,13 +47,13 @@ class LifecycleLog:
     def started(self, inv: Invocation) -> None:
         """The first attempt of an invocation begins."""
         if log.isEnabledFor(logging.INFO):
-            log.info("invocation %s started: %s", inv.id, _target(inv), extra=self._extra(inv, "started"))
+            _info("invocation %s started: %s", (inv.id, _target(inv)), self._extra(inv, "started"))
 
     def suspended(self, inv: Invocation, waiting: int) -> None:
         """The attempt suspended, waiting for `waiting` completions or signals."""
         if log.isEnabledFor(logging.INFO):
-            log.info("invocation %s suspended, waiting for %d completion(s) or signal(s)", inv.id, waiting,
-                     extra=self._extra(inv, "suspended"))
+            _info("invocation %s suspended, waiting for %d completion(s) or signal(s)", (inv.id, waiting),
+                  self._extra(inv, "suspended"))
 
     def retrying(self, inv: Invocation, code: int, message: str, delay_ms: int, level: int = logging.INFO) -> None:
         """An attempt failed and another is scheduled (rate-limited per invocation and error)."""
@@ -87,8 +89,7 @@ class LifecycleLog:
             return
         took = now_ms - inv.created_at
         if outcome.failure_code is None:
-            log.info("invocation %s completed in %d ms", inv.id, took,
-                     extra=self._extra(inv, "completed", duration_ms=took))
+            _info("invocation %s completed in %d ms", (inv.id, took), self._extra(inv, "completed", duration_ms=took))
         else:
             log.info("invocation %s failed in %d ms with %d: %s", inv.id, took, outcome.failure_code,
                      outcome.failure_message, extra=self._extra(
@@ -97,6 +98,27 @@ class LifecycleLog:
 
     def _forget(self, inv_id: str) -> None:
         self._retries.pop(inv_id, None)
+
+
+# Where lifecycle lines go without a LogRecord made on the event loop (`durably serve`'s log thread, see
+# durably.server.observe.log_format): returns False when it cannot take them (logging was changed since).
+_sink: Callable[[str, tuple[object, ...], dict[str, object]], bool] | None = None
+
+
+def use_sink(sink: Callable[[str, tuple[object, ...], dict[str, object]], bool] | None) -> None:
+    """Hand lifecycle lines to `sink(msg, args, extra)` first (None: always through `logging`)."""
+    global _sink
+    _sink = sink
+
+
+def _info(msg: str, args: tuple[object, ...], extra: dict[str, object]) -> None:
+    """`log.info(msg, *args, extra=extra)` without looking up the caller's file and line on the stack (the
+    lines of every invocation say where they come from by their logger and `event`); under `durably serve`
+    not even the LogRecord is made here. The caller checked the level."""
+    sink = _sink
+    if sink is not None and sink(msg, args, extra):
+        return
+    log.handle(log.makeRecord(log.name, logging.INFO, _SOURCE, 0, msg, args, None, None, extra))
 
 
 def _target(inv: Invocation) -> str:
