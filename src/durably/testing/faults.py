@@ -45,8 +45,8 @@ class FaultyStore(Store):
     def load_journal(self, invocation_id: str) -> list[tuple[int, bytes]]:
         return self.inner.load_journal(invocation_id)
 
-    def unfinished(self) -> list[tuple[Any, ...]]:
-        return self.inner.unfinished()
+    def unfinished(self, statuses: Sequence[str] | None = None, keyed: bool = False) -> list[tuple[Any, ...]]:
+        return self.inner.unfinished(statuses, keyed)
 
     def list_invocations(self, status: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
         return self.inner.list_invocations(status, limit)

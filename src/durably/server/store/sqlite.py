@@ -53,15 +53,24 @@ _memory_ids = itertools.count()
 
 # What an invocation is (its target, when it was made, its sequence) never changes after the insert. Leaving
 # those columns out of the update matters: SQLite rewrites the entries of every index on a column named in
-# SET, changed or not, and the listing indexes are on exactly these columns.
+# SET, changed or not, and the listing indexes are on exactly these columns. The conflict is found on the
+# rowid (seq), so an update never looks at the index on the random id.
 _IMMUTABLE = frozenset({"id", "service", "handler", "key", "idempotency_key", "created_at", "seq"})
 _UPSERT = (
     f"INSERT INTO invocations ({', '.join(INVOCATION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)}) ON CONFLICT(id) DO UPDATE SET "
+    f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)}) ON CONFLICT(seq) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in INVOCATION_COLUMNS if c not in _IMMUTABLE)
 )
 _SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
 
+
+
+def _status_term(status: str) -> str:
+    """The WHERE term of a listing by status. Unfinished rows are found through their partial index (SQLite
+    uses it only when the query says `status != 'completed'` itself); completed rows are not in any index by
+    status: they are most rows, found in rowid order (`+status` keeps SQLite off the retention index, which
+    would find them all and sort them)."""
+    return "+status = ?" if status == "completed" else "status = ? AND status != 'completed'"
 
 
 def _deployment_params(op: SaveDeployment) -> tuple[Any, ...]:
@@ -364,16 +373,24 @@ class SQLiteStore(Store):
             "ORDER BY idx", (invocation_id,)
         ).fetchall()
 
-    def unfinished(self) -> list[tuple[Any, ...]]:
-        """Rows not completed."""
-        return self._reader.execute(_SELECT + " WHERE status != 'completed'").fetchall()
+    def unfinished(self, statuses: Sequence[str] | None = None, keyed: bool = False) -> list[tuple[Any, ...]]:
+        """Rows not completed (of `statuses` only, if given; with a key only, if `keyed`), from the indexes of
+        unfinished rows: completed ones are never read."""
+        if keyed:
+            sql, params = _SELECT + " WHERE key != '' AND status != 'completed'", ()
+        else:
+            sql, params = _SELECT + " WHERE status != 'completed'", ()
+        if statuses is not None:
+            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params = tuple(statuses)
+        return self._reader.execute(sql, params).fetchall()
 
     def list_invocations(self, status: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
         """Newest first."""
         if status is None:
-            return self._reader.execute(_SELECT + " ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            return self._reader.execute(_SELECT + " ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
         return self._reader.execute(
-            _SELECT + " WHERE status = ? ORDER BY created_at DESC LIMIT ?", (status, limit)
+            _SELECT + f" WHERE {_status_term(status)} ORDER BY seq DESC LIMIT ?", (status, limit)
         ).fetchall()
 
     def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
@@ -475,32 +492,54 @@ class SQLiteStore(Store):
 
     def invocation_page(self, flt: InvocationFilter, limit: int,
                         before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
-        """A page newest first, by keyset: the indexes on (created_at), (status, created_at),
-        (service, created_at) and (service, key, created_at) seek to it, however deep the page."""
+        """A page newest first, by keyset on the creation sequence (the rowid): the table itself is in that
+        order, and so are the indexes on (service), (service, key) and unfinished (status), which carry it.
+        A time range becomes a range of sequence numbers first (`_seq_from`), so a page deep in the past is
+        a seek too, however many rows are newer."""
         where: list[str] = []
         params: list[Any] = []
         for column in ("status", "service", "handler", "key"):
             value = getattr(flt, column)
             if value:
-                where.append(f"{column} = ?")
+                where.append(_status_term(value) if column == "status" else f"{column} = ?")
                 params.append(value)
         if flt.key:
             where.append("key != ''")  # lets SQLite use the partial index of keyed invocations
         if flt.since_ms is not None:
-            where.append("created_at >= ?")
-            params.append(flt.since_ms)
+            where.append("created_at >= ? AND seq >= ?")
+            params.extend((flt.since_ms, self._seq_from(flt.since_ms)))
         if flt.until_ms is not None:
-            where.append("created_at <= ?")
-            params.append(flt.until_ms)
+            where.append("created_at <= ? AND seq < ?")
+            params.extend((flt.until_ms, self._seq_from(flt.until_ms + 1)))
         if before is not None:
-            # The first term lets SQLite seek the index on created_at; the second breaks ties within one ms.
-            where.append("created_at <= ? AND (created_at < ? OR seq < ?)")
-            params.extend((before[0], before[0], before[1]))
+            where.append("seq < ?")
+            params.append(before[1])
         sql = _SELECT
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
+        sql += " ORDER BY seq DESC LIMIT ?"
         return self._reader.execute(sql, (*params, limit)).fetchall()
+
+    def _seq_from(self, at_ms: int) -> int:
+        """The first sequence number created at or after `at_ms` (past the last if none), by a binary search
+        over the rowid: creation times grow with the sequence. Where the clock stepped back, a row made
+        during the step may fall outside a range that names its time; the created_at terms keep every row
+        shown inside it."""
+        first = self._reader.execute("SELECT min(seq) FROM invocations").fetchone()[0]
+        if first is None:
+            return 0
+        lo, hi = first, self.max_seq() + 1  # the answer is in [lo, hi]
+        probe = "SELECT seq, created_at FROM invocations WHERE seq >= ? ORDER BY seq LIMIT 1"
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = self._reader.execute(probe, (mid,)).fetchone()
+            if row is None:
+                hi = mid
+            elif row[1] >= at_ms:
+                hi = min(mid, row[0])
+            else:
+                lo = row[0] + 1
+        return lo
 
     def count_journal(self, invocation_id: str) -> int:
         """Journal entries of one invocation (a range of the journal's primary key)."""
@@ -519,10 +558,19 @@ class SQLiteStore(Store):
         return [r[0] for r in rows]
 
     def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
-        """Counts from the status index."""
-        rows = self._reader.execute(f"SELECT status, count(*) FROM invocations WHERE status IN "
-                                    f"({', '.join('?' for _ in statuses)}) GROUP BY status", tuple(statuses))
-        return dict(rows.fetchall())
+        """Counts from the index of unfinished rows; completed ones from the retention index."""
+        open_ = [s for s in statuses if s != "completed"]
+        out: dict[str, int] = {}
+        if open_:
+            rows = self._reader.execute(f"SELECT status, count(*) FROM invocations WHERE status != 'completed' AND "
+                                        f"status IN ({', '.join('?' for _ in open_)}) GROUP BY status", tuple(open_))
+            out.update(rows.fetchall())
+        if "completed" in statuses:
+            n = self._reader.execute("SELECT count(*) FROM invocations INDEXED BY invocations_retention "
+                                     "WHERE status = 'completed'").fetchone()[0]
+            if n:
+                out["completed"] = n
+        return out
 
     def count_timers(self) -> int:
         """Pending timers."""
