@@ -6,8 +6,8 @@ For each source tree given with `--src` (default: this checkout's `src`), and `-
 (tree A, tree B, tree A, ...), it starts `durably serve bench/compare/durably_app.py:app` (SQLite,
 synchronous=FULL) on a fresh data directory with that tree first on PYTHONPATH, warms it up with 50 calls, and
 traces the server with `strace -f -y -e trace=pwrite64,fdatasync,fsync` while it makes `--calls` sequential
-HTTP calls of Bench/echo, then of Bench/steps10 (one at a time: no two invocations share a commit, the worst
-case for group commit). From the trace, per invocation:
+HTTP calls of Bench/echo, then of Bench/steps10 (one at a time by default: no two invocations share a commit, the
+worst case for group commit; `--conns 32` shows what invocations sharing commits cost). From the trace, per invocation:
 
 - WAL pages: pwrite64 calls of one page (4096 bytes) to `durably.sqlite3-wal` (each WAL frame is a 24-byte
   header and its page, two writes);
@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from procs import Proc, free_port, request, serve_cmd
@@ -57,7 +58,7 @@ def parse(trace: Path) -> dict[str, int]:
     return out
 
 
-def measure(src: Path, handler: str, calls: int, tmp: Path, tag: str) -> dict[str, float]:
+def measure(src: Path, handler: str, calls: int, tmp: Path, tag: str, conns: int) -> dict[str, float]:
     port, admin_port = free_port(), free_port()
     cmd = serve_cmd("bench/compare/durably_app.py:app", port, admin_port, tmp / f"data-{tag}")
     proc = Proc(tag, cmd, REPO, tmp / f"{tag}.log", env={"PYTHONPATH": str(src)})
@@ -75,10 +76,13 @@ def measure(src: Path, handler: str, calls: int, tmp: Path, tag: str) -> dict[st
         assert tracer.stderr is not None
         if b"attached" not in tracer.stderr.readline():
             raise SystemExit("strace could not attach")
-        for i in range(calls):
+        def run(i: int) -> None:
             status, _ = request("POST", url, i)
             if status != 200:
                 raise SystemExit(f"{tag}: call {i} answered {status}")
+
+        with ThreadPoolExecutor(conns) as pool:
+            list(pool.map(run, range(calls)))
         tracer.send_signal(signal.SIGINT)
         tracer.wait(30)
     finally:
@@ -93,19 +97,20 @@ def main() -> int:
     parser.add_argument("--src", action="append", type=Path, help="a source tree to measure (repeatable)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds over the source trees")
     parser.add_argument("--handlers", default="echo,steps10")
+    parser.add_argument("--conns", type=int, default=1, help="calls at a time (1: sequential, the worst case)")
     args = parser.parse_args()
     if shutil.which("strace") is None:
         print("strace is not installed")
         return 1
     srcs = [p.resolve() for p in (args.src or [REPO / "src"])]
     print(f"{'tree':28} {'handler':8} {'WAL pages':>10} {'WAL bytes':>10} {'db pages':>9} {'fdatasync':>10}"
-          f"   per invocation, {args.calls} sequential calls, synchronous=FULL")
+          f"   per invocation, {args.calls} calls {args.conns} at a time, synchronous=FULL")
     with tempfile.TemporaryDirectory(prefix="durably-wal-bench-") as tmp_s:
         tmp = Path(tmp_s)
         for rnd in range(args.rounds):
             for n, src in enumerate(srcs):
                 for handler in args.handlers.split(","):
-                    r = measure(src, handler, args.calls, tmp, f"{rnd}-{n}-{handler}")
+                    r = measure(src, handler, args.calls, tmp, f"{rnd}-{n}-{handler}", args.conns)
                     name = str(src)[-28:]
                     print(f"{name:28} {handler:8} {r['wal_pages']:10.2f} {r['wal_bytes']:10.0f} "
                           f"{r['db_pages']:9.2f} {r['syncs']:10.2f}", flush=True)
