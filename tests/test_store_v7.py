@@ -143,3 +143,40 @@ async def test_a_restart_does_not_read_suspended_invocations(tmp_path: Path) -> 
         assert await rt.attach(ids[7], "Waiting/park") == "woke seven"
         await wait_for(lambda: rt.engine is not None and rt.engine.table.count() == 0, "the table to empty")
         assert store.count_by_status(["suspended", "completed"]) == {"suspended": 199, "completed": 1}
+
+
+@waiting.handler()
+async def ask(ctx: durably.Context, name: str) -> str:
+    """Calls `park` and waits for its answer (a waiter on the callee, kept in the store)."""
+    return "asked: " + await ctx.service_call(park, name)
+
+
+class WaiterCountingStore(CountingStore):
+    """Also counts the waiters read."""
+
+    waiter_rows = 0
+
+    def load_waiters(self) -> list[tuple[str, str, int, int]]:
+        rows = super().load_waiters()
+        self.waiter_rows += len(rows)
+        return rows
+
+
+async def test_a_restart_does_not_read_the_waiters_of_suspended_callers(tmp_path: Path) -> None:
+    app = durably.app(services=[waiting])
+    data = tmp_path / "data"
+    async with TestRuntime(app, "sqlite", data_dir=data, always_replay=True) as rt:
+        callers = [await rt.send("Waiting/ask", f"a{i}") for i in range(50)]
+        await rt.settle()
+        assert rt.store is not None
+        assert rt.store.count_by_status(["suspended"]) == {"suspended": 100}
+        assert len(rt.store.load_waiters()) == 50
+    store = WaiterCountingStore(data)
+    async with TestRuntime(app, store) as rt:
+        assert rt.engine is not None
+        assert store.unfinished_rows == 0
+        assert store.waiter_rows == 0
+        # The callee woken after the restart answers its caller, whose waiter was only in the store.
+        assert rt.engine.complete_awakeable(published["a3"], b'"three"', None)
+        assert await rt.attach(callers[3], "Waiting/ask") == "asked: woke three"
+        assert len(store.load_waiters()) == 49

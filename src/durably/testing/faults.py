@@ -73,6 +73,9 @@ class FaultyStore(Store):
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         return self.inner.load_waiters()
 
+    def waiters_of(self, target: str) -> list[tuple[str, int, int]]:
+        return self.inner.waiters_of(target)
+
     def load_deployments(self) -> list[DeploymentRecord]:
         return self.inner.load_deployments()
 

@@ -138,6 +138,10 @@ class Store(ABC):
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         """Every registered waiter: (target, waiting invocation, completion id, notification type)."""
 
+    def waiters_of(self, target: str) -> list[tuple[str, int, int]]:
+        """Who waits on one target: (waiting invocation, completion id, notification type), in order."""
+        return [(inv_id, cid, type_id) for t, inv_id, cid, type_id in self.load_waiters() if t == target]
+
     @abstractmethod
     def load_deployments(self) -> list[DeploymentRecord]:
         """Every registered deployment, oldest first."""

@@ -470,6 +470,11 @@ class SQLiteStore(Store):
         """Every registered waiter."""
         return self._reader.execute("SELECT target, invocation_id, completion_id, type FROM waiters").fetchall()
 
+    def waiters_of(self, target: str) -> list[tuple[str, int, int]]:
+        """Who waits on one target, from the waiters table's primary key."""
+        return self._reader.execute("SELECT invocation_id, completion_id, type FROM waiters WHERE target = ? "
+                                    "ORDER BY invocation_id, completion_id", (target,)).fetchall()
+
     def load_deployments(self) -> list[DeploymentRecord]:
         """Every registered deployment, oldest first."""
         rows = self._reader.execute(
