@@ -136,6 +136,7 @@ async def test_a_restart_does_not_read_suspended_invocations(tmp_path: Path) -> 
         assert rt.engine is not None
         # Nothing of the 200 suspended invocations was read, loaded into the table or locked.
         assert store.unfinished_rows == 0
+        assert rt.engine.admission.recovered_rows == 0
         assert rt.engine.table.count() == 0
         assert len(rt.engine.keys) == 0
         # Each one is loaded when something wakes it: its awakeable, resolved after the restart.
