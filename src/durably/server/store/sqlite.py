@@ -302,11 +302,17 @@ class SQLiteStore(Store):
                 f"{self.path} was written by a newer durably (schema {version}, this one knows {SCHEMA_VERSION}); "
                 "upgrade durably or use another --data-dir")
         for target in range(version, SCHEMA_VERSION):
+            started = time.perf_counter()
+            if version:  # an existing database: rewriting a large table takes a while, say so
+                log.warning("migrating %s from schema %d to %d", self.path or "the store", target, target + 1)
             # One script per step so the DDL and the version bump commit together.
             conn.executescript(
                 "BEGIN IMMEDIATE;" + MIGRATIONS[target]
                 + f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{target + 1}'); COMMIT;"
             )
+            if version:
+                log.warning("migrated %s to schema %d in %.1f s", self.path or "the store", target + 1,
+                            time.perf_counter() - started)
 
     def commit(self, batch: Batch) -> None:
         """Write the batch in one transaction."""
