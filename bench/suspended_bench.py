@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/suspended_bench.py                       # 50,000 through HTTP, then 1,000,000 in all
     .venv/bin/python bench/suspended_bench.py --http 5000 --total 100000
+    .venv/bin/python bench/suspended_bench.py --http 1000 --total 200000 --src /path/to/main/src   # before
 
 Target: 1,000,000 suspended invocations in under 300 MiB RSS, and a restart with them in under 5 s.
 
@@ -34,7 +35,9 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+# `--src TREE` measures another checkout's durably (e.g. main, for a before/after): read before it is imported.
+SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() if "--src" in sys.argv[:-1] else REPO / "src"
+sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(REPO / "bench"))
 
 from procs import Proc, free_port, request, serve_cmd, wait_until  # noqa: E402 (bench/ is not a package)
@@ -66,9 +69,9 @@ class Server:
 
     def __init__(self, data: Path, log: Path) -> None:
         self.port, self.admin_port = free_port(), free_port()
-        # This checkout's durably, whichever one the environment has installed.
+        # This checkout's durably (or --src's), whichever one the environment has installed.
         self.proc = Proc("durably", serve_cmd(APP, self.port, self.admin_port, data, synchronous=None), REPO, log,
-                         env={"PYTHONPATH": str(REPO / "src")})
+                         env={"PYTHONPATH": str(SRC)})
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin = f"http://127.0.0.1:{self.admin_port}"
 
@@ -98,20 +101,30 @@ def restart_report(server: Server, label: str, settle: float) -> tuple[float, fl
     return took, max(rss, idle)
 
 
-async def send_all(url: str, n: int, conns: int) -> float:
-    """POST /Park/wait/send n times, `conns` at a time; returns the seconds it took."""
+async def send_all(url: str, n: int, conns: int) -> tuple[float, int]:
+    """POST /Park/wait/send n times, `conns` at a time; returns (seconds it took, connection errors retried).
+    A send whose connection broke is sent again (it may have been accepted: the store then holds one more)."""
     started = time.perf_counter()
     todo = iter(range(n))
+    retried = 0
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=conns)) as client:
 
         async def worker() -> None:
+            nonlocal retried
             for _ in todo:
-                r = await client.post(f"{url}/Park/wait/send")
+                for _attempt in range(5):
+                    try:
+                        r = await client.post(f"{url}/Park/wait/send")
+                        break
+                    except httpx.TransportError:
+                        retried += 1
+                else:
+                    raise RuntimeError("a send failed 5 times")
                 if r.status_code not in (200, 202):
                     raise RuntimeError(f"send answered {r.status_code}: {r.text}")
 
         await asyncio.gather(*(worker() for _ in range(conns)))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, retried
 
 
 def bulk_copy(data: Path, template_id: str, total: int, batch_size: int) -> tuple[int, float]:
@@ -163,6 +176,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=20_000, help="copies per bulk commit")
     ap.add_argument("--settle", type=float, default=3.0)
     ap.add_argument("--data", type=Path, default=None, help="keep the data directory here (default: temporary)")
+    ap.add_argument("--src", type=Path, default=None, help="the durably source tree to serve (default: this one)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="durably-suspended-") as tmp_s:
         tmp = Path(tmp_s)
@@ -170,7 +184,9 @@ def main() -> int:
         server = Server(data, tmp / "server.log")
         print(f"1. {args.http:,} suspended invocations through HTTP (POST /Park/wait/send, {args.conns} at a time)")
         server.start()
-        took = asyncio.run(send_all(server.url, args.http, args.conns))
+        took, retried = asyncio.run(send_all(server.url, args.http, args.conns))
+        if retried:
+            print(f"  {retried} sends retried after a broken connection")
         wait_until(lambda: metric(server.admin, "durably_invocations", '{status="suspended"}') >= args.http, 600,
                    "every invocation to suspend", server.proc, interval=0.5)
         time.sleep(args.settle)
