@@ -4,9 +4,9 @@ invocations it must (suspended ones stay in the store until something wakes them
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import shutil
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,18 @@ from durably.server.store.sqlite import SQLiteStore
 from durably.testing import TestRuntime
 
 V6 = Path(__file__).resolve().parent / "store_v6"
-sys.path.insert(0, str(V6))
-from app import app as v6_app  # noqa: E402 (tests/store_v6 is not a package)
+
+
+def _load_v6_app() -> durably.App:
+    # Under a name of its own and without touching sys.path: other tests import modules called `app`.
+    spec = importlib.util.spec_from_file_location("durably_tests_store_v6_app", V6 / "v6_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+v6_app = _load_v6_app()
 
 
 async def wait_for(check: Any, what: str, within: float = 10.0) -> Any:

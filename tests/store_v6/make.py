@@ -2,7 +2,7 @@
 
     PYTHONPATH=/path/to/durably-at-v6/src .venv/bin/python tests/store_v6/make.py
 
-It runs the app in `app.py` on a SQLite data directory: a completed echo, a counter key with state, an
+It runs the app in `v6_app.py` on a SQLite data directory: a completed echo, a counter key with state, an
 invocation suspended on an awakeable, and one suspended while it holds its key's lock; then it stops the engine
 (a clean close folds the WAL into the database) and writes the awakeable ids to `ids.json`.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from app import app, published  # noqa: E402
+from v6_app import app, published  # noqa: E402
 
 from durably.server.store.schema import SCHEMA_VERSION  # noqa: E402
 from durably.testing import TestRuntime  # noqa: E402
