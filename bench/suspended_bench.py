@@ -18,7 +18,7 @@ Target: 1,000,000 suspended invocations in under 300 MiB RSS, and a restart with
 
 A restart is timed from the start of the process until the ingress answers and a new invocation
 (`POST /Bench/echo`) completes. RSS is VmRSS of the server process (after a new invocation, and after it has
-been idle `--settle` seconds).
+been idle `--settle` seconds); peak is its VmHWM (what recovery needed at most).
 """
 
 from __future__ import annotations
@@ -50,11 +50,12 @@ from durably.server.store.sqlite import SQLiteStore  # noqa: E402
 APP = "bench/compare/durably_app.py:app"
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS (or VmHWM, the peak) of a process in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise KeyError("VmRSS")
+    raise KeyError(field)
 
 
 def metric(admin: str, name: str, labels: str = "") -> float:
@@ -96,7 +97,8 @@ def restart_report(server: Server, label: str, settle: float) -> tuple[float, fl
     idle = rss_mib(server.proc.pid)
     suspended = metric(server.admin, "durably_invocations", '{status="suspended"}')
     in_memory = metric(server.admin, "durably_invocations_in_memory")
-    print(f"  {label}: serving in {took:.2f} s; RSS {rss:.1f} MiB, after {settle:g} s idle {idle:.1f} MiB; "
+    print(f"  {label}: serving in {took:.2f} s; RSS {rss:.1f} MiB (peak {rss_mib(server.proc.pid, 'VmHWM'):.1f}), "
+          f"after {settle:g} s idle {idle:.1f} MiB; "
           f"{suspended:,.0f} suspended in the store, {in_memory:.0f} invocations in memory", flush=True)
     return took, max(rss, idle)
 
