@@ -15,6 +15,7 @@ import durably
 from durably.server.engine.invocation import COMPLETED, INBOXED, SUSPENDED
 from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, cursor_of, parse_cursor
+from durably.server.store.schema import SCHEMA_VERSION
 from durably.server.store.sqlite import SQLiteStore
 from durably.testing import TestRuntime
 
@@ -57,7 +58,7 @@ async def test_a_schema_6_data_directory_is_migrated_and_served(tmp_path: Path) 
     async with TestRuntime(v6_app, "sqlite", data_dir=data) as rt:
         store = rt.store
         assert isinstance(store, SQLiteStore)
-        assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [("7",)]
+        assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
         # Everything written at schema 6 is there: rows, journals, state, attempts.
         assert await rt.attach(ids["echo"], "Keep/echo") == "hello"
         assert store.load_state("Park", "k1") == {b"value": b"5"}
