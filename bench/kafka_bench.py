@@ -18,9 +18,13 @@ the subscription's creation, until
 Both include the consumer group's join (a few seconds on a fresh group); "steady" leaves it out: records
 completed after the first invocation appeared, over the time from then until the last completed.
 
-Each record is one invocation, committed (fsync, group commit) before its offset is; the records of one
-partition are handed over one at a time, so one partition is bounded by the commit latency and more
-partitions commit together.
+Each record is one invocation, committed (fsync, group commit) before its offset is. A partition is pipelined:
+its invocations are created in offset order without waiting for each other's commit, so they share group
+commits and one partition is not bounded by the commit latency.
+
+"per CPU-s" is records over the CPU time (user + system, all threads) the server process used from the
+subscription's creation to the last completion: on a loaded machine the wall-clock figures swing with the
+other load, this one much less.
 """
 
 from __future__ import annotations
@@ -62,7 +66,17 @@ def _produce(bootstrap: str, topic: str, partitions: int, records: int) -> None:
     assert producer.flush(120) == 0, "produce did not finish"
 
 
-def run_one(broker: KafkaBroker, partitions: int, records: int, workdir: Path) -> tuple[float, float, float]:
+def _cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc: wall-clock swings on a loaded machine, this
+    does not."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_one(broker: KafkaBroker, partitions: int, records: int, workdir: Path
+            ) -> tuple[float, float, float, float]:
     from confluent_kafka.admin import NewTopic
 
     topic = f"bench-{partitions}-{int(time.time())}"
@@ -89,6 +103,7 @@ def run_one(broker: KafkaBroker, partitions: int, records: int, workdir: Path) -
                 raise SystemExit(f"durably serve did not start; see {log.name}")
             time.sleep(0.05)
         start = time.monotonic()
+        cpu_start = _cpu_seconds(proc.pid)
         r = admin.post("/subscriptions", json={"source": f"kafka://local/{topic}",
                                                "sink": "service://KafkaSink/one_step",
                                                "options": {"auto.offset.reset": "earliest"}})
@@ -112,7 +127,8 @@ def run_one(broker: KafkaBroker, partitions: int, records: int, workdir: Path) -
         assert first is not None
         # A scrape starved until the end (a loaded machine) saw everything at once: no steady figure then.
         steady = (records - first[1]) / (completed - first[0]) if first[1] < records else float("nan")
-        return records / recorded, records / completed, steady
+        cpu = _cpu_seconds(proc.pid) - cpu_start
+        return records / recorded, records / completed, steady, records / cpu
     finally:
         proc.terminate()
         proc.wait(30)
@@ -184,10 +200,12 @@ def main() -> None:
         broker = KafkaBroker(workdir / "broker")
         broker.start()
         try:
-            print(f"{'partitions':>10} {'records':>8} {'recorded/s':>11} {'completed/s':>12} {'steady/s':>9}")
+            print(f"{'partitions':>10} {'records':>8} {'recorded/s':>11} {'completed/s':>12} {'steady/s':>9} "
+                  f"{'per CPU-s':>10}")
             for partitions in args.partitions:
-                rec, done, steady = run_one(broker, partitions, args.records, workdir)
-                print(f"{partitions:>10} {args.records:>8} {rec:>11,.0f} {done:>12,.0f} {steady:>9,.0f}", flush=True)
+                rec, done, steady, per_cpu = run_one(broker, partitions, args.records, workdir)
+                print(f"{partitions:>10} {args.records:>8} {rec:>11,.0f} {done:>12,.0f} {steady:>9,.0f} "
+                      f"{per_cpu:>10,.0f}", flush=True)
             if args.restate:
                 print(f"restate-server 1.7.12 -> durably endpoint\n{'partitions':>10} {'records':>8} "
                       f"{'completed/s':>12}")

@@ -80,6 +80,11 @@ async def _step(i: int) -> int:
     return i
 
 
+@DBOS.step(name="sync_step")
+def _sync_step(i: int) -> int:
+    return i
+
+
 async def _steps(n: int) -> int:
     total = 0
     for i in range(n):
@@ -105,6 +110,15 @@ async def steps3(x: Any) -> int:
 @DBOS.workflow()
 async def steps10(x: Any) -> int:
     return await _steps(10)
+
+
+@DBOS.workflow()
+async def steps10_sync(x: Any) -> int:
+    # A sync step on a thread, as Durably runs sync closures (the thread carries the workflow's context).
+    total = 0
+    for i in range(10):
+        total += await asyncio.to_thread(_sync_step, i)
+    return total
 
 
 @DBOS.step(name="keep")
@@ -288,6 +302,7 @@ _SYNC_WORKFLOWS: dict[str, Callable[[Any], Awaitable[Any]]] = {
     "/Bench/steps1": steps1,
     "/Bench/steps3": steps3,
     "/Bench/steps10": steps10,
+    "/Bench/steps10_sync": steps10_sync,
     "/Bench/payload": payload,
     "/Bench/fanout": fanout,
 }

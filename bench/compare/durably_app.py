@@ -6,7 +6,7 @@ of them through the same HTTP paths:
 
     POST /Bench/echo              returns its input
     POST /Bench/steps1|3|10       1, 3 or 10 journaled steps; returns their sum
-    POST /Bench/steps10_sync      (Durably only, for bench/http_bench.py) the same with sync closures
+    POST /Bench/steps10_sync      the same with sync closures (`lambda: i`; Durably runs them on threads)
     POST /Bench/payload           one journaled step whose result is the (100 KB) input; returns its length
     POST /Bench/fanout            {"n": 100, "ms": 100}: n concurrent durable sleeps of ms; returns n
     POST /Bench/gate/send         steps "before", "gate", "after"; while BENCH_GATE_BLOCK=1 the gate step
@@ -66,7 +66,7 @@ async def steps10(ctx: durably.Context, x: Any) -> int:
 
 @bench.handler()
 async def steps10_sync(ctx: durably.Context, x: Any) -> int:
-    """Durably only (bench/http_bench.py): 10 steps whose closures are sync lambdas, run on the thread pool."""
+    """10 steps whose closures are sync lambdas, run on the step threads."""
     total = 0
     for i in range(10):
         total += await ctx.run_typed("step", lambda i=i: i)

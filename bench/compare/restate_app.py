@@ -51,6 +51,14 @@ async def steps10(ctx: restate.Context, x: Any) -> int:
 
 
 @bench.handler()
+async def steps10_sync(ctx: restate.Context, x: Any) -> int:
+    total = 0
+    for i in range(10):
+        total += await ctx.run_typed("step", lambda i=i: i)
+    return total
+
+
+@bench.handler()
 async def payload(ctx: restate.Context, x: str) -> int:
     async def keep() -> str:
         return x

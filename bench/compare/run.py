@@ -187,20 +187,24 @@ def hypercorn_proc(workdir: Path, port: int) -> Proc:
 
 
 class DurablyStore:
-    """Reads a Durably data directory's SQLite file directly (read-only; WAL readers never block the writer)."""
+    """Reads a Durably data directory's SQLite files directly (read-only; WAL readers never block the writer).
+    With `--partitions N` each partition has its own file under the data directory: the figures add up."""
 
     data: Path
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(f"file:{self.data / 'durably.sqlite3'}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+        rows: list[tuple[Any, ...]] = []
+        for db in sorted(self.data.rglob("durably.sqlite3")):
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            try:
+                rows.extend(conn.execute(sql, params).fetchall())
+            finally:
+                conn.close()
+        return rows
 
     def count(self, handler: str, status: str) -> int:
-        return int(self._query("SELECT count(*) FROM invocations WHERE handler = ? AND status = ?",
-                               (handler, status))[0][0])
+        return sum(int(r[0]) for r in self._query("SELECT count(*) FROM invocations WHERE handler = ? AND status = ?",
+                                                  (handler, status)))
 
     def workflow_status(self, service: str, key: str) -> str | None:
         rows = self._query("SELECT status FROM invocations WHERE service = ? AND key = ? AND handler = 'run'",
@@ -210,17 +214,25 @@ class DurablyStore:
 
 class Durably(DurablyStore, System):
     key = "durably"
+    extra: tuple[str, ...] = ()
 
     def configure(self) -> None:
         self.port, self.admin_port = free_port(), free_port()
         self.data = self.dir / "data"
         self.ingress = f"http://127.0.0.1:{self.port}"
         self.procs = [Proc("durably", serve_cmd("bench/compare/durably_app.py:app", self.port, self.admin_port,
-                                                 self.data), REPO, self.dir / "durably.log")]
+                                                 self.data, *self.extra), REPO, self.dir / "durably.log")]
 
     def start(self, env: dict[str, str] | None = None) -> None:
         self.procs[0].start(env)
         self.wait_healthy(f"{self.ingress}/restate/health", "durably serve")
+
+
+class DurablyPartitioned(Durably):
+    """`durably serve --partitions 2`: two engine processes behind one port."""
+
+    key = "durably-p2"
+    extra = ("--partitions", "2")
 
 
 class DurablySdk(DurablyStore, System):
@@ -331,8 +343,8 @@ class Dbos(System):
         return int(out["count"])
 
 
-SYSTEM_CLASSES: dict[str, type[System]] = {"durably": Durably, "durably-sdk": DurablySdk, "restate": Restate,
-                                           "dbos": Dbos}
+SYSTEM_CLASSES: dict[str, type[System]] = {"durably": Durably, "durably-p2": DurablyPartitioned,
+                                           "durably-sdk": DurablySdk, "restate": Restate, "dbos": Dbos}
 
 
 # ------------------------------------------------------------------------------------------------ measuring
@@ -548,8 +560,10 @@ def main() -> int:
         for key in args.systems:
             system = SYSTEM_CLASSES[key](workdir)
             print(f"\n== {system.label}")
-            todo = [w for w in THROUGHPUT if w.name in names]
-            if todo or "replay" in names:
+            # Partitions are about throughput; the other figures are Durably's own, measured once.
+            sys_names = [n for n in names if n not in OTHER] if key == "durably-p2" else names
+            todo = [w for w in THROUGHPUT if w.name in sys_names]
+            if todo or "replay" in sys_names:
                 system.fresh()
                 system.start()
             for w in todo:
@@ -562,6 +576,8 @@ def main() -> int:
                 lua.write_text(lua_for(w))
                 # The quick loop measures one connection only where latency is the point.
                 conn_list = w.connections if not args.quick or w.name in ("echo", "steps10") else w.connections[-1:]
+                if key == "durably-p2":  # partitions are about throughput: 32 connections only
+                    conn_list = conn_list[-1:]
                 for conns in conn_list:
                     # A fan-out request can take seconds on a slow system: long enough runs to finish some.
                     secs = max(duration, 10.0) if w.name == "fanout" and not args.quick else duration
@@ -573,7 +589,7 @@ def main() -> int:
                     print(f"  {w.name + '@' + str(conns):<12} {m['req_per_s']:9,.0f} req/s  p50 {m['p50_ms']:8.2f} ms"
                           f"  p99 {m['p99_ms']:8.2f} ms{extra}{bad}", flush=True)
                     failed |= bool(r["failed_requests"])
-            if "replay" in names:
+            if "replay" in sys_names:
                 for n in replay_lengths:
                     samples = []
                     for i in range(runs):
@@ -585,7 +601,7 @@ def main() -> int:
                     print(f"  replay {n:>6} entries  {statistics.median(samples):9.1f} ms  (runs: "
                           f"{', '.join(f'{s:.1f}' for s in samples)})", flush=True)
             system.stop()
-            if "recovery" in names:
+            if "recovery" in sys_names:
                 samples = [measure_recovery(system, in_flight) for _ in range(runs)]
                 totals = [s["total_s"] for s in samples]
                 results["recovery"].append({"system": key, "in_flight": in_flight, "runs": samples,
@@ -593,7 +609,7 @@ def main() -> int:
                                             "median_serving_s": statistics.median(s["serving_s"] for s in samples)})
                 print(f"  recovery of {in_flight} in flight: {statistics.median(totals):.2f} s after restart "
                       f"(serving after {statistics.median(s['serving_s'] for s in samples):.2f} s)", flush=True)
-            if "memory" in names:
+            if "memory" in sys_names:
                 mem = {"system": key, **measure_memory(system, parked)}
                 results["memory"].append(mem)
                 print(f"  memory: {parked} suspended: {mem['rss_before_mib']:.1f} -> {mem['rss_after_mib']:.1f} MiB"

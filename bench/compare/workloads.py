@@ -8,9 +8,10 @@ from typing import Any
 
 PAYLOAD_BYTES = 100 * 1024
 FANOUT = {"n": 100, "ms": 100}
-SYSTEM_KEYS = ("durably", "durably-sdk", "restate", "dbos")
+SYSTEM_KEYS = ("durably", "durably-p2", "durably-sdk", "restate", "dbos")
 LABELS = {
     "durably": "Durably (embedded)",
+    "durably-p2": "Durably (embedded, 2 partitions)",
     "durably-sdk": "Durably → restate-sdk",
     "restate": "Restate → restate-sdk",
     "dbos": "DBOS (SQLite)",
@@ -38,6 +39,8 @@ THROUGHPUT = [
     Workload("steps1", "1 journaled step", "/Bench/steps1", "x", 0, (1, 32), "steps", 1),
     Workload("steps3", "3 journaled steps", "/Bench/steps3", "x", 3, (1, 32), "steps", 3),
     Workload("steps10", "10 journaled steps", "/Bench/steps10", "x", 45, (1, 32), "steps", 10),
+    Workload("steps10sync", "10 journaled steps with sync closures", "/Bench/steps10_sync", "x", 45, (1, 32),
+             "steps", 10),
     Workload("payload", "One step with a 100 KB payload", "/Bench/payload", "x" * PAYLOAD_BYTES, PAYLOAD_BYTES,
              (1, 32), "steps", 1),
     Workload("fanout", "Fan-out of 100 concurrent 100 ms sleeps", "/Bench/fanout", FANOUT, FANOUT["n"], (1, 32),

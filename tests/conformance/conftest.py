@@ -1,11 +1,19 @@
-"""Drive the conformance services over HTTP (Durably's ingress and admin API, in process)."""
+"""Drive the conformance services over HTTP: Durably's ingress and admin API in process, or a real
+`durably serve --partitions 2` process group (the `partitions-2` modes)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -37,7 +45,7 @@ WAIT = 15.0
 class Suite:
     """One runtime with an ingress and an admin client, as the suite's tests see Restate."""
 
-    rt: TestRuntime
+    rt: TestRuntime | None  # None: a served process group (see `Served`)
     ingress: httpx.AsyncClient
     admin: httpx.AsyncClient
     always_replay: bool
@@ -85,10 +93,124 @@ def _clients(rt: TestRuntime) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
     return rt.http(), admin
 
 
-@pytest.fixture(params=["default", "always-replay"])
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = Path(__file__).resolve().parent / "services.py"
+# RETRIES, as Restate's environment variables (what `durably serve` reads, like restate-server).
+RETRY_ENV = {"RESTATE_DEFAULT_RETRY_POLICY__INITIAL_INTERVAL": "5ms",
+             "RESTATE_DEFAULT_RETRY_POLICY__MAX_INTERVAL": "20ms",
+             "RESTATE_DEFAULT_RETRY_POLICY__EXPONENTIATION_FACTOR": "1.0",
+             "RESTATE_DEFAULT_RETRY_POLICY__ON_MAX_ATTEMPTS": "kill"}
+ONE_ATTEMPT_ENV = {**RETRY_ENV, "RESTATE_DEFAULT_RETRY_POLICY__MAX_ATTEMPTS": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A real `durably serve` of the conformance services (with `--partitions N`), over real HTTP."""
+
+    def __init__(self, data_dir: Path, log: Path, partitions: int, replay: bool, env: dict[str, str]) -> None:
+        self.data_dir, self.log, self.partitions, self.replay, self.env = data_dir, log, partitions, replay, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ingress = self.admin = ""
+
+    def start(self) -> Served:
+        """Start the process (group) and return once the ingress and the admin API answer."""
+        port, admin = _free_port(), _free_port()
+        self.ingress, self.admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+        args = [sys.executable, "-m", "durably.cli.main", "serve", f"{SERVICES}:app", "--port", str(port),
+                "--admin-port", str(admin), "--data-dir", str(self.data_dir), "--partitions", str(self.partitions)]
+        if self.replay:
+            args.append("--always-replay")
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **self.env}, stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"durably serve exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if (httpx.get(f"{self.ingress}/restate/health", timeout=2).status_code == 200
+                        and httpx.get(f"{self.admin}/health", timeout=2).status_code == 200):
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"durably serve did not start:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the process (SIGKILL: the whole group dies as in a crash) and wait for it to exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                raise AssertionError(f"durably serve did not stop on {sig}:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def suite(self) -> Suite:
+        """Clients on this process's ingress and admin API (close them with `async with`)."""
+        return Suite(None, httpx.AsyncClient(base_url=self.ingress, timeout=WAIT),
+                     httpx.AsyncClient(base_url=self.admin, timeout=WAIT), self.replay)
+
+
+class ServedPool:
+    """One served process group per mode and retry setting, shared by the tests of a session."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._servers: dict[tuple[bool, str], Served] = {}
+
+    def get(self, replay: bool, policy: str = "retries") -> Served:
+        key = (replay, policy)
+        if key not in self._servers:
+            name = f"p2-{'replay' if replay else 'default'}-{policy}"
+            env = ONE_ATTEMPT_ENV if policy == "one-attempt" else RETRY_ENV
+            self._servers[key] = Served(self.base / name, self.base / f"{name}.log", 2, replay, env).start()
+        return self._servers[key]
+
+    def close(self) -> None:
+        for served in self._servers.values():
+            served.stop(signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def served_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedPool]:
+    pool = ServedPool(tmp_path_factory.mktemp("served"))
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+SERVED = pytest.mark.system
+MODES = ["default", "always-replay", pytest.param("partitions-2", marks=SERVED),
+         pytest.param("partitions-2-always-replay", marks=SERVED)]
+
+
+@pytest.fixture(params=MODES)
 async def suite(request: pytest.FixtureRequest) -> AsyncIterator[Suite]:
-    """The suite's two modes: Restate's default and its always-suspending mode (replay at every await)."""
-    replay = request.param == "always-replay"
+    """The suite's two modes, Restate's default and its always-suspending mode (replay at every await), each
+    in process and against a real `durably serve --partitions 2` (calls between partitions included)."""
+    mode: str = request.param
+    replay = mode.endswith("always-replay")
+    if mode.startswith("partitions-2"):
+        served: Served = request.getfixturevalue("served_pool").get(replay)
+        suite = served.suite()
+        async with suite.ingress, suite.admin:
+            try:
+                yield suite
+            except BaseException:
+                print(served.output()[-20000:])
+                raise
+        return
     async with TestRuntime(app, always_replay=replay, retry_policy=RETRIES) as rt:
         ingress, admin = _clients(rt)
         async with ingress, admin:
@@ -104,6 +226,21 @@ def durable_suite(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[]
         return TestRuntime(app, "sqlite", data_dir=tmp_path / "data", always_replay=replay, retry_policy=RETRIES)
 
     return make
+
+
+@contextlib.asynccontextmanager
+async def one_attempt(suite: Suite, request: pytest.FixtureRequest) -> AsyncIterator[Suite]:
+    """The suite's setting for a scenario that must not retry: one attempt, then kill."""
+    if suite.rt is not None:
+        options = suite.rt.options
+        options.default_retry_policy = dataclasses.replace(options.default_retry_policy, max_attempts=1,
+                                                           on_max_attempts="kill")
+        yield suite
+        return
+    served: Served = request.getfixturevalue("served_pool").get(suite.always_replay, "one-attempt")
+    other = served.suite()
+    async with other.ingress, other.admin:
+        yield other
 
 
 def suite_of(rt: TestRuntime, replay: bool) -> Suite:

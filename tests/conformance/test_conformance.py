@@ -9,7 +9,6 @@ against the services in `services.py`, written to that suite's contracts.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import time
@@ -20,7 +19,7 @@ import pytest
 from durably.server.engine.invocation import SUSPENDED
 from durably.server.store.base import COL
 
-from .conftest import Suite, app, suite_of, until
+from .conftest import SERVED, Suite, app, one_attempt, suite_of, until
 
 # ---- State ----
 
@@ -232,26 +231,25 @@ async def test_runtime_restart_retains_the_state(durable_suite, how: str) -> Non
 # ---- NonDeterminismErrors (always-suspending only, as in the suite) ----
 
 
-@pytest.mark.parametrize("suite", ["always-replay"], indirect=True)
+@pytest.mark.parametrize("suite", ["always-replay", pytest.param("partitions-2-always-replay", marks=SERVED)],
+                         indirect=True)
 @pytest.mark.parametrize("handler", ["eitherSleepOrCall", "callDifferentMethod",
                                      "backgroundInvokeWithDifferentTargets", "setDifferentKey"])
-async def test_non_determinism_is_caught(suite: Suite, handler: str) -> None:
+async def test_non_determinism_is_caught(suite: Suite, handler: str, request: pytest.FixtureRequest) -> None:
     assert suite.always_replay
-    # The suite's setting for this scenario: one attempt, then kill.
-    options = suite.rt.options
-    options.default_retry_policy = dataclasses.replace(options.default_retry_policy, max_attempts=1,
-                                                       on_max_attempts="kill")
-    await suite.ok(f"/Counter/{handler}/add", 1)
-    resp = await suite.call(f"/NonDeterministic/{handler}/{handler}")
-    assert resp.status_code == 570, resp.text
-    assert "mismatch" in resp.json()["message"]
+    async with one_attempt(suite, request) as suite:
+        await suite.ok(f"/Counter/{handler}/add", 1)
+        resp = await suite.call(f"/NonDeterministic/{handler}/{handler}")
+        assert resp.status_code == 570, resp.text
+        assert "mismatch" in resp.json()["message"]
 
-    async def unchanged() -> bool:
-        return await suite.ok(f"/Counter/{handler}/get") == 1
+        async def unchanged() -> bool:
+            return await suite.ok(f"/Counter/{handler}/get") == 1
 
-    await until(unchanged, "the counter to read 1")
-    await suite.rt.settle()
-    assert await suite.ok(f"/Counter/{handler}/get") == 1  # the increment after the mismatch never ran
+        await until(unchanged, "the counter to read 1")
+        if suite.rt is not None:
+            await suite.rt.settle()
+        assert await suite.ok(f"/Counter/{handler}/get") == 1  # the increment after the mismatch never ran
 
 
 # ---- RunFlush ----

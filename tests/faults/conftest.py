@@ -1,7 +1,8 @@
 """Fault tests: real `durably serve` processes (tests/faults/apps/stepper.py) under storage and process faults.
 
 `serve` starts processes with any extra options and data directory; whatever is left is killed at teardown
-and the logs are shown when a test fails.
+and the logs are shown when a test fails. A module that sets `PARTITIONS = (1, 2)` runs each of its tests
+against `durably serve` and against `durably serve --partitions 2` (a supervisor and two partition processes).
 """
 
 from __future__ import annotations
@@ -78,29 +79,53 @@ class Serve:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def pids(self) -> set[int]:
+        """The pids that run handlers: the process, and with partitions its partition processes (as of now)."""
+        pid = self.proc.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return {pid, *(int(c) for c in children)}
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
 
 class ServeFactory:
-    def __init__(self, tmp_path: Path, procs: list[Serve]) -> None:
+    def __init__(self, tmp_path: Path, procs: list[Serve], partitions: int = 1) -> None:
         self.tmp_path = tmp_path
         self.procs = procs
+        self.partitions = partitions
 
     def __call__(self, *extra: str, data_dir: Path | None = None) -> Serve:
         """Start `durably serve` (not waiting for it) over `data_dir` (default `tmp_path/data`)."""
+        if self.partitions > 1:
+            extra = ("--partitions", str(self.partitions), *extra)
         proc = Serve(data_dir or self.tmp_path / "data", self.tmp_path / f"serve-{len(self.procs)}.log", extra)
         self.procs.append(proc)
         return proc
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    counts = getattr(metafunc.module, "PARTITIONS", None)
+    if counts and "partitions" in metafunc.fixturenames:
+        metafunc.parametrize("partitions", counts, ids=[f"partitions-{n}" for n in counts])
+
+
 @pytest.fixture
-def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServeFactory]:
+def partitions() -> int:
+    """How many partitions `serve` starts (1 unless the module asks for more with PARTITIONS)."""
+    return 1
+
+
+@pytest.fixture
+def serve(request: pytest.FixtureRequest, tmp_path: Path, partitions: int) -> Iterator[ServeFactory]:
     procs: list[Serve] = []
     request.node.stash[_PROCS_KEY] = procs
     try:
-        yield ServeFactory(tmp_path, procs)
+        yield ServeFactory(tmp_path, procs, partitions)
     finally:
         for p in procs:
             if p.proc.poll() is None:

@@ -19,6 +19,8 @@ from system.conftest import wait_until
 
 from .conftest import ServeFactory
 
+PARTITIONS = (1, 2)  # each test also runs against durably serve --partitions 2
+
 pytestmark = pytest.mark.system
 
 TMPFS_SIZE = "6m"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import signal
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from system.conftest import wait_until
 
 from .conftest import Serve, ServeFactory, effects
+
+PARTITIONS = (1, 2)  # each test also runs against durably serve --partitions 2
 
 pytestmark = pytest.mark.system
 
@@ -22,8 +25,22 @@ def start_blocked(proc: Serve, work: Path, pool: concurrent.futures.Executor,
     """A caller waiting on `Stepper/run` (key "a") whose step 1 blocks on the gate; returns once it blocks."""
     fut = pool.submit(httpx.post, f"{proc.url}/Stepper/run", headers={"idempotency-key": "a"}, timeout=60,
                       json={"dir": str(work), "steps": STEPS, "block_at": 1, "async_steps": async_steps})
-    wait_until(lambda: (1, proc.proc.pid) in effects(work), 20, "step 1 to start", lambda: f"\n{proc.log()}")
+    pids = proc.pids()
+    wait_until(lambda: any((1, pid) in effects(work) for pid in pids), 20, "step 1 to start",
+               lambda: f"\n{proc.log()}")
     return fut
+
+
+def runs(work: Path, first: set[int], again: set[int]) -> list[tuple[int, str]]:
+    """(step, "first" or "again"): which server ran each step execution, in order."""
+    return [(step, "first" if pid in first else "again" if pid in again else f"pid {pid}")
+            for step, pid in effects(work)]
+
+
+def drained(log: str) -> tuple[int, int]:
+    """(suspended or finished, running) over every drain line (one per partition process)."""
+    found = re.findall(r"(\d+) of (\d+) running invocations suspended or finished", log)
+    return sum(int(a) for a, _ in found), sum(int(b) for _, b in found)
 
 
 def finish_after_restart(serve: ServeFactory, work: Path, data: Path) -> Serve:
@@ -39,6 +56,7 @@ def finish_after_restart(serve: ServeFactory, work: Path, data: Path) -> Serve:
 def test_sigterm_lets_the_running_step_finish_and_suspends_the_rest(serve: ServeFactory, work: Path,
                                                                     closure: str) -> None:
     proc = serve().wait_serving()
+    first = proc.pids()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         caller = start_blocked(proc, work, pool, async_steps=closure == "async")
         r = httpx.post(f"{proc.url}/Stepper/await_awakeable/send", json={"dir": str(work)},
@@ -58,13 +76,12 @@ def test_sigterm_lets_the_running_step_finish_and_suspends_the_rest(serve: Serve
         answer = caller.result(timeout=30)
     assert answer.status_code == 503 and "stopping" in answer.json()["message"], answer.text
     log = proc.log()
-    assert "drained in" in log and "2 of 2 running invocations suspended or finished" in log, log
-    first_pid = proc.proc.pid
-    assert effects(work) == [(0, first_pid), (1, first_pid)]
+    assert "drained in" in log and drained(log) == (2, 2), log
+    assert runs(work, first, set()) == [(0, "first"), (1, "first")]
 
     again = finish_after_restart(serve, work, proc.data_dir)
     # Step 1 finished before the exit and was journaled: it did not run again.
-    assert effects(work) == [(0, first_pid), (1, first_pid), (2, again.proc.pid)]
+    assert runs(work, first, again.pids()) == [(0, "first"), (1, "first"), (2, "again")]
     awakeable = (work / "awakeable").read_text()
     r = httpx.post(f"{again.url}/restate/awakeables/{awakeable}/resolve", json="hello", timeout=10)
     assert r.status_code in (200, 202), r.text
@@ -75,6 +92,7 @@ def test_sigterm_lets_the_running_step_finish_and_suspends_the_rest(serve: Serve
 @pytest.mark.parametrize("how", ["second signal", "grace"])
 def test_a_second_signal_or_the_grace_running_out_stops_at_once(serve: ServeFactory, work: Path, how: str) -> None:
     proc = serve(*(["--shutdown-grace", "0.5"] if how == "grace" else [])).wait_serving()
+    first = proc.pids()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         caller = start_blocked(proc, work, pool)
         proc.signal(signal.SIGTERM)
@@ -86,7 +104,6 @@ def test_a_second_signal_or_the_grace_running_out_stops_at_once(serve: ServeFact
     assert answer.status_code == 503, answer.text
     expected = "a second signal" if how == "second signal" else "the grace period of 0.5 s ran out"
     assert f"stopping at once ({expected}): 1 invocations aborted mid-step" in proc.log(), proc.log()
-    first_pid = proc.proc.pid
     again = finish_after_restart(serve, work, proc.data_dir)
     # Only the step that was running when it stopped runs again; the committed one does not.
-    assert effects(work) == [(0, first_pid), (1, first_pid), (1, again.proc.pid), (2, again.proc.pid)]
+    assert runs(work, first, again.pids()) == [(0, "first"), (1, "first"), (1, "again"), (2, "again")]

@@ -176,3 +176,6 @@ class Recorder:
 
     def count(self) -> int:
         return len(self.done)
+
+
+from tests.kafka.serving import kafka_serve  # noqa: E402, F401  (the fixture, for every Kafka test)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from durably.server.ingest import ConsumerOptions, KafkaCluster, SubscriptionConsumer, restate_headers
+from durably.server.ingest import ConsumerOptions, KafkaCluster, KafkaRecord, SubscriptionConsumer, restate_headers
 from tests.kafka.broker import KafkaBroker
 from tests.kafka.conftest import (
     Recorder,
@@ -307,3 +307,78 @@ async def test_consumer_started_while_the_broker_is_down(broker: KafkaBroker, cl
     finally:
         await consumer.stop()
     assert rec.offsets() == {0: list(range(5)), 1: list(range(5))}
+
+
+class Staged:
+    """A fake `StagedDeliver`: `begin` records the order of creation; each record's durability is a future the
+    test resolves (or fails) when it likes."""
+
+    def __init__(self) -> None:
+        self.begun: list[int] = []
+        self.durable: dict[int, asyncio.Future[None]] = {}
+        self.fail_begin: dict[int, int] = {}
+
+    def begin(self, record: KafkaRecord) -> asyncio.Future[None]:
+        if self.fail_begin.get(record.offset, 0) > 0:
+            self.fail_begin[record.offset] -= 1
+            raise RuntimeError("creation failed (injected)")
+        self.begun.append(record.offset)
+        fut = self.durable.get(record.offset)
+        if fut is None or fut.done():  # begun again after a failure: a fresh durability
+            fut = self.durable[record.offset] = asyncio.get_running_loop().create_future()
+        return fut
+
+    async def __call__(self, record: KafkaRecord) -> None:
+        await self.begin(record)
+
+    def settle(self, *offsets: int) -> None:
+        for off in offsets:
+            self.durable[off].set_result(None)
+
+
+async def test_a_partition_is_pipelined_and_commits_only_a_durable_prefix(broker: KafkaBroker,
+                                                                          cluster: KafkaCluster) -> None:
+    topic = create_topic(broker, 1)
+    produce(broker, topic, [(0, f"k{i % 3}".encode(), f"v{i}".encode(), None) for i in range(6)])
+    sub = subscription(topic)
+    staged = Staged()
+    consumer = SubscriptionConsumer(sub, cluster, staged, ConsumerOptions(commit_interval=0.05, begin_batch=1))
+    consumer.start()
+    try:
+        # Every record is created, in offset order, while none of them is durable yet.
+        await wait_until(lambda: staged.begun == list(range(6)), "all six created without waiting for commits")
+        staged.settle(0, 2, 3)
+        await wait_until(lambda: committed_offsets(broker, sub.group_id, topic, 1) == {0: 1},
+                         "offset 0 committed (1 is not durable, so 2 and 3 wait)")
+        staged.settle(1)
+        await wait_until(lambda: committed_offsets(broker, sub.group_id, topic, 1) == {0: 4}, "0-3 committed")
+        assert consumer.stats.deliveries == 4
+    finally:
+        await consumer.stop(drain_timeout=0)
+    # 4 and 5 never became durable: not committed, so the group's next consumer reads them again.
+    assert committed_offsets(broker, sub.group_id, topic, 1) == {0: 4}
+
+
+async def test_pipelined_failures_retry_in_order(broker: KafkaBroker, cluster: KafkaCluster) -> None:
+    topic = create_topic(broker, 1)
+    produce(broker, topic, [(0, b"k", f"v{i}".encode(), None) for i in range(6)])
+    sub = subscription(topic)
+    staged = Staged()
+    staged.fail_begin = {2: 2}  # offset 2 cannot be created twice: nothing after it may be created meanwhile
+    consumer = SubscriptionConsumer(sub, cluster, staged, FAST)
+    consumer.start()
+    try:
+        await wait_until(lambda: consumer.stats.delivery_errors == 2 and staged.begun[-1:] == [5],
+                         "offset 2 created on its third attempt, then the rest")
+        assert staged.begun == list(range(6))
+        # The batch's durability fails: every record of it is begun again, in order, after a backoff.
+        staged.durable[0].set_exception(RuntimeError("commit failed (injected)"))
+        await wait_until(lambda: len(staged.begun) >= 12, "the failed records begun again")
+        assert staged.begun[6:] == list(range(6))
+        for off in range(6):
+            if not staged.durable[off].done():
+                staged.settle(off)
+        await wait_until(lambda: committed_offsets(broker, sub.group_id, topic, 1) == {0: 6}, "all committed")
+    finally:
+        await consumer.stop()
+    assert consumer.stats.delivery_errors == 3

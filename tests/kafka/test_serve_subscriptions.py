@@ -116,7 +116,7 @@ def test_subscription_api_shapes_and_errors(broker: KafkaBroker, serve: ServerPr
         r = a.post("/subscriptions", json={"source": "kafka://local/t", "sink": "service://Nope/add"})
         assert r.status_code == 400 and "not a registered handler" in r.json()["message"]
         r = a.post("/subscriptions", json={"source": "kafka:/local", "sink": "service://Tally/add"})
-        assert r.status_code == 400 and "malformed URI" in r.json()["message"]
+        assert r.status_code == 422 and "malformed URI" in r.json()["message"]  # restate-server's status
         r = a.post("/subscriptions", content=b"{not json")
         assert r.status_code == 400
         missing = new_subscription_id()
@@ -233,3 +233,40 @@ def test_cli_create_list_delete_and_the_ui_shows_consumer_lag(broker: KafkaBroke
     deleted = durably_cli(serve, "subscriptions", "delete", sub_id)
     assert deleted.returncode == 0 and deleted.stdout.strip() == f"deleted {sub_id}"
     assert durably_cli(serve, "subscriptions", "list").stdout.strip() == "no subscriptions"
+
+
+def test_statuses_match_restate_server(broker: KafkaBroker, serve: ServerProcess) -> None:
+    """What restate-server 1.7.12 answers (measured against it on the same broker): a body that is JSON but not
+    a subscription request (a wrong type, a missing field, a string that is no URI) is 422; a URI that parses but
+    names an unknown scheme, cluster or handler is 400; unknown fields and `"options": null` are accepted;
+    `Location` is relative; DELETE answers 202 with no body, and 404 once the subscription is gone."""
+    topic = create_topic(broker, 1)
+    serve.start()
+    ok = {"source": f"kafka://local/{topic}", "sink": "service://Tally/add"}
+    with admin(serve) as a:
+        for body, why in ((["x"], "a JSON object"), ({"sink": ok["sink"]}, "source"),
+                          ({"source": ok["source"]}, "sink"), ({**ok, "source": 5}, "source"),
+                          ({**ok, "source": "kafka:/local"}, "malformed URI"),
+                          ({**ok, "sink": "service:/Tally"}, "malformed URI"),
+                          ({**ok, "source": "kafka://local/bad topic"}, "malformed URI"),
+                          ({**ok, "options": {"a": 1}}, "option 'a'"), ({**ok, "options": ["a"]}, "options")):
+            r = a.post("/subscriptions", json=body)
+            assert r.status_code == 422 and why in r.json()["message"], (body, r.status_code, r.text)
+        for body, why in (({**ok, "source": "foo://local/t"}, "kafka://"), ({**ok, "sink": "svc://Tally/add"},
+                          "service://"), ({**ok, "sink": "service://Tally"}, "service://")):
+            r = a.post("/subscriptions", json=body)
+            assert r.status_code == 400 and why in r.json()["message"], (body, r.status_code, r.text)
+        r = a.post("/subscriptions", content=b"", headers={"content-type": "application/json"})
+        assert r.status_code == 400
+        r = a.post("/subscriptions", json={**ok, "extra": 1, "options": None})
+        assert r.status_code == 201, r.text
+        sub = r.json()
+        assert r.headers["location"] == f"subscriptions/{sub['id']}"
+        assert sub == {"id": sub["id"], "source": ok["source"], "sink": ok["sink"],
+                       "options": {"group.id": sub["id"], "client.id": "durably"}}
+        r = a.delete(f"/subscriptions/{sub['id']}")
+        assert (r.status_code, r.content) == (202, b"")
+        r = a.delete(f"/subscriptions/{sub['id']}")
+        assert r.status_code == 404 and sub["id"] in r.json()["message"]
+        assert a.put("/subscriptions").status_code == 405
+        assert a.patch(f"/subscriptions/{sub['id']}").status_code == 405

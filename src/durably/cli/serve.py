@@ -40,6 +40,7 @@ DEFAULTS = ServerConfig()
 # (README, "Two ways to run the same app"). Every other setting means what it means to `durably serve`.
 EMBEDDED_IGNORED: dict[str, str] = {
     "app": "embedded mode serves the app of the program it runs in",
+    "partitions": "embedded mode runs in the app's own process; use `durably serve --partitions N` for more",
 }
 _RETRY_PREFIX = "retry_"
 
@@ -150,6 +151,7 @@ def server_config(settings: dict[str, Any]) -> ServerConfig:
         request_identity_key=settings["request_identity_key"], secret_headers=settings["secret_headers"],
         allowed_hosts=_allowed_hosts(settings["allowed_hosts"]),
         kafka_clusters=_kafka_clusters(settings["kafka_clusters"], settings["kafka_cluster_options"]),
+        partitions=settings["partitions"],
     )
 
 
@@ -158,13 +160,15 @@ def embedded_config() -> ServerConfig:
     and the defaults, through the same `server_config`. Raises `durably.cli.settings.SettingsError` with the
     message `durably serve` prints for the same bad value."""
     resolved = serve_settings.from_environment(serve)
+    values = dict(resolved.values)
     for param in serve.params:
         name = serve_settings.setting_name(param)
         if name in EMBEDDED_IGNORED and param.name in resolved.given:
             log.warning("%s (or %r in the config file) is ignored in embedded mode: %s",
                         serve_settings.env_name(name), name, EMBEDDED_IGNORED[name])
+            values[param.name] = param.default  # type: ignore[index]
     try:
-        return server_config(resolved.values)
+        return server_config(values)
     except click.ClickException as e:
         raise serve_settings.SettingsError(e.format_message()) from None
 
@@ -186,6 +190,19 @@ def run(app: App, config: ServerConfig) -> None:
     except (OSError, StartupError, DataDirError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)
+
+
+def _serve_partitioned(app_ref: str | None, config: ServerConfig) -> None:
+    """`--partitions N > 1`: a supervisor and N partition processes (durably.server.partitions.supervisor)."""
+    if config.in_memory:
+        raise click.UsageError("--in-memory keeps the data in one process's memory; --partitions needs a --data-dir "
+                               "(use --partitions 1 with --in-memory)")
+    if config.kafka_clusters:
+        raise click.UsageError("Kafka subscriptions are not supported with --partitions N > 1 yet: serve them with "
+                               "--partitions 1, or drop --kafka-cluster")
+    from durably.server.partitions.supervisor import run_supervisor
+
+    sys.exit(run_supervisor(app_ref, config))
 
 
 @click.command()
@@ -213,6 +230,10 @@ def run(app: App, config: ServerConfig) -> None:
 @click.option("--retention", default="1d", show_default=True, metavar="DURATION",
               help="Keep completed invocations this long (30m, 12h, 7d) unless a handler or service sets "
               "journal_retention / idempotency_retention.")
+@click.option("--partitions", default=DEFAULTS.partitions, show_default=True, type=click.IntRange(1, 1024),
+              metavar="N",
+              help="Run N partition processes (one core and one SQLite store each) under one supervisor. The "
+                   "count is fixed when the data directory is created; 1 is one process, as before partitions.")
 @click.option("--drain", is_flag=True,
               help="Finish the invocations in the store but take no new ones (503), when moving to a cluster.")
 @click.option("--shutdown-grace", default=DEFAULTS.shutdown_grace, show_default=True, type=click.FloatRange(min=0),
@@ -241,6 +262,9 @@ def serve(app_ref: str | None, **settings: Any) -> None:
 
     config = server_config(settings)
     configure_logging(config.log_level, config.log_format)
+    if config.partitions > 1:
+        _serve_partitioned(app_ref, config)
+        return
     try:
         app = load_app(app_ref) if app_ref else App()
     except AppLoadError as e:

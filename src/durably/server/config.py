@@ -61,3 +61,6 @@ class ServerConfig:
     # Kafka clusters subscriptions may read, by name (`--kafka-cluster NAME=HOST:PORT[,...]`, each with its
     # extra client properties from `--kafka-cluster-option`; see server/process/kafka.py).
     kafka_clusters: dict[str, KafkaCluster] = field(default_factory=dict)
+    # Partitions of the invocation key space, one process each (`--partitions N`, server/partitions/): 1 is one
+    # process with one store, as before partitions; the count is fixed when a data directory is created.
+    partitions: int = 1

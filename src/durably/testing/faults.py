@@ -7,7 +7,7 @@ from typing import Any
 
 from durably.server.store.base import Batch, Store
 from durably.server.store.invocation_query import InvocationFilter
-from durably.server.store.ops import DeploymentRecord
+from durably.server.store.ops import DeploymentRecord, LinkRecords
 
 
 class SimulatedCrash(RuntimeError):
@@ -81,6 +81,9 @@ class FaultyStore(Store):
 
     def load_concurrency_rules(self) -> dict[str, int | None]:
         return self.inner.load_concurrency_rules()
+
+    def load_links(self) -> LinkRecords:
+        return self.inner.load_links()
 
     def load_subscriptions(self) -> list[dict[str, Any]]:
         return self.inner.load_subscriptions()

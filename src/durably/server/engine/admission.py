@@ -86,13 +86,15 @@ class Admission:
 
     def invoke(self, handler: Handler, body: bytes, headers: list[tuple[str, str]], key: str = "",
                idempotency_key: str | None = None, delay_ms: int = 0, scope: str | None = None,
-               limit_key: str | None = None) -> tuple[Invocation | None, str, bool]:
-        """Start an invocation; returns (in-memory invocation or None, id, created). See Engine.invoke."""
+               limit_key: str | None = None, inv_id: str | None = None) -> tuple[Invocation | None, str, bool]:
+        """Start an invocation; returns (in-memory invocation or None, id, created). See Engine.invoke.
+
+        `inv_id`: the id another partition chose and journaled for it (server/engine/crossing/inbox.py)."""
         check_scope(scope, limit_key)
         self.lifecycle.check_writable()
         svc = handler.service.name
         keyed = handler.service.kind != "service"  # "" is a key like any other (Restate's keyless call)
-        inv_id = str(self.options.partitions.id_for(svc, handler.name, workflow=handler.kind == "workflow",
+        inv_id = inv_id or str(self.options.partitions.id_for(svc, handler.name, workflow=handler.kind == "workflow",
                                                       keyed=keyed, key=key, idempotency_key=idempotency_key,
                                                       scope=scope))
         table = self.table

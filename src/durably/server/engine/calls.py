@@ -5,6 +5,12 @@ signals notify an invocation; workflow promises are completed once and awaited b
 workflow. An invocation waiting on another's outcome or on a promise is a waiter, kept in memory and in
 the store's waiters table; it is notified when the target completes. HTTP callers waiting on an
 outcome (`OutcomeWaiters`) are answered once the completion is committed.
+
+With partitions (`EngineOptions.partitions`), a target owned by another partition is reached through the
+outbox (crossing/outbox.py): a call or send to a keyed, idempotent or workflow target elsewhere gets its id here
+(journaled before anything is delivered) and is created there; an attach, awakeable, signal or cancel goes
+as a message; a waiter may be an invocation of another partition, answered through the outbox too. With one
+partition none of this runs.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from durably.protocol import protocol_pb2 as pb
 from durably.protocol.ids import InvocationId, parse_awakeable_id
 from durably.sdk.vm import CANCEL_SIGNAL, FIRST_AWAKEABLE_SIGNAL
 from durably.server.engine.catalog import Catalog
+from durably.server.engine.crossing.outbox import Outbox, b64
 from durably.server.engine.flow_control import FlowControlError, check_scope
 from durably.server.engine.interfaces import AttemptLifecycle, InvocationTable
 from durably.server.engine.invocation import COMPLETED, Invocation, Outcome, outcome_of_row
+from durably.server.partitions.map import PartitionMap
 from durably.server.store.base import COL, Store
 from durably.server.store.ops import AddCall, AddPromise, AddWaiter, DropWaiters
 
@@ -129,7 +137,8 @@ class Calls:
     """Calls, sends, attaches, awakeables, signals and promises of running attempts, and their waiters."""
 
     def __init__(self, table: InvocationTable, lifecycle: AttemptLifecycle, catalog: Catalog, store: Store,
-                 invoke: Invoke, outcomes: OutcomeWaiters, cancel: Callable[[str], Any], tracing: Any) -> None:
+                 invoke: Invoke, outcomes: OutcomeWaiters, cancel: Callable[[str], Any], tracing: Any,
+                 partitions: PartitionMap | None = None, outbox: Outbox | None = None) -> None:
         self.table = table
         self.lifecycle = lifecycle
         self.catalog = catalog
@@ -138,6 +147,8 @@ class Calls:
         self.outcomes = outcomes
         self.cancel = cancel
         self.tracing = tracing
+        self.partitions = partitions or PartitionMap()
+        self.outbox = outbox
         # target -> [(waiting invocation, completion id, notification type)] added since the start, mirrored in
         # the waiters table. Those from before the start stay in the store (a million suspended callers cost
         # no memory) and are read when their target completes.
@@ -163,22 +174,87 @@ class Calls:
         # Only an invocation made before this start may have waiters the store alone knows (no read on the hot
         # path of new invocations).
         for caller, cid, type_id in self._take_waiters(inv.id, inv.seq <= self._started_at_seq):
-            self.lifecycle.notify(caller, type_id, outcome_note(cid, outcome))
+            self.notify(caller, type_id, outcome_note(cid, outcome))
         self.table.write(DropWaiters(inv.id))
+
+    # ---- across partitions ----
+
+    def remote(self, inv_id: str) -> bool:
+        """Whether another partition owns the invocation (never with one partition)."""
+        if self.partitions.single or self.outbox is None:
+            return False
+        try:
+            return not self.partitions.is_local(inv_id)
+        except ValueError:
+            return False  # not an id: handled here, as with one partition (not found, refused...)
+
+    def notify(self, inv_id: str, type_id: int, n: pb.NotificationMessage) -> bool:
+        """Journal a notification for an invocation, here or (through the outbox) in its partition.
+
+        False if it is here and gone; True for another partition's (it is told, whether or not it exists)."""
+        if not self.remote(inv_id):
+            return self.lifecycle.notify(inv_id, type_id, n)
+        self.outbox.send_to_owner(inv_id, {"kind": "notify", "target": inv_id, "type": type_id,  # type: ignore[union-attr]
+                                           "note": b64(n.SerializeToString())})
+        return True
+
+    def wait_for(self, caller: str, target_id: str, cid: int, type_id: int, wait: bool) -> None:
+        """Another partition's invocation `caller` waits for (or peeks at) the outcome of `target_id`, here."""
+        if not wait:
+            _, outcome = self.outcomes.peek(target_id)
+            n = outcome_note(cid, outcome) if outcome is not None else note(cid)
+            if outcome is None:
+                n.void.SetInParent()
+            self.notify(caller, type_id, n)
+            return
+        self._wait_for_outcome(caller, target_id, cid, type_id)
+
+    def _answer(self, caller: Invocation | str, type_id: int, n: pb.NotificationMessage) -> None:
+        if isinstance(caller, Invocation):
+            self.lifecycle.notify_running(caller, type_id, n)
+        else:
+            self.notify(caller, type_id, n)
+
+    def _child_elsewhere(self, caller: Invocation, handler: Any, param: bytes, headers: list[tuple[str, str]],
+                         key: str, idempotency_key: str | None, invoke_time: int, scope: str | None,
+                         limit_key: str | None, reply: tuple[int, int] | None) -> str | None:
+        """The id of a callee another partition owns (sent there to be created), or None if it is created here."""
+        if handler.service.kind == "service" and idempotency_key is None:
+            return None  # a plain invocation runs where it is made
+        child_id = str(self.partitions.id_for(handler.service.name, handler.name,
+                                              workflow=handler.kind == "workflow",
+                                              keyed=handler.service.kind != "service", key=key,
+                                              idempotency_key=idempotency_key, scope=scope))
+        if not self.remote(child_id):
+            return None
+        check_scope(scope, limit_key)
+        self.outbox.send_to_owner(child_id, {  # type: ignore[union-attr]
+            "kind": "invoke", "id": child_id, "service": handler.service.name, "handler": handler.name,
+            "key": key, "idempotency_key": idempotency_key, "scope": scope, "limit_key": limit_key,
+            "param": b64(param), "headers": headers, "invoke_time": invoke_time, "caller": caller.id,
+            "reply": None if reply is None else {"cid": reply[0], "type": reply[1]}})
+        return child_id
 
     # ---- calls and sends ----
 
     def _child(self, caller: Invocation, service: str, handler_name: str, param: bytes,
                headers: list[tuple[str, str]], key: str, idempotency_key: str | None,
-               delay_ms: int, scope: str | None = None,
-               limit_key: str | None = None) -> tuple[str | None, bool, str | None]:
-        """Create a callee; returns (its id, created, error)."""
+               delay_ms: int, scope: str | None = None, limit_key: str | None = None,
+               invoke_time: int = 0,
+               reply: tuple[int, int] | None = None) -> tuple[str | None, bool | None, str | None]:
+        """Create a callee; returns (its id, created, error). `created` is None for a callee another partition
+        creates (told `reply`: (completion id, type) to answer the caller with, None for a send)."""
         handler = self.catalog.handler(service, handler_name)
         if handler is None:
             return None, False, f"handler '{service}/{handler_name}' not found"
         if self.tracing is not None:
             headers = self.tracing.child_headers(caller.id, headers)
         try:
+            if not self.partitions.single:
+                elsewhere = self._child_elsewhere(caller, handler, param, headers, key, idempotency_key,
+                                                  invoke_time, scope, limit_key, reply)
+                if elsewhere is not None:
+                    return elsewhere, None, None
             _, child_id, created = self.invoke(handler, param, headers, key, idempotency_key, delay_ms, scope,
                                                limit_key)
         except FlowControlError as e:
@@ -198,9 +274,10 @@ class Calls:
         except FlowControlError as e:
             child_id, error, code = None, str(e), 400
         else:
-            child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers,
-                                             cmd.key, cmd.idempotency_key if cmd.HasField("idempotency_key")
-                                             else None, 0, scope, limit_key)
+            child_id, created, error = self._child(
+                inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers, cmd.key,
+                cmd.idempotency_key if cmd.HasField("idempotency_key") else None, 0, scope, limit_key,
+                reply=(cmd.result_completion_id, m.CALL_COMPLETION))
             code = 409 if child_id is not None else 404
         id_note = note(cmd.invocation_id_notification_idx)
         id_note.invocation_id = child_id or ""
@@ -208,21 +285,29 @@ class Calls:
         if error is not None and (child_id is None or error.startswith("the workflow")):
             self.lifecycle.notify_running(inv, m.CALL_COMPLETION, failure_note(cmd.result_completion_id, code, error))
             return
+        if created is None:
+            return  # created in another partition, which answers on the completion id
         self._wait_for_outcome(inv, child_id, cmd.result_completion_id, m.CALL_COMPLETION)  # type: ignore[arg-type]
 
-    def _wait_for_outcome(self, inv: Invocation, target_id: str, cid: int, type_id: int) -> None:
-        """Answer `inv` on `cid` with the target's outcome, now if it is completed, else when it completes."""
+    def _wait_for_outcome(self, inv: Invocation | str, target_id: str, cid: int, type_id: int) -> None:
+        """Answer `inv` (here, or the id of another partition's) on `cid` with the target's outcome, now if it
+        is completed, else when it completes."""
+        caller_id = inv.id if isinstance(inv, Invocation) else inv
+        if self.remote(target_id):
+            self.outbox.send_to_owner(target_id, {"kind": "attach", "target": target_id,  # type: ignore[union-attr]
+                                                  "caller": caller_id, "cid": cid, "type": type_id, "wait": True})
+            return
         target = self.table.get(target_id)
         if target is None or target.status == COMPLETED:
             exists, outcome = self.outcomes.peek(target_id) if target is None else (True, target.outcome)
             if outcome is not None:
-                self.lifecycle.notify_running(inv, type_id, outcome_note(cid, outcome))
+                self._answer(inv, type_id, outcome_note(cid, outcome))
                 return
             if not exists:
-                self.lifecycle.notify_running(inv, type_id, failure_note(cid, 404, f"invocation {target_id} not found"))
+                self._answer(inv, type_id, failure_note(cid, 404, f"invocation {target_id} not found"))
                 return
-        self._waiters.setdefault(target_id, []).append((inv.id, cid, type_id))
-        self.table.write(AddWaiter(target_id, inv.id, cid, type_id))
+        self._waiters.setdefault(target_id, []).append((caller_id, cid, type_id))
+        self.table.write(AddWaiter(target_id, caller_id, cid, type_id))
 
     def send(self, inv: Invocation, cmd: pb.OneWayCallCommandMessage) -> None:
         """A one-way call: create the callee (maybe delayed) and tell the caller its id."""
@@ -230,7 +315,7 @@ class Calls:
         delay = max(0, cmd.invoke_time - self.table.now_ms()) if cmd.invoke_time else 0
         child_id, _, error = self._child(inv, cmd.service_name, cmd.handler_name, cmd.parameter, headers, cmd.key,
                                          cmd.idempotency_key if cmd.HasField("idempotency_key") else None, delay,
-                                         *_flow_fields(cmd))
+                                         *_flow_fields(cmd), invoke_time=cmd.invoke_time)
         if error is not None and child_id is None:
             log.warning("invocation %s: send to %s/%s dropped: %s", inv.id, cmd.service_name, cmd.handler_name,
                         error)
@@ -258,6 +343,10 @@ class Calls:
                 return
             self._wait_for_outcome(inv, target, cid, type_id)
             return
+        if self.remote(target):
+            self.outbox.send_to_owner(target, {"kind": "attach", "target": target, "caller": inv.id,  # type: ignore[union-attr]
+                                               "cid": cid, "type": type_id, "wait": False})
+            return
         _, outcome = self.outcomes.peek(target)
         n = outcome_note(cid, outcome) if outcome is not None else note(cid)
         if outcome is None:
@@ -270,7 +359,10 @@ class Calls:
         """Send a signal (the cancel signal cancels the target) to another invocation."""
         target = cmd.target_invocation_id
         if cmd.WhichOneof("signal_id") == "idx" and cmd.idx == CANCEL_SIGNAL:
-            self.cancel(target)  # ctx.cancel_invocation
+            if self.remote(target):  # ctx.cancel_invocation, or a handler passing its cancellation on
+                self.outbox.send_to_owner(target, {"kind": "cancel", "target": target})  # type: ignore[union-attr]
+            else:
+                self.cancel(target)
             return
         if cmd.WhichOneof("signal_id") == "idx" and cmd.idx < FIRST_AWAKEABLE_SIGNAL:
             # Built-in signals other than cancel are the server's to send, never a handler's.
@@ -288,7 +380,7 @@ class Calls:
             n.failure.CopyFrom(cmd.failure)
         else:
             n.void.SetInParent()
-        self.lifecycle.notify(target, m.SIGNAL_NOTIFICATION, n)
+        self.notify(target, m.SIGNAL_NOTIFICATION, n)
 
     def complete_awakeable(self, awakeable_id: str, value: bytes | None, failure: pb.Failure | None) -> bool:
         """Resolve (value) or reject (failure) an awakeable; False: no such invocation.
@@ -301,7 +393,7 @@ class Calls:
             n.failure.CopyFrom(failure)
         else:
             n.value.content = value or b""
-        return self.lifecycle.notify(target, m.SIGNAL_NOTIFICATION, n)
+        return self.notify(target, m.SIGNAL_NOTIFICATION, n)
 
     # ---- promises ----
 

@@ -12,6 +12,11 @@ the `CallInvocationIdCompletion` notification naming the callee. Cancel and kill
 The invocation table and the attempt lifecycle own the state; `CallTree` decides what to do with it and is
 the one place to read to learn "what happens on kill". Each action returns an `ActionResult`; the HTTP
 layer maps it to a status code.
+
+With partitions, a call tree may span them: a child owned by another partition is killed by a message through
+the outbox (crossing/outbox.py), committed with the kill here; its partition goes on down its own part of the
+tree (a cancel reaches children through the handler, whose cancel signal travels the same way). An action on
+an invocation owned elsewhere is sent there likewise and answers ACCEPTED.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from durably.protocol import messages as m
 from durably.protocol import protocol_pb2 as pb
 from durably.sdk.vm import CANCEL_SIGNAL
 from durably.server.engine.catalog import Catalog
+from durably.server.engine.crossing.outbox import Outbox
 from durably.server.engine.interfaces import AttemptLifecycle, InvocationTable
 from durably.server.engine.invocation import (
     BACKING_OFF,
@@ -36,6 +42,7 @@ from durably.server.engine.invocation import (
     Outcome,
 )
 from durably.server.observe.metrics import EngineStats
+from durably.server.partitions.map import PartitionMap
 from durably.server.store.base import COL, Store
 from durably.server.store.ops import ClearAllState, DropPromises
 
@@ -58,8 +65,11 @@ class CallTree:
     """Operator actions on invocations and their call trees; purging completed invocations."""
 
     def __init__(self, table: InvocationTable, lifecycle: AttemptLifecycle, catalog: Catalog, store: Store,
-                 stats: EngineStats | None) -> None:
+                 stats: EngineStats | None, partitions: PartitionMap | None = None,
+                 outbox: Outbox | None = None) -> None:
         self.table = table
+        self.partitions = partitions or PartitionMap()
+        self.outbox = outbox
         self.lifecycle = lifecycle
         self.catalog = catalog
         self.store = store
@@ -80,8 +90,22 @@ class CallTree:
                     found.append(note.invocation_id)
         return found
 
+    def _elsewhere(self, inv_id: str, kind: str) -> bool:
+        """Send `kind` (cancel, kill) to the partition owning `inv_id` if it is not this one; whether it was."""
+        if self.outbox is None or self.partitions.single:
+            return False
+        try:
+            if self.partitions.is_local(inv_id):
+                return False
+        except ValueError:
+            return False
+        self.outbox.send_to_owner(inv_id, {"kind": kind, "target": inv_id})
+        return True
+
     def cancel(self, inv_id: str) -> ActionResult:
         """Cancel: the handler gets TerminalError 409 at its next await. ACCEPTED, NOT_FOUND or CONFLICT (completed)."""
+        if self._elsewhere(inv_id, "cancel"):
+            return ActionResult.ACCEPTED
         inv = self.table.load(inv_id)
         if inv is None:
             return ActionResult.NOT_FOUND
@@ -99,6 +123,8 @@ class CallTree:
 
     def kill(self, inv_id: str) -> ActionResult:
         """End an invocation and every call below it now, without user code. DONE, NOT_FOUND or CONFLICT (completed)."""
+        if self._elsewhere(inv_id, "kill"):
+            return ActionResult.ACCEPTED
         inv = self.table.load(inv_id)
         if inv is None:
             return ActionResult.NOT_FOUND
@@ -118,6 +144,9 @@ class CallTree:
             if pending:
                 child_id = pending.pop(0)
                 if child_id in seen:
+                    continue
+                if self._elsewhere(child_id, "kill"):  # its partition kills it and its own calls
+                    seen.add(child_id)
                     continue
                 child = self.table.load(child_id)
                 if child is not None and child.status != COMPLETED:

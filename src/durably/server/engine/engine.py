@@ -9,6 +9,8 @@ parts talk through two interfaces (interfaces.py): the invocation table (table.p
 lifecycle (lifecycle.py). The others: admission (admission.py: new invocations, key locks, concurrency
 slots and rules), the commands of running attempts (commands.py), calls, sends, awakeables, signals and
 promises (calls.py), operator actions on call trees (calltree.py), and what can be invoked (catalog.py).
+With partitions, what crosses to another partition goes out through the outbox (crossing/outbox.py) and comes in
+through the inbox (crossing/inbox.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from durably.server.engine.catalog import Catalog
 from durably.server.engine.clock import Clock
 from durably.server.engine.commands import Commands
 from durably.server.engine.committer import GroupCommitter, StoreFailed
+from durably.server.engine.crossing.inbox import Inbox
+from durably.server.engine.crossing.outbox import Outbox, encode_answer
 from durably.server.engine.flow_control import ConcurrencyLimiter
 from durably.server.engine.interfaces import EngineOptions, EngineStopped, RunningAttempt
 from durably.server.engine.invocation import COMPLETED, Invocation, Outcome, outcome_of_row
@@ -38,6 +42,7 @@ from durably.server.engine.timers import TimerService
 from durably.server.observe.lifecycle_log import LifecycleLog
 from durably.server.observe.loop_stalls import LoopStallMonitor
 from durably.server.observe.metrics import EngineStats
+from durably.server.partitions.link import PeerLink
 from durably.server.remote.attempt import ConnectionPool
 from durably.server.remote.deployments import Deployment
 from durably.server.store.base import COL, Store
@@ -93,9 +98,14 @@ class Engine:
         self.admission = admission = Admission(table, lifecycle, catalog, self.keys, self.limiter, store,
                                                self.timers, options, self.stats)
         self.timers.on_fire = admission.timer_fired
-        self.calltree = CallTree(table, lifecycle, catalog, store, self.stats)
+        # Across partitions: messages to others (written with their cause) and from them (applied once).
+        parts = options.partitions
+        self.outbox: Outbox | None = None if parts.single else Outbox(table, store, parts)
+        self.calltree = CallTree(table, lifecycle, catalog, store, self.stats, parts, self.outbox)
         self.calls = calls = Calls(table, lifecycle, catalog, store, admission.invoke, self.outcomes,
-                                   self.calltree.cancel, self.tracing)
+                                   self.calltree.cancel, self.tracing, parts, self.outbox)
+        self.inbox: Inbox | None = None if parts.single else Inbox(parts, table, lifecycle, catalog, calls,
+                                                                    self.calltree, self.barrier)
         self.commands = Commands(table, lifecycle, calls, self.keys, store, self.timers, clock, options,
                                  self.outcomes)
         lifecycle.sink = self.commands
@@ -154,6 +164,10 @@ class Engine:
         self.store.on_corrupt = lambda message: loop.call_soon_threadsafe(self._store_corrupt, message)
         if self.store.corruption is not None:
             self._store_corrupt(self.store.corruption)
+        if self.outbox is not None and self.inbox is not None:
+            links = self.store.load_links()
+            self.outbox.restore(links.outbox, links.last_seq)
+            self.inbox.restore(links.applied)
         self.admission.restore()
         self.catalog.restore()
         self.calls.restore()
@@ -165,6 +179,25 @@ class Engine:
         if self.options.loop_stall_threshold is not None:
             self.loop_stalls = LoopStallMonitor(self._loop, self.options.loop_stall_threshold)
             self.loop_stalls.start()
+        if self.outbox is not None:
+            self.outbox.begin()
+
+    # ---- partitions ----
+
+    def attach_peers(self, link: PeerLink) -> None:
+        """The process layer's way to reach the other partitions (`durably serve --partitions N`): the outbox
+        delivers through it from now on (or from `start`). Nothing to do with one partition."""
+        if self.outbox is not None:
+            self.outbox.attach(link)
+
+    async def receive_from_partition(self, payload: bytes) -> bytes:
+        """What another partition's outbox delivered (its `PeerLink.deliver` payload): apply each message once,
+        commit, and answer with the highest seq of that partition now applied here (see crossing/outbox.py)."""
+        if self.inbox is None:
+            return encode_answer(error="this server has one partition: nothing to deliver to")
+        if self._loop is None:
+            return encode_answer(error="the partition is starting; deliver again")  # nothing applied before recovery
+        return await self.inbox.receive(payload)
 
     async def stop(self, close_store: bool = True) -> None:
         """Stop running attempts (they resume on the next start), write what is pending, close."""
@@ -176,6 +209,8 @@ class Engine:
         if self.loop_stalls is not None:
             self.loop_stalls.stop()
         self.timers.stop()
+        if self.outbox is not None:
+            await self.outbox.stop()  # what is not acknowledged stays in the store for the next start
         for inv in self.table.active():
             self.lifecycle.halt(inv)
         await self.lifecycle.cancel_tasks()

@@ -461,6 +461,8 @@ class Admin:
         body: dict[str, Any] = {"invocations": [self._row_json(r) for r in rows]}
         if len(rows) == limit:  # there may be more: ?before=<next_cursor> pages on
             body["next_cursor"] = cursor_of(rows[-1])
+        if query.get("cursors") == "1":  # each row's cursor: how a partitioned server merges its partitions' pages
+            body["cursors"] = [cursor_of(r) for r in rows]
         await respond_json(send, 200, body)
 
     def _row_json(self, row: tuple[Any, ...]) -> dict[str, Any]:

@@ -1,14 +1,17 @@
 """The admin API's Kafka subscription routes, with Restate's paths, bodies and status codes.
 
     POST   /subscriptions {"source": "kafka://<cluster>/<topic>", "sink": "service://<Service>/<handler>",
-                           "options": {...}}                     201 with the subscription (and its id)
+                           "options": {...}}                     201 with the subscription (and its id),
+                                                                 `Location: subscriptions/{id}` (relative)
     GET    /subscriptions[?sink=...&source=...]                  200 {"subscriptions": [...]}
     GET    /subscriptions/{id}                                   200 the subscription; 404 if none
     DELETE /subscriptions/{id}                                   202; 404 if none
 
-A subscription is `{"id", "source", "sink", "options"}`. A request naming an unknown cluster, a sink that is
-not a registered handler, or a malformed URI answers 400 with a message saying which; without the Kafka
-client installed, creating one answers 400 naming the `durably[kafka]` extra.
+A subscription is `{"id", "source", "sink", "options"}`. As on restate-server 1.7.12: a body that is not JSON
+answers 400; JSON that is not a subscription request (a wrong type, a missing source or sink, a string that
+is not a URI at all) answers 422; a request naming another URI scheme, an unknown cluster or a sink that is
+not a registered handler answers 400; each with a message saying which part. Without the Kafka client
+installed, creating one answers 400 naming the `durably[kafka]` extra.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class SubscriptionRoutes:
         try:
             sub = await self.subscriptions.create(body)
         except SubscriptionError as e:
-            await send_error(req.send, 400, f"bad subscription {e.field}: {e.message}", "admin")
+            await send_error(req.send, e.status, f"bad subscription {e.field}: {e.message}", "admin")
             return
         except KafkaExtraMissing as e:
             await send_error(req.send, 400, str(e), "admin")
@@ -64,7 +67,7 @@ class SubscriptionRoutes:
         except EngineStopped as e:
             await send_error(req.send, 503, str(e), "admin")
             return
-        await respond_json(req.send, 201, sub.to_json(), [(b"location", f"/subscriptions/{sub.id}".encode())])
+        await respond_json(req.send, 201, sub.to_json(), [(b"location", f"subscriptions/{sub.id}".encode())])
 
     async def item(self, req: Request, sub_id: str) -> None:
         """`GET /subscriptions/{id}` and `DELETE /subscriptions/{id}`."""

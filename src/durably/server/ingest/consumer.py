@@ -12,8 +12,12 @@ the engine deduplicates those by `record.idempotency_key`: at-least-once to `del
 log.
 
 Ordering: each assigned partition has one worker that delivers its records strictly in offset order, one at
-a time; partitions proceed in parallel. A `deliver` that raises `RecordRefused` is logged and the record is
-skipped (the partition is not wedged); any other exception is retried with exponential backoff.
+a time; partitions proceed in parallel. A `deliver` that is a `StagedDeliver` (it has `begin`, as the engine's
+`invocation_deliver` with a `create` callback does) is pipelined instead (`pipeline.PartitionPipeline`): the
+partition's invocations are created in offset order without waiting for each other's commit, and the offset
+moves only over records whose invocations, and all before them, are durably recorded. A `deliver` that
+raises `RecordRefused` is logged and the record is skipped (the partition is not wedged); any other exception
+is retried with exponential backoff.
 
 Rebalances: when partitions are revoked, their queued records are dropped (the next owner reads them from the
 committed offset), in-flight deliveries get `revoke_timeout` to finish, and what finished is committed before
@@ -40,7 +44,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -53,6 +57,7 @@ from durably.server.ingest.kafka_client import (
     import_kafka,
     kafka_available,
 )
+from durably.server.ingest.pipeline import PartitionPipeline
 from durably.server.ingest.records import Deliver, KafkaRecord, RecordRefused
 from durably.server.ingest.stats import ConsumerState, ConsumerStats
 from durably.server.ingest.subscriptions import KafkaCluster, Subscription
@@ -86,6 +91,9 @@ class ConsumerOptions:
     commit_interval: float = 0.2
     poll_timeout: float = 0.1
     poll_batch: int = 500
+    # A pipelined partition (a `StagedDeliver`): records begun but not yet durable at most, and per batch.
+    max_in_flight: int = 1000
+    begin_batch: int = 100
     # Backoff between attempts of a failing `deliver`.
     retry_initial: float = 0.05
     retry_max: float = 10.0
@@ -297,6 +305,10 @@ class SubscriptionConsumer:
             self._set_state("running")
 
     async def _work(self, part: _Partition) -> None:
+        begin = getattr(self._deliver, "begin", None)
+        if begin is not None:
+            await self._pipeline(part, begin).run()
+            return
         while True:
             while not part.records:
                 if part.releasing.is_set():
@@ -311,6 +323,24 @@ class SubscriptionConsumer:
             part.done = record.offset
             if part.paused and len(part.records) <= self.options.max_buffered // 2:
                 self._resume_wanted.add(part.tp)
+
+    def _pipeline(self, part: _Partition, begin: Callable[[KafkaRecord], Awaitable[None]]) -> PartitionPipeline:
+        def delivered(n: int) -> None:
+            self.stats.deliveries += n
+
+        def taken() -> None:
+            if part.paused and len(part.records) <= self.options.max_buffered // 2:
+                self._resume_wanted.add(part.tp)
+
+        return PartitionPipeline(part, begin, window=self.options.max_in_flight, batch=self.options.begin_batch,
+                                 refused=self._refused, failed=lambda r, e, a: self._failed(part, r, e, a),
+                                 delivered=delivered, taken=taken)
+
+    def _refused(self, record: KafkaRecord, exc: RecordRefused) -> None:
+        self.stats.refused += 1
+        self.stats.last_error = f"record {record.topic}/{record.partition}@{record.offset} refused: {exc}"
+        log.error("Kafka subscription %s: record %s/%d@%d refused and skipped: %s", self.subscription.id,
+                  record.topic, record.partition, record.offset, exc)
 
     async def _deliver_one(self, part: _Partition, record: KafkaRecord) -> bool:
         """Deliver until it returns or refuses (True), or the partition is released mid-retry (False)."""
@@ -329,10 +359,7 @@ class SubscriptionConsumer:
                 attempt += 1
                 continue
             except RecordRefused as exc:
-                self.stats.refused += 1
-                self.stats.last_error = f"record {record.topic}/{record.partition}@{record.offset} refused: {exc}"
-                log.error("Kafka subscription %s: record %s/%d@%d refused and skipped: %s", self.subscription.id,
-                          record.topic, record.partition, record.offset, exc)
+                self._refused(record, exc)
                 return True
             except Exception as exc:
                 if not await self._failed(part, record, exc, attempt):

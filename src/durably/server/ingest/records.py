@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from durably.server.ingest.subscriptions import HandlerLookup, ServiceSink, SinkTarget, Subscription
 
@@ -30,6 +31,7 @@ __all__ = [
     "KafkaRecord",
     "RecordRefused",
     "SinkUnavailable",
+    "StagedDeliver",
     "invocation_deliver",
     "invocation_for",
     "restate_headers",
@@ -60,6 +62,20 @@ class RecordRefused(Exception):
 
 # What a consumer calls for each record; see `consumer.SubscriptionConsumer` for the contract.
 Deliver = Callable[["KafkaRecord"], Awaitable[None]]
+
+
+class StagedDeliver(Protocol):
+    """A `deliver` callback whose creation and durability can be separated, so the consumer can pipeline a
+    partition (see `durably.server.ingest.pipeline`)."""
+
+    def __call__(self, record: KafkaRecord) -> Awaitable[None]: ...
+
+    def begin(self, record: KafkaRecord) -> Awaitable[None]:
+        """Create the record's invocation now; the result resolves once it is durably recorded.
+
+        Raises `RecordRefused` for a record that can never be an invocation, anything else to be retried.
+        """
+        ...
 
 
 class SinkUnavailable(RuntimeError):
@@ -170,20 +186,47 @@ def invocation_for(record: KafkaRecord, sink: ServiceSink, target: SinkTarget) -
 
 
 def invocation_deliver(subscription: Subscription, lookup: HandlerLookup,
-                       submit: Callable[[KafkaInvocation], Awaitable[None]]) -> Deliver:
-    """A `deliver` callback for `subscription`: each record becomes a `KafkaInvocation` handed to `submit`.
+                       submit: Callable[[KafkaInvocation], Awaitable[None]] | None = None, *,
+                       create: Callable[[KafkaInvocation], Awaitable[None]] | None = None) -> Deliver:
+    """A `deliver` callback for `subscription`: each record becomes a `KafkaInvocation` for the engine.
 
-    `submit` is the engine's: it must return only once the invocation is durably recorded, and treat a
-    second submission with the same `idempotency_key` as done (no second invocation). The sink is looked up
-    per record, so a redeployment that turns a service into an object is followed; a sink that is no longer
-    registered raises `SinkUnavailable` (retried).
+    Give either `submit` or `create`. `submit(invocation)` must return only once the invocation is durably
+    recorded. `create(invocation)` must create it before it returns (so invocations are ordered as the calls)
+    and return an awaitable that resolves once it is durably recorded: the callback is then a `StagedDeliver`,
+    which the consumer pipelines. Either must treat a second submission with the same `idempotency_key` as
+    done (no second invocation). The sink is looked up per record, so a redeployment that turns a service into
+    an object is followed; a sink that is no longer registered raises `SinkUnavailable` (retried).
     """
     sink = subscription.sink
 
-    async def deliver(record: KafkaRecord) -> None:
+    def invocation(record: KafkaRecord) -> KafkaInvocation:
         target = lookup(sink.service, sink.handler)
         if target is None:
             raise SinkUnavailable(f"{sink.uri} is not a registered handler")
-        await submit(invocation_for(record, sink, target))
+        return invocation_for(record, sink, target)
+
+    if create is not None:
+        return _Staged(invocation, create)
+    if submit is None:
+        raise TypeError("invocation_deliver needs submit or create")
+    submit_ = submit
+
+    async def deliver(record: KafkaRecord) -> None:
+        await submit_(invocation(record))
 
     return deliver
+
+
+class _Staged:
+    """`invocation_deliver` with `create`: a `StagedDeliver`."""
+
+    def __init__(self, invocation: Callable[[KafkaRecord], KafkaInvocation],
+                 create: Callable[[KafkaInvocation], Awaitable[None]]) -> None:
+        self._invocation = invocation
+        self._create = create
+
+    def begin(self, record: KafkaRecord) -> Awaitable[None]:
+        return self._create(self._invocation(record))
+
+    async def __call__(self, record: KafkaRecord) -> None:
+        await self.begin(record)

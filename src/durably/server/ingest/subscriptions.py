@@ -90,13 +90,17 @@ class SubscriptionError(ValueError):
     """A subscription request, id or cluster setting that cannot be accepted.
 
     `field` names the part that is wrong: "source", "sink", "options", "id", "body" or "cluster".
-    The message says what is wrong in words an API caller can act on.
+    The message says what is wrong in words an API caller can act on. `status` is the admin API's answer, as
+    restate-server's: 422 when the body is JSON but not a subscription request (a wrong type, a missing
+    field, a string that is not a URI at all), 400 when it is one that cannot be accepted (a URI of another
+    scheme, an unknown cluster or handler, a bad option value).
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.status = status
 
 
 # ---- clusters -------------------------------------------------------------------------------------------
@@ -246,9 +250,20 @@ class SinkTarget:
 HandlerLookup = Callable[[str, str], SinkTarget | None]
 
 
+# What a URI parser (restate-server's `http::Uri`) accepts at all: an optional `scheme://authority` then
+# URI characters; `scheme:` without `//` is no URI it parses.
+_URI_CHARS_RE = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
 def _split_uri(uri: object, scheme: str, what: str, example: str) -> tuple[str, str]:
     if not isinstance(uri, str) or not uri:
-        raise SubscriptionError(what, f"expected a URI of the form {example}")
+        raise SubscriptionError(what, f"expected a URI of the form {example}", 422)
+    scheme_match = _SCHEME_RE.match(uri)
+    after_scheme = uri[scheme_match.end():] if scheme_match else None
+    if not _URI_CHARS_RE.match(uri) or (after_scheme is not None and (not after_scheme.startswith("//")
+                                                                      or after_scheme.startswith("///"))):
+        raise SubscriptionError(what, f"malformed URI {uri!r}: expected {example}", 422)
     prefix = f"{scheme}://"
     if not uri.startswith(prefix):
         raise SubscriptionError(what, f"malformed URI {uri!r}: expected {example}")
@@ -372,12 +387,12 @@ def _check_options(raw: object) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise SubscriptionError("options", "must be an object of Kafka consumer properties (strings)")
+        raise SubscriptionError("options", "must be an object of Kafka consumer properties (strings)", 422)
     options: dict[str, str] = {}
     for key, value in raw.items():
         if not isinstance(key, str) or not key or not isinstance(value, str):
             raise SubscriptionError("options", f"option {key!r} must be a string set to a string, like "
-                                    '"auto.offset.reset": "earliest"')
+                                    '"auto.offset.reset": "earliest"', 422)
         if key in _REFUSED_OPTIONS or key.endswith("_cb") or key.endswith(".cb"):
             raise SubscriptionError("options", f"option {key!r} cannot be set by a subscription (configure it on "
                                     "the Kafka cluster instead)")
@@ -404,14 +419,13 @@ def new_subscription(body: object, clusters: Mapping[str, KafkaCluster], lookup:
     sink (malformed URI, not a registered handler), or the options.
     """
     if not isinstance(body, Mapping):
-        raise SubscriptionError("body", 'expected a JSON object {"source": ..., "sink": ..., "options": {...}}')
-    unknown = sorted(set(body) - {"source", "sink", "options"})
-    if unknown:
-        raise SubscriptionError("body", f"unknown field(s) {unknown}: expected source, sink and options")
+        raise SubscriptionError("body", 'expected a JSON object {"source": ..., "sink": ..., "options": {...}}',
+                                422)
+    # Other fields are ignored, as restate-server ignores them.
     if "source" not in body:
-        raise SubscriptionError("source", "missing: expected kafka://<cluster>/<topic>")
+        raise SubscriptionError("source", "missing: expected kafka://<cluster>/<topic>", 422)
     if "sink" not in body:
-        raise SubscriptionError("sink", "missing: expected service://<Service>/<handler>")
+        raise SubscriptionError("sink", "missing: expected service://<Service>/<handler>", 422)
     source = parse_source(body["source"], clusters)
     sink, target = parse_sink(body["sink"], lookup)
     assert target is not None

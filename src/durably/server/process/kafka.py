@@ -8,8 +8,11 @@ subscription through the `IngestManager`, and turns each record into an invocati
   offset)` as its idempotency key, so the id is derived from it and a record delivered again after a crash
   finds the first invocation instead of starting a second; it returns only once the invocation is committed
   (`engine.barrier()`), and only then does the consumer commit the record's offset to Kafka.
-- The consumer hands over the records of one partition one at a time, in offset order; an object's
-  invocations of one key queue in that order in the key's inbox, so each key's records run in order.
+- `begin` is the same, split in two (the consumer pipelines each partition with it): the invocation is
+  created at once and the returned awaitable resolves once it is committed. The consumer creates one
+  partition's invocations in offset order without waiting for each commit, so they share group commits; an
+  object's invocations of one key queue in that order in the key's inbox, so each key's records run in order.
+  The consumer commits an offset only once it and every record before it are committed here.
 - A keyless record to an object or workflow sink is refused (`RecordRefused`): logged, counted, and its
   offset committed, so it never wedges the partition.
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from durably.server.ingest import (
@@ -83,12 +86,19 @@ class KafkaSubscriptions:
         The idempotency key is the record's dedup identity: a second submit of the same record attaches to
         the first invocation (running, or completed and still retained) instead of creating another.
         """
+        await self.begin(subscription_id, invocation)
+
+    def begin(self, subscription_id: str, invocation: KafkaInvocation) -> Awaitable[None]:
+        """Create the record's invocation now; the result resolves once it is committed (see `submit`)."""
         handler = self.engine.handler(invocation.service, invocation.handler)
         if handler is None:
             raise SinkUnavailable(f"service://{invocation.service}/{invocation.handler} is not a registered "
                                   "handler")
         _inv, _inv_id, created = self.engine.invoke(handler, invocation.input, list(invocation.headers.items()),
                                                     invocation.key or "", invocation.idempotency_key)
+        return self._recorded(subscription_id, created)
+
+    async def _recorded(self, subscription_id: str, created: bool) -> None:
         await self.engine.barrier()
         if created:
             self.created[subscription_id] += 1
@@ -96,10 +106,10 @@ class KafkaSubscriptions:
             self.deduplicated[subscription_id] += 1
 
     def _deliver_for(self, subscription: Subscription) -> Any:
-        async def submit(invocation: KafkaInvocation) -> None:
-            await self.submit(subscription.id, invocation)
+        def create(invocation: KafkaInvocation) -> Awaitable[None]:
+            return self.begin(subscription.id, invocation)
 
-        return invocation_deliver(subscription, self.lookup, submit)
+        return invocation_deliver(subscription, self.lookup, create=create)
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 

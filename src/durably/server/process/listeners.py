@@ -6,8 +6,12 @@ independently, so publishing the ingress does not publish the admin API. See SEC
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 from typing import Any
+
+import uvicorn
 
 from durably.server.engine.secret_headers import secret_header_set
 from durably.server.http.auth import BearerAuth
@@ -84,3 +88,29 @@ def protections(cfg: Any) -> str:
     if cfg.request_identity_key is not None:
         parts.append(f"requests to deployments signed with {cfg.request_identity_key}")
     return "; " + ", ".join(parts) if parts else ""
+
+
+def listen_tcp(host: str, port: int, shared: bool = False) -> socket.socket:
+    """A listening TCP socket (`shared`: SO_REUSEPORT, for the partitions' common ingress port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:  # every partition process listens on the ingress port; the kernel spreads the connections
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    return sock
+
+
+class QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us (we run two of them and the engine)."""
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        pass
+
+    def capture_signals(self):  # type: ignore[no-untyped-def]  # newer uvicorn
+        return contextlib.nullcontext()

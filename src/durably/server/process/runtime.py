@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -19,11 +21,18 @@ from durably.server.http.connection_limits import protocol_class
 from durably.server.http.ingress import Ingress
 from durably.server.observe.metrics import LoopMonitor, TimedIngress
 from durably.server.observe.tracing import from_environment as tracing_from_environment
+from durably.server.partitions.forward import Clients, Forwarder, UdsPeerLink
+from durably.server.partitions.internal import InternalApp
+from durably.server.partitions.layout import PartitionRole, check_partitions, listen_unix
+from durably.server.partitions.map import PartitionMap
+from durably.server.partitions.router import PartitionRouter
 from durably.server.process.kafka import KafkaSubscriptions
 from durably.server.process.limits import BodyBudget, engine_limits, fit_connection_cap, raise_nofile_limit
 from durably.server.process.listeners import (
+    QuietServer,
     guarded,
     host_checked,
+    listen_tcp,
     protections,
     security_options,
     tls_options,
@@ -36,33 +45,8 @@ from durably.server.store import MemoryStore, SQLiteStore, Store
 log = logging.getLogger("durably.server")
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(2048)
-    return sock
-
-
 class StartupError(RuntimeError):
     """The server could not start (e.g. a port is taken)."""
-
-
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to us (we run two of them and the engine)."""
-
-    def install_signal_handlers(self) -> None:  # older uvicorn
-        pass
-
-    def capture_signals(self):  # type: ignore[no-untyped-def]  # newer uvicorn
-        import contextlib
-
-        return contextlib.nullcontext()
 
 
 def _draining(ingress: Any, cfg: ServerConfig) -> Any:
@@ -70,11 +54,17 @@ def _draining(ingress: Any, cfg: ServerConfig) -> Any:
 
 
 class DurablyServer:
-    """Runs an app embedded: SQLite store, engine, ingress and admin API on one event loop."""
+    """Runs an app embedded: SQLite store, engine, ingress and admin API on one event loop.
 
-    def __init__(self, app: App, config: ServerConfig) -> None:
+    With a `partition` role it is one partition process of `durably serve --partitions N`
+    (server/partitions/): its own store under the data directory, the shared ingress port, and an internal
+    unix socket instead of the admin listener (the supervisor owns that one and asks every partition).
+    """
+
+    def __init__(self, app: App, config: ServerConfig, partition: PartitionRole | None = None) -> None:
         self.app = app
         self.config = config
+        self.partition = partition
         self.engine: Engine | None = None
         self.subscriptions: KafkaSubscriptions | None = None
         self._stop = asyncio.Event()
@@ -97,7 +87,11 @@ class DurablyServer:
             security, tls = security_options(cfg), tls_options(cfg)
         except ValueError as e:
             raise StartupError(str(e)) from None
-        store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(cfg.data_dir, cfg.synchronous)
+        role = self.partition
+        if role is None and not cfg.in_memory:
+            check_partitions(cfg.data_dir, 1)  # a directory made by --partitions N > 1 is refused, not misread
+        store_dir = cfg.data_dir if role is None else role.store_dir
+        store: Store = MemoryStore() if cfg.in_memory else SQLiteStore(store_dir, cfg.synchronous)
         set_mmap_threshold()
         limits = cfg.limits
         limits = replace(limits, max_connections=fit_connection_cap(limits.max_connections, 2, raise_nofile_limit()))
@@ -106,8 +100,14 @@ class DurablyServer:
         if cfg.default_retry_policy is not None:
             options.default_retry_policy = cfg.default_retry_policy
         options.concurrency_rules = dict(cfg.concurrency_rules)
+        peers = None
+        if role is not None:
+            options.partitions = PartitionMap(role.count, role.index)
+            peers = Clients(role.root, role.count)
         engine = Engine(self.app, store, options)
         self.engine = engine
+        if peers is not None:  # cross-partition messages: the engine's outbox delivers through the sockets
+            engine.attach_peers(UdsPeerLink(peers))
         await engine.start()
         # Kafka subscriptions: the stored ones' consumers start now (each retries an unreachable broker);
         # a draining server takes no new invocations, from Kafka neither.
@@ -121,14 +121,20 @@ class DurablyServer:
             monitor = LoopMonitor(engine.stats)
             monitor.start()
         admin = Admin(engine, subscriptions=subscriptions)
-        ingress_app, admin_app = host_checked(*guarded(_draining(ingress, cfg), admin, cfg), cfg)
+        local_ingress = _draining(ingress, cfg)
+        if role is not None and peers is not None:
+            internal_app = InternalApp(engine, local_ingress, admin, role.index)
+            routed = PartitionRouter(local_ingress, options.partitions, engine.services.get, Forwarder(peers))
+            ingress_app, admin_app = host_checked(*guarded(routed, admin, cfg), cfg)
+        else:
+            ingress_app, admin_app = host_checked(*guarded(local_ingress, admin, cfg), cfg)
         servers = [
-            _QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
+            QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
                                         timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
                                         date_header=False, http=protocol_class(limits, "ingress"),  # type: ignore[arg-type]
                                         timeout_keep_alive=limits.keep_alive_timeout, **tls)),
-            _QuietServer(uvicorn.Config(admin_app, host=cfg.admin_host, port=cfg.admin_port, lifespan="off",
+            QuietServer(uvicorn.Config(admin_app, host=cfg.admin_host, port=cfg.admin_port, lifespan="off",
                                         log_level="warning", access_log=False, timeout_graceful_shutdown=5,
                                         http=protocol_class(limits, "admin"),  # type: ignore[arg-type]
                                         timeout_keep_alive=limits.keep_alive_timeout, **tls)),
@@ -143,10 +149,19 @@ class DurablyServer:
         # Each listener, and the flags that move it: a failure names the one that could not listen.
         listeners = ((cfg.host, cfg.port, "ingress", "--host/--port"),
                      (cfg.admin_host, cfg.admin_port, "admin", "--admin-host/--admin-port"))
+        if role is not None:  # the supervisor owns the admin listener; this partition's is its internal socket
+            servers[1] = QuietServer(uvicorn.Config(internal_app, lifespan="off", log_level="warning",
+                                                     access_log=False, timeout_graceful_shutdown=5,
+                                                     proxy_headers=False, server_header=False, date_header=False,
+                                                     timeout_keep_alive=limits.keep_alive_timeout))
+            listeners = (listeners[0], (str(role.socket), 0, "internal", "--data-dir"))
         for host, port, what, flags in listeners:
             try:
                 # Bound here, so a taken port is a clear error rather than uvicorn exiting the process.
-                sockets.append(_listen(host, port))
+                if what == "internal":
+                    sockets.append(listen_unix(Path(host)))
+                else:
+                    sockets.append(listen_tcp(host, port, shared=role is not None))
             except OSError as e:
                 for sock in sockets:
                     sock.close()
@@ -166,11 +181,15 @@ class DurablyServer:
                 host, port, what, flags = listeners[done[0]]
                 raise StartupError(f"cannot listen on {host}:{port} ({what}); pick another with {flags}")
             await asyncio.sleep(0.01)
-        log.info("durably is serving %s on %s (admin API on %s), data in %s%s",
-                 ", ".join(self.app.services) or "no app of its own (remote deployments only)",
-                 url(cfg.host, cfg.port, cfg), url(cfg.admin_host, cfg.admin_port, cfg),
-                 "memory" if cfg.in_memory else cfg.data_dir,
-                 protections(cfg) + (" (draining: no new invocations)" if cfg.drain else ""))
+        if role is not None:  # the supervisor says "durably is serving" once every partition does
+            log.info("partition %d of %d (pid %d) is serving on %s, data in %s", role.index, role.count,
+                     os.getpid(), url(cfg.host, cfg.port, cfg), role.store_dir)
+        else:
+            log.info("durably is serving %s on %s (admin API on %s), data in %s%s",
+                     ", ".join(self.app.services) or "no app of its own (remote deployments only)",
+                     url(cfg.host, cfg.port, cfg), url(cfg.admin_host, cfg.admin_port, cfg),
+                     "memory" if cfg.in_memory else cfg.data_dir,
+                     protections(cfg) + (" (draining: no new invocations)" if cfg.drain else ""))
         if ready is not None:
             ready.set()
         stop_wait = asyncio.create_task(self._stop.wait())
@@ -188,3 +207,5 @@ class DurablyServer:
         await engine.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         stop_wait.cancel()
+        if peers is not None:
+            await peers.close()

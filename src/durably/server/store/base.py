@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from durably.server.store.invocation_query import InvocationFilter
 
-from durably.server.store.ops import AttemptRecord, DeploymentRecord, StoreOp
+from durably.server.store.ops import AttemptRecord, DeploymentRecord, LinkRecords, StoreOp
 
 # Columns of the invocations table, in order; rows travel as tuples in this order.
 INVOCATION_COLUMNS = (
@@ -153,6 +153,10 @@ class Store(ABC):
     @abstractmethod
     def load_subscriptions(self) -> list[dict[str, Any]]:
         """Every Kafka subscription as stored (`Subscription.to_json()`), oldest first."""
+
+    def load_links(self) -> LinkRecords:
+        """What this partition keeps of its links to the others (server/engine/crossing/outbox.py); none by default."""
+        return LinkRecords([], 0, {})
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -150,6 +150,37 @@ class DropSubscription(NamedTuple):
     id: str
 
 
+class AddOutbox(NamedTuple):
+    """A message for another partition, committed with what it comes from (server/engine/crossing/outbox.py)."""
+
+    dest: int
+    seq: int
+    message: bytes
+
+
+class AckOutbox(NamedTuple):
+    """Partition `dest` acknowledged every message up to `seq`: they are deleted, `seq` is remembered."""
+
+    dest: int
+    seq: int
+
+
+class MarkApplied(NamedTuple):
+    """The messages of partition `source` up to `seq` are applied here (committed with their effects)."""
+
+    source: int
+    seq: int
+
+
+class LinkRecords(NamedTuple):
+    """What a partition keeps of its links at start: unacknowledged messages (dest, seq, message) in order, the
+    highest seq it ever used, and per source partition the seq of the last message applied."""
+
+    outbox: list[tuple[int, int, bytes]]
+    last_seq: int
+    applied: dict[int, int]
+
+
 StoreOp = (SetState | ClearState | ClearAllState | AddPromise | DropPromises | AddWaiter | DropWaiters | AddCall
            | SaveDeployment | DropDeployment | SaveConcurrencyRules | StartAttempt | EndAttempt | SaveSubscription
-           | DropSubscription)
+           | DropSubscription | AddOutbox | AckOutbox | MarkApplied)

@@ -5,7 +5,7 @@ in one transaction with its version bump, when it opens the directory. A newer v
 refused. The SQL is plain so an operator can read it (and query the tables with `sqlite3`).
 """
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -195,5 +195,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX invocations_service ON invocations(service);
     CREATE INDEX invocations_key ON invocations(service, key) WHERE key != '';
     CREATE INDEX invocations_held ON invocations(service, key) WHERE key != '' AND status != 'completed';
+    """,
+    """
+    -- Across partitions (durably serve --partitions N; server/engine/crossing/). Each row of outbox is a
+    -- message for partition dest, committed with the journal entry (or completion) it comes from and deleted
+    -- once dest acknowledged it; outbox_acked keeps the last acknowledged seq per destination, so the sequence
+    -- goes on after a restart with an empty outbox; inbox_applied keeps, per source partition, the seq of the
+    -- last message applied here, committed with its effect (a re-delivered one is acknowledged, not applied).
+    CREATE TABLE outbox (
+        dest INTEGER NOT NULL,          -- the partition it goes to
+        seq INTEGER NOT NULL,           -- this partition's message sequence (increasing over all destinations)
+        message BLOB NOT NULL,          -- JSON, see server/engine/crossing/outbox.py
+        PRIMARY KEY (dest, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE outbox_acked (
+        dest INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE inbox_applied (
+        source INTEGER PRIMARY KEY,     -- the partition that sent
+        seq INTEGER NOT NULL            -- the last of its messages applied here
+    ) WITHOUT ROWID;
     """,
 ]

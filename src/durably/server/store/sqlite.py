@@ -22,8 +22,12 @@ from durably.server.store.datadir import (
     write_database_id,
 )
 from durably.server.store.errors import RESTORE_ADVICE, StoreCorrupt, classify
+from durably.server.store.listing import SELECT_INVOCATIONS as _SELECT
+from durably.server.store.listing import invocation_page, status_term
 from durably.server.store.ops import (
+    AckOutbox,
     AddCall,
+    AddOutbox,
     AddPromise,
     AddWaiter,
     AttemptRecord,
@@ -35,6 +39,8 @@ from durably.server.store.ops import (
     DropSubscription,
     DropWaiters,
     EndAttempt,
+    LinkRecords,
+    MarkApplied,
     SaveConcurrencyRules,
     SaveDeployment,
     SaveSubscription,
@@ -61,16 +67,7 @@ _UPSERT = (
     f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)}) ON CONFLICT(seq) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in INVOCATION_COLUMNS if c not in _IMMUTABLE)
 )
-_SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
 
-
-
-def _status_term(status: str) -> str:
-    """The WHERE term of a listing by status. Unfinished rows are found through their partial index (SQLite
-    uses it only when the query says `status != 'completed'` itself); completed rows are not in any index by
-    status: they are most rows, found in rowid order (`+status` keeps SQLite off the retention index, which
-    would find them all and sort them)."""
-    return "+status = ?" if status == "completed" else "status = ? AND status != 'completed'"
 
 
 def _deployment_params(op: SaveDeployment) -> tuple[Any, ...]:
@@ -98,11 +95,15 @@ _OPS: dict[type, tuple[str, Any]] = {
     SaveSubscription: ("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)",
                        lambda op: (op.id, json.dumps(op.subscription), op.created_at)),
     DropSubscription: ("DELETE FROM subscriptions WHERE id = ?", None),
+    AddOutbox: ("INSERT INTO outbox VALUES (?, ?, ?)", None),
+    MarkApplied: ("INSERT OR REPLACE INTO inbox_applied VALUES (?, ?)", None),
 }
 # Operations that write many rows: each of their statements with its rows.
 _MANY_OPS: dict[type, tuple[tuple[str, Any], ...]] = {
     SaveConcurrencyRules: (("INSERT OR REPLACE INTO concurrency_rules VALUES (?, ?)", lambda op: op.changes.items()),
                            ("DELETE FROM concurrency_rules WHERE pattern = ?", lambda op: [(p,) for p in op.forget])),
+    AckOutbox: (("DELETE FROM outbox WHERE dest = ? AND seq <= ?", lambda op: [op]),
+                ("INSERT OR REPLACE INTO outbox_acked VALUES (?, ?)", lambda op: [op])),
 }
 
 
@@ -396,7 +397,7 @@ class SQLiteStore(Store):
         if status is None:
             return self._reader.execute(_SELECT + " ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
         return self._reader.execute(
-            _SELECT + f" WHERE {_status_term(status)} ORDER BY seq DESC LIMIT ?", (status, limit)
+            _SELECT + f" WHERE {status_term(status)} ORDER BY seq DESC LIMIT ?", (status, limit)
         ).fetchall()
 
     def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
@@ -499,58 +500,20 @@ class SQLiteStore(Store):
         rows = self._reader.execute("SELECT subscription FROM subscriptions ORDER BY created_at, id").fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def load_links(self) -> LinkRecords:
+        """The messages for other partitions not yet acknowledged, the last seq used, the seqs applied here."""
+        r = self._reader
+        outbox = r.execute("SELECT dest, seq, message FROM outbox ORDER BY seq").fetchall()
+        acked = r.execute("SELECT max(seq) FROM outbox_acked").fetchone()[0] or 0
+        applied = dict(r.execute("SELECT source, seq FROM inbox_applied").fetchall())
+        return LinkRecords(outbox, max([acked] + [row[1] for row in outbox]), applied)
+
     # ---- operator queries (admin API, UI, metrics) ----
 
     def invocation_page(self, flt: InvocationFilter, limit: int,
                         before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
-        """A page newest first, by keyset on the creation sequence (the rowid): the table itself is in that
-        order, and so are the indexes on (service), (service, key) and unfinished (status), which carry it.
-        A time range becomes a range of sequence numbers first (`_seq_from`), so a page deep in the past is
-        a seek too, however many rows are newer."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column in ("status", "service", "handler", "key"):
-            value = getattr(flt, column)
-            if value:
-                where.append(_status_term(value) if column == "status" else f"{column} = ?")
-                params.append(value)
-        if flt.key:
-            where.append("key != ''")  # lets SQLite use the partial index of keyed invocations
-        if flt.since_ms is not None:
-            where.append("created_at >= ? AND seq >= ?")
-            params.extend((flt.since_ms, self._seq_from(flt.since_ms)))
-        if flt.until_ms is not None:
-            where.append("created_at <= ? AND seq < ?")
-            params.extend((flt.until_ms, self._seq_from(flt.until_ms + 1)))
-        if before is not None:
-            where.append("seq < ?")
-            params.append(before[1])
-        sql = _SELECT
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        return self._reader.execute(sql, (*params, limit)).fetchall()
-
-    def _seq_from(self, at_ms: int) -> int:
-        """The first sequence number created at or after `at_ms` (past the last if none), by a binary search
-        over the rowid: creation times grow with the sequence. Where the clock stepped back, a row made
-        during the step may fall outside a range that names its time; the created_at terms keep every row
-        shown inside it."""
-        first = self._reader.execute("SELECT min(seq) FROM invocations").fetchone()[0]
-        if first is None:
-            return 0
-        lo, hi = first, self.max_seq() + 1  # the answer is in [lo, hi]
-        probe = "SELECT seq, created_at FROM invocations WHERE seq >= ? ORDER BY seq LIMIT 1"
-        while lo < hi:
-            mid = (lo + hi) // 2
-            row = self._reader.execute(probe, (mid,)).fetchone()
-            if row is None:
-                hi = mid
-            elif row[1] >= at_ms:
-                hi = min(mid, row[0])
-            else:
-                lo = row[0] + 1
-        return lo
+        """A page newest first, by keyset on the creation sequence (see listing.py)."""
+        return invocation_page(self._reader, flt, limit, before)
 
     def count_journal(self, invocation_id: str) -> int:
         """Journal entries of one invocation (a range of the journal's primary key)."""
