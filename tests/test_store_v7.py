@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import json
 import shutil
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,18 @@ async def test_a_restart_does_not_read_the_waiters_of_suspended_callers(tmp_path
         assert rt.engine.complete_awakeable(published["a3"], b'"three"', None)
         assert await rt.attach(callers[3], "Waiting/ask") == "asked: woke three"
         assert len(store.load_waiters()) == 49
+
+
+def test_a_directory_made_while_7_was_a_placeholder_gets_7(tmp_path: Path) -> None:
+    from durably.server.store.schema import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "durably.sqlite3", isolation_level=None)
+    conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);" + "".join(MIGRATIONS[:6])
+                       + "".join(MIGRATIONS[7:]) + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');")
+    conn.execute("INSERT INTO invocations (id, service, handler, status, created_at, modified_at, seq) VALUES "
+                 "('inv_1', 'S', 'h', 'suspended', 1, 1, 1)")
+    conn.close()
+    store = SQLiteStore(tmp_path)
+    assert store.query("SELECT name FROM sqlite_master WHERE name = 'invocations_open'") == [("invocations_open",)]
+    assert [r[COL["id"]] for r in store.unfinished(["suspended"])] == ["inv_1"]
+    store.close()

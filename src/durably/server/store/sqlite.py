@@ -302,6 +302,9 @@ class SQLiteStore(Store):
             raise DataDirError(
                 f"{self.path} was written by a newer durably (schema {version}, this one knows {SCHEMA_VERSION}); "
                 "upgrade durably or use another --data-dir")
+        if version > 7 and not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'invocations_open'").fetchone():
+            # Made by a development build in which 7 was a reserved placeholder: apply 7 now.
+            conn.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[6] + "COMMIT;")
         for target in range(version, SCHEMA_VERSION):
             started = time.perf_counter()
             if version:  # an existing database: rewriting a large table takes a while, say so
