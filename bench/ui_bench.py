@@ -144,8 +144,10 @@ def main() -> None:
         workdir = Path(tmp)
         sample, start, now = fill(workdir / "data", args.rows)
         port, admin_port = free_port(), free_port()
+        # This checkout's durably (the schema it filled), whichever one the environment has installed.
         proc = Proc("durably", serve_cmd("bench/compare/durably_app.py:app", port, admin_port, workdir / "data",
-                                         synchronous=None), REPO, workdir / "server.log")
+                                         synchronous=None), REPO, workdir / "server.log",
+                    env={"PYTHONPATH": str(REPO / "src")})
         proc.start()
         try:
             admin = f"http://127.0.0.1:{admin_port}"

@@ -45,8 +45,8 @@ class FaultyStore(Store):
     def load_journal(self, invocation_id: str) -> list[tuple[int, bytes]]:
         return self.inner.load_journal(invocation_id)
 
-    def unfinished(self) -> list[tuple[Any, ...]]:
-        return self.inner.unfinished()
+    def unfinished(self, statuses: Sequence[str] | None = None, keyed: bool = False) -> list[tuple[Any, ...]]:
+        return self.inner.unfinished(statuses, keyed)
 
     def list_invocations(self, status: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
         return self.inner.list_invocations(status, limit)
@@ -72,6 +72,9 @@ class FaultyStore(Store):
 
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         return self.inner.load_waiters()
+
+    def waiters_of(self, target: str) -> list[tuple[str, int, int]]:
+        return self.inner.waiters_of(target)
 
     def load_deployments(self) -> list[DeploymentRecord]:
         return self.inner.load_deployments()

@@ -37,10 +37,14 @@ from durably.server.engine.keys import KeyTable
 from durably.server.engine.secret_headers import input_messages
 from durably.server.engine.timers import TimerService
 from durably.server.observe.metrics import EngineStats
-from durably.server.store.base import Store
+from durably.server.store.base import COL, Store
 from durably.server.store.ops import SaveConcurrencyRules
 
 log = logging.getLogger("durably.engine")
+
+# What recovery resumes or queues at start, whatever the service: attempts to run again, retries to arm,
+# invocations queued for a key or a concurrency slot.
+RECOVER_NOW = (INVOKED, BACKING_OFF, INBOXED)
 
 
 def flow_of(table: InvocationTable, inv: Invocation) -> tuple[str | None, str | None]:
@@ -76,6 +80,7 @@ class Admission:
         self.stats = stats
         self._seq = 0
         self._inbox_seq = 0
+        self.recovered_rows = 0  # invocation rows recovery read at start (a restart reads only what it must)
 
     # ---- creating invocations ----
 
@@ -256,8 +261,17 @@ class Admission:
     # ---- recovery at start ----
 
     def recover(self) -> None:
-        """Resume every unfinished invocation found in the store; rebuild key locks, inboxes and slots."""
-        rows = [Invocation.from_row(r) for r in self.store.unfinished()]
+        """Resume what must run now; rebuild key locks, inboxes and slots. Only the rows that need it are read
+        (invariant 6: a restart with a million suspended invocations reads none of them): invoked, backing-off
+        and inboxed ones; unfinished keyed ones, whose key locks are rebuilt; with concurrency rules, every one
+        that holds slots. Suspended, scheduled and paused invocations of services stay in the store: a
+        notification, their timer or an operator loads them."""
+        found = {r[COL["seq"]]: r for r in self.store.unfinished(RECOVER_NOW)}
+        found.update((r[COL["seq"]], r) for r in self.store.unfinished(keyed=True))
+        if self.limiter.rules():
+            found.update((r[COL["seq"]], r) for r in self.store.unfinished(tuple(HOLDING)))
+        self.recovered_rows = len(found)
+        rows = [Invocation.from_row(found[seq]) for seq in sorted(found)]
         # Inboxed behind a key have an inbox position; those without one wait for a concurrency slot.
         inboxed = sorted((i for i in rows if i.status == INBOXED and i.inbox_seq is not None),
                          key=lambda i: i.inbox_seq or 0)

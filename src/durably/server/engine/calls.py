@@ -149,19 +149,31 @@ class Calls:
         self.tracing = tracing
         self.partitions = partitions or PartitionMap()
         self.outbox = outbox
-        # target -> [(waiting invocation, completion id, notification type)], mirrored in the waiters table.
+        # target -> [(waiting invocation, completion id, notification type)] added since the start, mirrored in
+        # the waiters table. Those from before the start stay in the store (a million suspended callers cost
+        # no memory) and are read when their target completes.
         self._waiters: dict[str, list[tuple[str, int, int]]] = {}
+        self._started_at_seq = 0  # invocations up to this sequence number may have waiters in the store only
         # Promises completed but maybe not committed yet: (service, key, name) -> outcome.
         self._promises: dict[tuple[str, str, str], Outcome] = {}
 
     def restore(self) -> None:
-        """At start: the waiters kept in the store."""
-        for target, inv_id, cid, type_id in self.store.load_waiters():
-            self._waiters.setdefault(target, []).append((inv_id, cid, type_id))
+        """At start: nothing is read; waiters kept in the store are read when their target completes."""
+        self._started_at_seq = self.store.max_seq()
+
+    def _take_waiters(self, target: str, stored: bool) -> list[tuple[str, int, int]]:
+        """Everyone waiting on `target`: those added since the start and, if `stored`, those in the store."""
+        found = self._waiters.pop(target, [])
+        if stored:
+            # A waiter added since the start and already committed is in both: once each.
+            found = list(dict.fromkeys([*self.store.waiters_of(target), *found]))
+        return found
 
     def answer_waiters(self, inv: Invocation, outcome: Outcome, held_key: bool) -> None:
         """Completion listener: whoever waits on the invocation's outcome is notified of it."""
-        for caller, cid, type_id in self._waiters.pop(inv.id, ()):
+        # Only an invocation made before this start may have waiters the store alone knows (no read on the hot
+        # path of new invocations).
+        for caller, cid, type_id in self._take_waiters(inv.id, inv.seq <= self._started_at_seq):
             self.notify(caller, type_id, outcome_note(cid, outcome))
         self.table.write(DropWaiters(inv.id))
 
@@ -431,6 +443,6 @@ class Calls:
         done.void.SetInParent()
         notify_running(inv, m.COMPLETE_PROMISE_COMPLETION, done)
         target = f"promise:{svc}/{key}/{name}"
-        for waiter, wcid, wtype in self._waiters.pop(target, ()):
+        for waiter, wcid, wtype in self._take_waiters(target, True):
             self.lifecycle.notify(waiter, wtype, outcome_note(wcid, outcome))
         self.table.write(DropWaiters(target))

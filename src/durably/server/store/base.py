@@ -74,8 +74,8 @@ class Store(ABC):
         """An invocation's journal as (type id, encoded entry), in order."""
 
     @abstractmethod
-    def unfinished(self) -> list[tuple[Any, ...]]:
-        """Rows of every invocation that is not completed."""
+    def unfinished(self, statuses: Sequence[str] | None = None, keyed: bool = False) -> list[tuple[Any, ...]]:
+        """Rows of invocations that are not completed: of `statuses` only if given, with a key only if `keyed`."""
 
     @abstractmethod
     def list_invocations(self, status: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
@@ -138,6 +138,10 @@ class Store(ABC):
     def load_waiters(self) -> list[tuple[str, str, int, int]]:
         """Every registered waiter: (target, waiting invocation, completion id, notification type)."""
 
+    def waiters_of(self, target: str) -> list[tuple[str, int, int]]:
+        """Who waits on one target: (waiting invocation, completion id, notification type), in order."""
+        return [(inv_id, cid, type_id) for t, inv_id, cid, type_id in self.load_waiters() if t == target]
+
     @abstractmethod
     def load_deployments(self) -> list[DeploymentRecord]:
         """Every registered deployment, oldest first."""
@@ -162,8 +166,8 @@ class Store(ABC):
     @abstractmethod
     def invocation_page(self, flt: InvocationFilter, limit: int,
                         before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
-        """Up to `limit` invocation rows matching `flt`, newest first by (created_at, seq), strictly older
-        than the (created_at, seq) `before` if given."""
+        """Up to `limit` invocation rows matching `flt`, newest first by creation sequence, strictly older
+        than the (created_at, seq) cursor `before` if given (its seq decides)."""
 
     @abstractmethod
     def count_journal(self, invocation_id: str) -> int:

@@ -1,8 +1,8 @@
 """What a page of invocations asks for: the filter, and the keyset cursor that pages on (never OFFSET).
 
-Rows are ordered by (created_at, seq) descending. A page ends with a cursor "created_at.seq"; the next page
-asks for rows strictly before it, which the store answers by seeking its listing indexes, however deep the
-page (`Store.invocation_page`).
+Rows are ordered newest first by their creation sequence (creation times grow with it). A page ends with a
+cursor "created_at.seq"; the next page asks for rows strictly before it, which the store answers by seeking
+its listing indexes, however deep the page (`Store.invocation_page`).
 """
 
 from __future__ import annotations

@@ -137,9 +137,64 @@ MIGRATIONS: list[str] = [
         created_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
-    # 7 is another line of work's (fewer bytes per commit); this placeholder keeps 8 numbered as if it existed.
     """
-    -- (reserved)
+    -- Fewer pages per commit (issue 21). The invocations table is keyed by its creation sequence (the rowid), so
+    -- new rows are appended at the end of the tree and the rows of invocations running at the same time share
+    -- pages, where the random id put every insert and every status change on a page of its own. The id keeps a
+    -- unique index, written once. Listings page in creation order (the rowid, free) instead of by an index on
+    -- created_at; indexes on (service), (service, key) and (status) carry the rowid, so they are in creation
+    -- order within each value too. Only what a query needs is indexed, and only the rows it needs:
+    --   invocations_id         load by id; the journal, attempts and the UI find an invocation's seq through it
+    --   invocations_open       unfinished rows by status (recovery, listings by status, /metrics); a completed
+    --                          row leaves it, so a short invocation written completed never enters it
+    --   invocations_retention  completed rows by retention (purge; counting completed rows once)
+    --   invocations_service    listing by service
+    --   invocations_key        listing by service and key (keyed rows only)
+    --   invocations_held       unfinished keyed rows: the key locks recovery rebuilds, without reading every row
+    -- Dropped: the seq UNIQUE index (the rowid now), (status, created_at) for completed rows, (created_at) and the
+    -- inbox index no query used. Columns that never change come first and the output, the only large one, last.
+    CREATE TABLE invocations_v7 (
+        seq INTEGER PRIMARY KEY,        -- creation order; the journal and attempts are keyed by it
+        id TEXT NOT NULL,               -- inv_1...
+        service TEXT NOT NULL,
+        handler TEXT NOT NULL,
+        key TEXT NOT NULL DEFAULT '',
+        idempotency_key TEXT,
+        created_at INTEGER NOT NULL,    -- ms since the epoch, like every time column here
+        status TEXT NOT NULL,           -- scheduled, inboxed, invoked, suspended, backing-off, paused, completed
+        modified_at INTEGER NOT NULL,
+        execution_time INTEGER,         -- when a delayed send may start
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_count INTEGER NOT NULL DEFAULT 0,  -- failed attempts since the last journal append
+        last_entry_at INTEGER,
+        next_retry_at INTEGER,
+        last_error TEXT,                -- JSON {"code", "message"} of the last failed attempt
+        journal_length INTEGER NOT NULL DEFAULT 0,  -- as of the last status change
+        waiting TEXT,                   -- JSON list of completion/signal handles a suspension waits for
+        failure_code INTEGER,
+        failure_message TEXT,
+        failure_metadata TEXT,          -- JSON object
+        completed_at INTEGER,
+        retention_until INTEGER,
+        inbox_seq INTEGER,              -- arrival order of an inboxed exclusive call
+        output BLOB
+    );
+    INSERT INTO invocations_v7 (seq, id, service, handler, key, idempotency_key, created_at, status, modified_at,
+                                execution_time, attempts, retry_count, last_entry_at, next_retry_at, last_error,
+                                journal_length, waiting, failure_code, failure_message, failure_metadata,
+                                completed_at, retention_until, inbox_seq, output)
+        SELECT seq, id, service, handler, key, idempotency_key, created_at, status, modified_at, execution_time,
+               attempts, retry_count, last_entry_at, next_retry_at, last_error, journal_length, waiting,
+               failure_code, failure_message, failure_metadata, completed_at, retention_until, inbox_seq, output
+        FROM invocations ORDER BY seq;
+    DROP TABLE invocations;
+    ALTER TABLE invocations_v7 RENAME TO invocations;
+    CREATE UNIQUE INDEX invocations_id ON invocations(id);
+    CREATE INDEX invocations_open ON invocations(status) WHERE status != 'completed';
+    CREATE INDEX invocations_retention ON invocations(retention_until) WHERE status = 'completed';
+    CREATE INDEX invocations_service ON invocations(service);
+    CREATE INDEX invocations_key ON invocations(service, key) WHERE key != '';
+    CREATE INDEX invocations_held ON invocations(service, key) WHERE key != '' AND status != 'completed';
     """,
     """
     -- Across partitions (durably serve --partitions N; server/engine/crossing/). Each row of outbox is a

@@ -22,6 +22,8 @@ from durably.server.store.datadir import (
     write_database_id,
 )
 from durably.server.store.errors import RESTORE_ADVICE, StoreCorrupt, classify
+from durably.server.store.listing import SELECT_INVOCATIONS as _SELECT
+from durably.server.store.listing import invocation_page, status_term
 from durably.server.store.ops import (
     AckOutbox,
     AddCall,
@@ -57,14 +59,14 @@ _memory_ids = itertools.count()
 
 # What an invocation is (its target, when it was made, its sequence) never changes after the insert. Leaving
 # those columns out of the update matters: SQLite rewrites the entries of every index on a column named in
-# SET, changed or not, and the listing indexes are on exactly these columns.
+# SET, changed or not, and the listing indexes are on exactly these columns. The conflict is found on the
+# rowid (seq), so an update never looks at the index on the random id.
 _IMMUTABLE = frozenset({"id", "service", "handler", "key", "idempotency_key", "created_at", "seq"})
 _UPSERT = (
     f"INSERT INTO invocations ({', '.join(INVOCATION_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)}) ON CONFLICT(id) DO UPDATE SET "
+    f"VALUES ({', '.join('?' for _ in INVOCATION_COLUMNS)}) ON CONFLICT(seq) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in INVOCATION_COLUMNS if c not in _IMMUTABLE)
 )
-_SELECT = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocations"
 
 
 
@@ -300,12 +302,21 @@ class SQLiteStore(Store):
             raise DataDirError(
                 f"{self.path} was written by a newer durably (schema {version}, this one knows {SCHEMA_VERSION}); "
                 "upgrade durably or use another --data-dir")
+        if version > 7 and not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'invocations_open'").fetchone():
+            # Made by a development build in which 7 was a reserved placeholder: apply 7 now.
+            conn.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[6] + "COMMIT;")
         for target in range(version, SCHEMA_VERSION):
+            started = time.perf_counter()
+            if version:  # an existing database: rewriting a large table takes a while, say so
+                log.warning("migrating %s from schema %d to %d", self.path or "the store", target, target + 1)
             # One script per step so the DDL and the version bump commit together.
             conn.executescript(
                 "BEGIN IMMEDIATE;" + MIGRATIONS[target]
                 + f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{target + 1}'); COMMIT;"
             )
+            if version:
+                log.warning("migrated %s to schema %d in %.1f s", self.path or "the store", target + 1,
+                            time.perf_counter() - started)
 
     def commit(self, batch: Batch) -> None:
         """Write the batch in one transaction."""
@@ -372,16 +383,24 @@ class SQLiteStore(Store):
             "ORDER BY idx", (invocation_id,)
         ).fetchall()
 
-    def unfinished(self) -> list[tuple[Any, ...]]:
-        """Rows not completed."""
-        return self._reader.execute(_SELECT + " WHERE status != 'completed'").fetchall()
+    def unfinished(self, statuses: Sequence[str] | None = None, keyed: bool = False) -> list[tuple[Any, ...]]:
+        """Rows not completed (of `statuses` only, if given; with a key only, if `keyed`), from the indexes of
+        unfinished rows: completed ones are never read."""
+        if keyed:
+            sql, params = _SELECT + " WHERE key != '' AND status != 'completed'", ()
+        else:
+            sql, params = _SELECT + " WHERE status != 'completed'", ()
+        if statuses is not None:
+            sql += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params = tuple(statuses)
+        return self._reader.execute(sql, params).fetchall()
 
     def list_invocations(self, status: str | None = None, limit: int = 100) -> list[tuple[Any, ...]]:
         """Newest first."""
         if status is None:
-            return self._reader.execute(_SELECT + " ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            return self._reader.execute(_SELECT + " ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
         return self._reader.execute(
-            _SELECT + " WHERE status = ? ORDER BY created_at DESC LIMIT ?", (status, limit)
+            _SELECT + f" WHERE {status_term(status)} ORDER BY seq DESC LIMIT ?", (status, limit)
         ).fetchall()
 
     def expired(self, now_ms: int, limit: int = 1000) -> list[str]:
@@ -461,6 +480,11 @@ class SQLiteStore(Store):
         """Every registered waiter."""
         return self._reader.execute("SELECT target, invocation_id, completion_id, type FROM waiters").fetchall()
 
+    def waiters_of(self, target: str) -> list[tuple[str, int, int]]:
+        """Who waits on one target, from the waiters table's primary key."""
+        return self._reader.execute("SELECT invocation_id, completion_id, type FROM waiters WHERE target = ? "
+                                    "ORDER BY invocation_id, completion_id", (target,)).fetchall()
+
     def load_deployments(self) -> list[DeploymentRecord]:
         """Every registered deployment, oldest first."""
         rows = self._reader.execute(
@@ -491,32 +515,8 @@ class SQLiteStore(Store):
 
     def invocation_page(self, flt: InvocationFilter, limit: int,
                         before: tuple[int, int] | None = None) -> list[tuple[Any, ...]]:
-        """A page newest first, by keyset: the indexes on (created_at), (status, created_at),
-        (service, created_at) and (service, key, created_at) seek to it, however deep the page."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column in ("status", "service", "handler", "key"):
-            value = getattr(flt, column)
-            if value:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if flt.key:
-            where.append("key != ''")  # lets SQLite use the partial index of keyed invocations
-        if flt.since_ms is not None:
-            where.append("created_at >= ?")
-            params.append(flt.since_ms)
-        if flt.until_ms is not None:
-            where.append("created_at <= ?")
-            params.append(flt.until_ms)
-        if before is not None:
-            # The first term lets SQLite seek the index on created_at; the second breaks ties within one ms.
-            where.append("created_at <= ? AND (created_at < ? OR seq < ?)")
-            params.extend((before[0], before[0], before[1]))
-        sql = _SELECT
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
-        return self._reader.execute(sql, (*params, limit)).fetchall()
+        """A page newest first, by keyset on the creation sequence (see listing.py)."""
+        return invocation_page(self._reader, flt, limit, before)
 
     def count_journal(self, invocation_id: str) -> int:
         """Journal entries of one invocation (a range of the journal's primary key)."""
@@ -535,10 +535,19 @@ class SQLiteStore(Store):
         return [r[0] for r in rows]
 
     def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
-        """Counts from the status index."""
-        rows = self._reader.execute(f"SELECT status, count(*) FROM invocations WHERE status IN "
-                                    f"({', '.join('?' for _ in statuses)}) GROUP BY status", tuple(statuses))
-        return dict(rows.fetchall())
+        """Counts from the index of unfinished rows; completed ones from the retention index."""
+        open_ = [s for s in statuses if s != "completed"]
+        out: dict[str, int] = {}
+        if open_:
+            rows = self._reader.execute(f"SELECT status, count(*) FROM invocations WHERE status != 'completed' AND "
+                                        f"status IN ({', '.join('?' for _ in open_)}) GROUP BY status", tuple(open_))
+            out.update(rows.fetchall())
+        if "completed" in statuses:
+            n = self._reader.execute("SELECT count(*) FROM invocations INDEXED BY invocations_retention "
+                                     "WHERE status = 'completed'").fetchone()[0]
+            if n:
+                out["completed"] = n
+        return out
 
     def count_timers(self) -> int:
         """Pending timers."""
