@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import shutil
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -51,9 +50,22 @@ def status_of(store: Any, inv_id: str) -> str | None:
     return None if row is None else row[COL["status"]]
 
 
+def v6_data_directory(data: Path) -> None:
+    """The schema-6 data directory `store_v6/make.py` made, rebuilt from its SQL dump (`v6.sql`)."""
+    data.mkdir(parents=True)
+    conn = sqlite3.connect(data / "durably.sqlite3")
+    try:
+        conn.executescript((V6 / "v6.sql").read_text())
+        database_id = conn.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()[0]
+    finally:
+        conn.close()
+    (data / "durably.id").write_text(json.dumps({"database_id": database_id, "note": "durably.sqlite3 in this "
+                                                 "directory must hold the same id; see `durably backup`"}))
+
+
 async def test_a_schema_6_data_directory_is_migrated_and_served(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    shutil.copytree(V6 / "data", data)
+    v6_data_directory(data)
     made = json.loads((V6 / "ids.json").read_text())
     ids, awakeables = made["invocations"], made["awakeables"]
     async with TestRuntime(v6_app, "sqlite", data_dir=data) as rt:
