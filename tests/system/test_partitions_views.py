@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from durably.protocol.ids import InvocationId
+
 from .conftest import ServerFactory, wait_until
 from .test_partitions import PMAP, admin, keys_owned_by, post, start
 
@@ -52,3 +54,38 @@ def test_the_ui_list_and_overview_show_every_partition(durably_serve: ServerFact
         return m is not None and float(m.group(1)) == len(ids)
 
     wait_until(total, 45, f"the overview to count {len(ids)} started invocations")
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """partition -> value of one metric in the supervisor's merged /metrics."""
+    out: dict[str, float] = {}
+    for m in re.finditer(rf'^{name}\{{partition="(\d)"[^}}]*\}} (\S+)$', text, re.M):
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def test_metrics_count_the_messages_between_partitions(durably_serve: ServerFactory) -> None:
+    server = start(durably_serve)
+    crossed = 0
+    for key in keys_owned_by(0, 3) + keys_owned_by(1, 3):
+        r = post(server, "/Caller/add_to", key)
+        assert r.json()["value"] == 1
+        crossed += PMAP.owner(r.headers["x-restate-id"]) != PMAP.owner(InvocationId.for_keyed("", key))
+    text = ""
+
+    def settled() -> bool:
+        nonlocal text
+        text = admin(server, "GET", "/metrics").text
+        delivered = _samples(text, "durably_partition_outbox_delivered_total")
+        applied = _samples(text, "durably_partition_inbox_applied_total")
+        pending = _samples(text, "durably_partition_outbox_pending")
+        return (set(delivered) == set(applied) == set(pending) == {"0", "1"} and sum(pending.values()) == 0
+                and sum(delivered.values()) == sum(applied.values()) > 0)
+
+    wait_until(settled, 20, "every cross-partition message delivered and applied", lambda: "\n" + text[-3000:])
+    # A call that crossed is two messages (the call there, its result back); one that stayed is none.
+    assert sum(_samples(text, "durably_partition_inbox_applied_total").values()) == 2 * crossed
+    for family, kind in (("durably_partition_outbox_pending", "gauge"),
+                         ("durably_partition_outbox_delivered_total", "counter"),
+                         ("durably_partition_inbox_applied_total", "counter")):
+        assert text.count(f"# TYPE {family} {kind}\n") == 1
