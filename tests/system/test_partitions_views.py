@@ -3,13 +3,16 @@ in `/metrics`, in describe and in the log; and a kill that ends a call tree acro
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from durably.protocol.ids import InvocationId
 
-from .conftest import ServerFactory, wait_until
+from .conftest import REPO_ROOT, ServerFactory, wait_until
 from .test_partitions import PMAP, admin, keys_owned_by, post, start
 
 pytestmark = pytest.mark.system
@@ -89,3 +92,35 @@ def test_metrics_count_the_messages_between_partitions(durably_serve: ServerFact
                          ("durably_partition_outbox_delivered_total", "counter"),
                          ("durably_partition_inbox_applied_total", "counter")):
         assert text.count(f"# TYPE {family} {kind}\n") == 1
+
+
+def _cli(server: object, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "durably.cli.main", *args, "--admin",
+                           f"http://127.0.0.1:{server.admin_port}"],  # type: ignore[attr-defined]
+                          capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT)
+
+
+def test_describe_and_the_log_name_the_partition(durably_serve: ServerFactory) -> None:
+    server = start(durably_serve)
+    for partition in (0, 1):
+        key = keys_owned_by(partition, 1)[0]
+        inv_id = post(server, f"/Counter/{key}/add", 1).headers["x-restate-id"]
+        d = admin(server, "GET", f"/invocations/{inv_id}")
+        assert d.status_code == 200 and d.json()["partition"] == partition
+        out = _cli(server, "invocations", "describe", inv_id)
+        assert out.returncode == 0, out.stderr
+        assert re.search(rf"^partition\s*:?\s+{partition}$", out.stdout, re.M), out.stdout
+        # Every line a partition writes says which one: its lifecycle line for this invocation, for instance.
+        line = re.compile(rf"^\S+ \S+ INFO p{partition} durably\.invocations: invocation {inv_id} completed", re.M)
+        wait_until(lambda line=line: line.search(server.log()), 10, f"p{partition}'s line for {inv_id}",
+                   lambda: "\n" + server.log()[-2000:])
+    assert re.search(r"^\S+ \S+ INFO p0 durably\.server: partition 0 of 2", server.log(), re.M)
+
+
+def test_one_process_describe_has_no_partition(durably_serve: ServerFactory) -> None:
+    server = durably_serve.start("partitioned")
+    inv_id = post(server, f"/Counter/{keys_owned_by(1, 1)[0]}/add", 1).headers["x-restate-id"]
+    d = admin(server, "GET", f"/invocations/{inv_id}")
+    assert d.status_code == 200 and "partition" not in d.json()
+    assert not re.search(r"INFO p\d ", server.log())
