@@ -102,6 +102,8 @@ class Inbox:
             self.calltree.cancel(msg["target"])
         elif kind == "kill":
             self.calltree.kill(msg["target"])
+        elif kind in ("pause", "resume", "purge"):
+            getattr(self.calltree, kind)(msg["target"])
         else:
             raise ValueError(f"unknown message kind {kind!r}")
 
