@@ -93,7 +93,8 @@ class CallTree:
         return found
 
     def _elsewhere(self, inv_id: str, kind: str) -> bool:
-        """Send `kind` (cancel, kill, pause, resume, purge) to the partition owning `inv_id` if it is not this one; whether it was."""
+        """Send `kind` (cancel, kill, pause, resume, purge) to the partition owning `inv_id` if it is not this
+        one; whether it was."""
         if self.outbox is None or self.partitions.single:
             return False
         try:
