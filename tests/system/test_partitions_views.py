@@ -3,17 +3,19 @@ in `/metrics`, in describe and in the log; and a kill that ends a call tree acro
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from durably.protocol.ids import InvocationId
 
 from .conftest import REPO_ROOT, ServerFactory, wait_until
-from .test_partitions import PMAP, admin, keys_owned_by, post, start
+from .test_partitions import PMAP, admin, get, keys_owned_by, post, start
 
 pytestmark = pytest.mark.system
 
@@ -124,3 +126,38 @@ def test_one_process_describe_has_no_partition(durably_serve: ServerFactory) -> 
     d = admin(server, "GET", f"/invocations/{inv_id}")
     assert d.status_code == 200 and "partition" not in d.json()
     assert not re.search(r"INFO p\d ", server.log())
+
+
+def test_kill_of_a_call_tree_across_partitions_kills_every_node_and_frees_the_key(
+        durably_serve: ServerFactory, tmp_path: Path) -> None:
+    server = start(durably_serve)
+    key = keys_owned_by(1, 1, "held")[0]
+    # The parent runs in partition 0: an idempotency key whose (deterministic) id partition 0 owns.
+    idem = next(f"tree-{i}" for i in range(1000)
+                if PMAP.owner(PMAP.id_for("Caller", "hold_at", workflow=False, keyed=False,
+                                          idempotency_key=f"tree-{i}")) == 0)
+    published = tmp_path / "awakeable"
+    r = post(server, "/Caller/hold_at/send", {"key": key, "path": str(published)}, {"idempotency-key": idem})
+    assert r.status_code in (200, 202), r.text
+    parent = r.json()["invocationId"]
+    assert PMAP.owner(parent) == 0
+    wait_until(published.exists, 20, "the child in partition 1 to wait on its awakeable")
+    children = admin(server, "GET", f"/invocations?service=Counter&key={key}").json()["invocations"]
+    assert len(children) == 1 and children[0]["status"] != "completed"
+    child = children[0]["id"]
+    assert PMAP.owner(child) == 1
+    out = _cli(server, "invocations", "kill", parent)
+    assert out.returncode == 0 and f"killed {parent}" in out.stdout, out.stdout + out.stderr
+
+    def ended_killed(inv_id: str) -> bool:
+        d = admin(server, "GET", f"/invocations/{inv_id}").json()
+        return d["status"] == "completed" and d.get("failure_message") == "killed"
+
+    wait_until(lambda: ended_killed(parent), 10, "the parent killed")
+    # The child in the other partition is killed asynchronously, by a message from partition 0.
+    wait_until(lambda: ended_killed(child), 20, "the child in partition 1 killed",
+               lambda: "\n" + json.dumps(admin(server, "GET", f"/invocations/{child}").json())[:2000])
+    attached = get(server, f"/restate/invocation/{child}/attach")
+    assert attached.status_code == 409 and attached.json()["message"] == "killed"
+    # Its key is free: the next call on it runs at once.
+    assert post(server, f"/Counter/{key}/add", 1).json()["value"] == 1
