@@ -68,6 +68,13 @@ def _input_ms(text: str | None) -> int | None:
     return int(t.replace(tzinfo=UTC).timestamp() * 1000)
 
 
+def _list_filter(query: dict[str, str]) -> InvocationFilter:
+    """The invocation list's filter from its query; ValueError if a time is malformed."""
+    return InvocationFilter(status=query.get("status") or None, service=query.get("service") or None,
+                            handler=query.get("handler") or None, key=query.get("key") or None,
+                            since_ms=_input_ms(query.get("since")), until_ms=_input_ms(query.get("until")))
+
+
 async def _redirect(send: Send, location: str) -> None:
     await respond(send, 303, b"", None, [(b"location", location.encode())])
 
@@ -183,18 +190,14 @@ class WebUI:
 
     async def rows(self, query: dict[str, str], limit: int) -> list[tuple[Any, ...]]:
         """This engine's page of the invocation list for the UI's query (filters, `before`); ValueError if bad."""
-        flt = InvocationFilter(status=query.get("status") or None, service=query.get("service") or None,
-                               handler=query.get("handler") or None, key=query.get("key") or None,
-                               since_ms=_input_ms(query.get("since")), until_ms=_input_ms(query.get("until")))
+        flt = _list_filter(query)
         before = parse_cursor(query["before"]) if query.get("before") else None
         await self.engine.flushed()
         return [self.engine.live_row(r[COL["id"]]) or r for r in page(self.engine.store, flt, limit, before)]
 
     async def _invocations(self, send: Send, query: dict[str, str]) -> None:
         try:
-            flt = InvocationFilter(status=query.get("status") or None, service=query.get("service") or None,
-                                   handler=query.get("handler") or None, key=query.get("key") or None,
-                                   since_ms=_input_ms(query.get("since")), until_ms=_input_ms(query.get("until")))
+            flt = _list_filter(query)
             rows = await self.rows(query, pages.PAGE_SIZE)
         except ValueError as e:
             await _html(send, layout("Invocations", "invocations", Markup(f'<div class="error">bad filter: '
