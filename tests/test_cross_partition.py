@@ -621,6 +621,26 @@ async def test_kill_of_an_invocation_owned_elsewhere_is_sent_there(cluster) -> N
     assert await c.result(1, held) == (409, "killed")
 
 
+async def test_pause_resume_and_purge_of_an_invocation_owned_elsewhere_are_sent_there(cluster) -> None:
+    c = await cluster(2)
+    key = key_in(2, 1, "remote-ops")
+    held = await c.invoke(1, "Counter/hold", "ops", key=key)
+    await until(lambda: "ops" in awakeables, "the holder")
+
+    def status() -> str | None:
+        row = c[1].live_row(held) or c[1].store.load_invocation(held)
+        return None if row is None else row[COL["status"]]
+
+    assert c[0].pause(held) == ActionResult.ACCEPTED
+    await until(lambda: status() == "paused", "the invocation paused in its partition")
+    assert c[0].resume(held) == ActionResult.ACCEPTED
+    await until(lambda: status() not in ("paused", None), "the invocation resumed in its partition")
+    assert c[0].kill(held) == ActionResult.ACCEPTED
+    assert await c.result(1, held) == (409, "killed")
+    assert c[0].purge(held) == ActionResult.ACCEPTED
+    await until(lambda: status() is None, "the invocation purged in its partition")
+
+
 # ---- one partition: nothing changes ----
 
 async def test_one_partition_has_no_outbox(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from system.conftest import wait_until
 
+from durably.server.partitions.map import PartitionMap
+
 from .conftest import ServeFactory
 
 PARTITIONS = (1, 2)  # each test also runs against durably serve --partitions 2
@@ -61,7 +63,23 @@ def health(url: str) -> httpx.Response:
     return httpx.get(url, timeout=10)
 
 
-def test_disk_full_is_named_and_recovered_from(serve: ServeFactory, small_disk: Path, work: Path) -> None:
+def keys_in_every_partition(partitions: int, per_partition: int) -> list[str]:
+    """Idempotency keys of `Stepper/run` calls, `per_partition` owned by each partition: with --partitions 2
+    every partition writes (and so finds the disk full), whatever the hash of the keys."""
+    pmap = PartitionMap(partitions, 0)
+    chosen: dict[int, list[str]] = {i: [] for i in range(partitions)}
+    i = 0
+    while any(len(v) < per_partition for v in chosen.values()):
+        key = f"during-{i}"
+        owner = pmap.owner(pmap.id_for("Stepper", "run", workflow=False, keyed=False, idempotency_key=key))
+        if len(chosen[owner]) < per_partition:
+            chosen[owner].append(key)
+        i += 1
+    return [k for v in chosen.values() for k in v]
+
+
+def test_disk_full_is_named_and_recovered_from(serve: ServeFactory, small_disk: Path, work: Path,
+                                               partitions: int) -> None:
     proc = serve(data_dir=small_disk / "data").wait_serving()
 
     def call(key: str) -> httpx.Response:
@@ -74,7 +92,7 @@ def test_disk_full_is_named_and_recovered_from(serve: ServeFactory, small_disk: 
     # Calls made now cannot commit: each either waits (nothing is acknowledged) until the store is back, or,
     # once the server knows, is refused with the cause before anything is journaled.
     pool = concurrent.futures.ThreadPoolExecutor(4)
-    pending = {f"during-{i}": pool.submit(call, f"during-{i}") for i in range(4)}
+    pending = {key: pool.submit(call, key) for key in keys_in_every_partition(partitions, 4 // partitions)}
     ingress_health = f"{proc.url}/restate/health"
     admin_health = f"{proc.admin_url}/health"
     r = wait_until(lambda: (h := health(ingress_health)).status_code == 503 and h, 30,
@@ -89,9 +107,9 @@ def test_disk_full_is_named_and_recovered_from(serve: ServeFactory, small_disk: 
     assert not any(f.done() and f.result().status_code == 200 for f in pending.values())
 
     (small_disk / "filler").unlink()
-    wait_until(lambda: health(ingress_health).status_code == 200, 30, "the store to recover",
-               lambda: f"\n{proc.log()}")
-    assert health(admin_health).status_code == 200
+    # The admin health is the whole server's: every partition's store is back.
+    wait_until(lambda: health(ingress_health).status_code == 200 and health(admin_health).status_code == 200, 30,
+               "the store to recover", lambda: f"\n{proc.log()}")
     for key, fut in pending.items():
         r = fut.result(timeout=60)
         if r.status_code == 503:

@@ -35,9 +35,8 @@ def test_partitions_reach_the_server_config(monkeypatch) -> None:  # type: ignor
     assert server_config(from_environment(serve).values).partitions == 2
 
 
-def test_kafka_and_in_memory_are_refused_with_partitions() -> None:
+def test_in_memory_is_refused_with_partitions() -> None:
+    # (Kafka subscriptions work with partitions: tests/kafka/test_serve_partitions.py.)
     runner = CliRunner()
-    kafka = runner.invoke(serve, ["--partitions", "2", "--kafka-cluster", "local=127.0.0.1:9092"], env={})
-    assert kafka.exit_code == 2 and "Kafka subscriptions are not supported with --partitions" in kafka.output
     memory = runner.invoke(serve, ["--partitions", "2", "--in-memory"], env={})
     assert memory.exit_code == 2 and "--partitions needs a --data-dir" in memory.output

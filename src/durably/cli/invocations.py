@@ -87,6 +87,8 @@ def describe_lines(inv: dict[str, Any]) -> list[str]:
         attempts += f" ({inv['retry_count']} failed)"
     fields: list[tuple[str, str]] = [("id", inv.get("id", "")), ("target", inv.get("target", "")),
                                      ("status", status)]
+    if "partition" in inv:  # a server of --partitions N: the partition that owns it
+        fields.append(("partition", str(inv["partition"])))
     if inv.get("idempotency_key"):
         fields.append(("idempotency key", inv["idempotency_key"]))
     fields.append(("attempts", attempts))

@@ -197,9 +197,6 @@ def _serve_partitioned(app_ref: str | None, config: ServerConfig) -> None:
     if config.in_memory:
         raise click.UsageError("--in-memory keeps the data in one process's memory; --partitions needs a --data-dir "
                                "(use --partitions 1 with --in-memory)")
-    if config.kafka_clusters:
-        raise click.UsageError("Kafka subscriptions are not supported with --partitions N > 1 yet: serve them with "
-                               "--partitions 1, or drop --kafka-cluster")
     from durably.server.partitions.supervisor import run_supervisor
 
     sys.exit(run_supervisor(app_ref, config))

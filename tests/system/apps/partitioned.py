@@ -26,6 +26,14 @@ async def get(ctx: durably.ObjectSharedContext) -> int:
     return await ctx.get("value") or 0
 
 
+@counter.handler()
+async def hold(ctx: durably.ObjectContext, path: str) -> str:
+    """Hold the key: write an awakeable's id to `path` and wait for it."""
+    awakeable_id, fut = ctx.awakeable(type_hint=str)
+    await ctx.run_typed("publish", lambda: Path(path).write_text(awakeable_id))
+    return await fut
+
+
 plain = durably.Service("Plain")
 
 
@@ -54,6 +62,21 @@ async def slow(ctx: durably.Context, steps: int) -> int:
     return total
 
 
+caller = durably.Service("Caller")
+
+
+@caller.handler()
+async def add_to(ctx: durably.Context, key: str) -> dict:
+    """Call Counter/{key}/add (a call to another partition when the key is owned there)."""
+    return await ctx.object_call(add, key=key, arg=1)
+
+
+@caller.handler()
+async def hold_at(ctx: durably.Context, args: dict) -> str:
+    """Call Counter/{key}/hold and wait for it: a call tree that may span both partitions."""
+    return await ctx.object_call(hold, key=args["key"], arg=args["path"])
+
+
 flow = durably.Workflow("Signup")
 
 
@@ -71,4 +94,4 @@ async def confirm(ctx: durably.WorkflowSharedContext, code: str) -> int:
     return os.getpid()
 
 
-app = durably.app(services=[counter, plain, flow])
+app = durably.app(services=[counter, plain, caller, flow])

@@ -16,7 +16,9 @@ layer maps it to a status code.
 With partitions, a call tree may span them: a child owned by another partition is killed by a message through
 the outbox (crossing/outbox.py), committed with the kill here; its partition goes on down its own part of the
 tree (a cancel reaches children through the handler, whose cancel signal travels the same way). An action on
-an invocation owned elsewhere is sent there likewise and answers ACCEPTED.
+an invocation owned elsewhere (cancel, kill, pause, resume, purge) is sent there likewise and answers ACCEPTED;
+the owner applies it as its own action (what it answers there, e.g. "not found", is not reported back: the
+admin API sends actions to the owner directly, so this path is for callers inside another partition).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class CallTree:
         return found
 
     def _elsewhere(self, inv_id: str, kind: str) -> bool:
-        """Send `kind` (cancel, kill) to the partition owning `inv_id` if it is not this one; whether it was."""
+        """Send `kind` (cancel, kill, pause, resume, purge) to the partition owning `inv_id` if it is not this
+        one; whether it was."""
         if self.outbox is None or self.partitions.single:
             return False
         try:
@@ -162,6 +165,8 @@ class CallTree:
 
     def pause(self, inv_id: str) -> ActionResult:
         """Stop retrying an invocation until it is resumed. ACCEPTED, ALREADY (paused), NOT_FOUND or CONFLICT."""
+        if self._elsewhere(inv_id, "pause"):
+            return ActionResult.ACCEPTED
         inv = self.table.load(inv_id)
         if inv is None:
             return ActionResult.NOT_FOUND
@@ -174,6 +179,8 @@ class CallTree:
 
     def resume(self, inv_id: str) -> ActionResult:
         """Run a paused invocation again with a fresh retry budget. ACCEPTED, NOT_FOUND or CONFLICT (not paused)."""
+        if self._elsewhere(inv_id, "resume"):
+            return ActionResult.ACCEPTED
         inv = self.table.load(inv_id)
         if inv is None:
             return ActionResult.NOT_FOUND
@@ -184,6 +191,8 @@ class CallTree:
 
     def purge(self, inv_id: str) -> ActionResult:
         """Delete a completed invocation with its journal. DONE, NOT_FOUND or CONFLICT (not completed)."""
+        if self._elsewhere(inv_id, "purge"):
+            return ActionResult.ACCEPTED
         if self.table.get(inv_id) is not None:
             return ActionResult.CONFLICT
         row = self.store.load_invocation(inv_id)

@@ -30,7 +30,7 @@ from durably.server.engine.clock import Clock
 from durably.server.engine.commands import Commands
 from durably.server.engine.committer import GroupCommitter, StoreFailed
 from durably.server.engine.crossing.inbox import Inbox
-from durably.server.engine.crossing.outbox import Outbox, encode_answer
+from durably.server.engine.crossing.outbox import Outbox, b64, encode_answer
 from durably.server.engine.flow_control import ConcurrencyLimiter
 from durably.server.engine.interfaces import EngineOptions, EngineStopped, RunningAttempt
 from durably.server.engine.invocation import COMPLETED, Invocation, Outcome, outcome_of_row
@@ -303,6 +303,25 @@ class Engine:
         workflows and idempotent requests; raises FlowControlError if either is malformed.
         """
         return self.admission.invoke(handler, body, headers, key, idempotency_key, delay_ms, scope, limit_key)
+
+    def invoke_at_owner(self, handler: Handler, body: bytes, headers: list[tuple[str, str]], key: str,
+                        idempotency_key: str) -> asyncio.Future[None] | None:
+        """With partitions: if another partition owns the idempotent invocation this would create, send it there
+        (through the outbox, committed with the next commit: `barrier()`; applied there once) and return what
+        resolves once the owner has durably created it (or found it: the idempotency key dedups); None if this
+        partition owns it (then `invoke` it here). What Kafka ingestion in one partition uses."""
+        if self.outbox is None:
+            return None
+        parts = self.options.partitions
+        inv_id = str(parts.id_for(handler.service.name, handler.name, workflow=handler.kind == "workflow",
+                                  keyed=handler.service.kind != "service", key=key, idempotency_key=idempotency_key))
+        if parts.is_local(inv_id):
+            return None
+        dest, seq = self.outbox.send_to_owner(inv_id, {
+            "kind": "invoke", "id": inv_id, "service": handler.service.name, "handler": handler.name, "key": key,
+            "idempotency_key": idempotency_key, "scope": None, "limit_key": None, "param": b64(body),
+            "headers": headers, "invoke_time": 0, "caller": None, "reply": None})
+        return self.outbox.applied(dest, seq)
 
     async def wait_outcome(self, inv_id: str) -> Outcome | None:
         """Wait until an invocation completes; None if there is no such invocation."""

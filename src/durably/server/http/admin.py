@@ -494,6 +494,9 @@ class Admin:
             await error(send, 404, f"invocation {inv_id} not found", "admin")
             return
         body = self._row_json(row)
+        parts = self.engine.options.partitions
+        if not parts.single:  # with --partitions N: which process holds it (absent in one process, as on Restate)
+            body["partition"] = parts.owner(inv_id)
         body["journal"] = entries
         body.update(journal_paging(total, offset, len(entries)))
         await respond_json(send, 200, body)

@@ -133,6 +133,10 @@ class KafkaCluster:
                                         "string set to a string")
         object.__setattr__(self, "properties", MappingProxyType(dict(self.properties)))
 
+    def __reduce__(self) -> tuple[type[KafkaCluster], tuple[str, tuple[str, ...], dict[str, str]]]:
+        # Pickled (the spec of a partition process of --partitions N) with its properties as a plain dict.
+        return (KafkaCluster, (self.name, self.bootstrap_servers, dict(self.properties)))
+
     @classmethod
     def parse(cls, text: str, properties: Mapping[str, str] | None = None) -> KafkaCluster:
         """Parse the flag form `NAME=HOST:PORT[,HOST:PORT...]` (as `durably serve --kafka-cluster`)."""

@@ -15,10 +15,17 @@ from durably.server.observe import lifecycle_log
 # Extra fields the engine puts on records (see durably.server.observe.lifecycle_log), written as JSON keys.
 _EXTRA_FIELDS = ("event", "invocation_id", "service", "handler", "duration_ms", "error", "repeated")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A partition process of `--partitions N` names itself after the level (`... INFO p1 durably.server: ...`).
+PARTITION_TEXT_FORMAT = "%(asctime)s %(levelname)s p{index} %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"ts", "level", "logger", "message", ...extra fields, "exception"?}` on one line."""
+    """`{"ts", "level", "logger", "message", ...extra fields, "exception"?}` on one line (and `"partition"` in
+    a partition process of `--partitions N`)."""
+
+    def __init__(self, partition: int | None = None) -> None:
+        super().__init__()
+        self.partition = partition
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
@@ -29,6 +36,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.partition is not None:
+            out["partition"] = self.partition
         for name in _EXTRA_FIELDS:
             value = record.__dict__.get(name)
             if value is not None:
@@ -183,15 +192,17 @@ def _lifecycle_record(created: float, msg: str, args: tuple[object, ...],
     return record
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
-    """Send the root logger's records to stderr at `level`, as text or JSON lines.
+def configure_logging(level: str, fmt: str = "text", partition: int | None = None) -> None:
+    """Send the root logger's records to stderr at `level`, as text or JSON lines; `partition`: every line names
+    that partition (`p1` after the level, or a `"partition"` key), so the processes' shared log tells them apart.
 
     The lifecycle lines (one or more per invocation) are formatted and written by a thread of their own, in
     batches, so the event loop only creates their records; every other line is written at once. What is queued
     is written at exit. Both go through one handler, so lines are never torn.
     """
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    text = TEXT_FORMAT if partition is None else PARTITION_TEXT_FORMAT.format(index=partition)
+    handler.setFormatter(JsonFormatter(partition) if fmt == "json" else logging.Formatter(text))
     handler.addFilter(lambda record: record.name != LIFECYCLE_LOGGER)
     deferred = DeferredFormatHandler(handler)
     deferred.addFilter(lambda record: record.name == LIFECYCLE_LOGGER)

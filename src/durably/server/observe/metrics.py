@@ -225,6 +225,16 @@ class EngineCollector(Collector):
                                 value=size)
         yield GaugeMetricFamily("durably_run_threads_busy", "Sync ctx.run closures running on pool threads; a "
                                 "number that stays up means steps are stuck.", value=engine.run_executor.busy())
+        # With --partitions N > 1 only (one process has no outbox, and its exposition stays as it was).
+        outbox, inbox = engine.outbox, engine.inbox
+        if outbox is not None and inbox is not None:
+            yield GaugeMetricFamily("durably_partition_outbox_pending", "Messages to other partitions (calls, "
+                                    "sends, results, cancels) committed and not yet acknowledged by them.",
+                                    value=outbox.pending())
+            yield CounterMetricFamily("durably_partition_outbox_delivered", "Messages to other partitions "
+                                      "acknowledged by them since this process started.", value=outbox.delivered)
+            yield CounterMetricFamily("durably_partition_inbox_applied", "Messages from other partitions applied "
+                                      "(once each) since this process started.", value=inbox.applied)
 
 
 def render(engine: Engine, *extra: Collector) -> bytes:

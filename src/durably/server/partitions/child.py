@@ -73,7 +73,7 @@ def main() -> None:
     from durably.server.process.runtime import DurablyServer, StartupError
     from durably.server.store.datadir import DataDirError
 
-    configure_logging(spec.config.log_level, spec.config.log_format)
+    configure_logging(spec.config.log_level, spec.config.log_format, spec.index)
     try:
         app = load_app(spec.app_ref) if spec.app_ref else App()
     except AppLoadError as e:

@@ -2,6 +2,8 @@
 
     POST /__durably/peer           an outbox delivery from another partition -> Engine.receive_from_partition
     GET  /__durably/health         200 once this partition serves (the supervisor's readiness check)
+    GET  /__durably/ui/rows        this partition's page of the UI's invocation list (partitions/uiview.py)
+    GET  /__durably/ui/minutes     this partition's overview points (partitions/uiview.py)
     *    /__durably/admin/{path}   this partition's admin API (the supervisor's fan-out asks each partition)
     *    anything else             this partition's own ingress, unrouted: requests other partitions forwarded
                                    here because this partition owns them
@@ -15,9 +17,11 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from durably.sdk.asgi import Receive, Send, error, lifespan, read_body, respond
 from durably.server.partitions.forward import ADMIN_PREFIX, HEALTH_PATH, PEER_PATH
+from durably.server.partitions.uiview import MINUTES_PATH, ROWS_PATH, minutes_to_json, rows_to_json
 
 log = logging.getLogger("durably.partitions")
 
@@ -49,6 +53,8 @@ class InternalApp:
                 await error(send, 503, problem, "admin")
             else:
                 await respond(send, 200, json.dumps({"status": "ok", "partition": self.index}).encode())
+        elif path in (ROWS_PATH, MINUTES_PATH):
+            await self._ui_data(scope, send)
         elif path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             inner = dict(scope)
             inner["path"] = path[len(ADMIN_PREFIX):] or "/"
@@ -58,6 +64,20 @@ class InternalApp:
             await self.admin(inner, receive, send)
         else:
             await self.ingress(scope, receive, send)
+
+    async def _ui_data(self, scope: dict[str, Any], send: Send) -> None:
+        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+        ui = self.admin.ui
+        try:
+            if scope["path"] == ROWS_PATH:
+                body = rows_to_json(await ui.rows(query, int(query.get("limit", "50"))))
+            else:
+                minutes = ui.minutes(float(query["now"]))
+                body = minutes_to_json(minutes) if minutes is not None else b"[]"
+        except (ValueError, KeyError) as e:
+            await error(send, 400, f"bad UI query: {e}", "admin")
+            return
+        await respond(send, 200, body, b"application/json")
 
     async def _peer(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":

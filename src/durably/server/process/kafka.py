@@ -13,6 +13,12 @@ subscription through the `IngestManager`, and turns each record into an invocati
   partition's invocations in offset order without waiting for each commit, so they share group commits; an
   object's invocations of one key queue in that order in the key's inbox, so each key's records run in order.
   The consumer commits an offset only once it and every record before it are committed here.
+- With `--partitions N` the subscriptions live in partition 0 (the admin API's `/subscriptions` goes there), which
+  runs the consumers; a record whose invocation another partition owns (the owner of its key, or of its
+  idempotency key for a plain service) is written to partition 0's outbox and created there once (crossing/);
+  `begin`'s awaitable resolves once the owner has committed it, so the offset is committed only then (a
+  partition that is down holds its records' offsets back, as a slow store does in one process).
+  Per-key order holds: one key's records go to one owner, in offset order, through one ordered outbox queue.
 - A keyless record to an object or workflow sink is refused (`RecordRefused`): logged, counted, and its
   offset committed, so it never wedges the partition.
 
@@ -94,8 +100,13 @@ class KafkaSubscriptions:
         if handler is None:
             raise SinkUnavailable(f"service://{invocation.service}/{invocation.handler} is not a registered "
                                   "handler")
-        _inv, _inv_id, created = self.engine.invoke(handler, invocation.input, list(invocation.headers.items()),
-                                                    invocation.key or "", invocation.idempotency_key)
+        headers = list(invocation.headers.items())
+        landed = self.engine.invoke_at_owner(handler, invocation.input, headers, invocation.key or "",
+                                             invocation.idempotency_key)
+        if landed is not None:
+            return self._landed(subscription_id, landed)
+        _inv, _inv_id, created = self.engine.invoke(handler, invocation.input, headers, invocation.key or "",
+                                                    invocation.idempotency_key)
         return self._recorded(subscription_id, created)
 
     async def _recorded(self, subscription_id: str, created: bool) -> None:
@@ -104,6 +115,13 @@ class KafkaSubscriptions:
             self.created[subscription_id] += 1
         else:
             self.deduplicated[subscription_id] += 1
+
+    async def _landed(self, subscription_id: str, landed: Awaitable[None]) -> None:
+        # Another partition owns it: in our outbox once the barrier returns, then created there (its idempotency
+        # key dedups a record consumed twice); the offset may be committed once the owner has committed it.
+        await self.engine.barrier()
+        await landed
+        self.created[subscription_id] += 1
 
     def _deliver_for(self, subscription: Subscription) -> Any:
         def create(invocation: KafkaInvocation) -> Awaitable[None]:

@@ -26,6 +26,7 @@ from durably.server.partitions.internal import InternalApp
 from durably.server.partitions.layout import PartitionRole, check_partitions, listen_unix
 from durably.server.partitions.map import PartitionMap
 from durably.server.partitions.router import PartitionRouter
+from durably.server.partitions.uiview import PeerViews
 from durably.server.process.kafka import KafkaSubscriptions
 from durably.server.process.limits import BodyBudget, engine_limits, fit_connection_cap, raise_nofile_limit
 from durably.server.process.listeners import (
@@ -124,6 +125,7 @@ class DurablyServer:
         local_ingress = _draining(ingress, cfg)
         if role is not None and peers is not None:
             internal_app = InternalApp(engine, local_ingress, admin, role.index)
+            admin.ui.peers = PeerViews(peers, role.index, role.count)  # the UI's list and overview: every partition
             routed = PartitionRouter(local_ingress, options.partitions, engine.services.get, Forwarder(peers))
             ingress_app, admin_app = host_checked(*guarded(routed, admin, cfg), cfg)
         else:

@@ -102,6 +102,8 @@ class Inbox:
             self.calltree.cancel(msg["target"])
         elif kind == "kill":
             self.calltree.kill(msg["target"])
+        elif kind in ("pause", "resume", "purge"):
+            getattr(self.calltree, kind)(msg["target"])
         else:
             raise ValueError(f"unknown message kind {kind!r}")
 
@@ -126,7 +128,7 @@ class Inbox:
             if reply is not None:
                 self.calls.notify(caller, reply["type"], failure_note(reply["cid"], 400, str(e)))
             return
-        if created:
+        if created and caller is not None:  # None: no invocation asked (a Kafka record consumed elsewhere)
             self.table.write(AddCall(child_id, caller))
         if reply is None:
             return

@@ -93,6 +93,8 @@ class Outbox:
         self._link: PeerLink | None = None
         self._running = False
         self.delivered = 0  # messages acknowledged by peers since the start (tests, metrics)
+        # Who waits for a message to be applied by its destination (`applied`): per destination, (seq, future).
+        self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = {}
 
     def restore(self, outbox: list[tuple[int, int, bytes]], last_seq: int) -> None:
         """At start: the messages committed but not acknowledged before the stop, and the last seq used."""
@@ -100,17 +102,25 @@ class Outbox:
         for dest, seq, raw in outbox:
             self._queues.setdefault(dest, deque()).append((seq, raw))
 
-    def send(self, dest: int, message: dict[str, Any]) -> None:
+    def send(self, dest: int, message: dict[str, Any]) -> int:
         """Write a message for partition `dest` with the current batch; it goes out once committed."""
         self._seq += 1
         seq = self._seq
         raw = json.dumps(message, separators=(",", ":")).encode()
         self.table.write(AddOutbox(dest, seq, raw))
         self.table.after_commit(lambda: self._committed(dest, seq, raw))
+        return seq
 
-    def send_to_owner(self, inv_id: str, message: dict[str, Any]) -> None:
-        """Write a message for the partition that owns invocation `inv_id`."""
-        self.send(self.partitions.owner(inv_id), message)
+    def send_to_owner(self, inv_id: str, message: dict[str, Any]) -> tuple[int, int]:
+        """Write a message for the partition that owns invocation `inv_id`; its (destination, seq)."""
+        dest = self.partitions.owner(inv_id)
+        return dest, self.send(dest, message)
+
+    def applied(self, dest: int, seq: int) -> asyncio.Future[None]:
+        """Resolves once partition `dest` has applied message `seq` (committed it there and acknowledged it)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(dest, []).append((seq, fut))
+        return fut
 
     def pending(self) -> int:
         """Messages committed and not yet acknowledged."""
@@ -191,8 +201,23 @@ class Outbox:
                 done += 1
             if done:
                 self.delivered += done
+                self._release(dest, applied)
                 # Not waited for: if this is lost in a crash the messages go again and the receiver skips them.
                 self.table.write(AckOutbox(dest, applied))
+
+
+    def _release(self, dest: int, applied: int) -> None:
+        waiters = self._waiters.get(dest)
+        if not waiters:
+            return
+        keep = []
+        for seq, fut in waiters:
+            if seq <= applied:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((seq, fut))
+        self._waiters[dest] = keep
 
 
 def _applied(answer: bytes) -> int:

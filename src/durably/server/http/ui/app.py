@@ -52,6 +52,7 @@ from durably.server.store.base import COL
 from durably.server.store.invocation_query import InvocationFilter, page, parse_cursor
 
 _HTML = b"text/html; charset=utf-8"
+_LIST_QUERY = ("status", "service", "handler", "key", "since", "until", "before")
 _ACTIONS = ("cancel", "kill", "pause", "resume", "purge")
 _DONE = {"cancel": "cancellation requested", "kill": "killed", "pause": "paused", "resume": "resumed",
          "purge": "purged"}
@@ -65,6 +66,13 @@ def _input_ms(text: str | None) -> int | None:
         return int(text)
     t = datetime.fromisoformat(text.rstrip("Z"))
     return int(t.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def _list_filter(query: dict[str, str]) -> InvocationFilter:
+    """The invocation list's filter from its query; ValueError if a time is malformed."""
+    return InvocationFilter(status=query.get("status") or None, service=query.get("service") or None,
+                            handler=query.get("handler") or None, key=query.get("key") or None,
+                            since_ms=_input_ms(query.get("since")), until_ms=_input_ms(query.get("until")))
 
 
 async def _redirect(send: Send, location: str) -> None:
@@ -98,6 +106,9 @@ class WebUI:
         self.overview = Overview(engine) if engine.stats is not None else None
         self.subscriptions = subscriptions
         self.flash = FlashNotes()
+        # With --partitions N: the other partitions' rows and overview points (partitions/uiview.PeerViews), so
+        # the list and the overview show the whole server. None in one process.
+        self.peers: Any = None
 
     def _sending(self, scope: dict[str, Any], send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
         """`send` with the UI's headers, `extra`, and a flash cookie on a redirect that carries a note."""
@@ -144,7 +155,7 @@ class WebUI:
         elif not segs:
             await _redirect(send, "/ui/overview")
         elif segs == ["overview"]:
-            await _html(send, layout("Overview", "overview", overview_page(self.overview), OVERVIEW_SCRIPT))
+            await self._overview(send)
         elif segs == ["invocations"]:
             await self._invocations(send, query)
         elif len(segs) == 2 and segs[0] == "invocations":
@@ -159,23 +170,51 @@ class WebUI:
         else:
             await _html(send, layout("Not found", "", Markup("<h1>Not found</h1>")), 404)
 
+    async def _overview(self, send: Send) -> None:
+        minutes = None
+        if self.overview is not None:
+            now = self.overview.clock()  # type: ignore[operator]
+            minutes = self.overview.per_minute(now)
+            if self.peers is not None:
+                try:
+                    minutes = await self.peers.minutes(minutes, now)
+                except Exception as ex:  # a partition restarting: say so rather than show part of the server
+                    await _html(send, layout("Overview", "overview", Markup(
+                        f'<h1>Overview</h1><div class="error">{pages.e(ex)}</div>')), 503)
+                    return
+        await _html(send, layout("Overview", "overview", overview_page(minutes), OVERVIEW_SCRIPT))
+
+    def minutes(self, now: float) -> list[Any] | None:
+        """This engine's overview points at `now` (None without metrics): what a partition gives partition 0."""
+        return None if self.overview is None else self.overview.per_minute(now)
+
+    async def rows(self, query: dict[str, str], limit: int) -> list[tuple[Any, ...]]:
+        """This engine's page of the invocation list for the UI's query (filters, `before`); ValueError if bad."""
+        flt = _list_filter(query)
+        before = parse_cursor(query["before"]) if query.get("before") else None
+        await self.engine.flushed()
+        return [self.engine.live_row(r[COL["id"]]) or r for r in page(self.engine.store, flt, limit, before)]
+
     async def _invocations(self, send: Send, query: dict[str, str]) -> None:
         try:
-            flt = InvocationFilter(status=query.get("status") or None, service=query.get("service") or None,
-                                   handler=query.get("handler") or None, key=query.get("key") or None,
-                                   since_ms=_input_ms(query.get("since")), until_ms=_input_ms(query.get("until")))
-            before = parse_cursor(query["before"]) if query.get("before") else None
+            flt = _list_filter(query)
+            rows = await self.rows(query, pages.PAGE_SIZE)
         except ValueError as e:
             await _html(send, layout("Invocations", "invocations", Markup(f'<div class="error">bad filter: '
                                                                           f'{pages.e(e)}</div>')), 400)
             return
-        await self.engine.flushed()
-        rows = [self.engine.live_row(r[COL["id"]]) or r
-                for r in page(self.engine.store, flt, pages.PAGE_SIZE, before)]
+        if self.peers is not None:
+            shared = {k: v for k, v in query.items() if k in _LIST_QUERY}
+            try:
+                rows = await self.peers.rows(rows, shared, pages.PAGE_SIZE)
+            except Exception as ex:  # a partition restarting: say so rather than show part of the server
+                await _html(send, layout("Invocations", "invocations", Markup(
+                    f'<div class="error">{pages.e(ex)}</div>')), 503)
+                return
         if query.get("fragment") == "rows":
             await _html(send, pages.invocation_rows(rows))
             return
-        live = before is None
+        live = not query.get("before")
         kept = {k: v for k, v in query.items() if k != "fragment"}
         body = pages.invocations_page(flt, sorted(self.engine.services), rows, pages.PAGE_SIZE, live, kept)
         await _html(send, layout("Invocations", "invocations", body, pages.LIVE_LIST_SCRIPT if live else ""))

@@ -9,7 +9,7 @@ list filtered to what it counts.
 from __future__ import annotations
 
 from durably.server.http.ui.html import Markup, duration, e, url
-from durably.server.observe.overview import BACKLOG, Minute, Overview, quantile
+from durably.server.observe.overview import BACKLOG, Minute, quantile
 
 W, H, PAD_L, PAD_B, PAD_T = 580, 130, 44, 18, 8
 _PALETTE = ("#4c78d8", "#2e9d74", "#d9534f", "#a05fd0", "#e39b2d", "#6c7a96")
@@ -65,12 +65,11 @@ def _counts(minutes: list[Minute], attr: str) -> list[float | None]:
     return [float(getattr(mm, attr)) if mm.sampled else None for mm in minutes]
 
 
-def overview_page(overview: Overview | None) -> Markup:
-    """The page: the four charts, or why there are none."""
-    if overview is None:
+def overview_page(minutes: list[Minute] | None) -> Markup:
+    """The page: the four charts of the last hour's minutes (`Overview.per_minute`), or why there are none."""
+    if minutes is None:
         return Markup('<h1>Overview</h1><div class="error">metrics are off (--no-metrics): the overview samples '
                       'the same counters as /metrics</div>')
-    minutes: list[Minute] = overview.per_minute()
     everything = url("/invocations")
     throughput = chart("chart-throughput", "Invocations per minute", everything, [
         ("started", _PALETTE[0], _counts(minutes, "started"), everything),
