@@ -404,6 +404,10 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
         "`.venv/bin/python bench/compare/run.py --help`. Figures from a busy machine are low and noisy; "
         "the script warns when other load is present.",
         "",
+        "Measured apart from this page: Kafka subscriptions ([kafka-benchmarks.md](kafka-benchmarks.md), "
+        "`bench/kafka_bench.py`) and how partitions would scale past this machine "
+        "([partitions-scaling.md](partitions-scaling.md), a projection).",
+        "",
     ]
     page.write_text("\n".join(lines))
     return page
