@@ -45,8 +45,12 @@ def invocation_page(conn: sqlite3.Connection, flt: InvocationFilter, limit: int,
         where.append("created_at <= ? AND seq < ?")
         params.extend((flt.until_ms, seq_from(conn, flt.until_ms + 1)))
     if before is not None:
-        where.append("seq < ?")
-        params.append(before[1])
+        # The cursor is the last row shown: (created_at, seq). Rows older than it in (created_at, seq) order;
+        # the seq bound from its time keeps the scan on the index. Partitions merge their pages by the same
+        # order, so a cursor from another partition's row (its seq from another sequence) pages here too.
+        created, seq = before
+        where.append("seq < ? AND (created_at < ? OR (created_at = ? AND seq < ?))")
+        params.extend((seq_from(conn, created + 1), created, created, seq))
     sql = SELECT_INVOCATIONS
     if where:
         sql += " WHERE " + " AND ".join(where)
