@@ -29,13 +29,12 @@ INTEROP_TARGET = 1.0  # Durably driving the restate-sdk against Restate driving 
 # Why Durably trails a peer where it does; looked up by (Durably system, workload, peer).
 EXPLANATIONS: dict[tuple[str, str], str] = {
     ("durably-sdk", "payload"): (
-        "With 100 KB payloads Durably is bound by its SQLite writer and by CPU: each invocation writes about 200 KB "
-        "(the input and the step's result) to the write-ahead log with an fsync, and the checkpoint writes the same "
-        "pages again into the database file; driving the restate-sdk, "
-        "Durably's HTTP/2 client (the pure-Python h2 library) also carries each payload three times (in the Start "
-        "message, the step's result in, the result notification out) while hypercorn and the SDK take most of the "
-        "second core. This figure varied most between runs (150 to 240 requests/s over this session's runs, against "
-        "Restate's 220 to 260). Embedded, with no second hop, Durably is ahead of Restate on this workload."),
+        "With 100 KB payloads each invocation writes about 200 KB (the input and the step's result) to the "
+        "write-ahead log with an fsync, and Durably's HTTP/2 client (the pure-Python h2 library) carries each payload "
+        "three times (the Start message, the step's result in, the result notification out) in hypercorn's 16 KiB "
+        "frames, while hypercorn and the SDK take most of the second core. At one connection the round trip is "
+        "latency-bound and this costs Durably the lead; with many requests in flight they share commits and "
+        "connections. These figures move by 20% or more between runs."),
 }
 
 
@@ -344,6 +343,7 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
         "Every system ran the same workloads through HTTP on the same machine, one system at a time, with "
         "durable writes synced to disk. Made by `bash bench/compare.sh`; the raw figures are in "
         f"[{json_path.name}]({json_path.name}).",
+        *(["", meta["note"]] if meta.get("note") else []),
         "",
         *head,
         "",
