@@ -14,7 +14,6 @@ the same `server_config`, so every setting has the same default and a bad value 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -175,18 +174,12 @@ def embedded_config() -> ServerConfig:
 
 def run(app: App, config: ServerConfig) -> None:
     """Serve `app` as `config` says until SIGTERM/SIGINT; if it cannot start, say why and exit 1."""
-    from durably.server.process.runtime import DurablyServer, StartupError
+    from durably.server.process.runtime import DurablyServer, StartupError, loop_runner
     from durably.server.store.datadir import DataDirError
 
     server = DurablyServer(app, config)
     try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
-        runner = asyncio.run
-    try:
-        runner(server.serve())
+        loop_runner()(server.serve())
     except (OSError, StartupError, DataDirError) as e:
         click.echo(f"durably: cannot serve: {e}", err=True)
         sys.exit(1)

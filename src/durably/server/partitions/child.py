@@ -70,7 +70,7 @@ def main() -> None:
     from durably.sdk.service import App
     from durably.server.observe.log_format import configure_logging
     from durably.server.partitions.layout import PartitionRole
-    from durably.server.process.runtime import DurablyServer, StartupError
+    from durably.server.process.runtime import DurablyServer, StartupError, loop_runner
     from durably.server.store.datadir import DataDirError
 
     configure_logging(spec.config.log_level, spec.config.log_format, spec.index)
@@ -81,15 +81,7 @@ def main() -> None:
         sys.exit(1)
     server = DurablyServer(app, spec.config, PartitionRole(spec.root, spec.index, spec.count))
     try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
-        import asyncio
-
-        runner = asyncio.run
-    try:
-        runner(server.serve())
+        loop_runner()(server.serve())
     except (OSError, StartupError, DataDirError) as e:
         print(f"durably: cannot serve: partition {spec.index}: {e}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,16 @@ from durably.server.process.shutdown import DrainingIngress, drain
 from durably.server.store import MemoryStore, SQLiteStore, Store
 
 log = logging.getLogger("durably.server")
+
+
+def loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """How a server process runs its main coroutine: on uvloop where it is installed (a dependency on Unix),
+    else on asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Unix
+        return asyncio.run
+    return uvloop.run
 
 
 class StartupError(RuntimeError):
