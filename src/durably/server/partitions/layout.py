@@ -16,9 +16,11 @@ before anything is served, with a message that says what the directory holds and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +139,31 @@ class PartitionRole:
     def socket(self) -> Path:
         """This partition's internal listener."""
         return socket_path(self.root, self.index)
+
+    def drained_marker(self, index: int | None = None) -> Path:
+        """The file a partition (this one unless `index`) writes once its graceful stop has drained."""
+        return socket_path(self.root, self.index if index is None else index).with_suffix(".drained")
+
+    async def hold_until_all_drained(self, limit_s: float, force: asyncio.Event) -> None:
+        """Mark this partition drained, then keep its listeners until every partition is (or `limit_s` passes,
+        or a second signal asks to stop at once).
+
+        The ingress port is shared (SO_REUSEPORT): a partition that closed its listener while another still
+        drains would reset the connections the kernel had queued for it, where one process answers 503
+        "stopping" until it exits. Holding on until all are drained keeps that answer for the whole server.
+        """
+        self.drained_marker().touch()
+        deadline = time.monotonic() + limit_s
+        others = [self.drained_marker(i) for i in range(self.count) if i != self.index]
+        while not all(m.exists() for m in others) and time.monotonic() < deadline and not force.is_set():
+            try:
+                await asyncio.wait_for(force.wait(), 0.02)
+            except TimeoutError:
+                pass
+
+    def clear_drained(self) -> None:
+        """Forget a drained mark left by this partition's previous run (it serves again)."""
+        self.drained_marker().unlink(missing_ok=True)
 
 
 def listen_unix(path: Path) -> socket.socket:

@@ -114,6 +114,7 @@ class DurablyServer:
         options.concurrency_rules = dict(cfg.concurrency_rules)
         peers = None
         if role is not None:
+            role.clear_drained()
             options.partitions = PartitionMap(role.count, role.index)
             peers = Clients(role.root, role.count)
         engine = Engine(self.app, store, options)
@@ -212,6 +213,8 @@ class DurablyServer:
         await subscriptions.close()
         if stop_wait.done():
             await drain(engine, cfg.shutdown_grace, self._force)
+            if role is not None:  # the shared ingress port answers 503 until every partition has drained
+                await role.hold_until_all_drained(cfg.shutdown_grace, self._force)
         if monitor is not None:
             monitor.stop()
         for s in servers:
