@@ -67,9 +67,11 @@ from durably.server.engine.object_state import (
 from durably.server.http.journal_page import journal_page, journal_paging, read_page_off_loop
 from durably.server.http.shapes import (
     ACTION_STATUS,
+    LIST_LIMIT_ERROR,
     entry_value,
     invocation_json,
     journal_entry_json,
+    list_limit,
     parse_json,
     service_json,
     waiting_json,
@@ -440,12 +442,9 @@ class Admin:
 
     async def _list(self, req: Request) -> None:
         send, query = req.send, req.query
-        try:
-            limit = int(query.get("limit", "100"))
-            if not 1 <= limit <= 10_000:
-                raise ValueError
-        except ValueError:
-            await error(send, 400, "limit must be an integer from 1 to 10000", "admin")
+        limit = list_limit(query)
+        if limit is None:
+            await error(send, 400, LIST_LIMIT_ERROR, "admin")
             return
         try:
             flt = InvocationFilter(status=query.get("status"), service=query.get("service"),

@@ -6,6 +6,7 @@ the JSON an operator sends is read (`parse_json`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,18 @@ def service_json(svc: ServiceDefinition) -> dict[str, Any]:
     if svc.metadata:
         out["metadata"] = svc.metadata
     return {k: v for k, v in out.items() if v is not None}
+
+
+def list_limit(query: Mapping[str, str]) -> int | None:
+    """The `limit` of an invocation listing (100 unless given), or None if it is not an integer in 1..10000."""
+    try:
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        return None
+    return limit if 1 <= limit <= 10_000 else None
+
+
+LIST_LIMIT_ERROR = "limit must be an integer from 1 to 10000"
 
 
 def iso(ms: int) -> str:

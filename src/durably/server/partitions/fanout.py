@@ -28,6 +28,7 @@ import httpx
 
 from durably.protocol.ids import InvocationId
 from durably.sdk.asgi import BodyTooLarge, Receive, Send, error, lifespan, read_body, respond, respond_json
+from durably.server.http.shapes import LIST_LIMIT_ERROR, list_limit
 from durably.server.partitions.forward import ADMIN_PREFIX, Clients, stream
 from durably.server.partitions.map import PartitionMap
 
@@ -159,12 +160,9 @@ class AdminFanout:
 
     async def _list(self, scope: dict[str, Any], send: Send) -> None:
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
-        try:
-            limit = int(query.get("limit", "100"))
-            if not 1 <= limit <= 10_000:
-                raise ValueError
-        except ValueError:
-            await error(send, 400, "limit must be an integer from 1 to 10000", "admin")
+        limit = list_limit(query)
+        if limit is None:
+            await error(send, 400, LIST_LIMIT_ERROR, "admin")
             return
         cursors: list[str | None]
         before = query.pop("before", None)
