@@ -15,6 +15,7 @@ import inspect
 import logging
 import time
 import traceback
+import types
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol
@@ -179,13 +180,17 @@ class Attempt:
 
     async def _wait(self, handles: list[int], all_of: bool, cancellable: bool) -> None:
         vm = self.vm
+        # Most awaits are of one handle (a step, a call, a sleep): checked without the any/all machinery.
+        one = len(handles) == 1
+        first = handles[0] if one else 0
         while True:
             if self._ended is not None:
                 raise self._ended
-            self.flush()
+            if vm.output:
+                self.transport.send(vm.take_output())
             if cancellable and vm.cancel_pending():
                 await self._cancelled()
-            if self._satisfied(handles, all_of):
+            if vm.is_completed(first) if one else self._satisfied(handles, all_of):
                 return
             revealed = False
             while vm.reveal_next() is not None:
@@ -247,8 +252,14 @@ class Attempt:
     def _satisfied(self, handles: list[int], all_of: bool) -> bool:
         done = self.vm.is_completed
         if all_of:
-            return all(done(h) for h in handles)
-        return any(done(h) for h in handles)
+            for h in handles:
+                if not done(h):
+                    return False
+            return True
+        for h in handles:
+            if done(h):
+                return True
+        return False
 
     # ---- runs ----
 
@@ -506,6 +517,8 @@ class Attempt:
 
 
 def _is_async(action: Callable[..., Any]) -> bool:
+    if type(action) is types.FunctionType and action.__code__.co_flags & inspect.CO_COROUTINE:
+        return True  # the common case, without inspect's unwrapping
     return inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(
         getattr(action, "__call__", None))  # noqa: B004 - async callable objects
 

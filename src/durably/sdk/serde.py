@@ -118,9 +118,20 @@ def _to_jsonable(obj: Any) -> Any:
     raise UnencodableValue(type(obj).__name__)
 
 
+# One encoder for every value: `json.dumps` with arguments builds a new JSONEncoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_to_jsonable)
+_DECODER = json.JSONDecoder()
+
+
 def _dumps(obj: Any) -> bytes:
+    kind = type(obj)
+    # The commonest step results skip the encoder; the bytes are exactly what json.dumps writes.
+    if kind is int:
+        return int.__repr__(obj).encode()
+    if kind is bool:
+        return b"true" if obj else b"false"
     try:
-        return json.dumps(obj, separators=(",", ":"), default=_to_jsonable).encode()
+        return _ENCODER.encode(obj).encode()
     except UnencodableValue as e:
         if isinstance(obj, (dict, list, tuple)):
             raise UnencodableValue(e.type_name, _locate(obj, e.type_name)) from None
@@ -156,6 +167,32 @@ def _dataclass_from(hint: type, data: Any) -> Any:
     return hint(**kwargs)
 
 
+def _loads(buf: bytes) -> Any:
+    """json.loads of bytes, faster for the common cases (short integers, UTF-8 text); the same result."""
+    if type(buf) is not bytes:
+        return json.loads(buf)
+    if len(buf) < 16 and buf.isdigit() and (buf[0] != 48 or len(buf) == 1):  # 48: "0" (JSON has no leading 0)
+        return int(buf)
+    try:
+        return _DECODER.decode(buf.decode())
+    except ValueError:
+        # Other encodings json.loads detects (UTF-16/32, a UTF-8 BOM), or really malformed: its own answer.
+        return json.loads(buf)
+
+
+def _needs_building(hint: Any, depth: int = 0) -> bool:
+    """Whether `from_jsonable(hint, data)` may return something other than `data` itself."""
+    hint = _unwrap_optional(hint)
+    if _is_pydantic_model(hint) or is_msgspec_struct(hint):
+        return True
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return True
+    if typing.get_origin(hint) is list:
+        args = typing.get_args(hint)
+        return bool(args) and (depth > 8 or _needs_building(args[0], depth + 1))
+    return False
+
+
 def from_jsonable(hint: Any, data: Any) -> Any:
     """Build the hinted models and dataclasses (also inside lists) from decoded JSON."""
     hint = _unwrap_optional(hint)
@@ -181,12 +218,14 @@ class DefaultSerde(Serde[T]):
         self.type_hint = _unwrap_optional(type_hint) if type_hint is not None else None
         self._pydantic = _is_pydantic_model(self.type_hint)
         self._msgspec = is_msgspec_struct(self.type_hint)
+        # Plain JSON (no hint, or one that builds nothing: int, str, dict[str, Any]...) decodes with json alone.
+        self._plain = self.type_hint is None or not _needs_building(self.type_hint)
 
     def with_maybe_type(self, type_hint: Any) -> DefaultSerde[Any]:
         """A DefaultSerde for `type_hint` (this one if no hint is given)."""
         if type_hint is None or type_hint is self.type_hint:
             return self
-        return DefaultSerde(type_hint)
+        return default_serde(type_hint)
 
     def serialize(self, obj: T | None) -> bytes:
         """Encode as JSON (pydantic models through model_dump_json)."""
@@ -208,10 +247,27 @@ class DefaultSerde(Serde[T]):
             return self.type_hint.model_validate_json(buf)  # type: ignore[union-attr]
         if self._msgspec:
             return _msgspec.json.decode(buf, type=self.type_hint)  # type: ignore[union-attr]
-        data = json.loads(buf)
-        if self.type_hint is None:
+        data = _loads(buf)
+        if self._plain:
             return data
         return from_jsonable(self.type_hint, data)
+
+
+# DefaultSerde per type hint: a step's serde is picked on every ctx.run, and the hint's analysis is not free.
+_BY_HINT: dict[Any, DefaultSerde[Any]] = {}
+
+
+def default_serde(type_hint: Any = None) -> DefaultSerde[Any]:
+    """The DefaultSerde for a type hint (shared: DefaultSerde holds no per-use state)."""
+    try:
+        return _BY_HINT[type_hint]
+    except KeyError:
+        serde: DefaultSerde[Any] = DefaultSerde(type_hint)
+        if len(_BY_HINT) < 10_000:
+            _BY_HINT[type_hint] = serde
+        return serde
+    except TypeError:  # an unhashable hint
+        return DefaultSerde(type_hint)
 
 
 class PydanticJsonSerde(Serde[T]):
@@ -257,7 +313,7 @@ class MsgspecJsonSerde(Serde[T]):
 def serde_for(serde: Serde[Any] | None, type_hint: Any) -> Serde[Any]:
     """The serde to use for a value: the explicit one, narrowed by a type hint when it is the default."""
     if serde is None:
-        return DefaultSerde(type_hint)
+        return default_serde(type_hint)
     if isinstance(serde, DefaultSerde) and type_hint is not None:
         return serde.with_maybe_type(type_hint)
     return serde

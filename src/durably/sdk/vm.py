@@ -36,6 +36,9 @@ def signal_handle(signal_id: int) -> int:
     return SIGNAL_HANDLE_BASE + signal_id
 
 
+_CANCEL_HANDLE = signal_handle(CANCEL_SIGNAL)
+
+
 def _entry_name(type_id: int, msg: Message) -> str:
     return getattr(msg, "name", "") if type_id != m.SEND_SIGNAL else msg.entry_name  # type: ignore[attr-defined]
 
@@ -163,7 +166,7 @@ class VM:
 
     def cancel_pending(self) -> bool:
         """Whether a cancellation is visible and the handler has not been told yet."""
-        return not self.cancel_consumed and signal_handle(CANCEL_SIGNAL) in self._notifications
+        return not self.cancel_consumed and _CANCEL_HANDLE in self._notifications
 
     def arrival(self, handle: int) -> int:
         """The order in which a handle's notification arrived (journal order; smaller is earlier)."""

@@ -186,7 +186,7 @@ class Commands:
 
     def _run_completed(self, inv: Invocation, msg: pb.ProposeRunCompletionMessage) -> None:
         n = note(msg.result_completion_id)
-        too_large = run_result_too_large(msg, self._run_name(inv, msg.result_completion_id),
+        too_large = run_result_too_large(msg, lambda: self._run_name(inv, msg.result_completion_id),
                                          self.options.journal_entry_limit)
         if too_large is not None:
             log.warning("invocation %s: %s", inv.id, too_large)

@@ -142,11 +142,12 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def run_result_too_large(msg: pb.ProposeRunCompletionMessage, name: str, limit: int) -> str | None:
-    """Why a proposed run result may not be journaled, or None if it fits."""
-    if msg.WhichOneof("result") != "value" or len(msg.value) <= limit:
+def run_result_too_large(msg: pb.ProposeRunCompletionMessage, name: Callable[[], str], limit: int) -> str | None:
+    """Why a proposed run result may not be journaled, or None if it fits. `name()` gives the run's name."""
+    if len(msg.value) <= limit or msg.WhichOneof("result") != "value":
         return None
-    what = f"run '{name}'" if name else "a run"
+    run_name = name()  # looked up only for the message: it scans the journal
+    what = f"run '{run_name}'" if run_name else "a run"
     return (f"the result of {what} is {size_text(len(msg.value))}, over the journal entry limit of "
             f"{size_text(limit)}: return a smaller value (e.g. store the data elsewhere and journal a "
             "reference), or raise the limit with --journal-entry-limit")
