@@ -83,11 +83,18 @@ def _byteswap(value: int, width: int) -> int:
     return int.from_bytes(value.to_bytes(width, "big"), "little")
 
 
+# Two digits at a time (an id is minted for every invocation): "00".."ZZ" by value.
+_B62_PAIRS: tuple[str, ...] = tuple(a + b for a in _B62_ALPHABET for b in _B62_ALPHABET)
+
+
 def _b62_encode(value: int, width: int) -> str:
     digits = []
-    for _ in range(width):
-        value, digit = divmod(value, 62)
-        digits.append(_B62_ALPHABET[digit])
+    pairs = _B62_PAIRS
+    for _ in range(width // 2):
+        value, pair = divmod(value, 3844)
+        digits.append(pairs[pair])
+    if width % 2:
+        digits.append(_B62_ALPHABET[value % 62])
     digits.reverse()
     return "".join(digits)
 

@@ -517,8 +517,13 @@ class Attempt:
 
 
 def _is_async(action: Callable[..., Any]) -> bool:
-    if type(action) is types.FunctionType and action.__code__.co_flags & inspect.CO_COROUTINE:
-        return True  # the common case, without inspect's unwrapping
+    if type(action) is types.FunctionType:
+        # The common cases (a def or a lambda), without inspect's unwrapping: its code says it, unless it was
+        # marked with inspect.markcoroutinefunction (Python 3.12+), which the full check below sees.
+        if action.__code__.co_flags & inspect.CO_COROUTINE:
+            return True
+        if not hasattr(action, "_is_coroutine_marker"):
+            return False
     return inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(
         getattr(action, "__call__", None))  # noqa: B004 - async callable objects
 

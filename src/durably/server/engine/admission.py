@@ -94,9 +94,11 @@ class Admission:
         self.lifecycle.check_writable()
         svc = handler.service.name
         keyed = handler.service.kind != "service"  # "" is a key like any other (Restate's keyless call)
-        inv_id = inv_id or str(self.options.partitions.id_for(svc, handler.name, workflow=handler.kind == "workflow",
-                                                      keyed=keyed, key=key, idempotency_key=idempotency_key,
-                                                      scope=scope))
+        raw_id: bytes | None = None
+        if not inv_id:
+            minted = self.options.partitions.id_for(svc, handler.name, workflow=handler.kind == "workflow",
+                                                    keyed=keyed, key=key, idempotency_key=idempotency_key, scope=scope)
+            inv_id, raw_id = str(minted), minted.to_bytes()
         table = self.table
         if handler.kind == "workflow" or idempotency_key is not None:
             existing = table.get(inv_id)
@@ -105,7 +107,8 @@ class Admission:
         now = table.now_ms()
         self._seq += 1
         inv = Invocation(id=inv_id, service=svc, handler=handler.name, key=key, status=INVOKED,
-                         idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[], seq=self._seq)
+                         idempotency_key=idempotency_key, created_at=now, modified_at=now, journal=[], seq=self._seq,
+                         raw_id=raw_id)
         hdrs = [(k, v) for k, v in headers if k not in (SCOPE_HEADER, LIMIT_KEY_HEADER)]  # only the arguments
         if scope is not None:                                                                 # say what the flow is
             hdrs.append((SCOPE_HEADER, scope))

@@ -80,11 +80,14 @@ class Invocation:
     last_from_attempt: float = 0.0
     input_closed: bool = False
     watchdog: Any = None
+    raw_id: bytes | None = None  # the 24-byte id, once known (minted here, or parsed on first use)
 
     @property
     def id_bytes(self) -> bytes:
         """The 24-byte raw id sent in StartMessage."""
-        return InvocationId.parse(self.id).to_bytes()
+        if self.raw_id is None:
+            self.raw_id = InvocationId.parse(self.id).to_bytes()
+        return self.raw_id
 
     def to_row(self) -> tuple[Any, ...]:
         """The invocations-table row."""
