@@ -81,6 +81,7 @@ class HostCheck:
         self.any_host = any(name == "*" for name, _ in entries)
         self.names = frozenset(name for name, port in entries if port is None)
         self.name_ports = frozenset(entries) - {(n, None) for n in self.names}
+        self._seen: dict[bytes, bool] = {}
 
     @staticmethod
     def needed(bind_host: str, allowed: Iterable[str]) -> bool:
@@ -98,12 +99,23 @@ class HostCheck:
             return True
         return (name, port) in self.name_ports
 
+    def _accepts_cached(self, host: bytes) -> bool:
+        # Clients send the same Host on every request: the answer is remembered for a few of them.
+        seen = self._seen
+        ok = seen.get(host)
+        if ok is None:
+            ok = self.accepts(host.decode("latin-1"))
+            if len(seen) >= 64:
+                seen.clear()  # many names (a scan, a rebinding attempt): start over rather than grow
+            seen[host] = ok
+        return ok
+
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].rstrip("/") in self.open_paths:
             await self.app(scope, receive, send)
             return
         host = next((v for k, v in scope["headers"] if k == b"host"), None)
-        if host is None or self.accepts(host.decode("latin-1")):
+        if host is None or self._accepts_cached(host):
             await self.app(scope, receive, send)
             return
         shown = host.decode("latin-1")[:100]

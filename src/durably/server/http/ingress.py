@@ -142,7 +142,8 @@ class Ingress:
 
     async def _invoke(self, scope: dict[str, Any], receive: Receive, send: Send, handler: Handler, key: str,
                       is_send: bool, flow_scope: str | None = None) -> None:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        raw_query = scope.get("query_string", b"")
+        query = parse_qs(raw_query.decode("latin-1")) if raw_query else {}
         limit_key = query["limit-key"][0] if "limit-key" in query else None
         if limit_key is None:
             limit_key = next((v.decode("latin-1") for n, v in scope["headers"] if n.lower() == LIMIT_KEY_HEADER_B),
