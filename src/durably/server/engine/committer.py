@@ -22,14 +22,6 @@ log = logging.getLogger("durably.commit")
 
 INLINE_COMMIT_ROWS = 4
 INLINE_COMMIT_BYTES = 16 * 1024
-# Pipelining: a committed batch with at least this many acknowledgements may start the next commit halfway
-# through them. Each acknowledgement wakes a handler whose next write waits for the next commit; with one commit
-# per wake-up of all of them, the loop idles while the disk syncs and the disk idles while the loop runs (at 32
-# connections of 10-step handlers the loop was busy 65% of the time). Two halves keep both busy, which pays when
-# the loop's work on a batch takes longer than a commit (then the disk, not the loop, waits in turns); with a
-# slower disk, halves would only double the commits. Both times are measured as the server runs (EWMA_WEIGHT).
-PIPELINE_AFTER = 8
-EWMA_WEIGHT = 0.2
 # Retrying a store that cannot commit (disk full, read-only, I/O error): first after this, doubling to the cap.
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
@@ -80,13 +72,6 @@ class GroupCommitter:
         self._retry_handle: asyncio.TimerHandle | None = None
         self._closed = False
         self.commits = 0
-        # Measured as the server runs (EWMA): a commit's seconds, and the loop's seconds per acknowledgement
-        # of a commit (running its callback and what the woken handler does until the next flush).
-        self.commit_s = 0.0
-        self.ack_s = 0.0
-        self.pipelined = 0  # commits whose acknowledgements started the next commit halfway
-        self._acked_at = 0.0
-        self._acked_n = 1
         # Told (rows, seconds) after each commit: what /metrics shows of group commit.
         self.on_commit: Callable[[int, float], None] | None = None
 
@@ -156,11 +141,6 @@ class GroupCommitter:
             self._loop.call_soon(self._flush)
             return
         self._scheduled = False
-        if self._acked_at:
-            # The loop's time from the last commit's acknowledgements to this flush, per acknowledgement.
-            per = (time.perf_counter() - self._acked_at) / self._acked_n
-            self.ack_s += (per - self.ack_s) * EWMA_WEIGHT
-            self._acked_at = 0.0
         if self._committing or self.failed is not None or self._held is not None:
             return  # the commit in flight (or the retry of a held batch) starts the next one when it is done
         batch = self.batch
@@ -196,37 +176,32 @@ class GroupCommitter:
 
         def write() -> None:  # on the writer thread
             exc: BaseException | None = None
-            began = time.perf_counter()
             try:
                 commit(batch)
             except BaseException as e:  # told to the loop, which decides
                 exc = e
-            # The commit's own time, for pipelining: the loop may learn of it later when it is busy.
-            took = time.perf_counter() - began
             # The loop learns of the commit in this one callback, which also runs the batch's callbacks: no
             # Future whose done-callback would run them a loop iteration later.
             try:
-                loop.call_soon_threadsafe(done, batch, exc, start, took)
+                loop.call_soon_threadsafe(done, batch, exc, start)
             except RuntimeError:  # the loop is closed: nobody waits for the acknowledgements
                 pass
 
         self._writer.submit(write)
 
-    def _observe(self, batch: Batch, start: float, took: float | None = None) -> None:
-        took = time.perf_counter() - start if took is None else took
-        self.commit_s += (took - self.commit_s) * EWMA_WEIGHT
+    def _observe(self, batch: Batch, start: float) -> None:
         if self.on_commit is not None:
             self.on_commit(len(batch.journal) + len(batch.invocations), time.perf_counter() - start)
 
-    def _commit_done(self, batch: Batch, exc: BaseException | None, start: float, took: float) -> None:
+    def _commit_done(self, batch: Batch, exc: BaseException | None, start: float) -> None:
         self._committing = False
         if exc is not None:
             self._commit_failed(batch, exc)
             return
         if self._held is batch:
             self._recovered()
-        self._observe(batch, start, took)
-        self._committed(batch, from_writer=True)
+        self._observe(batch, start)
+        self._committed(batch)
         self.schedule()
 
     def _commit_failed(self, batch: Batch, exc: BaseException) -> None:
@@ -285,24 +260,9 @@ class GroupCommitter:
         self._retries = 0
         self._retry_delay = RETRY_FIRST_S
 
-    def _committed(self, batch: Batch, from_writer: bool = False) -> None:
+    def _committed(self, batch: Batch) -> None:
         self.commits += 1
-        callbacks = batch.callbacks
-        n = len(callbacks)
-        split = -1
-        if from_writer and n >= PIPELINE_AFTER and self.commit_s < self.ack_s * n:
-            # The loop's work on these acknowledgements takes longer than a commit: queue the next commit
-            # halfway through them. It takes what the first half of the woken handlers write and goes to the
-            # disk while the second half still runs (see PIPELINE_AFTER).
-            split = n // 2
-            self.pipelined += 1
-        if from_writer and n:
-            # The next flush is queued right behind what these acknowledgements wake (`_commit_done`, or the
-            # split): the time until it runs is the loop's work on them.
-            self._acked_at, self._acked_n = time.perf_counter(), split if split > 0 else n
-        for i, cb in enumerate(callbacks):
-            if i == split:
-                self.schedule()
+        for cb in batch.callbacks:
             try:
                 cb()
             except Exception:
