@@ -115,6 +115,10 @@ class Attempt:
         self.started_at = time.monotonic()
         # Created on the first ctx.request() only: most handlers never ask for it.
         self.finished_event: AttemptFinishedEvent | None = None
+        # A sync closure's outcome left to the handler's task (see `_run_sync_inline`), and whether the
+        # handler's task is over (ended or cancelled): then nobody proposes a late outcome.
+        self._handback: tuple[int, _PendingRun, Any, BaseException | None, float] | None = None
+        self._over = False
 
     # ---- runtime side ----
 
@@ -186,6 +190,8 @@ class Attempt:
         while True:
             if self._ended is not None:
                 raise self._ended
+            if self._handback is not None:
+                self._take_handback()
             if vm.output:
                 self.transport.send(vm.take_output())
             if cancellable and vm.cancel_pending():
@@ -297,7 +303,7 @@ class Attempt:
         run.task = asyncio.get_running_loop().create_future()  # marks it started
         started = time.monotonic()
         if not _is_async(action):
-            await self._run_sync_inline(handle, run, started)
+            self._run_sync_inline(handle, run, started)
             return
         result: Any = None
         exc: BaseException | None = None
@@ -315,31 +321,31 @@ class Attempt:
             run.task.set_result(None)
         self._run_outcome(handle, run, result, exc, started)
 
-    async def _run_sync_inline(self, handle: int, run: _PendingRun, started: float) -> None:
-        """A sync closure on a thread. Its outcome is proposed by the loop callback that learns the thread is
-        done, not a turn later when the handler's task resumes: a worker killed in between loses a result the
-        step already produced (issue 23), and the loop's turns are long when it is busy."""
+    def _run_sync_inline(self, handle: int, run: _PendingRun, started: float) -> None:
+        """Hand a sync closure to a thread; the handler's task then waits for the step's notification.
+
+        Its outcome is proposed by the loop callback that learns the thread is done, not a turn later when the
+        handler's task resumes: a worker killed in between loses a result the step already produced (issue 23),
+        and the loop's turns are long when it is busy. The handler's task is not woken for it: the
+        notification (after the commit) wakes it, once per step as for an async closure."""
         loop = asyncio.get_running_loop()
-        # The closure's outcome if the handler's task is to propose it, None if the callback proposed it.
-        proposed: asyncio.Future[tuple[Any, BaseException | None] | None] = loop.create_future()
         task = run.task
         assert task is not None
 
         def report(result: Any, exc: BaseException | None) -> None:
             if not task.done():  # abort() cancels it while the closure still runs
                 task.set_result(None)
-            if proposed.done():
-                return  # the handler's wait was cancelled (the attempt is being aborted)
-            if exc is not None and not isinstance(exc, Exception):
-                # Not the closure's failure (SystemExit, or CancelledError: it never ran): the handler's.
-                proposed.set_exception(exc)
-            elif self.vm.input_closed:
-                # Nothing more can arrive: the handler proposes and suspends in one step, as always-suspending
-                # mode expects (the result comes back from the journal in a new attempt).
-                proposed.set_result((result, exc))
+            if self._ended is not None or self._over:
+                return  # the attempt was aborted, or its task cancelled: nobody proposes
+            if (exc is not None and not isinstance(exc, Exception)) or self.vm.input_closed:
+                # The handler's task takes it (`_take_handback`): an exception that is not the closure's failure
+                # (SystemExit, or CancelledError: it never ran) is the handler's; with nothing more to arrive,
+                # the handler proposes and suspends in one step, as always-suspending mode expects (the result
+                # comes back from the journal in a new attempt).
+                self._handback = (handle, run, result, exc, started)
+                self._wake()
             else:
-                self._run_outcome(handle, run, result, exc, started)
-                proposed.set_result(None)
+                self._run_outcome(handle, run, result, exc, started, wake=False)
 
         # The callback runs in the handler's context, not the closure's (where ctx.run is forbidden).
         here = contextvars.copy_context()
@@ -361,9 +367,15 @@ class Attempt:
             ctx = self._run_context(run)
             self._hand_over(run, lambda: loop.run_in_executor(self.executor, ctx.run, reporting, run.action,
                                                               run.args, run.kwargs))
-        outcome = await proposed
-        if outcome is not None:
-            self._run_outcome(handle, run, outcome[0], outcome[1], started)
+
+    def _take_handback(self) -> None:
+        """On the handler's task: the outcome of a sync closure the loop callback left to it."""
+        handback, self._handback = self._handback, None
+        assert handback is not None
+        handle, run, result, exc, started = handback
+        if exc is not None and not isinstance(exc, Exception):
+            raise exc
+        self._run_outcome(handle, run, result, exc, started)
 
     def _submit_sync(self, run: _PendingRun, ctx: contextvars.Context) -> asyncio.Future[Any]:
         """Hand a sync closure to the executor; a future of its result. Ends the attempt (retryably) if no
@@ -403,11 +415,12 @@ class Attempt:
             raise self._ended from None
 
     def _run_outcome(self, handle: int, run: _PendingRun, result: Any, exc: BaseException | None,
-                     started: float) -> None:
+                     started: float, wake: bool = True) -> None:
         run.finished = True
         if self._ended is not None or self.vm.closed:
             return  # late result of an aborted attempt: ignored
-        self._wake()
+        if wake:
+            self._wake()
         if exc is None:
             try:
                 value = run.serde.serialize(result)
@@ -505,6 +518,7 @@ class Attempt:
                     self.code_bug = report(e, misuse, h)
                 vm.sys_error(500, self.code_bug or repr(e), "".join(traceback.format_exception(e)))
         finally:
+            self._over = True
             current.unbind(bound, ctx)
             CURRENT_VM.reset(vm_token)
             if self.finished_event is not None:
