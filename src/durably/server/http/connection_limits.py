@@ -70,6 +70,56 @@ def raw_error(status: int, message: str, source: str, retry_after: bool = False)
     return b"".join(head) + b"\r\n" + body
 
 
+class OneWriteResponses:
+    """The connection's transport as a response sees it: the status line and headers wait for the body.
+
+    uvicorn writes a response's head and its body in two calls, which on a fresh socket are two send()
+    system calls and two TCP segments for a small answer. The head is held until the body's first write
+    joins it, or until the loop's current turn ends (a streamed response's head is not kept back), so a
+    small response leaves in one send(). Informational answers (100 Continue) go out at once: the client
+    waits for them before it sends the body.
+    """
+
+    __slots__ = ("_held", "_loop", "_turn_end", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._turn_end: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self.transport.write(held + data)
+        elif data[:7] == b"HTTP/1." and data[9:10] != b"1":
+            self._held = data
+            if self._turn_end is None:
+                self._turn_end = self._loop.call_soon(self._end_of_turn)
+        else:
+            self.transport.write(data)
+
+    def _end_of_turn(self) -> None:
+        self._turn_end = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write a held head now."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class LimitedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header/body timeouts, header limits and a connection cap."""
 
@@ -81,6 +131,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._one_write = OneWriteResponses(transport, self.loop)
         self._raw_header_bytes = 0
         self._header_bytes = 0
         self._header_count = 0
@@ -101,6 +152,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                                   linger=_OVER_CAP_LINGER_S)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._one_write.flush()  # nothing is sent on a lost connection; a held head is dropped with it
         self._cancel_timers()
         if self._linger is not None:
             self._linger.cancel()
@@ -180,6 +232,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = app
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = self._one_write  # type: ignore[assignment]
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
 
     def on_message_complete(self) -> None:
