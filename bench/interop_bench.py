@@ -27,8 +27,12 @@ what differs is the runtime in front of it (journal storage, the protocol driver
 With --payload it also measures `POST /Bench/payload`: a 100 KB JSON string in, one step that returns it (100 KB
 journaled and sent back to the deployment), its length out. With --fanout, `POST /Bench/fanout` with
 {"n": 100, "ms": 100}: 100 concurrent durable sleeps of 100 ms per invocation, awaited together (the
-comparison benchmark's fan-out); with --steps10sync, `POST /Bench/steps10_sync` (sync closures). With --rounds N every measurement is repeated N
-times, the systems interleaved (Restate, Durably, Restate, ...), and the table shows each system's median round.
+comparison benchmark's fan-out); with --steps10sync, `POST /Bench/steps10_sync` (sync closures). With
+--rounds N every measurement is repeated N times, the systems interleaved (Restate, Durably, Restate, ...), and
+the table shows each system's median round.
+
+Durably runs the code Python finds for `durably`: the editable install's unless PYTHONPATH says otherwise (run
+with PYTHONPATH=$PWD/src from a worktree to measure that worktree's code).
 
 Printed per measurement: req/s, journaled steps/s, wrk's p50/p99/max, non-2xx responses and socket errors
 (both must be 0, else a loud warning and exit status 1), and the CPU used by each process group (process +
@@ -40,9 +44,10 @@ processes disturbs these less than the rates. Then the ratios Durably/Restate an
 Durably's throughput at least equal to Restate's (a missed target is reported, not treated as failure).
 
 With --py-spy PATH, py-spy records the durably process (`--format raw --gil -r 200`) during its steps10@32
-measurement (or that of the --only-handler); summarise with `.venv/bin/python bench/pyspy_summary.py PATH --top 25`. With PYSPY_ALL_THREADS=1
-in the environment it samples every busy thread (not only the one holding the GIL): SQLite's writer thread
-shows. py-spy takes CPU too, so the figures of a profiled run are low.
+measurement (or that of --py-spy-handler or --only-handler); summarise with `.venv/bin/python
+bench/pyspy_summary.py PATH --top 25`. With PYSPY_ALL_THREADS=1 in the environment it samples every busy thread
+(not only the one holding the GIL): SQLite's writer thread shows. py-spy takes CPU too, so the figures of a
+profiled run are low.
 """
 
 from __future__ import annotations
