@@ -9,6 +9,8 @@ Run from the repository root (needs `bash scripts/test.sh` to have installed `.i
     .venv/bin/python bench/interop_bench.py --py-spy /tmp/durably.txt   # profile durably during steps10@32
     .venv/bin/python bench/interop_bench.py --payload --echo --rounds 3  # also the 100 KB payload; 3 interleaved rounds
     .venv/bin/python bench/interop_bench.py --baseline-src /tmp/old/src  # also an older durably, interleaved
+    .venv/bin/python bench/interop_bench.py --fanout --steps10sync   # also 100 concurrent sleeps; sync steps
+    .venv/bin/python bench/interop_bench.py --only-handler fanout --py-spy /tmp/f.txt  # profile one workload
 
 In one run it starts
   1. hypercorn (one worker) serving bench/compare/restate_app.py, written with restate-sdk, from `.interop/sdk-venv`;
@@ -23,8 +25,14 @@ connections (throughput) and at 1 connection (latency). The deployment's handler
 what differs is the runtime in front of it (journal storage, the protocol driver, the ingress).
 
 With --payload it also measures `POST /Bench/payload`: a 100 KB JSON string in, one step that returns it (100 KB
-journaled and sent back to the deployment), its length out. With --rounds N every measurement is repeated N
-times, the systems interleaved (Restate, Durably, Restate, ...), and the table shows each system's median round.
+journaled and sent back to the deployment), its length out. With --fanout, `POST /Bench/fanout` with
+{"n": 100, "ms": 100}: 100 concurrent durable sleeps of 100 ms per invocation, awaited together (the
+comparison benchmark's fan-out); with --steps10sync, `POST /Bench/steps10_sync` (sync closures). With
+--rounds N every measurement is repeated N times, the systems interleaved (Restate, Durably, Restate, ...), and
+the table shows each system's median round.
+
+Durably runs the code Python finds for `durably`: the editable install's unless PYTHONPATH says otherwise (run
+with PYTHONPATH=$PWD/src from a worktree to measure that worktree's code).
 
 Printed per measurement: req/s, journaled steps/s, wrk's p50/p99/max, non-2xx responses and socket errors
 (both must be 0, else a loud warning and exit status 1), and the CPU used by each process group (process +
@@ -36,9 +44,10 @@ processes disturbs these less than the rates. Then the ratios Durably/Restate an
 Durably's throughput at least equal to Restate's (a missed target is reported, not treated as failure).
 
 With --py-spy PATH, py-spy records the durably process (`--format raw --gil -r 200`) during its steps10@32
-measurement; summarise with `.venv/bin/python bench/pyspy_summary.py PATH --top 25`. With PYSPY_ALL_THREADS=1
-in the environment it samples every busy thread (not only the one holding the GIL): SQLite's writer thread
-shows. py-spy takes CPU too, so the figures of a profiled run are low.
+measurement (or that of --py-spy-handler or --only-handler); summarise with `.venv/bin/python
+bench/pyspy_summary.py PATH --top 25`. With PYSPY_ALL_THREADS=1 in the environment it samples every busy thread
+(not only the one holding the GIL): SQLite's writer thread shows. py-spy takes CPU too, so the figures of a
+profiled run are low.
 """
 
 from __future__ import annotations
@@ -78,11 +87,14 @@ RESTATE_WRAPPER = INTEROP / "node_modules" / ".bin" / "restate-server"
 RESTATE_NATIVE = INTEROP / "node_modules" / "@restatedev" / "restate-server-linux-x64" / "bin" / "restate-server"
 SDK_MODULE = "restate_app:app"
 PAYLOAD_BYTES = 100 * 1024
+FANOUT = {"n": 100, "ms": 100}  # the comparison benchmark's fan-out: 100 concurrent durable sleeps of 100 ms
 # handler -> (request body as JSON text, expected answer)
 BODIES: dict[str, tuple[str, Any]] = {
     "steps10": (BODY, 45),
     "echo": (BODY, json.loads(BODY)),
     "payload": (json.dumps("x" * PAYLOAD_BYTES), PAYLOAD_BYTES),
+    "steps10_sync": (BODY, 45),
+    "fanout": (json.dumps(FANOUT), FANOUT["n"]),
 }
 DURABLY_APP = "bench/compare/durably_app.py:no_services"
 SERVICE = "Bench"
@@ -180,7 +192,8 @@ class Result:
 
     @property
     def steps_per_s(self) -> float:
-        return self.req_per_s * (STEPS if self.handler == "steps10" else 1 if self.handler == "payload" else 0)
+        per = {"steps10": STEPS, "steps10_sync": STEPS, "payload": 1}.get(self.handler, 0)
+        return self.req_per_s * per
 
     def ms_per_inv(self, group: str) -> float:
         """A process group's CPU milliseconds per request (its share of the wall time, over the requests)."""
@@ -365,6 +378,10 @@ def main() -> int:
     parser.add_argument("--echo", action="store_true", help="also measure Bench/echo (no journaled steps)")
     parser.add_argument("--payload", action="store_true",
                         help="also measure Bench/payload (100 KB in, one step returning it)")
+    parser.add_argument("--steps10sync", action="store_true",
+                        help="also measure Bench/steps10_sync (10 steps with sync closures)")
+    parser.add_argument("--fanout", action="store_true",
+                        help='also measure Bench/fanout ({"n": 100, "ms": 100}: 100 concurrent durable sleeps)')
     parser.add_argument("--only-handler", choices=sorted(BODIES), default=None,
                         help="measure this handler only")
     parser.add_argument("--rounds", type=int, default=1,
@@ -377,6 +394,8 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output for each measurement")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="PATH",
                         help="record durably with py-spy (raw, --gil, 200 Hz) during steps10 at full connections")
+    parser.add_argument("--py-spy-handler", choices=sorted(BODIES), default=None,
+                        help="the handler whose throughput run --py-spy records (default: --only-handler or steps10)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary dir (logs, data) and print it")
     args = parser.parse_args()
 
@@ -391,7 +410,8 @@ def main() -> int:
 
     duration = args.duration if args.duration is not None else (3.0 if args.quick else 10.0)
     warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
-    handlers = ["steps10", *(["echo"] if args.echo else []), *(["payload"] if args.payload else [])]
+    handlers = ["steps10", *(["echo"] if args.echo else []), *(["payload"] if args.payload else []),
+                *(["steps10_sync"] if args.steps10sync else []), *(["fanout"] if args.fanout else [])]
     if args.only_handler:
         handlers = [args.only_handler]
     conns = [args.connections] if args.no_latency else [args.connections, 1]
@@ -440,7 +460,7 @@ def main() -> int:
                 system = systems[name]
                 print(f"  {name:<8} {f'{handler}@{c}':<12} ...", end="", flush=True)
                 profile = None
-                spy_handler = args.only_handler or "steps10"
+                spy_handler = args.py_spy_handler or args.only_handler or "steps10"
                 if (args.py_spy is not None and name == "Durably" and handler == spy_handler
                         and c == conns[0] and rnd == 0):
                     profile = (args.py_spy, max(1.0, duration - 1.0))

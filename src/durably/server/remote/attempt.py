@@ -152,6 +152,7 @@ class RemoteAttempt:
         self._send_lock = asyncio.Lock()
         # v7: run completions the deployment proposed asking for an ack; it gets the ack, not the notification.
         self._ack_requested: set[int] = set()
+        self._send_scheduled = False  # a `_send_pending` is queued for this turn
 
     # ---- engine side ----
 
@@ -166,8 +167,11 @@ class RemoteAttempt:
         else:
             frame = encode_frame(type_id, msg.SerializeToString())
         self._delivered.append(frame)
-        if self._stream is not None:
-            asyncio.get_running_loop().create_task(self._send_delivered())
+        if self._stream is not None and not self._send_scheduled:
+            # Once per turn, not once per notification: the notifications of one commit (a hundred timers that
+            # fired together) are sent together, after the last of them was delivered.
+            self._send_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_pending)
 
     def close_input(self) -> None:
         """Close the request stream: the deployment suspends when it next waits on something new."""
@@ -181,6 +185,24 @@ class RemoteAttempt:
         self._ended = True
         if self._stream is not None:
             self._stream.reset()
+
+    def _send_pending(self) -> None:
+        """Send what was delivered in this turn: at once when nothing else writes and the windows take it,
+        else through `_send_delivered` (which waits its turn and for flow-control credit)."""
+        self._send_scheduled = False
+        stream = self._stream
+        if stream is None or stream.local_closed or self._sent >= len(self._delivered):
+            return
+        if not self._send_lock.locked():
+            pending = self._delivered[self._sent:]
+            try:
+                sent = stream.send_now(pending[0] if len(pending) == 1 else b"".join(pending))
+            except H2Error:
+                return  # the reader sees the failure too
+            if sent:
+                self._sent = len(self._delivered)
+                return
+        asyncio.get_running_loop().create_task(self._send_delivered())
 
     async def _send_delivered(self) -> None:
         async with self._send_lock:
@@ -239,21 +261,29 @@ class RemoteAttempt:
             frames = list(decoder.feed(chunk))
         except (FramingError, ValueError) as e:
             raise RemoteAttemptError(f"garbage from {self.deployment.uri}: {e}") from None
+        if self._ended:
+            return True
+        # Every message of the chunk goes to the engine in one call (a hundred sleeps the handler wrote together
+        # are one hand-over); the engine takes them in order and ignores what follows an end of the attempt.
+        msgs: list[tuple[int, Message]] = []
         done = False
         for frame in frames:
-            if self._ended:
-                return True
-            if frame.type_id == m.AWAITING_ON:
+            type_id = frame.type_id
+            if type_id == m.AWAITING_ON:
                 continue  # v7: what the handler waits for, a hint; the runtime learns it from the suspension
-            if frame.type_id == m.START or (not m.is_command(frame.type_id) and frame.type_id not in (
+            if type_id == m.START or (not m.is_command(type_id) and type_id not in (
                     m.PROPOSE_RUN_COMPLETION, *_TERMINAL)):
-                raise RemoteAttemptError(f"{self.deployment.uri} sent an unexpected {m.type_name(frame.type_id)}")
-            if frame.type_id == m.PROPOSE_RUN_COMPLETION and frame.ack:
+                if msgs:  # what came before the garbage is taken, as it would have been one by one
+                    self.sink.on_attempt_messages(self.inv, self, msgs)
+                raise RemoteAttemptError(f"{self.deployment.uri} sent an unexpected {m.type_name(type_id)}")
+            if type_id == m.PROPOSE_RUN_COMPLETION and frame.ack:
                 self._ack_requested.add(frame.message.result_completion_id)  # type: ignore[attr-defined]
-            self.sink.on_attempt_messages(self.inv, self, [(frame.type_id, frame.message)])
-            if frame.type_id in _TERMINAL:
+            msgs.append((type_id, frame.message))
+            if type_id in _TERMINAL:
                 done = True
-        return done
+        if msgs:
+            self.sink.on_attempt_messages(self.inv, self, msgs)
+        return done or self._ended
 
     async def run(self, ctx: Any = None) -> None:
         """Run the exchange until the deployment's terminal message (or a failure, raised)."""

@@ -5,7 +5,7 @@ in one transaction with its version bump, when it opens the directory. A newer v
 refused. The SQL is plain so an operator can read it (and query the tables with `sqlite3`).
 """
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -216,5 +216,26 @@ MIGRATIONS: list[str] = [
         source INTEGER PRIMARY KEY,     -- the partition that sent
         seq INTEGER NOT NULL            -- the last of its messages applied here
     ) WITHOUT ROWID;
+    """,
+    """
+    -- The journal becomes a rowid table (issue 21). SQLite compares the records of a WITHOUT ROWID table whole:
+    -- an entry too large for its page (over about 1 KB, e.g. a 100 KB step result) is read back from its
+    -- overflow pages for every comparison that meets it, and such entries sit in the tree's interior pages too.
+    -- Once a data dir held many large entries, every journal insert of any size copied hundreds of KB on the
+    -- writer thread to find its place (small appends measured 7-9 times slower, and the writer became the
+    -- bottleneck of a fan-out of sleeps run after a 100 KB workload). Now rows are placed by their rowid (an
+    -- integer, appended) and the primary key is a separate index of small records (seq, idx, rowid).
+    CREATE TABLE journal_v9 (
+        invocation_seq INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        type INTEGER NOT NULL,          -- protocol message type id (0x0411 run, 0x8011 run completion, ...)
+        entry BLOB NOT NULL,            -- the protobuf-encoded command or notification
+        appended_at INTEGER NOT NULL,
+        PRIMARY KEY (invocation_seq, idx)
+    );
+    INSERT INTO journal_v9 (invocation_seq, idx, type, entry, appended_at)
+        SELECT invocation_seq, idx, type, entry, appended_at FROM journal ORDER BY invocation_seq, idx;
+    DROP TABLE journal;
+    ALTER TABLE journal_v9 RENAME TO journal;
     """,
 ]

@@ -575,8 +575,8 @@ class SQLiteStore(Store):
                 (invocation_id, offset, -1 if limit is None else limit)).fetchall()
 
     def journal_length(self, invocation_id: str) -> int:
-        """Entries in the journal. Even a count reads each entry's record (the journal is WITHOUT ROWID, so a
-        row is its key): for a journal of large entries this takes a while, so it runs on a worker thread."""
+        """Entries in the journal, counted in its primary key's index (small records, no entry is read); it
+        runs on a worker thread all the same, like the other reads of a journal that may be long."""
         with self._side_lock:
             return self._side().execute("SELECT count(*) FROM journal WHERE invocation_seq = "
                                         "(SELECT seq FROM invocations WHERE id = ?)", (invocation_id,)).fetchone()[0]
