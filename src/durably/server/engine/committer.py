@@ -22,6 +22,8 @@ log = logging.getLogger("durably.commit")
 
 INLINE_COMMIT_ROWS = 4
 INLINE_COMMIT_BYTES = 16 * 1024
+# The longest a commit waits for sync step results on their way (see `arriving`).
+HOLD_MAX_S = 0.001
 # Retrying a store that cannot commit (disk full, read-only, I/O error): first after this, doubling to the cap.
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
@@ -74,6 +76,11 @@ class GroupCommitter:
         self.commits = 0
         # Told (rows, seconds) after each commit: what /metrics shows of group commit.
         self.on_commit: Callable[[int, float], None] | None = None
+        # Asked before a commit starts: whether results that will want a commit are about to arrive (sync step
+        # closures on their threads); the commit then waits for them, a bounded time.
+        self.arriving: Callable[[], bool] | None = None
+        self._waiting_arrivals = False
+        self._holding_since: float | None = None
 
     def start(self) -> None:
         """Bind to the running loop."""
@@ -143,6 +150,19 @@ class GroupCommitter:
         self._scheduled = False
         if self._committing or self.failed is not None or self._held is not None:
             return  # the commit in flight (or the retry of a held batch) starts the next one when it is done
+        if self.arriving is not None and self.arriving():
+            # Their drain schedules the commit again. The wait is bounded however busy the threads stay (new
+            # invocations keep posting first steps): the timer commits once it is over.
+            now = time.monotonic()
+            if self._holding_since is None:
+                self._holding_since = now
+            if now - self._holding_since < HOLD_MAX_S:
+                if not self._waiting_arrivals:
+                    self._waiting_arrivals = True
+                    assert self._loop is not None
+                    self._loop.call_later(HOLD_MAX_S, self._arrivals_due)
+                return
+        self._holding_since = None
         batch = self.batch
         if self._dirty:
             batch.invocations = {i: inv.to_row() for i, inv in self._dirty.items()}
@@ -165,6 +185,10 @@ class GroupCommitter:
             self._committed(batch)
             return
         self._commit_on_writer(batch)
+
+    def _arrivals_due(self) -> None:
+        self._waiting_arrivals = False
+        self.schedule()
 
     def _commit_on_writer(self, batch: Batch) -> None:
         start = time.perf_counter()

@@ -173,6 +173,8 @@ class Engine:
         self.calls.restore()
         self.admission.recover()
         self.timers.start()
+        loop, pool = self._loop, self.run_executor
+        self.committer.arriving = lambda: pool.arriving(loop)
         self._cleanup_task = self._loop.create_task(self._cleanup_loop())
         # User code that stalls the server is named in the log (stuck step threads, a blocked loop).
         self._stuck_task = self._loop.create_task(report_stuck(self.run_executor, self.options.stuck_report_interval))

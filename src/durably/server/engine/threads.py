@@ -47,6 +47,8 @@ from durably.sdk.errors import RetryableError
 log = logging.getLogger("durably.threads")
 
 IDLE_EXIT_S = 60.0
+# How long after a wave of closures was posted the commit waits for their results (see `StepThreads.arriving`).
+ARRIVING_S = 0.0005
 
 # Told (result, exception) on the event loop once a closure finished: exception is None when it returned,
 # the exception it raised otherwise, and `asyncio.CancelledError()` when it never ran (its attempt was aborted
@@ -104,7 +106,7 @@ class StepJob:
 class _Inbox:
     """Closures finished on threads, on their way back to one event loop: one wake-up per batch."""
 
-    __slots__ = ("done", "loop", "pool", "scheduled")
+    __slots__ = ("done", "loop", "moved_at", "out", "pool", "scheduled")
 
     def __init__(self, pool: StepThreads, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
@@ -112,6 +114,8 @@ class _Inbox:
         self.done: deque[StepJob] = deque()
         # A drain is queued on the loop and has not started: later arrivals ride on it.
         self.scheduled = False
+        self.out = 0  # posted from this loop and not handed back yet (touched on the loop only)
+        self.moved_at = 0.0  # when a closure was last posted or handed back
 
     def put(self, job: StepJob) -> None:
         """Hand a finished (or cancelled) job back (any thread)."""
@@ -128,8 +132,10 @@ class _Inbox:
         self.scheduled = False  # cleared first: a job appended from now on wakes the loop again
         done = self.done
         pending = self.pool._pending
+        self.moved_at = time.monotonic()
         while done:
             job = done.popleft()
+            self.out -= 1
             pending.pop(job, None)
             on_done, job.on_done = job.on_done, None
             result, exc = job.result, job.exc
@@ -188,6 +194,21 @@ class StepThreads(Executor):
                 del self._inboxes[old]
         job.fn, job.args, job.on_done, job.context, job.inbox = fn, args, on_done, context, inbox
         self._hand_out(job)
+        inbox.moved_at = time.monotonic()
+        inbox.out += 1
+
+    def arriving(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether closures posted from `loop` less than ARRIVING_S ago are still out: their results are about
+        to want a commit.
+
+        The group committer asks before it starts a commit. Handlers woken by one commit post their sync closures
+        in one tick, and the threads hand the results back in a few drains; committing at the first drain splits
+        the wave in two commits (two fsyncs), and the invocations stay in two out-of-phase groups from then on.
+        Waiting for the rest keeps them in one commit, as async closures are. A closure that does not return
+        quickly is not waited for once its wave is ARRIVING_S old: a blocking closure delays other invocations'
+        commits by about a millisecond at most, once."""
+        inbox = self._inboxes.get(loop)
+        return inbox is not None and inbox.out > 0 and time.monotonic() - inbox.moved_at < ARRIVING_S
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run `fn(*args, **kwargs)` on a pool thread (unlabelled)."""
