@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from durably.server.engine.committer import GroupCommitter
+from durably.server.engine.committer import INLINE_COMMIT_ROWS, GroupCommitter
 from durably.server.store.base import Batch
 from durably.server.store.memory import MemoryStore
 
@@ -48,7 +48,7 @@ def block_until(condition, what: str, within: float = 20.0) -> None:  # type: ig
 
 def big_batch(c: GroupCommitter) -> None:
     # More rows than an inline commit takes: this batch goes to the writer thread.
-    for i in range(10):
+    for i in range(INLINE_COMMIT_ROWS + 1):
         c.batch.journal.append((1, i, 1, b"x" * 100, 0))
 
 
