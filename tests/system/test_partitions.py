@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -226,6 +228,57 @@ def test_sigterm_drains_every_partition_and_exits_0(durably_serve: ServerFactory
     assert server.terminate(timeout=40) == 0
     assert not any(alive(pid) for pid in children.values())
     assert server.log().count("drained in") >= 2
+    # A partition's exit is clean: no interpreter abort on the way out (a thread reading its stdin pipe did that).
+    assert "Fatal Python error" not in server.log()
+
+
+def _raw_post_from(server: ServerProcess, source_port: int, path: str) -> tuple[int, bytes]:
+    """POST over a connection from exactly `source_port` (the port decides the partition that accepts it)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15,
+                                  source_address=("127.0.0.1", source_port)) as c:
+        c.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Length: 0\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_connections_from_ports_in_sequence_reach_every_partition(durably_serve: ServerFactory) -> None:
+    # A client's connections are dealt out by source port, not hashed: two from neighbouring ports land on the
+    # two partitions (a run of connections from one client is spread evenly; tests/test_listen_spread.py).
+    server = start(durably_serve)
+    children = pids(server)
+    for _ in range(20):
+        base = random.randrange(20000, 30000, 4)
+        try:
+            answers = [_raw_post_from(server, base + offset, "/Plain/pid") for offset in (0, 2)]
+        except OSError:  # a port of the run is taken: another run
+            continue
+        assert [status for status, _ in answers] == [200, 200]
+        assert {int(body) for _, body in answers} == set(children.values())
+        return
+    raise AssertionError("no free pair of source ports found")
+
+
+def test_the_ingress_health_answers_200_on_every_partition_once_serving(durably_serve: ServerFactory) -> None:
+    server = start(durably_serve)  # returns once "durably is serving" is in the log
+    for _ in range(20):
+        base = random.randrange(20000, 30000, 4)
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=15,
+                                          source_address=("127.0.0.1", base)) as a, \
+                    socket.create_connection(("127.0.0.1", server.port), timeout=15,
+                                             source_address=("127.0.0.1", base + 2)) as b:
+                for c in (a, b):
+                    c.sendall(f"GET /restate/health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+                statuses = [int(c.recv(65536).split()[1]) for c in (a, b)]
+        except OSError:
+            continue
+        assert statuses == [200, 200]
+        return
+    raise AssertionError("no free pair of source ports found")
 
 
 def test_partitions_do_not_outlive_a_killed_supervisor(durably_serve: ServerFactory) -> None:

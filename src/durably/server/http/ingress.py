@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -58,6 +59,8 @@ class Ingress:
     def __init__(self, engine: Engine, body_limit: int = DEFAULT_MAX_BODY, budget: BodyBudget | None = None) -> None:
         self.engine = engine
         self.body_limit = body_limit
+        # Why the server as a whole is not ready yet although this engine is (a partition whose siblings start).
+        self.readiness: Callable[[], str | None] | None = None
         # Request bodies held at once (None: unbounded, as in tests that drive the app in process).
         self.budget = budget
 
@@ -217,7 +220,7 @@ class Ingress:
     async def _restate_path(self, segs: list[str], method: str, scope: dict[str, Any], receive: Receive,
                             send: Send) -> None:
         if segs == ["health"]:
-            problem = self.engine.health_problem()
+            problem = self.engine.health_problem() or (self.readiness() if self.readiness is not None else None)
             if problem is not None:
                 await error(send, 503, problem)
                 return

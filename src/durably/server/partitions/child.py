@@ -50,11 +50,25 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _watch_parent(stdin: object) -> None:
-    # Reads until EOF: the supervisor closed its end (it stopped, or died where PDEATHSIG does not exist).
+# What the supervisor writes on the pipe once every partition serves (again, after a restart of this one).
+GROUP_SERVING = b"serving\n"
+
+
+def watch_parent(fd: int, group_serving: threading.Event) -> None:
+    """Set `group_serving` when the supervisor says every partition serves; stop this process at the end of
+    the pipe."""
+    # Reads until EOF: the supervisor closed its end (it stopped, or died where PDEATHSIG does not exist). With
+    # os.read on the descriptor, not sys.stdin: a daemon thread blocked in a buffered read holds the buffer's lock,
+    # and the interpreter aborts on it at exit ("Fatal Python error: _enter_buffered_busy") after a graceful stop.
+    seen = b""
     try:
-        while stdin.read(4096):  # type: ignore[attr-defined]
-            pass
+        while True:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            seen = (seen + chunk)[-len(GROUP_SERVING):]
+            if GROUP_SERVING in chunk or seen == GROUP_SERVING:
+                group_serving.set()
     except OSError:
         pass
     os.kill(os.getpid(), signal.SIGTERM)
@@ -62,10 +76,13 @@ def _watch_parent(stdin: object) -> None:
 
 def main() -> None:
     """Run one partition as the spec on stdin says."""
-    stdin = sys.stdin.buffer
-    spec: ChildSpec = pickle.load(stdin)
+    # Unbuffered, so that nothing after the spec is read ahead into a buffer the watcher below would not see.
+    with os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as stdin:
+        spec: ChildSpec = pickle.load(stdin)
     die_with_parent(spec.supervisor_pid)
-    threading.Thread(target=_watch_parent, args=(stdin,), name="durably-parent-watch", daemon=True).start()
+    group_serving = threading.Event()
+    threading.Thread(target=watch_parent, args=(sys.stdin.fileno(), group_serving), name="durably-parent-watch",
+                     daemon=True).start()
     from durably.hosting.loader import AppLoadError, load_app
     from durably.sdk.service import App
     from durably.server.observe.log_format import configure_logging
@@ -79,7 +96,7 @@ def main() -> None:
     except AppLoadError as e:
         print(f"durably: cannot serve: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
-    server = DurablyServer(app, spec.config, PartitionRole(spec.root, spec.index, spec.count))
+    server = DurablyServer(app, spec.config, PartitionRole(spec.root, spec.index, spec.count, group_serving))
     try:
         loop_runner()(server.serve())
     except (OSError, StartupError, DataDirError) as e:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,11 +33,13 @@ MAX_DELIVERY = 64 << 20
 class InternalApp:
     """The ASGI app behind one partition's internal socket."""
 
-    def __init__(self, engine: Any, ingress: Any, admin: Any, index: int) -> None:
+    def __init__(self, engine: Any, ingress: Any, admin: Any, index: int,
+                 group_serving: Callable[[], bool] = lambda: True) -> None:
         self.engine = engine
         self.ingress = ingress
         self.admin = admin
         self.index = index
+        self.group_serving = group_serving
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -52,7 +55,9 @@ class InternalApp:
             if problem is not None:
                 await error(send, 503, problem, "admin")
             else:
-                await respond(send, 200, json.dumps({"status": "ok", "partition": self.index}).encode())
+                # "group": whether this partition knows every partition serves (its ingress health says so).
+                await respond(send, 200, json.dumps({"status": "ok", "partition": self.index,
+                                                     "group": self.group_serving()}).encode())
         elif path in (ROWS_PATH, MINUTES_PATH):
             await self._ui_data(scope, send)
         elif path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):

@@ -20,8 +20,9 @@ import asyncio
 import json
 import os
 import socket
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from durably.server.store.datadir import DataDirError
@@ -129,6 +130,17 @@ class PartitionRole:
     root: Path
     index: int
     count: int
+    # Set once the supervisor said every partition serves (on this process's stdin).
+    group_serving: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    def readiness(self) -> str | None:
+        """Why the shared ingress port should not get traffic yet (the other partitions still start), or None.
+
+        The first partition up answers on the shared port while the others start: a client that took its health
+        for the server's would open its connections to that partition alone, and keep them."""
+        if self.group_serving.is_set():
+            return None
+        return f"partition {self.index} of {self.count} is up; waiting for the other partitions to start"
 
     @property
     def store_dir(self) -> Path:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import uvicorn
 
 from durably.server.config import ServerConfig
-from durably.server.partitions.child import ChildSpec
+from durably.server.partitions.child import GROUP_SERVING, ChildSpec
 from durably.server.partitions.fanout import AdminFanout
 from durably.server.partitions.forward import HEALTH_PATH, Clients
 from durably.server.partitions.layout import check_partitions, socket_dir
@@ -52,6 +52,8 @@ FIRST_BACKOFF_S = 0.25
 STABLE_S = 30.0
 KILL_AFTER_GRACE_S = 30.0
 _POLL_S = 0.05
+# How long the supervisor waits for every partition to confirm it knows all serve (see `_all_told`).
+GROUP_CONFIRM_S = 5.0
 
 
 class SupervisorError(RuntimeError):
@@ -96,12 +98,40 @@ class Supervisor:
         part.proc, part.started_at, part.serving, part.restart_at = proc, time.monotonic(), False, None
         part.pids.append(proc.pid)
 
-    async def _is_serving(self, part: _Partition) -> bool:
+    def _tell_serving(self, part: _Partition) -> None:
+        """Tell a partition that every partition serves: its ingress health answers 200 from now on."""
+        proc = part.proc
+        if proc is None or proc.stdin is None:
+            return
+        try:
+            proc.stdin.write(GROUP_SERVING)
+            proc.stdin.flush()
+        except (OSError, ValueError):  # it died meanwhile (its restart tells the next one)
+            pass
+
+    async def _is_serving(self, part: _Partition, group: bool = False) -> bool:
+        """Whether the partition serves (and, with `group`, knows that every partition does)."""
         try:
             r = await self.clients.get(part.index).get(HEALTH_PATH, timeout=2.0)
         except Exception:  # not listening yet, or restarting
             return False
-        return r.status_code == 200
+        if r.status_code != 200:
+            return False
+        return not group or r.json().get("group") is True
+
+    async def _all_told(self) -> None:
+        """Tell every partition that all serve, and wait until each says it knows (at most a few seconds), so that
+        once "durably is serving" is in the log the ingress health answers 200 wherever a client lands."""
+        for part in self.parts:
+            self._tell_serving(part)
+        deadline = time.monotonic() + GROUP_CONFIRM_S
+        for part in self.parts:
+            while not await self._is_serving(part, group=True):
+                if time.monotonic() > deadline:
+                    log.warning("partition %d did not confirm that every partition serves; its ingress health "
+                                "may answer 503 for a moment", part.index)
+                    return
+                await asyncio.sleep(_POLL_S)
 
     def _signal_all(self, sig: int) -> None:
         for part in self.parts:
@@ -171,6 +201,7 @@ class Supervisor:
                 if code is None:
                     if not part.serving and await self._is_serving(part):
                         part.serving = True
+                        self._tell_serving(part)
                         log.info("partition %d (pid %d) serves again", part.index, proc.pid)
                     continue
                 if proc.stdin is not None:
@@ -239,6 +270,7 @@ class Supervisor:
             if admin.started or admin_task.done():
                 break
             await asyncio.sleep(0.01)
+        await self._all_told()
         pids = ", ".join(str(p.proc.pid) for p in self.parts if p.proc is not None)
         log.info("durably is serving %s on %s (admin API on %s), data in %s, in %d partitions (pids %s)%s",
                  self.app_ref or "no app of its own (remote deployments only)", url(cfg.host, cfg.port, cfg),

@@ -127,7 +127,10 @@ class DurablyServer:
         subscriptions = KafkaSubscriptions(engine, cfg.kafka_clusters)
         self.subscriptions = subscriptions
         await subscriptions.start(consume=not cfg.drain)
-        ingress: object = Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon))
+        plain = Ingress(engine, cfg.body_limit, BodyBudget(limits.max_inflight_body, trim_soon))
+        if role is not None:
+            plain.readiness = role.readiness
+        ingress: object = plain
         monitor = None
         if engine.stats is not None:
             ingress = TimedIngress(ingress, engine.stats)
@@ -136,7 +139,7 @@ class DurablyServer:
         admin = Admin(engine, subscriptions=subscriptions)
         local_ingress = _draining(ingress, cfg)
         if role is not None and peers is not None:
-            internal_app = InternalApp(engine, local_ingress, admin, role.index)
+            internal_app = InternalApp(engine, local_ingress, admin, role.index, role.group_serving.is_set)
             admin.ui.peers = PeerViews(peers, role.index, role.count)  # the UI's list and overview: every partition
             routed = PartitionRouter(local_ingress, options.partitions, engine.services.get, Forwarder(peers))
             ingress_app, admin_app = host_checked(*guarded(routed, admin, cfg), cfg)
@@ -175,7 +178,8 @@ class DurablyServer:
                 if what == "internal":
                     sockets.append(listen_unix(Path(host)))
                 else:
-                    sockets.append(listen_tcp(host, port, shared=role is not None))
+                    sockets.append(listen_tcp(host, port, shared=role is not None,
+                                              spread=role.count if role is not None else 0))
             except OSError as e:
                 for sock in sockets:
                     sock.close()
