@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -121,6 +122,15 @@ class DurablyServer:
         self.engine = engine
         if peers is not None:  # cross-partition messages: the engine's outbox delivers through the sockets
             engine.attach_peers(UdsPeerLink(peers))
+        if handle_signals:
+            # The process is ours (durably serve, a partition): what exists before the engine starts (modules, the
+            # app, the server's objects) lives as long as the process, so the cyclic GC stops scanning it. Without
+            # this every full collection walked some 70,000 such objects: 30 ms pauses, 12% of the time at
+            # steps10@32; after it 4 ms, and 14-19% more steps/s. Before the engine starts, so that nothing it
+            # recovers (invocations that finish and go) is frozen. Not in embedded mode, where the process and its
+            # objects are the user's.
+            gc.collect()
+            gc.freeze()
         await engine.start()
         # Kafka subscriptions: the stored ones' consumers start now (each retries an unreachable broker);
         # a draining server takes no new invocations, from Kafka neither.
