@@ -44,21 +44,23 @@ class WatchedConnection(sqlite3.Connection):
         return err
 
     def execute(self, sql: str, parameters: Any = ()) -> Any:
-        # sqlite3's own execute builds a plain cursor; ours is watched for errors in later fetches too.
+        # sqlite3's own execute builds a plain cursor; ours is watched for errors in later fetches too. Made by
+        # `cursor()`, never `WatchedCursor(self)`: sqlite3 keeps a weak reference to every cursor of a connection
+        # and prunes the dead ones only in `cursor()`, so cursors built directly leaked one each, for good.
         try:
-            return WatchedCursor(self).execute(sql, parameters)
+            return self.cursor(WatchedCursor).execute(sql, parameters)
         except sqlite3.DatabaseError as e:
             return _raise(self, e)
 
     def executemany(self, sql: str, parameters: Iterable[Any]) -> Any:
         try:
-            return WatchedCursor(self).executemany(sql, parameters)
+            return self.cursor(WatchedCursor).executemany(sql, parameters)
         except sqlite3.DatabaseError as e:
             return _raise(self, e)
 
     def executescript(self, script: str) -> Any:
         try:
-            return WatchedCursor(self).executescript(script)
+            return self.cursor(WatchedCursor).executescript(script)
         except sqlite3.DatabaseError as e:
             return _raise(self, e)
 
