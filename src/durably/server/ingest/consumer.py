@@ -104,6 +104,9 @@ class ConsumerOptions:
     # Backoff between recreations of a failed client.
     restart_initial: float = 0.2
     restart_max: float = 10.0
+    # An assigned partition that is not paused, with records on the broker past what it received, that receives
+    # nothing for this long while the broker is up, is stuck in the client: the client is recreated.
+    stall_timeout: float = 60.0
 
 
 class _Partition:
@@ -118,6 +121,9 @@ class _Partition:
         self.last_routed = -1
         self.paused = False
         self.task: asyncio.Task[None] | None = None
+        # The stall watch: `last_routed` as last seen, and since when it has not moved with records waiting.
+        self.seen_routed = -1
+        self.still_since: float | None = None
 
 
 class SubscriptionConsumer:
@@ -597,6 +603,29 @@ class SubscriptionConsumer:
                 committed = self.stats.committed.get(tp, pdata.get("committed_offset", -1001))
                 if isinstance(hi, int) and hi >= 0 and isinstance(committed, int) and committed >= 0:
                     self.stats.lag[tp] = max(0, hi - committed)
+                part = self._parts.get(tp)
+                if part is not None and isinstance(hi, int) and isinstance(committed, int):
+                    self._watch_stall(part, hi, committed, str(pdata.get("fetch_state", "?")), time.monotonic())
+
+    def _watch_stall(self, part: _Partition, hi: int, committed: int, fetch_state: str, now: float) -> None:
+        """Recreate the client if `part` receives nothing for `stall_timeout` while records wait for it.
+
+        Seen once in a test run: the broker was killed just after a rebalance gave this consumer its partitions,
+        and once it was back the client never fetched them again (no error, no record, the lag never fell). A
+        new client reads every partition from its committed offset, as after any recreation."""
+        waiting = hi > max(part.last_routed + 1, committed)
+        if (not waiting or part.paused or part.releasing.is_set() or self.stats.state not in ("starting", "running")
+                or part.last_routed != part.seen_routed):
+            part.seen_routed = part.last_routed
+            part.still_since = None
+            return
+        if part.still_since is None:
+            part.still_since = now
+        elif now - part.still_since >= self.options.stall_timeout and self._fatal is None:
+            self._fatal = (f"partition {part.tp[0]}/{part.tp[1]} received nothing for {now - part.still_since:.0f} s "
+                           f"with {hi - max(part.last_routed + 1, committed)} records waiting on the broker (fetch "
+                           f"state {fetch_state})")
+            log.warning("Kafka subscription %s: %s; recreating the client", self.subscription.id, self._fatal)
 
     def _set_state(self, state: ConsumerState) -> None:
         # Once stopping, only `stop()` moves the state on.
