@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from collections import defaultdict
@@ -40,10 +42,11 @@ CONCURRENCY = 16
 class Node:
     """One restate-server of the cluster."""
 
-    def __init__(self, n: int, base: Path, node_ports: list[int], provision: bool, protocol: int) -> None:
+    def __init__(self, n: int, base: Path, node_ports: list[int], own_ports: tuple[int, int], provision: bool,
+                 protocol: int) -> None:
         self.name = f"n{n}"
-        self.ingress = f"http://127.0.0.1:{free_port()}"
-        self.admin = f"http://127.0.0.1:{free_port()}"
+        self.ingress = f"http://127.0.0.1:{own_ports[0]}"
+        self.admin = f"http://127.0.0.1:{own_ports[1]}"
         port = node_ports[n - 1]
         self.log_path = base / f"{self.name}.log"
         env = dict(os.environ)
@@ -119,16 +122,67 @@ def protocol(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
 
+def listen_ports(count: int) -> list[int]:
+    """`count` distinct free ports below the kernel's ephemeral range.
+
+    Ports from bind(0) come from the ephemeral range, where the nodes' own outgoing connections take their source
+    ports too: one of them once took a node's port between the pick and the node's bind ("Address in use")."""
+    low = 20000
+    try:
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_ephemeral = 32768
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randrange(low, max(low + 1000, low_ephemeral))
+        if port in ports:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def start_nodes(base: Path, protocol: int) -> list[Node]:
+    """Three nodes up, on fresh ports each try; a try where a port was taken meanwhile is started over."""
+    for attempt in range(3):
+        ports = listen_ports(9)
+        attempt_base = base / f"try{attempt}"
+        attempt_base.mkdir()
+        nodes = [Node(n, attempt_base, ports[:3], (ports[3 + 2 * (n - 1)], ports[4 + 2 * (n - 1)]),
+                      provision=n == 1, protocol=protocol) for n in (1, 2, 3)]
+        try:
+            for node in nodes:
+                wait_until(lambda node=node: node.proc.poll() is not None or (
+                    ok(f"{node.admin}/health") and ok(f"{node.ingress}/restate/health")), 90,
+                    f"restate node {node.name}")
+                if node.proc.poll() is not None:
+                    break
+            taken = [n for n in nodes if n.proc.poll() is not None and "Address in use" in n.log_path.read_text(
+                errors="replace")]
+            if not taken:
+                dead = [n.name for n in nodes if n.proc.poll() is not None]
+                assert not dead, f"restate nodes {dead} exited"
+                return nodes
+        except BaseException:
+            for node in nodes:
+                sys.stderr.write(f"--- {node.name} log (tail)\n{node.log_path.read_text(errors='replace')[-3000:]}\n")
+                node.kill()
+            raise
+        for node in nodes:
+            node.kill()
+    raise AssertionError("the cluster's ports were taken by others three times in a row")
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, protocol: int) -> Iterator[list[Node]]:
     if not RESTATE.exists():
         pytest.fail(f"{RESTATE} is missing: run `bash scripts/test.sh`, which installs the Restate server")
-    ports = [free_port() for _ in range(3)]
-    nodes = [Node(n, tmp_path, ports, provision=n == 1, protocol=protocol) for n in (1, 2, 3)]
+    nodes = start_nodes(tmp_path, protocol)
     try:
-        for node in nodes:
-            wait_until(lambda node=node: ok(f"{node.admin}/health") and ok(f"{node.ingress}/restate/health"), 90,
-                       f"restate node {node.name}")
         yield nodes
     except BaseException:
         for node in nodes:
