@@ -60,15 +60,16 @@ def watch_parent(fd: int, group_serving: threading.Event) -> None:
     # Reads until EOF: the supervisor closed its end (it stopped, or died where PDEATHSIG does not exist). With
     # os.read on the descriptor, not sys.stdin: a daemon thread blocked in a buffered read holds the buffer's lock,
     # and the interpreter aborts on it at exit ("Fatal Python error: _enter_buffered_busy") after a graceful stop.
-    seen = b""
+    tail = b""  # the end of what was read before: the line may come split over two reads
     try:
         while True:
             chunk = os.read(fd, 4096)
             if not chunk:
                 break
-            seen = (seen + chunk)[-len(GROUP_SERVING):]
-            if GROUP_SERVING in chunk or seen == GROUP_SERVING:
+            window = tail + chunk
+            if GROUP_SERVING in window:
                 group_serving.set()
+            tail = window[-(len(GROUP_SERVING) - 1):]
     except OSError:
         pass
     os.kill(os.getpid(), signal.SIGTERM)
