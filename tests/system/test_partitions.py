@@ -401,3 +401,40 @@ def test_a_registered_deployment_serves_from_every_partition_and_is_removed_from
             assert gone.status_code == 404, gone.text
     finally:
         stop_remote()
+
+
+def _cpus_of(pid: int) -> str:
+    """The CPUs a process may run on, in /proc's list form ("0-3,8")."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no Cpus_allowed_list for {pid}")
+
+
+def test_each_partition_keeps_to_its_own_cpus_also_after_a_restart(durably_serve: ServerFactory) -> None:
+    from durably.server.partitions.cpus import describe, partition_cpus
+
+    server = start(durably_serve)
+    mine = os.sched_getaffinity(0)  # the server inherits the test's CPUs
+    expected = {i: describe(partition_cpus(mine, i, 2)) for i in range(2)}
+    children = pids(server)
+    assert {i: _cpus_of(pid) for i, pid in children.items()} == expected
+    for i in range(2):
+        assert f"partition {i} keeps to CPUs {expected[i]}" in server.log()
+    # The supervisor itself is not pinned, so a restarted partition starts from every CPU and pins itself again.
+    assert _cpus_of(server.pid) == describe(mine)
+    os.kill(children[1], signal.SIGKILL)
+    wait_until(lambda: pids(server).get(1) not in (None, children[1]), 30, "partition 1 to serve again")
+    assert _cpus_of(pids(server)[1]) == expected[1]
+    assert post(server, "/Plain/pid").status_code == 200
+
+
+def test_no_pin_partitions_leaves_the_partitions_on_every_cpu(durably_serve: ServerFactory) -> None:
+    from durably.server.partitions.cpus import describe
+
+    server = durably_serve.new("partitioned")
+    server.extra_args = ["--partitions", "2", "--no-pin-partitions"]
+    server.start()
+    everything = describe(os.sched_getaffinity(0))
+    assert [_cpus_of(pid) for pid in pids(server).values()] == [everything, everything]
+    assert "keeps to CPUs" not in server.log()

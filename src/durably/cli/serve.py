@@ -40,6 +40,7 @@ DEFAULTS = ServerConfig()
 EMBEDDED_IGNORED: dict[str, str] = {
     "app": "embedded mode serves the app of the program it runs in",
     "partitions": "embedded mode runs in the app's own process; use `durably serve --partitions N` for more",
+    "pin_partitions": "embedded mode runs in the app's own process, which is never pinned",
 }
 _RETRY_PREFIX = "retry_"
 
@@ -150,7 +151,7 @@ def server_config(settings: dict[str, Any]) -> ServerConfig:
         request_identity_key=settings["request_identity_key"], secret_headers=settings["secret_headers"],
         allowed_hosts=_allowed_hosts(settings["allowed_hosts"]),
         kafka_clusters=_kafka_clusters(settings["kafka_clusters"], settings["kafka_cluster_options"]),
-        partitions=settings["partitions"],
+        partitions=settings["partitions"], pin_partitions=settings["pin_partitions"],
     )
 
 
@@ -224,6 +225,9 @@ def _serve_partitioned(app_ref: str | None, config: ServerConfig) -> None:
               metavar="N",
               help="Run N partition processes (one core and one SQLite store each) under one supervisor. The "
                    "count is fixed when the data directory is created; 1 is one process, as before partitions.")
+@click.option("--pin-partitions/--no-pin-partitions", default=DEFAULTS.pin_partitions, show_default=True,
+              help="With --partitions N > 1, keep each partition process to its own share of the CPUs the server "
+                   "may use (faster: the kernel does not move the busy loops between cores).")
 @click.option("--drain", is_flag=True,
               help="Finish the invocations in the store but take no new ones (503), when moving to a cluster.")
 @click.option("--shutdown-grace", default=DEFAULTS.shutdown_grace, show_default=True, type=click.FloatRange(min=0),

@@ -64,3 +64,5 @@ class ServerConfig:
     # Partitions of the invocation key space, one process each (`--partitions N`, server/partitions/): 1 is one
     # process with one store, as before partitions; the count is fixed when a data directory is created.
     partitions: int = 1
+    # With partitions > 1, each partition process keeps to its own CPUs (server/partitions/cpus.py).
+    pin_partitions: bool = True

@@ -13,6 +13,7 @@ supervisor's), anything else is a crash the supervisor restarts.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import pickle
 import signal
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from durably.server.config import ServerConfig
+from durably.server.partitions.cpus import describe, pin_partition
 
 _PR_SET_PDEATHSIG = 1
 
@@ -81,6 +83,8 @@ def main() -> None:
     with os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as stdin:
         spec: ChildSpec = pickle.load(stdin)
     die_with_parent(spec.supervisor_pid)
+    # Before any thread starts: threads inherit the CPUs of the thread that starts them.
+    cpus = pin_partition(spec.index, spec.count) if spec.config.pin_partitions else None
     group_serving = threading.Event()
     threading.Thread(target=watch_parent, args=(sys.stdin.fileno(), group_serving), name="durably-parent-watch",
                      daemon=True).start()
@@ -92,6 +96,8 @@ def main() -> None:
     from durably.server.store.datadir import DataDirError
 
     configure_logging(spec.config.log_level, spec.config.log_format, spec.index)
+    if cpus is not None:
+        logging.getLogger("durably.server").info("partition %d keeps to CPUs %s", spec.index, describe(cpus))
     try:
         app = load_app(spec.app_ref) if spec.app_ref else App()
     except AppLoadError as e:
