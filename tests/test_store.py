@@ -37,3 +37,29 @@ def test_a_newer_store_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="newer durably"):
         SQLiteStore(tmp_path)
+
+
+def test_a_damaged_file_met_by_a_commit_is_raised_as_corruption_and_reported(tmp_path: Path) -> None:
+    from durably.server.store.base import Batch
+    from durably.server.store.errors import StoreCorrupt
+
+    store = SQLiteStore(tmp_path)
+    told: list[str] = []
+    store.on_corrupt = told.append
+    writer = store._writer  # the commit's connection: its statements fail as on a damaged page
+
+    class DamagedCursor:
+        def execute(self, sql: str, *args: object) -> None:
+            if sql != "BEGIN":
+                raise sqlite3.DatabaseError("database disk image is malformed")
+
+        executemany = execute
+
+    writer.cursor = lambda *args: DamagedCursor()  # type: ignore[method-assign]
+    batch = Batch()
+    batch.journal.append((1, 0, 0x0400, b"x", 0))
+    with pytest.raises(StoreCorrupt, match="malformed"):
+        store.commit(batch)
+    assert store.corruption is not None and told == [store.corruption]
+    del writer.cursor
+    store.close()
