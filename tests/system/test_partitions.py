@@ -438,3 +438,91 @@ def test_no_pin_partitions_leaves_the_partitions_on_every_cpu(durably_serve: Ser
     everything = describe(os.sched_getaffinity(0))
     assert [_cpus_of(pid) for pid in pids(server).values()] == [everything, everything]
     assert "keeps to CPUs" not in server.log()
+
+
+class _KeepAlive:
+    """One keep-alive HTTP/1.1 connection, optionally from a given source port."""
+
+    def __init__(self, server: ServerProcess, source_port: int | None = None) -> None:
+        self.server = server
+        source = ("127.0.0.1", source_port) if source_port is not None else None
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=15, source_address=source)
+        self.buf = b""
+
+    def post(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        self.sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.server.port}\r\n"
+                          "Content-Length: 0\r\n\r\n".encode())
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            assert chunk, "the server closed the connection without an answer"
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        length = int(headers["content-length"])
+        while len(self.buf) < length:
+            chunk = self.sock.recv(65536)
+            assert chunk, "the server closed the connection in the middle of an answer"
+            self.buf += chunk
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return int(lines[0].split()[1]), headers, body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_keep_alive_connections_piled_on_one_partition_are_evened_out(durably_serve: ServerFactory) -> None:
+    # Source ports 4 apart are dealt to the same partition: 8 connections on one partition, none on the other.
+    # The loaded partition answers some of them with `connection: close` (each answer whole), the client opens
+    # new connections, which the kernel deals again, until each partition holds its share; then no more closes.
+    server = start(durably_serve)
+    children = set(pids(server).values())
+    conns: list[_KeepAlive] = []
+    for _ in range(20):
+        base = random.randrange(20000, 30000, 4)
+        try:
+            conns = [_KeepAlive(server, base + 4 * k) for k in range(8)]
+            break
+        except OSError:  # a port of the run is taken: another run
+            for c in conns:
+                c.close()
+            conns = []
+    assert conns, "no free run of source ports found"
+    owner: list[int] = []
+    closes = 0
+    for i, c in enumerate(conns):
+        status, headers, body = c.post("/Plain/pid")
+        assert status == 200, body
+        owner.append(int(body))
+        if headers.get("connection") == "close":
+            closes += 1
+            c.close()
+            conns[i] = _KeepAlive(server)
+    assert len(set(owner)) == 1, f"the premise: all 8 on one partition, got {owner}"
+
+    def round_trip() -> int:
+        shed = 0
+        for i, c in enumerate(conns):
+            status, headers, body = c.post("/Plain/pid")
+            assert status == 200, body
+            owner[i] = int(body)
+            if headers.get("connection") == "close":
+                shed += 1
+                c.close()
+                conns[i] = _KeepAlive(server)  # an ephemeral port: dealt by the kernel afresh
+        return shed
+
+    quiet_rounds = 0
+
+    def balanced() -> bool:
+        nonlocal closes, quiet_rounds
+        shed = round_trip()
+        closes += shed
+        split = sorted(owner.count(pid) for pid in children)
+        quiet_rounds = quiet_rounds + 1 if shed == 0 and split == [4, 4] else 0
+        return quiet_rounds >= 3
+
+    wait_until(balanced, 30, "the connections to be evened out over the partitions")
+    assert closes >= 4  # at least the 4 over the loaded partition's share were sent away
+    for c in conns:
+        c.close()

@@ -15,6 +15,9 @@ and journaled. This protocol subclass adds, per connection:
   header is refused before it is buffered.
 - a connection cap: a connection opened while the listener already has `max_connections` is answered
   503 with Retry-After and closed at once, and the log says the cap was reached (at most every 10 s).
+- with `--partitions N`, the ingress's share of connections: each partition counts its connections where the
+  others see them, and one holding more than its share answers a request with `connection: close` so that the
+  client reconnects and the kernel deals that connection again (server/partitions/balance.py).
 
 Errors are in Restate's shape, `{"code", "message"}`.
 """
@@ -25,7 +28,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -120,11 +123,22 @@ class OneWriteResponses:
         return getattr(self.transport, name)
 
 
+class ConnectionShare(Protocol):
+    """Where a listener shared by several processes keeps its connections even (server/partitions/balance.py)."""
+
+    def publish(self, connections: int) -> None:
+        """This process now holds `connections` connections."""
+
+    def should_close(self, connections: int) -> bool:
+        """Whether to close, after its answer, the connection whose request just arrived."""
+
+
 class LimitedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header/body timeouts, header limits and a connection cap."""
 
     limits: ResourceLimits = ResourceLimits()
     listener = "ingress"
+    shares: ConnectionShare | None = None
     over_cap_warning = _RateLimitedWarning()
     header_timeout_warning = _RateLimitedWarning()
     body_timeout_warning = _RateLimitedWarning()
@@ -141,6 +155,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._linger: asyncio.TimerHandle | None = None
         self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(
             self.limits.header_timeout, self._header_timed_out)
+        if self.shares is not None:
+            self.shares.publish(len(self.connections))
         if len(self.connections) > self.limits.max_connections:
             # Answered and closed at once, so that idle connections past the cap cannot use up the
             # process's file descriptors (which would lock out the other listener too).
@@ -157,6 +173,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._linger is not None:
             self._linger.cancel()
         super().connection_lost(exc)
+        if self.shares is not None:
+            self.shares.publish(len(self.connections))
 
     def _cancel_timers(self) -> None:
         for timer in (self._header_timer, self._body_timer):
@@ -235,6 +253,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
             cycle.transport = self._one_write  # type: ignore[assignment]
+            shares = self.shares
+            if shares is not None and cycle.keep_alive and shares.should_close(len(self.connections)):
+                cycle.keep_alive = False  # uvicorn answers with `connection: close` and closes after it
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
 
     def on_message_complete(self) -> None:
@@ -297,8 +318,9 @@ class _Refuse:
         await error(send, self.status, self.message, self.source, [(b"connection", b"close")])
 
 
-def protocol_class(limits: ResourceLimits, listener: str) -> type[LimitedHttpProtocol]:
-    """The protocol class for one listener (`http=` of uvicorn's Config)."""
+def protocol_class(limits: ResourceLimits, listener: str,
+                   shares: ConnectionShare | None = None) -> type[LimitedHttpProtocol]:
+    """The protocol class for one listener (`http=` of uvicorn's Config); `shares` for a port shared by partitions."""
     return type(f"Limited{listener.title()}Protocol", (LimitedHttpProtocol,),
-                {"limits": limits, "listener": listener, "over_cap_warning": _RateLimitedWarning(),
+                {"limits": limits, "listener": listener, "shares": shares, "over_cap_warning": _RateLimitedWarning(),
                  "header_timeout_warning": _RateLimitedWarning(), "body_timeout_warning": _RateLimitedWarning()})

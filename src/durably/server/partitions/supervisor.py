@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import uvicorn
 
 from durably.server.config import ServerConfig
+from durably.server.partitions.balance import create_shares, mark_down
 from durably.server.partitions.child import GROUP_SERVING, ChildSpec
 from durably.server.partitions.fanout import AdminFanout
 from durably.server.partitions.forward import HEALTH_PATH, Clients
@@ -216,6 +217,7 @@ class Supervisor:
                             part.crashes, "" if part.crashes == 1 else "es")
                 part.serving = False
                 part.restart_at = now + delay
+                mark_down(self.root, part.index)
             try:
                 await asyncio.wait_for(self._stop.wait(), _POLL_S)
             except TimeoutError:
@@ -234,6 +236,7 @@ class Supervisor:
         lock = DataDirLock.acquire(self.root)
         try:
             socket_dir(self.root).mkdir(mode=0o700, exist_ok=True)
+            create_shares(self.root, self.count)
             await self._serve(tls)
         finally:
             await self.clients.close()

@@ -23,6 +23,7 @@ from durably.server.http.connection_limits import protocol_class
 from durably.server.http.ingress import Ingress
 from durably.server.observe.metrics import LoopMonitor, TimedIngress
 from durably.server.observe.tracing import from_environment as tracing_from_environment
+from durably.server.partitions.balance import open_shares
 from durably.server.partitions.forward import Clients, Forwarder, UdsPeerLink
 from durably.server.partitions.internal import InternalApp
 from durably.server.partitions.layout import PartitionRole, check_partitions, listen_unix
@@ -155,11 +156,13 @@ class DurablyServer:
             ingress_app, admin_app = host_checked(*guarded(routed, admin, cfg), cfg)
         else:
             ingress_app, admin_app = host_checked(*guarded(local_ingress, admin, cfg), cfg)
+        # A shared ingress port: this partition's connections are counted where the others see them (even shares).
+        shares = open_shares(role.root, role.index, role.count) if role is not None else None
         servers = [
             QuietServer(uvicorn.Config(ingress_app, host=cfg.host, port=cfg.port,
                                         lifespan="off", log_level="warning", access_log=False,
                                         timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
-                                        date_header=False, http=protocol_class(limits, "ingress"),  # type: ignore[arg-type]
+                                        date_header=False, http=protocol_class(limits, "ingress", shares),  # type: ignore[arg-type]
                                         timeout_keep_alive=limits.keep_alive_timeout, **tls)),
             QuietServer(uvicorn.Config(admin_app, host=cfg.admin_host, port=cfg.admin_port, lifespan="off",
                                         log_level="warning", access_log=False, timeout_graceful_shutdown=5,
