@@ -103,7 +103,3 @@ class ConnectionShares:
             return False
         self._last_close = now
         return True
-
-    def close(self) -> None:
-        """Unmap the file (the slot keeps its last value; the supervisor marks a stopped partition down)."""
-        self._map.close()
