@@ -340,8 +340,9 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
         "# Benchmarks: Durably, Restate and DBOS side by side",
         "",
         f"One run on one machine, {meta['date']} ({meta['mode']} mode, {meta['elapsed_s']:.0f} s). "
-        "Every system ran the same workloads through HTTP on the same machine, one system at a time, with "
-        "durable writes synced to disk. Made by `bash bench/compare.sh`; the raw figures are in "
+        "Every system ran the same workloads through HTTP on the same machine, with durable writes synced to "
+        "disk; the throughput runs of the systems were interleaved, one system loaded at a time. Made by "
+        "`bash bench/compare.sh`; the raw figures are in "
         f"[{json_path.name}]({json_path.name}).",
         *(["", meta["note"]] if meta.get("note") else []),
         "",
@@ -367,7 +368,10 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
         "",
         f"- Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB, Linux {machine['kernel']}, "
         f"data on {machine['filesystem']}, Python {machine['python']}. The load generator and every process of the "
-        "system under test share these CPUs; systems run one after another, never together.",
+        "system under test share these CPUs. Every system is up during the throughput runs, but only one is "
+        "loaded at a time: run 1 of each system, then run 2 of each in the opposite order, and so on, each run "
+        "after the machine went quiet, so that a machine whose speed drifts over minutes moves every system's "
+        "figures alike. Replay, recovery and memory are measured with one system on the machine.",
         f"- Versions: {versions}.",
         f"- Load: wrk, one thread, closed loop (each connection sends its next request when the answer "
         f"arrives); {meta['warmup_s']:g} s of warm-up, then {meta['runs']} run(s) of {meta['duration_s']:g} s per "

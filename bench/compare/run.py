@@ -16,7 +16,8 @@ Systems (each started on free ports with its own fresh data directory under .ben
     restate      restate-server (npm @restatedev/restate-server) driving that same restate-sdk deployment
     dbos         bench/compare/dbos_app.py: DBOS on SQLite, in-process, behind uvicorn
 
-Workloads: throughput and latency measured by wrk (one thread, closed loop) at 1 and 32 connections;
+Workloads: throughput and latency measured by wrk (one thread, closed loop) at 1 and 32 connections, with every
+system up and their runs interleaved (one loaded at a time, after the machine went quiet);
 recovery after SIGKILL with many invocations in flight; replay cost against journal length; resident
 memory per suspended invocation. Each throughput figure is the median of --runs runs. Results go to a JSON
 file, from which bench/compare/report.py writes docs/benchmarks.md and the chart.
@@ -368,23 +369,47 @@ def check(system: System, w: Workload) -> None:
         raise RuntimeError(f"{system.label} {path}: last answer {str(last)[:300]}, expected {w.expect!r}") from None
 
 
-def measure_throughput(wrk: str, system: System, w: Workload, conns: int, lua: Path, runs: int, duration: float,
-                       warmup: float) -> dict[str, Any]:
+def settle(limit: float = 0.2, most_s: float = 15.0) -> float:
+    """Wait until the machine is quiet (under `limit` CPUs busy over a quarter second), at most `most_s`; the seconds
+    waited. Every system stays up while the others are measured, so one system's work after a run (RocksDB
+    compactions, WAL checkpoints) must not fall into the next system's run."""
+    started = time.monotonic()
+    while time.monotonic() - started < most_s:
+        busy = busy_cores(0.25)
+        if busy is None or busy < limit:
+            break
+    return time.monotonic() - started
+
+
+def one_run(wrk: str, system: System, w: Workload, conns: int, lua: Path, duration: float) -> dict[str, Any]:
     url = system.ingress + ("/" if w.keys else w.path)
-    if warmup > 0:
-        run_wrk(wrk, url, lua, conns, 1, warmup)
-    samples = []
-    for _ in range(runs):
-        stats, _text = run_wrk(wrk, url, lua, conns, 1, duration)
-        errors = int(stats["connect"] + stats["read"] + stats["write"] + stats["timeout"])
-        rps = stats["requests"] / (stats["duration_us"] / 1e6)
-        samples.append({"req_per_s": rps, "p50_ms": stats["p50_us"] / 1000, "p99_ms": stats["p99_us"] / 1000,
-                        "requests": int(stats["requests"]), "non_2xx": int(stats["non2xx"]), "errors": errors})
-    median = {k: statistics.median(s[k] for s in samples) for k in ("req_per_s", "p50_ms", "p99_ms")}
-    median["units_per_s"] = median["req_per_s"] * w.per_request
-    return {"workload": w.name, "connections": conns, "system": system.key, "duration_s": duration,
-            "runs": samples, "median": median,
-            "failed_requests": sum(s["non_2xx"] + s["errors"] for s in samples)}
+    stats, _text = run_wrk(wrk, url, lua, conns, 1, duration)
+    errors = int(stats["connect"] + stats["read"] + stats["write"] + stats["timeout"])
+    return {"req_per_s": stats["requests"] / (stats["duration_us"] / 1e6), "p50_ms": stats["p50_us"] / 1000,
+            "p99_ms": stats["p99_us"] / 1000, "requests": int(stats["requests"]), "non_2xx": int(stats["non2xx"]),
+            "errors": errors}
+
+
+def measure_throughput(wrk: str, systems: list[System], w: Workload, conns: int, lua: Path, runs: int,
+                       duration: float, warmup: float) -> list[dict[str, Any]]:
+    """The figures of every system in `systems` for one workload at `conns` connections, measured interleaved:
+    run i of every system before run i + 1 of any, in alternating order (A B C, then C B A), so that a machine
+    whose speed drifts over minutes (a shared VM) moves every system's figures alike and the ratios hold."""
+    samples: dict[str, list[dict[str, Any]]] = {s.key: [] for s in systems}
+    for i in range(runs):
+        for system in (systems if i % 2 == 0 else systems[::-1]):
+            settle()
+            if i == 0 and warmup > 0:
+                run_wrk(wrk, system.ingress + ("/" if w.keys else w.path), lua, conns, 1, warmup)
+            samples[system.key].append(one_run(wrk, system, w, conns, lua, duration))
+    out = []
+    for system in systems:
+        mine = samples[system.key]
+        median = {k: statistics.median(s[k] for s in mine) for k in ("req_per_s", "p50_ms", "p99_ms")}
+        median["units_per_s"] = median["req_per_s"] * w.per_request
+        out.append({"workload": w.name, "connections": conns, "system": system.key, "duration_s": duration,
+                    "runs": mine, "median": median, "failed_requests": sum(s["non_2xx"] + s["errors"] for s in mine)})
+    return out
 
 
 def measure_recovery(system: System, in_flight: int) -> dict[str, Any]:
@@ -555,41 +580,61 @@ def main() -> int:
                                "replay": [], "memory": [], "skipped": []}
     started = time.monotonic()
     failed = False
-    system: System | None = None
+    systems = [SYSTEM_CLASSES[key](workdir) for key in args.systems]
+
+    def names_of(system: System) -> list[str]:
+        # Partitions are about throughput; the other figures are Durably's own, measured once.
+        return [n for n in names if n not in OTHER] if system.key == "durably-p2" else names
+
     try:
-        for key in args.systems:
-            system = SYSTEM_CLASSES[key](workdir)
-            print(f"\n== {system.label}")
-            # Partitions are about throughput; the other figures are Durably's own, measured once.
-            sys_names = [n for n in names if n not in OTHER] if key == "durably-p2" else names
-            todo = [w for w in THROUGHPUT if w.name in sys_names]
-            if todo or "replay" in sys_names:
+        # Throughput: every system up at once, their runs interleaved (see measure_throughput).
+        for system in systems:
+            if any(w.name in names_of(system) for w in THROUGHPUT) or "replay" in names_of(system):
                 system.fresh()
                 system.start()
-            for w in todo:
+        settle(most_s=30.0)  # the peers' start-up work (registration, RocksDB) is over
+        idle = busy_cores(1.0)
+        if idle is not None and idle > 0.25:
+            print(f"warning: with every system up and idle, {idle:.2f} CPUs are busy; the figures will be noisy")
+        for w in THROUGHPUT:
+            taking = []
+            for system in systems:
+                if w.name not in names_of(system):
+                    continue
                 if w.keyed and not system.supports_keyed:
-                    results["skipped"].append({"system": key, "workload": w.name,
+                    results["skipped"].append({"system": system.key, "workload": w.name,
                                                "why": "no keyed state with one writer per key (virtual objects)"})
                     continue
                 check(system, w)
-                lua = workdir / f"{w.name}.lua"
-                lua.write_text(lua_for(w))
-                # The quick loop measures one connection only where latency is the point.
-                conn_list = w.connections if not args.quick or w.name in ("echo", "steps10") else w.connections[-1:]
-                if key == "durably-p2":  # partitions are about throughput: 32 connections only
-                    conn_list = conn_list[-1:]
-                for conns in conn_list:
-                    # A fan-out request can take seconds on a slow system: long enough runs to finish some.
-                    secs = max(duration, 10.0) if w.name == "fanout" and not args.quick else duration
-                    r = measure_throughput(wrk, system, w, conns, lua, runs, secs, warmup)
+                taking.append(system)
+            if not taking:
+                continue
+            lua = workdir / f"{w.name}.lua"
+            lua.write_text(lua_for(w))
+            # The quick loop measures one connection only where latency is the point.
+            conn_list = w.connections if not args.quick or w.name in ("echo", "steps10") else w.connections[-1:]
+            for conns in conn_list:
+                # Partitions are about throughput: 32 connections only.
+                these = [s for s in taking if s.key != "durably-p2" or conns == conn_list[-1]]
+                # A fan-out request can take seconds on a slow system: long enough runs to finish some.
+                secs = max(duration, 10.0) if w.name == "fanout" and not args.quick else duration
+                print(f"\n== {w.name}@{conns}", flush=True)
+                for r in measure_throughput(wrk, these, w, conns, lua, runs, secs, warmup):
                     results["throughput"].append(r)
                     m = r["median"]
                     extra = f"  {m['units_per_s']:9,.0f} {w.unit}/s" if w.unit else ""
                     bad = f"  !! {r['failed_requests']} failed requests" if r["failed_requests"] else ""
-                    print(f"  {w.name + '@' + str(conns):<12} {m['req_per_s']:9,.0f} req/s  p50 {m['p50_ms']:8.2f} ms"
+                    print(f"  {LABELS[r['system']]:<34} {m['req_per_s']:9,.0f} req/s  p50 {m['p50_ms']:8.2f} ms"
                           f"  p99 {m['p99_ms']:8.2f} ms{extra}{bad}", flush=True)
                     failed |= bool(r["failed_requests"])
+        # The rest one system at a time, alone on the machine: these figures stop, kill and restart it.
+        for system in systems:
+            system.stop()
+        for system in systems:
+            key, sys_names = system.key, names_of(system)
+            print(f"\n== {system.label}")
             if "replay" in sys_names:
+                system.start()  # on the data of its throughput runs
                 for n in replay_lengths:
                     samples = []
                     for i in range(runs):
@@ -620,7 +665,7 @@ def main() -> int:
         print(f"\nlogs and data kept in {workdir}", file=sys.stderr)
         raise
     finally:
-        if system is not None:
+        for system in systems:
             system.stop()
         results["meta"]["elapsed_s"] = round(time.monotonic() - started, 1)
         out_path.parent.mkdir(parents=True, exist_ok=True)
