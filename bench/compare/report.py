@@ -140,9 +140,12 @@ def spread(results: dict[str, Any], limit: float = 1.3) -> list[str]:
     for r in results["throughput"]:
         rates = [x["req_per_s"] for x in r["runs"]]
         if len(rates) > 1 and max(rates) > 0 and (min(rates) == 0 or max(rates) / min(rates) > limit):
+            stolen = [x.get("steal_cpus", 0.0) for x in r["runs"]]
+            host = (f" The hypervisor took {', '.join(f'{x:.2f}' for x in stolen)} CPUs during them."
+                    if max(stolen) >= 0.05 else "")
             out.append(f"- {LABELS[r['system']]}, {r['workload']} at {r['connections']} connection"
                        f"{'s' if r['connections'] > 1 else ''}: runs of {', '.join(fmt(x) for x in rates)} "
-                       "requests/s, in that order.")
+                       f"requests/s, in that order.{host}")
     return out
 
 

@@ -381,13 +381,23 @@ def settle(limit: float = 0.2, most_s: float = 15.0) -> float:
     return time.monotonic() - started
 
 
+def steal_s() -> float:
+    """CPU seconds the hypervisor gave to others while this VM wanted them, so far (0 on bare metal)."""
+    try:
+        return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def one_run(wrk: str, system: System, w: Workload, conns: int, lua: Path, duration: float) -> dict[str, Any]:
     url = system.ingress + ("/" if w.keys else w.path)
+    stolen, t0 = steal_s(), time.monotonic()
     stats, _text = run_wrk(wrk, url, lua, conns, 1, duration)
+    stolen = (steal_s() - stolen) / (time.monotonic() - t0)
     errors = int(stats["connect"] + stats["read"] + stats["write"] + stats["timeout"])
     return {"req_per_s": stats["requests"] / (stats["duration_us"] / 1e6), "p50_ms": stats["p50_us"] / 1000,
             "p99_ms": stats["p99_us"] / 1000, "requests": int(stats["requests"]), "non_2xx": int(stats["non2xx"]),
-            "errors": errors}
+            "errors": errors, "steal_cpus": round(stolen, 3)}
 
 
 def measure_throughput(wrk: str, systems: list[System], w: Workload, conns: int, lua: Path, runs: int,
@@ -624,6 +634,8 @@ def main() -> int:
                     m = r["median"]
                     extra = f"  {m['units_per_s']:9,.0f} {w.unit}/s" if w.unit else ""
                     bad = f"  !! {r['failed_requests']} failed requests" if r["failed_requests"] else ""
+                    stolen = max(s["steal_cpus"] for s in r["runs"])
+                    bad += f"  (the host took up to {stolen:.2f} CPUs in a run)" if stolen >= 0.05 else ""
                     print(f"  {LABELS[r['system']]:<34} {m['req_per_s']:9,.0f} req/s  p50 {m['p50_ms']:8.2f} ms"
                           f"  p99 {m['p99_ms']:8.2f} ms{extra}{bad}", flush=True)
                     failed |= bool(r["failed_requests"])
