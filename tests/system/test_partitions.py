@@ -345,7 +345,8 @@ def test_while_a_partition_cannot_come_back_its_requests_get_503_and_restarts_ba
         # Requests partition 1 owns: refused in Restate's shape, from whichever partition they landed on.
         refused = post(server, f"/Counter/{key}/add", 1)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-        assert refused.json()["code"] == 503 and "partition 1" in refused.json()["message"]
+        assert refused.json()["code"] == 503
+        assert "partition 1, which owns this request, is not serving" in refused.json()["message"]
         described = admin(server, "GET", f"/invocations/{inv_id}")
         assert described.status_code == 503 and "partition 1" in described.json()["message"]
         assert admin(server, "GET", "/health").status_code == 503

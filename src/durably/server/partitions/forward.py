@@ -2,8 +2,9 @@
 
 `Forwarder` hands an ingress (or admin) request, as it came, to another partition's internal listener and
 streams the answer back with its status and headers, so the caller cannot tell which process answered. An
-owner that cannot be reached (it is restarting) is answered 503 in Restate's shape with `retry-after`: the
-request was not delivered, nothing was created, and a retry (with its idempotency key) is safe.
+owner that cannot be reached (it is starting or restarting) is answered 503 in Restate's shape with
+`retry-after`: the request was not delivered, nothing was created, and a retry (with its idempotency key) is
+safe.
 
 `UdsPeerLink` is the `PeerLink` (server/partitions/link.py) the engine delivers its outbox through: a POST of
 opaque bytes to the peer's internal listener, answered by the peer engine's `receive_from_partition`.
@@ -100,7 +101,8 @@ async def stream(client: httpx.AsyncClient, scope: dict[str, Any], receive: Rece
             httpx.WriteError) as e:
         # Not delivered (or the owner died before answering): the caller retries, with its idempotency key.
         log.debug("forward to %s failed: %r", who, e)
-        await error(send, 503, f"{who} is restarting; retry in a moment", source, [(b"retry-after", b"1")])
+        await error(send, 503, f"{who} is not serving (starting or restarting); retry in a moment", source,
+                    [(b"retry-after", b"1")])
         return
     try:
         out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
