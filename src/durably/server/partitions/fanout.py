@@ -95,7 +95,7 @@ class AdminFanout:
         return self.pmap.owner(InvocationId.for_keyed("", key))
 
     async def _to(self, partition: int, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await stream(self.clients.get(partition), scope, receive, send, prefix=ADMIN_PREFIX, source="admin",
+        await stream(self.clients.uds(partition), scope, receive, send, prefix=ADMIN_PREFIX, source="admin",
                      who=f"partition {partition}")
 
     async def _state_post(self, scope: dict[str, Any], receive: Receive, send: Send, service: str) -> None:

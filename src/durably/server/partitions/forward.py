@@ -22,6 +22,7 @@ import httpx
 from durably.sdk.asgi import Receive, Send, error
 from durably.server.partitions.layout import reachable_path, socket_path
 from durably.server.partitions.link import PeerUnreachable
+from durably.server.partitions.uds_http import HOP_BY_HOP, UdsClient, UdsUnreachable
 
 log = logging.getLogger("durably.partitions")
 # httpx logs every request at info: one line per forwarded request or health probe would drown the log.
@@ -30,9 +31,6 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 PEER_PATH = "/__durably/peer"
 ADMIN_PREFIX = "/__durably/admin"
 HEALTH_PATH = "/__durably/health"
-# Headers that describe one hop, not the message: the next hop sets its own.
-_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
-                         b"proxy-connection"})
 _CONNECT_TIMEOUT_S = 2.0
 
 
@@ -47,18 +45,29 @@ def client_for(path: Path, max_connections: int = 512) -> httpx.AsyncClient:
 
 
 class Clients:
-    """One pooled client per partition's internal socket, made on first use."""
+    """Per partition's internal socket, made on first use: a lean client for the hot paths (forwarded requests and
+    outbox deliveries, `uds`) and an httpx client for the admin fan-out (`get`)."""
 
-    def __init__(self, data_dir: Path, count: int) -> None:
+    def __init__(self, data_dir: Path, count: int, idle_s: float = 0.5) -> None:
         self.data_dir = data_dir
         self.count = count
+        self.idle_s = idle_s
         self._clients: dict[int, httpx.AsyncClient] = {}
+        self._uds: dict[int, UdsClient] = {}
 
     def get(self, partition: int) -> httpx.AsyncClient:
-        """The client of `partition`'s internal listener."""
+        """The httpx client of `partition`'s internal listener."""
         client = self._clients.get(partition)
         if client is None:
             client = self._clients[partition] = client_for(socket_path(self.data_dir, partition))
+        return client
+
+    def uds(self, partition: int) -> UdsClient:
+        """The lean client of `partition`'s internal listener (server/partitions/uds_http.py)."""
+        client = self._uds.get(partition)
+        if client is None:
+            client = self._uds[partition] = UdsClient(reachable_path(socket_path(self.data_dir, partition)),
+                                                      idle_s=self.idle_s, connect_timeout_s=_CONNECT_TIMEOUT_S)
         return client
 
     async def close(self) -> None:
@@ -66,6 +75,9 @@ class Clients:
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.aclose()
+        lean, self._uds = self._uds, {}
+        for uds in lean.values():
+            await uds.aclose()
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
@@ -87,31 +99,30 @@ def _target(scope: dict[str, Any], prefix: str) -> str:
     return path + ("?" + qs.decode("latin-1") if qs else "")
 
 
-async def stream(client: httpx.AsyncClient, scope: dict[str, Any], receive: Receive, send: Send, prefix: str = "",
+async def stream(client: UdsClient, scope: dict[str, Any], receive: Receive, send: Send, prefix: str = "",
                  source: str = "ingress", who: str = "the partition that owns this request") -> None:
     """Send the request in `scope` to `client` (its path under `prefix`) and stream the answer back as it is."""
-    headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
-    has_body = scope["method"] not in ("GET", "HEAD", "DELETE") or any(
+    method = scope["method"]
+    has_body = method not in ("GET", "HEAD", "DELETE") or any(
         k.lower() in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
-    request = client.build_request(scope["method"], _target(scope, prefix), headers=headers,
-                                   content=_body(receive) if has_body else None)
     try:
-        response = await client.send(request, stream=True)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-            httpx.WriteError) as e:
+        response = await client.request(method, _target(scope, prefix), scope["headers"],
+                                        _body(receive) if has_body else None)
+    except UdsUnreachable as e:
         # Not delivered (or the owner died before answering): the caller retries, with its idempotency key.
-        log.debug("forward to %s failed: %r", who, e)
+        log.debug("forward to %s failed: %s", who, e)
         await error(send, 503, f"{who} is not serving (starting or restarting); retry in a moment", source,
                     [(b"retry-after", b"1")])
         return
     try:
-        out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
+        out = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
-        async for chunk in response.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if method != "HEAD":
+            async for chunk in response.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
-        await response.aclose()
+        response.close()
 
 
 class Forwarder:
@@ -121,7 +132,7 @@ class Forwarder:
         self.clients = clients
 
     async def __call__(self, partition: int, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await stream(self.clients.get(partition), scope, receive, send, who=f"partition {partition}, which owns "
+        await stream(self.clients.uds(partition), scope, receive, send, who=f"partition {partition}, which owns "
                      "this request,")
 
 
@@ -136,11 +147,16 @@ class UdsPeerLink:
         if not 0 <= partition < self.clients.count:
             raise ValueError(f"no partition {partition}: there are {self.clients.count}")
         try:
-            response = await self.clients.get(partition).post(PEER_PATH, content=payload)
-        except httpx.TransportError as e:
-            raise PeerUnreachable(f"partition {partition} is not reachable: {e!r}") from None
+            response = await self.clients.uds(partition).request("POST", PEER_PATH, [], payload)
+            try:
+                body = await response.read()
+            finally:
+                response.close()
+        except UdsUnreachable as e:
+            raise PeerUnreachable(f"partition {partition} is not reachable: {e}") from None
         if response.status_code == 503:
-            raise PeerUnreachable(f"partition {partition} is stopping or starting: {response.text}")
+            raise PeerUnreachable(f"partition {partition} is stopping or starting: {body.decode(errors='replace')}")
         if response.status_code != 200:
-            raise RuntimeError(f"partition {partition} refused a delivery ({response.status_code}): {response.text}")
-        return response.content
+            raise RuntimeError(f"partition {partition} refused a delivery ({response.status_code}): "
+                               f"{body.decode(errors='replace')}")
+        return body
