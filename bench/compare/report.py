@@ -403,7 +403,7 @@ def write_report(results: dict[str, Any], json_path: Path) -> Path:
         "## Run it yourself",
         "",
         "```sh",
-        "bash bench/compare.sh            # installs the peers, runs everything, writes this page (about 25 minutes)",
+        "bash bench/compare.sh            # installs the peers, runs everything, writes this page (about 30 minutes)",
         "bash bench/compare.sh --quick    # one short run of each workload, under 2 minutes (.bench/quick.md)",
         "```",
         "",

@@ -2,7 +2,7 @@
 
 Run it through the entry command, which installs the peers first (see docs/benchmarks.md):
 
-    bash bench/compare.sh            # the full run that docs/benchmarks.md is made from (about 25 minutes)
+    bash bench/compare.sh            # the full run that docs/benchmarks.md is made from (about 30 minutes)
     bash bench/compare.sh --quick    # a developer's loop: one short run of each, under 2 minutes
 
 or directly, once installed:
