@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from durably.server.partitions.forward import Clients, Forwarder, UdsPeerLink
 from durably.server.partitions.internal import InternalApp
-from durably.server.partitions.layout import listen_unix, socket_path
+from durably.server.partitions.layout import socket_path
 from durably.server.partitions.link import PeerUnreachable
+
+from .unix_server import serving
 
 
 class FakeEngine:
@@ -51,20 +52,8 @@ async def owner_ingress(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @asynccontextmanager
 async def partition(root: Path, index: int, engine: Any) -> AsyncIterator[None]:
-    sock = listen_unix(socket_path(root, index))
-    server = uvicorn.Server(uvicorn.Config(InternalApp(engine, owner_ingress, owner_ingress, index),
-                                           lifespan="off", log_level="warning"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(1000):  # uvicorn has no started event; bounded so a broken start fails the test
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(InternalApp(engine, owner_ingress, owner_ingress, index), socket_path(root, index)):
         yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 class Recorder:

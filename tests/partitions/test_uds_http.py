@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 
-from durably.server.partitions.layout import listen_unix
+from durably.sdk.asgi import read_body
 from durably.server.partitions.uds_http import UdsClient, UdsUnreachable
+
+from .unix_server import serving
 
 
 class App:
@@ -26,12 +28,7 @@ class App:
         self.seen_headers: list[dict[bytes, bytes]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(scope, receive, 1 << 30)
         self.seen_headers.append(dict(scope["headers"]))
         if scope["path"] == "/stream":
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -50,22 +47,8 @@ class App:
         await send({"type": "http.response.body", "body": answer, "more_body": False})
 
 
-@asynccontextmanager
-async def listener(path: Path, app: App, keep_alive_s: float = 5.0) -> AsyncIterator[uvicorn.Server]:
-    sock = listen_unix(path)
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning",
-                                           timeout_keep_alive=keep_alive_s))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(1000):  # uvicorn has no started event; bounded so a broken start fails the test
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    try:
-        yield server
-    finally:
-        server.should_exit = True
-        await task
+def listener(path: Path, app: App, keep_alive_s: float = 5.0) -> AbstractAsyncContextManager[uvicorn.Server]:
+    return serving(app, path, timeout_keep_alive=keep_alive_s)
 
 
 async def until(predicate: Any, what: str) -> None:
