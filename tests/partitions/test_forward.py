@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from durably.sdk.asgi import ClientDisconnected, read_body
 from durably.server.partitions.forward import Clients, Forwarder, UdsPeerLink
 from durably.server.partitions.internal import InternalApp
 from durably.server.partitions.layout import socket_path
@@ -144,6 +145,41 @@ def test_a_long_data_directory_still_gets_its_sockets(tmp_path: Path) -> None:
         clients = Clients(deep, 1)
         async with partition(deep, 0, Receiving()):
             assert await UdsPeerLink(clients).deliver(0, b"x") == b"got x"
+        await clients.close()
+
+    asyncio.run(main())
+
+
+def test_a_caller_gone_mid_body_never_reaches_the_owner_as_a_whole_request(tmp_path: Path) -> None:
+    """The caller sends part of a chunked body and disconnects: the owner must see a broken request, not a short
+    body passed off as complete (which would start an invocation with a truncated input)."""
+    outcome: asyncio.Queue[str] = asyncio.Queue()
+
+    async def owner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            body = await read_body(scope, receive, 1 << 20)
+        except ClientDisconnected:
+            outcome.put_nowait("disconnected")
+            return
+        outcome.put_nowait(f"complete: {body!r}")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    messages = [{"type": "http.request", "body": b'{"half": ', "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/Counter/k/add", "raw_path": b"/Counter/k/add",
+             "query_string": b"", "headers": [(b"content-type", b"application/json")]}
+
+    async def main() -> None:
+        clients = Clients(tmp_path, 2)
+        async with serving(owner, socket_path(tmp_path, 1)):
+            out = Recorder()
+            await Forwarder(clients)(1, scope, receive, out)
+            assert out.messages == []  # nobody to answer
+            assert await asyncio.wait_for(outcome.get(), 10) == "disconnected"
         await clients.close()
 
     asyncio.run(main())

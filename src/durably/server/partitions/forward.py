@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from durably.sdk.asgi import Receive, Send, error
+from durably.sdk.asgi import ClientDisconnected, Receive, Send, error
 from durably.server.partitions.layout import reachable_path, socket_path
 from durably.server.partitions.link import PeerUnreachable
 from durably.server.partitions.uds_http import HOP_BY_HOP, UdsClient, UdsUnreachable
@@ -84,7 +84,8 @@ async def _body(receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return
+            # Raised, not a silent end: a chunked body that just stopped would reach the owner as a whole one.
+            raise ClientDisconnected("the caller went away before its request body was complete")
         chunk = message.get("body", b"")
         if chunk:
             yield chunk
@@ -108,6 +109,9 @@ async def stream(client: UdsClient, scope: dict[str, Any], receive: Receive, sen
     try:
         response = await client.request(method, _target(scope, prefix), scope["headers"],
                                         _body(receive) if has_body else None)
+    except ClientDisconnected:
+        log.debug("the caller of a request for %s went away while sending it", who)
+        return  # the owner saw a broken request; nobody is left to answer
     except UdsUnreachable as e:
         # Not delivered (or the owner died before answering): the caller retries, with its idempotency key.
         log.debug("forward to %s failed: %s", who, e)

@@ -165,10 +165,9 @@ class _Connection(asyncio.Protocol):
                 and self.complete and self.sent and self.parser.should_keep_alive())
 
     async def drain(self) -> None:
+        """Wait while the other end is not reading (a lost connection ends the wait; `head` then tells why)."""
         if self.write_ready is not None:
             await self.write_ready
-        if self.lost is not None:
-            raise UdsUnreachable(f"the connection broke while sending: {self.lost}")
 
 
 class UdsClient:
@@ -260,16 +259,17 @@ class UdsClient:
         lines.append(b"\r\n")
         transport.write(b"".join(lines))
         async for chunk in body:
-            if not chunk:
-                continue
-            if conn.transport is None:
-                break  # the answer came early (or the connection broke): the rest is not wanted
-            conn.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-            await conn.drain()
-        if conn.transport is not None:
-            if chunked:
-                conn.transport.write(b"0\r\n\r\n")
-            conn.sent = True
+            if conn.head.done() or conn.transport is None:
+                break  # the answer came early (a refusal), or the connection broke: the rest is not wanted
+            if chunk:
+                conn.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await conn.drain()
+        else:
+            if conn.transport is not None and not conn.head.done():
+                if chunked:
+                    conn.transport.write(b"0\r\n\r\n")
+                conn.sent = True
+        # An answer that came before the whole body was sent leaves the connection unusable (`sent` is False).
 
     async def aclose(self) -> None:
         """Close every connection."""
