@@ -43,6 +43,7 @@ class UdsResponse:
 
     def __init__(self, conn: _Connection, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self._conn = conn
+        self._released = False
         self.status_code = status
         self.headers = headers
 
@@ -70,7 +71,10 @@ class UdsResponse:
 
     def close(self) -> None:
         """Done with the answer: its connection goes back to the pool if it can carry another request."""
-        self._conn.client._release(self._conn)
+        conn = self._conn
+        if not self._released:
+            self._released = True
+            conn.client._release(conn)
 
 
 class _Connection(asyncio.Protocol):
@@ -203,8 +207,6 @@ class UdsClient:
             conn.transport.close()
 
     def _release(self, conn: _Connection) -> None:
-        if conn in self._idle:
-            return
         if conn.reusable() and len(self._idle) < _MAX_IDLE_CONNECTIONS:
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
