@@ -48,10 +48,12 @@ class Clients:
     """Per partition's internal socket, made on first use: a lean client for the hot paths (forwarded requests and
     outbox deliveries, `uds`) and an httpx client for the admin fan-out (`get`)."""
 
-    def __init__(self, data_dir: Path, count: int, idle_s: float = 0.5) -> None:
+    def __init__(self, data_dir: Path, count: int, keep_alive_timeout: float = 5.0) -> None:
         self.data_dir = data_dir
         self.count = count
-        self.idle_s = idle_s
+        # Pooled connections are dropped well before the listeners' keep-alive timeout (the same setting in
+        # every partition) could close them under a request.
+        self.idle_s = min(0.5, keep_alive_timeout / 2)
         self._clients: dict[int, httpx.AsyncClient] = {}
         self._uds: dict[int, UdsClient] = {}
 

@@ -81,7 +81,7 @@ class Supervisor:
         self.count = config.partitions
         self.root = config.data_dir
         self.parts = [_Partition(i) for i in range(self.count)]
-        self.clients = Clients(self.root, self.count)
+        self.clients = Clients(self.root, self.count, config.limits.keep_alive_timeout)
         self._stop = asyncio.Event()
         self._signals = 0
 

@@ -118,7 +118,7 @@ class DurablyServer:
         if role is not None:
             role.clear_drained()
             options.partitions = PartitionMap(role.count, role.index)
-            peers = Clients(role.root, role.count)
+            peers = Clients(role.root, role.count, limits.keep_alive_timeout)
         engine = Engine(self.app, store, options)
         self.engine = engine
         if peers is not None:  # cross-partition messages: the engine's outbox delivers through the sockets
