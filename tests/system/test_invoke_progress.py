@@ -39,8 +39,11 @@ class Terminal:
 
     def __init__(self, server: ServerProcess, *args: str) -> None:
         self.master, slave = pty.openpty()
+        # SIGINT as in a foreground job: a test run started in the background (`cmd &` in a script) has it
+        # ignored, and the child would inherit that, so Ctrl-C would never reach it.
         self.proc = subprocess.Popen([sys.executable, "-m", "durably.cli.main", *args], stdout=subprocess.PIPE,
-                                     stderr=slave, stdin=subprocess.DEVNULL, env=env_of(server), cwd=REPO_ROOT)
+                                     stderr=slave, stdin=subprocess.DEVNULL, env=env_of(server), cwd=REPO_ROOT,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         os.close(slave)
         self.seen = b""
 
