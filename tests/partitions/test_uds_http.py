@@ -176,3 +176,17 @@ async def test_a_listener_that_dies_before_or_during_the_answer(tmp_path: Path, 
                 await r.read()
             r.close()
         await client.aclose()
+
+
+async def test_a_head_answer_has_no_body_and_the_next_request_still_works(tmp_path: Path) -> None:
+    """A HEAD answer carries the length of a body that never comes: it must not be waited for."""
+    app = App()
+    async with listener(tmp_path / "s.sock", app):
+        client = UdsClient(tmp_path / "s.sock")
+        r = await client.request("HEAD", "/h")
+        assert r.status_code == 201 and await asyncio.wait_for(r.read(), 10) == b""
+        r.close()
+        r = await client.request("POST", "/after", [], b"")
+        assert (await r.read()).startswith(b"POST /after")
+        r.close()
+        await client.aclose()

@@ -123,9 +123,8 @@ async def stream(client: UdsClient, scope: dict[str, Any], receive: Receive, sen
     try:
         out = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
-        if method != "HEAD":
-            async for chunk in response.chunks():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        async for chunk in response.chunks():  # none for HEAD
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
         response.close()

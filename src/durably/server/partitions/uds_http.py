@@ -17,7 +17,6 @@ retries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
@@ -278,5 +277,4 @@ class UdsClient:
         self._idle.clear()
         for conn in list(self._open):
             self._drop(conn)
-        with contextlib.suppress(Exception):
-            await asyncio.sleep(0)  # let the transports run their close callbacks
+        await asyncio.sleep(0)  # let the transports run their close callbacks
