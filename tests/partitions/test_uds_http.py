@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,16 @@ def listener(path: Path, app: App, keep_alive_s: float = 5.0) -> AbstractAsyncCo
     return serving(app, path, timeout_keep_alive=keep_alive_s)
 
 
+@asynccontextmanager
+async def client_of(path: Path, **options: Any) -> AsyncIterator[UdsClient]:
+    """A client of `path`, closed however the test ends."""
+    client = UdsClient(path, **options)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 async def until(predicate: Any, what: str) -> None:
     for _ in range(500):
         if predicate():
@@ -61,8 +71,7 @@ async def until(predicate: Any, what: str) -> None:
 
 async def test_sequential_requests_share_one_kept_alive_connection(tmp_path: Path) -> None:
     app = App()
-    async with listener(tmp_path / "s.sock", app) as server:
-        client = UdsClient(tmp_path / "s.sock")
+    async with listener(tmp_path / "s.sock", app) as server, client_of(tmp_path / "s.sock") as client:
         for i in range(5):
             r = await client.request("POST", f"/a/{i}", [(b"content-type", b"application/json")], b"[1]")
             assert (r.status_code, await r.read()) == (201, f"POST /a/{i} 3 {hashlib.sha256(b'[1]').hexdigest()}"
@@ -71,21 +80,18 @@ async def test_sequential_requests_share_one_kept_alive_connection(tmp_path: Pat
             r.close()
         assert len(server.server_state.connections) == 1
         assert server.server_state.total_requests == 5
-        await client.aclose()
 
 
 async def test_an_answer_streams_as_it_comes(tmp_path: Path) -> None:
     """An attach waits as long as the invocation runs: its answer must not be held until it ends."""
     app = App()
-    async with listener(tmp_path / "s.sock", app):
-        client = UdsClient(tmp_path / "s.sock")
+    async with listener(tmp_path / "s.sock", app), client_of(tmp_path / "s.sock") as client:
         r = await client.request("GET", "/stream")
         chunks = r.chunks()
         assert await anext(chunks) == b"first;"  # the second part is not sent until this arrived
         app.release.set()
         assert b"".join([c async for c in chunks]) == b"second"
         r.close()
-        await client.aclose()
 
 
 async def test_large_bodies_both_ways_and_a_streamed_request_body(tmp_path: Path) -> None:
@@ -96,8 +102,7 @@ async def test_large_bodies_both_ways_and_a_streamed_request_body(tmp_path: Path
         for i in range(0, len(payload), 65_536):
             yield payload[i:i + 65_536]
 
-    async with listener(tmp_path / "s.sock", app):
-        client = UdsClient(tmp_path / "s.sock")
+    async with listener(tmp_path / "s.sock", app), client_of(tmp_path / "s.sock") as client:
         expected = f"PUT /up {len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
         r = await client.request("PUT", "/up", [], pieces())  # no content-length: chunked
         assert await r.read() == expected
@@ -108,15 +113,13 @@ async def test_large_bodies_both_ways_and_a_streamed_request_body(tmp_path: Path
         r = await client.request("GET", "/big?n=5000000")
         assert len(await r.read()) == 5_000_000
         r.close()
-        await client.aclose()
 
 
 async def test_hop_by_hop_headers_and_expect_are_not_passed_on(tmp_path: Path) -> None:
     """curl sends `expect: 100-continue` with bodies over 1 KB; the body goes at once, so the owner must not
     answer `100 Continue` into the middle of the exchange."""
     app = App()
-    async with listener(tmp_path / "s.sock", app):
-        client = UdsClient(tmp_path / "s.sock")
+    async with listener(tmp_path / "s.sock", app), client_of(tmp_path / "s.sock") as client:
         headers = [(b"host", b"example.com:8080"), (b"expect", b"100-continue"), (b"connection", b"close"),
                    (b"x-keep", b"1")]
         r = await client.request("POST", "/h", headers, b"x" * 2000)
@@ -129,13 +132,13 @@ async def test_hop_by_hop_headers_and_expect_are_not_passed_on(tmp_path: Path) -
         r = await client.request("POST", "/again", [], b"")
         assert r.status_code == 201
         r.close()
-        await client.aclose()
 
 
 async def test_a_connection_the_listener_closed_is_not_used_again(tmp_path: Path) -> None:
     app = App()
-    async with listener(tmp_path / "s.sock", app, keep_alive_s=0.1) as server:
-        client = UdsClient(tmp_path / "s.sock", idle_s=60.0)  # only the close itself can tell the client
+    # A long idle_s: only the close itself can tell the client.
+    async with listener(tmp_path / "s.sock", app, keep_alive_s=0.1) as server, \
+            client_of(tmp_path / "s.sock", idle_s=60.0) as client:
         r = await client.request("POST", "/one", [], b"")
         await r.read()
         r.close()
@@ -143,7 +146,6 @@ async def test_a_connection_the_listener_closed_is_not_used_again(tmp_path: Path
         r = await client.request("POST", "/two", [], b"")
         assert r.status_code == 201 and (await r.read()).startswith(b"POST /two")
         r.close()
-        await client.aclose()
 
 
 async def test_no_listener_is_unreachable(tmp_path: Path) -> None:
@@ -164,8 +166,7 @@ async def test_a_listener_that_dies_before_or_during_the_answer(tmp_path: Path, 
         writer.close()
 
     server = await asyncio.start_unix_server(die, path=str(tmp_path / "d.sock"))
-    async with server:
-        client = UdsClient(tmp_path / "d.sock")
+    async with server, client_of(tmp_path / "d.sock") as client:
         if not sent:
             with pytest.raises(UdsUnreachable, match="no answer"):
                 await client.request("GET", "/x")
@@ -175,18 +176,15 @@ async def test_a_listener_that_dies_before_or_during_the_answer(tmp_path: Path, 
             with pytest.raises(UdsUnreachable, match="broke during the answer"):
                 await r.read()
             r.close()
-        await client.aclose()
 
 
 async def test_a_head_answer_has_no_body_and_the_next_request_still_works(tmp_path: Path) -> None:
     """A HEAD answer carries the length of a body that never comes: it must not be waited for."""
     app = App()
-    async with listener(tmp_path / "s.sock", app):
-        client = UdsClient(tmp_path / "s.sock")
+    async with listener(tmp_path / "s.sock", app), client_of(tmp_path / "s.sock") as client:
         r = await client.request("HEAD", "/h")
         assert r.status_code == 201 and await asyncio.wait_for(r.read(), 10) == b""
         r.close()
         r = await client.request("POST", "/after", [], b"")
         assert (await r.read()).startswith(b"POST /after")
         r.close()
-        await client.aclose()
