@@ -52,3 +52,29 @@ async def test_what_is_not_a_stall() -> None:
                 c.stats.state = "broker-unavailable"
             c._watch_stall(part, hi=hi, committed=100, fetch_state="active", now=float(now))
         assert c._fatal is None, case
+
+
+async def test_a_partition_the_client_never_fetches_gets_the_client_recreated() -> None:
+    """Seen once more in a full test run, after a broker restart that came with a rebalance: the new assignment
+    was never fetched, so the client's statistics knew no high watermark for it (-1) and the check above could
+    not see records waiting. A partition that stays out of the `active` fetch state, its high watermark unknown,
+    for `stall_timeout` while the broker is up, is as stuck."""
+    part = _Partition("t", 5)
+    c = consumer_with(part)
+    c._watch_stall(part, hi=-1, committed=40, fetch_state="offset-query", now=1000.0)
+    c._watch_stall(part, hi=-1, committed=40, fetch_state="offset-query", now=1059.0)
+    assert c._fatal is None
+    c._watch_stall(part, hi=-1, committed=40, fetch_state="offset-query", now=1060.0)
+    assert c._fatal == ("partition t/5 received nothing for 60 s and the client never fetched it (high watermark "
+                        "unknown, fetch state offset-query)")
+
+
+async def test_an_idle_partition_the_client_fetches_is_not_a_stall() -> None:
+    # Fetching (active) with no high watermark yet, or a broker that is down while the client cannot fetch.
+    for fetch_state, state in (("active", "running"), ("offset-query", "broker-unavailable")):
+        part = _Partition("t", 1)
+        c = consumer_with(part)
+        c.stats.state = state
+        for now in range(0, 600, 10):
+            c._watch_stall(part, hi=-1, committed=-1001, fetch_state=fetch_state, now=float(now))
+        assert c._fatal is None, (fetch_state, state)

@@ -612,8 +612,11 @@ class SubscriptionConsumer:
 
         Seen once in a test run: the broker was killed just after a rebalance gave this consumer its partitions,
         and once it was back the client never fetched them again (no error, no record, the lag never fell). A
-        new client reads every partition from its committed offset, as after any recreation."""
-        waiting = hi > max(part.last_routed + 1, committed)
+        new client reads every partition from its committed offset, as after any recreation. A partition the
+        client never fetched has no high watermark in its statistics (`hi` < 0): out of the `active` fetch state
+        that long, it is as stuck (seen once too, after a broker restart that came with a rebalance)."""
+        unfetched = hi < 0 and fetch_state != "active"
+        waiting = unfetched or hi > max(part.last_routed + 1, committed)
         if (not waiting or part.paused or part.releasing.is_set() or self.stats.state not in ("starting", "running")
                 or part.last_routed != part.seen_routed):
             part.seen_routed = part.last_routed
@@ -622,9 +625,10 @@ class SubscriptionConsumer:
         if part.still_since is None:
             part.still_since = now
         elif now - part.still_since >= self.options.stall_timeout and self._fatal is None:
+            what = ("and the client never fetched it (high watermark unknown, " if unfetched else
+                    f"with {hi - max(part.last_routed + 1, committed)} records waiting on the broker (")
             self._fatal = (f"partition {part.tp[0]}/{part.tp[1]} received nothing for {now - part.still_since:.0f} s "
-                           f"with {hi - max(part.last_routed + 1, committed)} records waiting on the broker (fetch "
-                           f"state {fetch_state})")
+                           f"{what}fetch state {fetch_state})")
             log.warning("Kafka subscription %s: %s; recreating the client", self.subscription.id, self._fatal)
 
     def _set_state(self, state: ConsumerState) -> None:
